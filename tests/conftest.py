@@ -1,0 +1,35 @@
+"""Shared fixtures: small demo data and one tiny pretrain run reused across tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_small():
+    """400 train / 100 test demo images: enough to learn something in seconds."""
+    from worker.ml.demo_data import make_demo
+
+    return make_demo(seed=0, n_train=400, n_test=100)
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(tmp_path_factory, demo_small):
+    """One quick layer-wise pretrain (1 epoch a stage), shared by the finetune tests."""
+    from worker.ml.config import PretrainConfig, StageConfig
+    from worker.ml.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("pretrain")
+    stage = StageConfig(kernel_size=3, epochs=1, batch_size=32)
+    config = PretrainConfig(ae01=stage, ae02=stage, ae03=stage, bn_momentum=0.9)
+    pretrain(demo_small, config, out_dir=out)
+    return out

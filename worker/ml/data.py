@@ -1,0 +1,312 @@
+"""The Dataset type: validated image arrays plus the generic operations training needs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_SHAPE = (32, 32, 3)
+SPLITS = ("train", "test")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+SAVED_KEYS = (*NPZ_KEYS, "class_names", "name", "source")
+
+
+class DataError(ValueError):
+    """Bad data: message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A stratified train/validation split of a dataset's training images."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def _check_images(key: str, x: Any) -> np.ndarray:
+    """Return x as a read-only view after checking it is a non-empty uint8 (N, 32, 32, 3) array."""
+    if not isinstance(x, np.ndarray):
+        raise DataError(f"{key} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype != np.uint8:
+        raise DataError(
+            f"{key} has dtype {x.dtype}; expected uint8 pixels 0-255 "
+            "(convert floats in [0, 1] with (x * 255).round().astype('uint8'))"
+        )
+    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
+        hint = " (channels-first? transpose to (N, 32, 32, 3))" if x.shape[1:2] == (3,) else ""
+        raise DataError(f"{key} has shape {x.shape}; expected (N, 32, 32, 3){hint}")
+    if len(x) == 0:
+        raise DataError(f"{key} is empty; need at least one image")
+    return _read_only(x)
+
+
+def _check_labels(key: str, y: Any, n_images: int, num_classes: int) -> np.ndarray:
+    """Return y as read-only int64 after checking shape, dtype and range."""
+    if not isinstance(y, np.ndarray):
+        raise DataError(f"{key} must be a NumPy array, got {type(y).__name__}")
+    if y.ndim != 1 or len(y) != n_images:
+        raise DataError(f"{key} has shape {y.shape}; expected ({n_images},), one label per image")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{key} has dtype {y.dtype}; expected integer class indices")
+    bad = np.unique(y[(y < 0) | (y >= num_classes)])
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:5])
+        raise DataError(f"{key} has labels outside [0, {num_classes}): {shown}")
+    return _read_only(y.astype(np.int64, copy=False))
+
+
+def _check_class_names(names: Any) -> tuple[str, ...]:
+    """Return class names as a tuple after checking they are unique non-empty strings."""
+    names = tuple(names)
+    if not names:
+        raise DataError("class_names is empty; need at least one class")
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise DataError(f"class_names must be non-empty strings, got {names!r}")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"class_names has duplicates: {dupes}")
+    return names
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """Return a read-only view, so the cached fingerprint cannot go stale through mutation."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _stratified_sample(y: np.ndarray, n: int, num_classes: int, seed: int) -> np.ndarray:
+    """Pick n indices whose class proportions match y's (largest-remainder rounding)."""
+    counts = np.bincount(y, minlength=num_classes)
+    quotas = counts * n / len(y)
+    take = np.floor(quotas).astype(np.int64)
+    # Hand the rounding leftovers to the classes that lost the most, so the total is exactly n.
+    order = np.argsort(-(quotas - take), kind="stable")
+    take[order[: n - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(y == c), k, replace=False) for c, k in enumerate(take)]
+    return np.sort(np.concatenate(picks))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train and test images (uint8, N x 32 x 32 x 3) with integer labels and class names."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Validate every field; normalise labels to int64 and arrays to read-only views."""
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DataError(f"dataset name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise DataError(f"dataset source must be a non-empty string, got {self.source!r}")
+        names = _check_class_names(self.class_names)
+        checked = {"class_names": names}
+        for split in SPLITS:
+            x = _check_images(f"x_{split}", getattr(self, f"x_{split}"))
+            y = _check_labels(f"y_{split}", getattr(self, f"y_{split}"), len(x), len(names))
+            checked |= {f"x_{split}": x, f"y_{split}": y}
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (including any with no images)."""
+        return len(self.class_names)
+
+    def _labels(self, split: str) -> np.ndarray:
+        """Labels of the named split."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.y_train if split == "train" else self.y_test
+
+    def class_counts(self, split: str = "train") -> dict[str, int]:
+        """Images per class name in a split; every class is listed, 0 included."""
+        counts = np.bincount(self._labels(split), minlength=self.num_classes)
+        return {name: int(c) for name, c in zip(self.class_names, counts, strict=True)}
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the content (arrays and class names); name and source are left out."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for key in NPZ_KEYS:
+                a = getattr(self, key)
+                digest.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+                digest.update(np.ascontiguousarray(a).data)
+            digest.update("\x00".join(self.class_names).encode())
+            object.__setattr__(self, "_fingerprint", digest.hexdigest())
+        return self._fingerprint  # type: ignore[return-value]
+
+    def split_validation(self, *, fraction: float = 0.1, seed: int = 0) -> Split:
+        """Stratified split of the training images into train and validation parts."""
+        # sklearn is imported here, not at the top, so loading data stays fast.
+        from sklearn.model_selection import train_test_split
+
+        if not 0.0 < fraction < 1.0:
+            raise DataError(f"validation fraction must be in (0, 1), got {fraction}")
+        lonely = [n for n, c in self.class_counts().items() if c == 1]
+        if lonely:
+            raise DataError(
+                f"{self.name}: cannot stratify a validation split, class {lonely[0]!r} "
+                "has only 1 training image (need at least 2)"
+            )
+        try:
+            train_idx, val_idx = train_test_split(
+                np.arange(len(self.y_train)),
+                test_size=fraction,
+                stratify=self.y_train,
+                random_state=seed,
+            )
+        except ValueError as exc:
+            raise DataError(f"{self.name}: cannot split off {fraction:.0%}: {exc}") from exc
+        return Split(
+            self.x_train[train_idx], self.y_train[train_idx],
+            self.x_train[val_idx], self.y_train[val_idx],
+        )  # fmt: skip
+
+    def class_weights(self) -> dict[int, float]:
+        """'Balanced' class weights over the training labels; absent classes get 1.0."""
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(self.y_train)
+        weights = compute_class_weight("balanced", classes=present, y=self.y_train)
+        result = dict.fromkeys(range(self.num_classes), 1.0)
+        result.update({int(c): float(w) for c, w in zip(present, weights, strict=True)})
+        return result
+
+    def subset(
+        self, *, n_train: int | None = None, n_test: int | None = None, seed: int = 0
+    ) -> Dataset:
+        """A stratified subsample (class proportions kept) for quick runs; None keeps a split."""
+        parts: dict[str, np.ndarray] = {}
+        for split, n in (("train", n_train), ("test", n_test)):
+            x, y = getattr(self, f"x_{split}"), self._labels(split)
+            if n is None or n == len(y):
+                parts |= {f"x_{split}": x, f"y_{split}": y}
+                continue
+            if not 1 <= n <= len(y):
+                raise DataError(f"n_{split} must be in [1, {len(y)}], got {n}")
+            idx = _stratified_sample(y, n, self.num_classes, seed)
+            parts |= {f"x_{split}": x[idx], f"y_{split}": y[idx]}
+        return Dataset(
+            name=f"{self.name}-subset", class_names=self.class_names, source=self.source, **parts
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description: sizes, shape, class names and per-class counts."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "fingerprint": self.fingerprint(),
+            "n_train": len(self.y_train),
+            "n_test": len(self.y_test),
+            "image_shape": list(IMAGE_SHAPE),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "train_counts": self.class_counts("train"),
+            "test_counts": self.class_counts("test"),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write an .npz atomically: a temp file in the same folder, then os.replace."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(
+                    fh,
+                    **{key: getattr(self, key) for key in NPZ_KEYS},
+                    class_names=np.array(self.class_names, dtype=str),
+                    name=np.array(self.name),
+                    source=np.array(self.source),
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Dataset:
+        """Read a dataset written by save()."""
+        from worker.ml.archive_safety import read_npz
+
+        arrays = read_npz(Path(path), SAVED_KEYS)
+        missing = [k for k in SAVED_KEYS if k not in arrays]
+        if missing:
+            raise DataError(f"{path}: not a stacklab dataset file, missing {', '.join(missing)}")
+        return dataset_from_arrays(
+            path, arrays, name=str(arrays["name"]), source=str(arrays["source"])
+        )
+
+
+def dataset_from_arrays(
+    path: str | Path, arrays: dict[str, np.ndarray], *, name: str, source: str
+) -> Dataset:
+    """Build a Dataset from npz-style arrays, prefixing any validation error with the file."""
+    try:
+        names = arrays["class_names"]
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise DataError(f"class_names must be a 1-D array of strings, got {names.dtype}")
+        return Dataset(
+            name=name,
+            class_names=tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names),
+            source=source,
+            **{key: arrays[key] for key in NPZ_KEYS},
+        )
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+
+
+ACCEPTED_SPECS = (
+    "'demo', 'demo-imbalanced', 'cifar10', or a path to: a .npz file "
+    "(x_train, y_train, x_test, y_test), an image folder (directory or .zip with "
+    "train/<class>/ and test/<class>/), cifar-10-python.tar.gz (.tgz/.tar) or an "
+    "extracted cifar-10-batches-py/ directory"
+)
+
+
+def load_dataset(spec: str, *, resize: bool = False, seed: int = 0) -> Dataset:
+    """Load a dataset by name ('demo', 'demo-imbalanced', 'cifar10') or from a file/folder."""
+    # Imported here: demo_data and importers both import this module.
+    from worker.ml import demo_data, importers
+
+    if spec == "demo":
+        return demo_data.make_demo(seed=seed)
+    if spec == "demo-imbalanced":
+        return demo_data.make_demo(seed=seed, imbalance=0.1)
+    if spec == "cifar10":
+        return importers.load_cifar10_keras()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"{spec}: no such dataset or file; accepted: {ACCEPTED_SPECS}")
+    if path.is_dir():
+        if importers.is_cifar_batches_dir(path):
+            return importers.import_cifar_archive(path)
+        return importers.import_image_folder(path, resize=resize)
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        return importers.import_npz(path)
+    if name.endswith(".zip"):
+        return importers.import_image_folder(path, resize=resize)
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        return importers.import_cifar_archive(path)
+    raise DataError(f"{spec}: unrecognised file type; accepted: {ACCEPTED_SPECS}")

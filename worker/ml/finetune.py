@@ -1,0 +1,143 @@
+"""Fine-tuning: a classifier on a pretrained (or scratch) encoder, early stopping, augmentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from worker.ml import artifacts
+from worker.ml.augment import build_augmenter
+from worker.ml.callbacks import Reporter
+from worker.ml.config import FinetuneConfig
+from worker.ml.data import Dataset
+from worker.ml.evaluate import Evaluation, evaluate, export_evaluation
+from worker.ml.models import (
+    build_classifier,
+    encoder_of,
+    set_bn_momentum,
+    transfer_weights,
+)
+from worker.ml.pipeline import make_input
+from worker.ml.pretrain import load_pretrained, pretrained_kernel_sizes
+from worker.ml.training import fit, make_optimizer, runtime
+
+PRETRAINED_STAGES = {"stacked": ("ae01", "ae02", "ae03"), "single": ("ae01",)}
+
+
+@dataclass
+class FinetuneResult:
+    """The trained classifier, how training went, and its test scores."""
+
+    model: keras.Model
+    training: dict
+    evaluation: Evaluation | None
+    cancelled: bool
+    files: list[Path] = field(default_factory=list)
+
+
+def build_model(config: FinetuneConfig, num_classes: int, pretrained_dir: Path | None):
+    """The classifier, with pretrained encoder weights loaded by layer name when asked."""
+    if config.encoder == "scratch":
+        return build_classifier(config.model_architecture, config.kernel_size, num_classes), []
+    if pretrained_dir is None:
+        raise ValueError(f"encoder={config.encoder!r} needs a pretrain output folder")
+    kernel_sizes = pretrained_kernel_sizes(pretrained_dir)
+    classifier = build_classifier(config.model_architecture, kernel_sizes, num_classes)
+    copied = []
+    for autoencoder in load_pretrained(pretrained_dir, PRETRAINED_STAGES[config.encoder]).values():
+        copied += transfer_weights(autoencoder, classifier)
+    return classifier, copied
+
+
+def training_model(classifier: keras.Model, config: FinetuneConfig) -> keras.Model:
+    """The graph that trains: optional augmentation, encoder (frozen or not), head."""
+    encoder, head = encoder_of(classifier), classifier.layers[-1]
+    inputs = keras.Input(classifier.input_shape[1:], name="train_input")
+    x = inputs
+    if config.augment:
+        x = build_augmenter(config.augmentation, seed=config.seed)(x)
+    if config.freeze_encoder:
+        encoder.trainable = False
+        x = encoder(x, training=False)  # BN keeps its pretrained statistics
+    else:
+        x = encoder(x)
+    return keras.Model(inputs, head(x), name=f"{classifier.name}_trainer")
+
+
+def finetune(
+    dataset: Dataset,
+    config: FinetuneConfig,
+    *,
+    out_dir: Path,
+    pretrained_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> FinetuneResult:
+    """Train, early-stop, evaluate on test and export the classifier to out_dir."""
+    reporter = reporter or Reporter()
+    out_dir = Path(out_dir)
+    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
+    with runtime(config.runtime, config.seed):
+        classifier, copied = build_model(config, dataset.num_classes, pretrained_dir)
+        set_bn_momentum(classifier, config.bn_momentum)
+        model = training_model(classifier, config)
+        model.compile(
+            optimizer=make_optimizer(config.optimizer, config.lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=config.runtime.jit_compile,
+        )
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=config.early_stopping.monitor,
+            patience=config.early_stopping.patience,
+            min_delta=config.early_stopping.min_delta,
+            restore_best_weights=config.early_stopping.restore_best_weights,
+        )
+        bs = config.batch_size
+        result = fit(
+            model,
+            stage="finetune",
+            train=make_input(
+                split.x_train, split.y_train, batch_size=bs, shuffle=True, seed=config.seed
+            ),
+            val=make_input(split.x_val, split.y_val, batch_size=bs, shuffle=False),
+            epochs=config.epochs,
+            reporter=reporter,
+            callbacks=[stopper],
+            class_weight=dataset.class_weights() if config.class_weights else None,
+        )
+        if stopper.best_weights is not None or not config.early_stopping.restore_best_weights:
+            result.best_epoch = stopper.best_epoch + 1
+            result.best_value = float(stopper.best)
+        result.extra = {
+            "monitor": config.early_stopping.monitor,
+            "stopped_early": stopper.stopped_epoch > 0,
+            "restored_best_weights": config.early_stopping.restore_best_weights
+            and stopper.best_weights is not None,
+            "pretrained_layers": len(copied),
+        }
+        training = result.summary()
+        reporter.stage_ended("finetune", training)
+        # A cancelled run stops now: its best weights are kept, scoring them can wait.
+        evaluation = None if result.cancelled else evaluate(classifier, dataset)
+    files = _export(out_dir, classifier, result, training, evaluation, config, dataset)
+    return FinetuneResult(classifier, training, evaluation, result.cancelled, files)
+
+
+def _export(out_dir, classifier, result, training, evaluation, config, dataset) -> list[Path]:
+    files = artifacts.save_model(classifier, out_dir, "classifier")
+    if evaluation is not None:
+        files += export_evaluation(evaluation, out_dir)
+    rows = artifacts.history_rows("finetune", result.history)
+    files.append(artifacts.write_metrics_csv(out_dir / "metrics.csv", rows))
+    manifest = {
+        "job": "finetune",
+        "config": config.model_dump(mode="json"),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
+        "training": training,
+        "evaluation": evaluation and evaluation.summary(),
+        "cancelled": result.cancelled,
+    }
+    files.append(artifacts.write_json(out_dir / "finetune.json", manifest))
+    return files

@@ -1,0 +1,241 @@
+"""Importers for external dataset formats: .npz, image folders, CIFAR-10 archives, Keras."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from worker.ml.archive_safety import (
+    MAX_ARCHIVE_BYTES,
+    Parts,
+    read_npz,
+    read_tar_files,
+    safe_unpickle,
+)
+from worker.ml.data import NPZ_KEYS, SAVED_KEYS, DataError, Dataset, dataset_from_arrays
+from worker.ml.image_folder import import_image_folder
+
+__all__ = [
+    "MAX_ARCHIVE_BYTES",
+    "import_npz",
+    "import_image_folder",
+    "import_cifar_archive",
+    "is_cifar_batches_dir",
+    "load_cifar10_keras",
+]
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_FILES = (*CIFAR_TRAIN_BATCHES, "test_batch", "batches.meta")
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_HOST = ("www.cs.toronto.edu", 443)
+PROBE_TIMEOUT_S = 3.0
+
+
+def import_npz(path: str | Path, *, max_bytes: int = MAX_ARCHIVE_BYTES) -> Dataset:
+    """Read x_train, y_train, x_test, y_test (+ optional class_names) from an .npz file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    arrays = read_npz(path, SAVED_KEYS, max_bytes)
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(
+            f"{path}: missing array(s) {', '.join(missing)}; "
+            f"expected {', '.join(NPZ_KEYS)} (+ optional class_names)"
+        )
+    for key in ("y_train", "y_test"):
+        # Keras-style labels come as (N, 1); anything else keeps its shape and is refused later.
+        if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
+            arrays[key] = arrays[key].reshape(-1)
+    if "class_names" not in arrays:
+        arrays["class_names"] = _default_class_names(path, arrays)
+    # Our own saved files carry their name and source; plain ones are named after the file.
+    name = str(arrays["name"]) if "name" in arrays else path.stem
+    source = str(arrays["source"]) if "source" in arrays else "npz"
+    return dataset_from_arrays(path, arrays, name=name, source=source)
+
+
+def _default_class_names(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Class names '0'..'K-1' where K is one more than the largest label."""
+    labels = [arrays["y_train"], arrays["y_test"]]
+    if not all(np.issubdtype(y.dtype, np.integer) and y.size for y in labels):
+        dtypes = ", ".join(str(y.dtype) for y in labels)
+        raise DataError(f"{path}: labels must be non-empty integer arrays, got dtypes {dtypes}")
+    top = max(int(y.max()) for y in labels)
+    return np.array([str(i) for i in range(max(top, 0) + 1)])
+
+
+def is_cifar_batches_dir(path: Path) -> bool:
+    """True for an extracted cifar-10-batches-py/ folder or a folder that contains one."""
+    return (path / "batches.meta").is_file() or (path / CIFAR_DIR / "batches.meta").is_file()
+
+
+def import_cifar_archive(path: str | Path, *, max_bytes: int = MAX_ARCHIVE_BYTES) -> Dataset:
+    """Read the official cifar-10-python.tar.gz, or its extracted cifar-10-batches-py/ folder."""
+    path = Path(path)
+    if path.is_dir():
+        files = _cifar_dir_files(path, max_bytes)
+    elif path.is_file():
+        files = _cifar_tar_files(path, max_bytes)
+    else:
+        raise DataError(f"{path}: file not found")
+    names = _cifar_label_names(path, files["batches.meta"])
+    train = [_cifar_batch(path, b, files[b]) for b in CIFAR_TRAIN_BATCHES]
+    x_test, y_test = _cifar_batch(path, "test_batch", files["test_batch"])
+    try:
+        return Dataset(
+            name="cifar10",
+            x_train=np.concatenate([x for x, _ in train]),
+            y_train=np.concatenate([y for _, y in train]),
+            x_test=x_test,
+            y_test=y_test,
+            class_names=names,
+            source="cifar10-archive",
+        )
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+
+
+def _require_cifar_files(path: Path, found: set[str]) -> None:
+    """Refuse an archive or folder that lacks any of the CIFAR-10 batch files."""
+    missing = [f for f in CIFAR_FILES if f not in found]
+    if missing:
+        raise DataError(
+            f"{path}: not a CIFAR-10 python archive, missing {', '.join(missing)} "
+            f"(expected {CIFAR_DIR}/ with {', '.join(CIFAR_FILES)})"
+        )
+
+
+def _cifar_tar_files(path: Path, max_bytes: int) -> dict[str, bytes]:
+    """The batch files of a CIFAR tar, at its top level or one folder down."""
+
+    def wanted(parts: Parts) -> bool:
+        return len(parts) <= 2 and parts[-1] in CIFAR_FILES
+
+    found: dict[str, bytes] = {}
+    for parts, data in read_tar_files(path, wanted, max_bytes).items():
+        if parts[-1] in found:
+            raise DataError(f"{path}: {parts[-1]} appears more than once in the archive")
+        found[parts[-1]] = data
+    _require_cifar_files(path, set(found))
+    return found
+
+
+def _cifar_dir_files(path: Path, max_bytes: int) -> dict[str, bytes]:
+    """The batch files of an extracted cifar-10-batches-py/ folder, size-checked first."""
+    folder = path if (path / "batches.meta").is_file() else path / CIFAR_DIR
+    _require_cifar_files(path, {f for f in CIFAR_FILES if (folder / f).is_file()})
+    total = sum((folder / f).stat().st_size for f in CIFAR_FILES)
+    if total > max_bytes:
+        raise DataError(f"{path}: batch files total {total:,} bytes, over the {max_bytes:,} limit")
+    return {f: (folder / f).read_bytes() for f in CIFAR_FILES}
+
+
+def _field(path: Path, member: str, obj: object, key: str) -> object:
+    """A field of an unpickled CIFAR dict, whose keys are bytes (or str in re-pickled copies)."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {member} is a {type(obj).__name__}, expected a dict")
+    for k in (key.encode(), key):
+        if k in obj:
+            return obj[k]
+    raise DataError(f"{path}: {member} has no {key!r} entry")
+
+
+def _cifar_label_names(path: Path, data: bytes) -> tuple[str, ...]:
+    """Class names from batches.meta."""
+    meta = safe_unpickle(data, f"{path}: batches.meta")
+    names = _field(path, "batches.meta", meta, "label_names")
+    if not isinstance(names, list) or not all(isinstance(n, bytes | str) for n in names):
+        raise DataError(f"{path}: batches.meta label_names must be a list of strings")
+    try:
+        return tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: batches.meta label_names are not UTF-8 text ({exc})") from exc
+
+
+def _cifar_batch(path: Path, member: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) and labels (N,) from one pickled batch of 3072-byte CHW rows."""
+    batch = safe_unpickle(data, f"{path}: {member}")
+    pixels = _field(path, member, batch, "data")
+    labels = np.asarray(_field(path, member, batch, "labels"))
+    if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 2):
+        raise DataError(f"{path}: {member} data must be a 2-D uint8 array")
+    if pixels.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: {member} rows have {pixels.shape[1]} bytes, expected 3072")
+    if labels.shape != (len(pixels),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: {member} needs one integer label per row ({len(pixels)})")
+    images = pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def _keras_cache_dirs() -> list[Path]:
+    """Where keras.utils.get_file may have cached datasets (it falls back to /tmp/.keras)."""
+    homes = [os.environ.get("KERAS_HOME"), Path.home() / ".keras", Path("/tmp/.keras")]
+    return [Path(h) / "datasets" for h in homes if h]
+
+
+def _keras_cifar_cached() -> bool:
+    """True when Keras already holds the CIFAR-10 download, so no network is needed."""
+    return any(any(d.glob("cifar-10-batches-py*")) for d in _keras_cache_dirs() if d.is_dir())
+
+
+def _can_reach(host: str, port: int, timeout: float) -> bool:
+    """True if a TCP connection opens within timeout, DNS lookup included."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    # The socket timeout does not bound name resolution, so the probe runs in a thread.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result) and result[0]
+
+
+def _offline_message(reason: str) -> str:
+    """How to get CIFAR-10 onto a machine that cannot download it."""
+    return (
+        f"cifar10: cannot download CIFAR-10: {reason}. On a machine with internet, download "
+        f"{CIFAR_URL} and import the file here with `stacklab data import cifar-10-python.tar.gz` "
+        f"(an extracted {CIFAR_DIR}/ folder or an image-folder .zip work too)"
+    )
+
+
+def load_cifar10_keras() -> Dataset:
+    """CIFAR-10 through keras.datasets (downloads once); fails fast when offline."""
+    if not _keras_cifar_cached() and not _can_reach(*CIFAR_HOST, timeout=PROBE_TIMEOUT_S):
+        raise DataError(
+            _offline_message(
+                f"no internet connection ({CIFAR_HOST[0]} not reachable within "
+                f"{PROBE_TIMEOUT_S:g} s) and no copy in the Keras cache"
+            )
+        )
+    import keras  # imported here: TensorFlow start-up costs seconds
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as exc:  # download and extraction failures come in many types
+        raise DataError(_offline_message(f"download failed ({exc})")) from exc
+    return Dataset(
+        name="cifar10",
+        x_train=x_train,
+        y_train=y_train.reshape(-1),
+        x_test=x_test,
+        y_test=y_test.reshape(-1),
+        class_names=CIFAR10_CLASSES,
+        source="cifar10",
+    )

@@ -1,0 +1,103 @@
+"""Shared training machinery: optimizers, runtime options, one fit with our callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import keras
+
+from worker.ml.callbacks import Reporter, ReporterCallback
+from worker.ml.config import RuntimeOptions
+from worker.ml.pipeline import InputData
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """sgd (with the usual 0.9 momentum), adam or rmsprop."""
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    raise ValueError(f"optimizer must be sgd, adam or rmsprop, got {name!r}")
+
+
+@contextlib.contextmanager
+def runtime(options: RuntimeOptions, seed: int) -> Iterator[None]:
+    """Seed everything and apply the dtype policy for the models built inside."""
+    keras.utils.set_random_seed(seed)
+    previous = keras.mixed_precision.dtype_policy().name
+    if options.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def release_memory() -> None:
+    """Drop Keras' global graph state between jobs."""
+    keras.backend.clear_session(free_memory=True)
+
+
+@dataclass
+class FitResult:
+    """What one call to fit produced."""
+
+    history: dict[str, list[float]]
+    epochs_run: int
+    cancelled: bool
+    seconds: float
+    best_epoch: int | None = None  # 1-based, for early stopping
+    best_value: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-able account of the fit."""
+        final = {key: values[-1] for key, values in self.history.items() if values}
+        return {
+            "epochs_run": self.epochs_run,
+            "cancelled": self.cancelled,
+            "seconds": round(self.seconds, 3),
+            "best_epoch": self.best_epoch,
+            "best_value": self.best_value,
+            "final": final,
+            **self.extra,
+        }
+
+
+def fit(
+    model: keras.Model,
+    *,
+    stage: str,
+    train: InputData,
+    val: InputData | None,
+    epochs: int,
+    reporter: Reporter,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    class_weight: dict[int, float] | None = None,
+) -> FitResult:
+    """Train a compiled model with progress, metrics and cancellation wired to reporter."""
+    bridge = ReporterCallback(
+        reporter, stage=stage, epochs=epochs, steps=train.steps, batch_size=train.batch_size
+    )
+    reporter.stage_started(stage, epochs=epochs, steps=train.steps, images=train.images)
+    start = time.perf_counter()
+    history = model.fit(
+        train.data,
+        epochs=epochs,
+        steps_per_epoch=train.steps,
+        validation_data=None if val is None else val.data,
+        validation_steps=None if val is None else val.steps,
+        class_weight=class_weight,
+        shuffle=False,  # the pipeline shuffles; Keras would only warn
+        callbacks=[bridge, *callbacks],
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    values = {key: [float(v) for v in vals] for key, vals in history.history.items()}
+    epochs_run = len(next(iter(values.values()), []))
+    return FitResult(values, epochs_run, bridge.cancelled, seconds)

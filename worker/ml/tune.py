@@ -1,0 +1,194 @@
+"""Optuna search over kernel size x optimizer (x learning rate) for one autoencoder stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import optuna
+
+from worker.ml import artifacts
+from worker.ml.callbacks import Reporter, TrialReport
+from worker.ml.config import DEFAULT_LEARNING_RATES, TuneConfig
+from worker.ml.data import Dataset
+from worker.ml.models import STAGES, build_autoencoder, encoder_of
+from worker.ml.pipeline import make_input
+from worker.ml.pretrain import FeatureReconstruction, load_pretrained
+from worker.ml.training import fit, make_optimizer, runtime
+
+
+@dataclass
+class TuneResult:
+    """The best parameters found and every trial of the study."""
+
+    best_params: dict
+    best_value: float | None
+    trials: list[dict]
+    study_name: str
+    storage: str
+    cancelled: bool
+    files: list[Path] = field(default_factory=list)
+
+
+class _PruneOnEpoch(keras.callbacks.Callback):
+    """Reports val_loss to the trial each epoch; stops training once Optuna says prune."""
+
+    def __init__(self, trial: optuna.Trial):
+        super().__init__()
+        self.trial = trial
+        self.pruned = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.trial.report(float(logs["val_loss"]), step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned = True
+            self.model.stop_training = True
+
+
+def default_storage(out_dir: Path) -> str:
+    """An SQLite file in the output folder; several local processes can share it."""
+    return f"sqlite:///{(Path(out_dir) / 'study.db').resolve()}"
+
+
+def make_study(config: TuneConfig, storage: str) -> optuna.Study:
+    """Create or join the named study: a grid over the choices, or TPE with learning rate."""
+    if config.tune_learning_rate:
+        sampler = optuna.samplers.TPESampler(seed=config.seed)
+    else:
+        grid = {"kernel_size": config.kernel_sizes, "optimizer": config.optimizers}
+        sampler = optuna.samplers.GridSampler(grid, seed=config.seed)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if config.pruning
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=config.study_name,
+        storage=storage,
+        direction="minimize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+
+
+def tune(
+    dataset: Dataset,
+    config: TuneConfig,
+    *,
+    out_dir: Path,
+    storage: str | None = None,
+    pretrained_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> TuneResult:
+    """Run this process's share of trials of the study; return the study's best so far."""
+    reporter = reporter or Reporter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or default_storage(out_dir)
+    earlier = STAGES[: STAGES.index(config.stage)]
+    if earlier and pretrained_dir is None:
+        raise ValueError(f"tuning {config.stage} needs a pretrain output folder for {earlier}")
+    frozen = (
+        [encoder_of(m) for m in load_pretrained(pretrained_dir, earlier).values()]
+        if earlier
+        else []
+    )
+    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
+    study = make_study(config, storage)
+    state = {"cancelled": False}
+    objective = _objective(config, frozen, split, reporter, state, study)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(
+        objective,
+        n_trials=config.n_trials,
+        callbacks=[_report_trial(reporter)],
+        catch=(FloatingPointError,),
+    )
+    return _result(study, config, storage, state["cancelled"], out_dir)
+
+
+def _objective(config, frozen, split, reporter, state, study):
+    def objective(trial: optuna.Trial) -> float:
+        kernel_size = trial.suggest_categorical("kernel_size", config.kernel_sizes)
+        optimizer = trial.suggest_categorical("optimizer", config.optimizers)
+        lr = DEFAULT_LEARNING_RATES[optimizer]
+        if config.tune_learning_rate:
+            lr = trial.suggest_float(
+                "learning_rate", config.learning_rate_min, config.learning_rate_max, log=True
+            )
+        trial.set_user_attr("start", time.time())
+        with runtime(config.runtime, config.seed + trial.number):
+            model = FeatureReconstruction(build_autoencoder(config.stage, kernel_size), frozen)
+            model.compile(
+                optimizer=make_optimizer(optimizer, lr), jit_compile=config.runtime.jit_compile
+            )
+            pruning = _PruneOnEpoch(trial)
+            bs = config.batch_size
+            result = fit(
+                model,
+                stage=f"trial-{trial.number}",
+                train=make_input(split.x_train, batch_size=bs, shuffle=True, seed=config.seed),
+                val=make_input(split.x_val, batch_size=bs, shuffle=False),
+                epochs=config.epochs,
+                reporter=reporter,
+                callbacks=[pruning],
+            )
+        if result.cancelled:
+            state["cancelled"] = True
+            study.stop()
+            raise optuna.TrialPruned("cancelled")
+        if pruning.pruned:
+            raise optuna.TrialPruned()
+        value = min(result.history["val_loss"])
+        if value != value:  # NaN: a diverged trial is a failure, not a score
+            raise FloatingPointError("val_loss is NaN")
+        return value
+
+    return objective
+
+
+def _report_trial(reporter: Reporter):
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        reporter.trial_ended(trial_report(trial))
+
+    return callback
+
+
+def trial_report(trial: optuna.trial.FrozenTrial) -> TrialReport:
+    """A finished trial, as the reporter sees it."""
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else 0.0
+    )
+    return TrialReport(
+        number=trial.number,
+        params=dict(trial.params),
+        state=trial.state.name.lower(),
+        value=trial.value,
+        intermediate=dict(trial.intermediate_values),
+        seconds=seconds,
+    )
+
+
+def _result(study, config, storage, cancelled, out_dir) -> TuneResult:
+    trials = [vars(trial_report(t)) for t in study.trials if t.state.is_finished()]
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best_params = study.best_params if completed else {}
+    best_value = study.best_value if completed else None
+    if completed and "learning_rate" not in best_params:
+        best_params["learning_rate"] = DEFAULT_LEARNING_RATES[best_params["optimizer"]]
+    manifest = {
+        "job": "tune",
+        "config": config.model_dump(mode="json"),
+        "study_name": study.study_name,
+        "best_params": best_params,
+        "best_value": best_value,
+        "trials": trials,
+        "cancelled": cancelled,
+    }
+    files = [artifacts.write_json(out_dir / "tune.json", manifest)]
+    return TuneResult(best_params, best_value, trials, study.study_name, storage, cancelled, files)
