@@ -3,52 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
-from pydantic import BaseModel, ConfigDict, Field
+
+from jobspec.params import AugmentSettings
 
 # Columns of the per-image uniform draw; one RNG call per batch keeps eager mode cheap.
 _THETA, _TX, _TY, _SHEAR, _ZX, _ZY, _HFLIP, _VFLIP, _CSHIFT = range(9)
 _N_DRAWS = 9
-
-
-class AugmentSettings(BaseModel):
-    """The eight ImageDataGenerator settings the researcher used, plus the fill mode."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rotation_range: float = Field(
-        15.0, ge=0.0, le=180.0, description="Max rotation in degrees; angle ~ U(-r, r)."
-    )
-    # Shear is an angle in degrees, as in ImageDataGenerator; 90 would be degenerate.
-    shear_range: float = Field(
-        10.0, ge=0.0, le=60.0, description="Max shear angle in degrees; angle ~ U(-s, s)."
-    )
-    horizontal_flip: bool = Field(True, description="Flip left-right with probability 0.5.")
-    vertical_flip: bool = Field(False, description="Flip up-down with probability 0.5.")
-    # Strictly below 1: ImageDataGenerator reads values >= 1 as pixels, not fractions.
-    width_shift_range: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Max horizontal shift as a fraction of the width."
-    )
-    height_shift_range: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Max vertical shift as a fraction of the height."
-    )
-    # Below 1 so the smallest zoom factor 1 - z stays positive.
-    zoom_range: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Zoom factor per axis ~ U(1 - z, 1 + z); >1 shrinks."
-    )
-    channel_shift_range: float = Field(
-        10.0,
-        ge=0.0,
-        le=255.0,
-        description="Max intensity shift in 0..255 units, shared by all channels of an image.",
-    )
-    fill_mode: Literal["nearest", "reflect", "constant", "wrap"] = Field(
-        "nearest", description="How points outside the image are filled."
-    )
 
 
 def _compose(theta, tx, ty, shear, zx, zy, fx, fy, height: int, width: int):

@@ -27,7 +27,7 @@ class TuneResult:
     best_value: float | None
     trials: list[dict]
     study_name: str
-    storage: str
+    storage: str | optuna.storages.BaseStorage
     cancelled: bool
     files: list[Path] = field(default_factory=list)
 
@@ -79,7 +79,7 @@ def tune(
     config: TuneConfig,
     *,
     out_dir: Path,
-    storage: str | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
     pretrained_dir: Path | None = None,
     reporter: Reporter | None = None,
 ) -> TuneResult:

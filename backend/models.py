@@ -1,0 +1,18 @@
+"""Every ORM model, imported once so the metadata is complete (Alembic, tests)."""
+
+from backend.artifacts.models import Artifact, ArtifactChunk
+from backend.datasets.models import DatasetRecord
+from backend.runs.models import Metric, MetricSummary, Run, RunGroup, TuneTrial
+from backend.workers.models import WorkerRecord
+
+__all__ = [
+    "Artifact",
+    "ArtifactChunk",
+    "DatasetRecord",
+    "Metric",
+    "MetricSummary",
+    "Run",
+    "RunGroup",
+    "TuneTrial",
+    "WorkerRecord",
+]

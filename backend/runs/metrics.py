@@ -1,0 +1,117 @@
+"""Metrics as rows (run, key, step, value, wall time) plus a latest/best summary per key."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from backend.runs.models import Metric, MetricSummary, TuneTrial
+
+
+def goal_of(key: str) -> str:
+    """Losses and times are minimised; accuracies and rates maximised."""
+    name = key.rsplit("/", 1)[-1]
+    return "min" if ("loss" in name or name.endswith("seconds")) else "max"
+
+
+def log_epoch(
+    *,
+    session: Session,
+    run_id: int,
+    stage: str,
+    step: int,
+    values: dict[str, float],
+    wall_time: float | None = None,
+) -> None:
+    """One epoch's metrics of a stage, keys stored as "<stage>/<name>"."""
+    wall_time = wall_time or time.time()
+    rows = [
+        {
+            "run_id": run_id,
+            "key": f"{stage}/{name}",
+            "step": step,
+            "value": float(value),
+            "wall_time": wall_time,
+        }
+        for name, value in values.items()
+    ]
+    if not rows:
+        return
+    session.execute(insert(Metric), rows)
+    for row in rows:
+        _update_summary(session, row)
+
+
+def _update_summary(session: Session, row: dict) -> None:
+    summary = session.get(MetricSummary, (row["run_id"], row["key"]))
+    value, step = row["value"], row["step"]
+    if summary is None:
+        session.add(
+            MetricSummary(
+                run_id=row["run_id"],
+                key=row["key"],
+                last_value=value,
+                last_step=step,
+                best_value=value,
+                best_step=step,
+                goal=goal_of(row["key"]),
+            )
+        )
+        return
+    summary.last_value, summary.last_step = value, step
+    better = value < summary.best_value if summary.goal == "min" else value > summary.best_value
+    if better:
+        summary.best_value, summary.best_step = value, step
+
+
+def series(session: Session, run_id: int, keys: list[str] | None = None) -> dict[str, list]:
+    """{key: [(step, value), ...]} in step order."""
+    query = select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id)
+    if keys:
+        query = query.where(Metric.key.in_(keys))
+    out: dict[str, list] = defaultdict(list)
+    for key, step, value in session.execute(query.order_by(Metric.key, Metric.step)):
+        out[key].append((step, value))
+    return dict(out)
+
+
+def summaries(session: Session, run_id: int) -> dict[str, dict]:
+    """{key: {last_value, last_step, best_value, best_step, goal}}."""
+    rows = session.scalars(select(MetricSummary).where(MetricSummary.run_id == run_id))
+    return {
+        s.key: {
+            "last_value": s.last_value,
+            "last_step": s.last_step,
+            "best_value": s.best_value,
+            "best_step": s.best_step,
+            "goal": s.goal,
+        }
+        for s in rows
+    }
+
+
+def record_trial(*, session: Session, run_id: int, trial: dict) -> None:
+    """One finished Optuna trial of a tune run."""
+    session.merge(
+        TuneTrial(
+            run_id=run_id,
+            number=trial["number"],
+            params=trial["params"],
+            state=trial["state"],
+            value=trial["value"],
+            intermediate={str(k): v for k, v in trial["intermediate"].items()},
+            seconds=trial["seconds"],
+        )
+    )
+
+
+def trials_of(session: Session, run_ids: list[int]) -> list[TuneTrial]:
+    """Trials of some tune runs, by number."""
+    return list(
+        session.scalars(
+            select(TuneTrial).where(TuneTrial.run_id.in_(run_ids)).order_by(TuneTrial.number)
+        )
+    )

@@ -1,0 +1,69 @@
+"""What the API takes and returns for runs; parameters are validated by jobspec's models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Kind = Literal["pretrain", "tune", "finetune"]
+
+
+class RunCreate(BaseModel):
+    """A request to launch a run (or, for tune with parallel > 1, a group of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    dataset: str = Field(..., min_length=1, description="Name of a data set in the store")
+    name: str | None = Field(None, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    params: dict = Field(default_factory=dict, description="The job's parameters (jobspec)")
+    parent_run_id: int | None = Field(
+        None, description="Pretrain run whose weights a finetune (or an ae02/ae03 tune) uses"
+    )
+    parallel: int = Field(1, ge=1, le=16, description="Tune: workers sharing one study")
+
+
+class AugmentationStudyCreate(BaseModel):
+    """The same finetune with augmentation off and on, over several seeds, as one group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(..., min_length=1)
+    name: str | None = Field(None, max_length=200)
+    params: dict = Field(default_factory=dict, description="Finetune parameters (augment is set)")
+    parent_run_id: int | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=20)
+
+
+class RunRead(BaseModel):
+    """A run as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    name: str
+    tags: list[str]
+    status: str
+    params: dict
+    seed: int
+    dataset_id: int
+    parent_run_id: int | None
+    group_id: int | None
+    study_name: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    worker_host: str | None
+    device: str | None
+    versions: dict
+    progress: dict
+    result: dict
+    error: str | None
+    traceback: str | None
+    attempts: int

@@ -1,0 +1,43 @@
+"""Workers report in; the queue panel and the reaper read it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.timeutil import utcnow
+from backend.workers.models import WorkerRecord
+
+
+def report(
+    *,
+    session: Session,
+    name: str,
+    host: str,
+    device: str,
+    current_run_id: int | None,
+    idle_only: bool = False,
+) -> None:
+    """Upsert this worker's row: alive now, on this run (or idle).
+
+    idle_only: only say "alive", keeping whatever run the worker's heartbeat set.
+    """
+    record = session.get(WorkerRecord, name)
+    if record is None:
+        record = WorkerRecord(name=name, host=host, device=device)
+        session.add(record)
+    record.last_seen, record.device = utcnow(), device
+    if not idle_only:
+        record.current_run_id = current_run_id
+
+
+def online(session: Session, within_seconds: float) -> list[WorkerRecord]:
+    """Workers seen recently."""
+    cutoff = utcnow() - timedelta(seconds=within_seconds)
+    return list(
+        session.scalars(
+            select(WorkerRecord).where(WorkerRecord.last_seen >= cutoff).order_by(WorkerRecord.name)
+        )
+    )

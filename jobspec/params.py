@@ -1,0 +1,199 @@
+"""Validated parameters of every job (pure pydantic).
+
+Shared by the web, which refuses bad values before anything is queued, and the training
+core, which runs them. Nothing here imports Keras, SQL or web code.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+KernelSize = Literal[3, 5, 7]
+OptimizerName = Literal["sgd", "adam", "rmsprop"]
+Stage = Literal["ae01", "ae02", "ae03"]
+Encoder = Literal["stacked", "single", "scratch"]
+Architecture = Literal["stacked", "single"]
+
+DEFAULT_LEARNING_RATES = {"sgd": 0.01, "adam": 1e-3, "rmsprop": 1e-3}
+
+
+def _bn_momentum_field():
+    return Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="BatchNorm moving-average momentum (Keras' 0.99, as the seed); lower it "
+        "(e.g. 0.9) for runs of a few hundred steps, or inference-mode scores stay at chance",
+    )
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentSettings(_Config):
+    """The eight ImageDataGenerator settings the researcher used, plus the fill mode."""
+
+    rotation_range: float = Field(
+        15.0, ge=0.0, le=180.0, description="Max rotation in degrees; angle ~ U(-r, r)."
+    )
+    # Shear is an angle in degrees, as in ImageDataGenerator; 90 would be degenerate.
+    shear_range: float = Field(
+        10.0, ge=0.0, le=60.0, description="Max shear angle in degrees; angle ~ U(-s, s)."
+    )
+    horizontal_flip: bool = Field(True, description="Flip left-right with probability 0.5.")
+    vertical_flip: bool = Field(False, description="Flip up-down with probability 0.5.")
+    # Strictly below 1: ImageDataGenerator reads values >= 1 as pixels, not fractions.
+    width_shift_range: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Max horizontal shift as a fraction of the width."
+    )
+    height_shift_range: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Max vertical shift as a fraction of the height."
+    )
+    # Below 1 so the smallest zoom factor 1 - z stays positive.
+    zoom_range: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Zoom factor per axis ~ U(1 - z, 1 + z); >1 shrinks."
+    )
+    channel_shift_range: float = Field(
+        10.0,
+        ge=0.0,
+        le=255.0,
+        description="Max intensity shift in 0..255 units, shared by all channels of an image.",
+    )
+    fill_mode: Literal["nearest", "reflect", "constant", "wrap"] = Field(
+        "nearest", description="How points outside the image are filled."
+    )
+
+
+class RuntimeOptions(_Config):
+    """How to run on the device: GPU speed-ups, off by default (they slow a CPU down)."""
+
+    mixed_precision: bool = Field(False, description="float16 compute on a GPU")
+    jit_compile: bool = Field(False, description="XLA compilation (20-50% slower on CPU)")
+
+
+class StageConfig(_Config):
+    """Training settings of one autoencoder stage."""
+
+    kernel_size: KernelSize = Field(3, description="Conv kernel size of this stage: 3, 5 or 7")
+    optimizer: OptimizerName = Field("adam", description="sgd, adam or rmsprop")
+    learning_rate: float | None = Field(
+        None, gt=0, le=1, description="Learning rate; default per optimizer"
+    )
+    epochs: int = Field(10, ge=1, le=10_000, description="Epochs to train this stage")
+    batch_size: int = Field(128, ge=1, le=8192, description="Images per batch")
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in force."""
+        return self.learning_rate or DEFAULT_LEARNING_RATES[self.optimizer]
+
+
+class PretrainConfig(_Config):
+    """Layer-wise pretraining AE01 -> AE02 -> AE03."""
+
+    ae01: StageConfig = Field(default_factory=StageConfig)
+    ae02: StageConfig = Field(default_factory=StageConfig)
+    ae03: StageConfig = Field(default_factory=StageConfig)
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="Held out from train")
+    seed: int = Field(0, ge=0, description="Seed for the split, init and shuffling")
+    probe_images: int = Field(10, ge=1, le=100, description="Test images shown reconstructed")
+    bn_momentum: float = _bn_momentum_field()
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+
+    def stage(self, name: str) -> StageConfig:
+        """Settings of one stage by name."""
+        return getattr(self, name)
+
+    @property
+    def kernel_sizes(self) -> tuple[int, int, int]:
+        """Kernel size of each stage, in order."""
+        return (self.ae01.kernel_size, self.ae02.kernel_size, self.ae03.kernel_size)
+
+
+class TuneConfig(_Config):
+    """Optuna search over kernel size x optimizer (x learning rate) for one stage."""
+
+    stage: Stage = Field("ae01", description="Which autoencoder to tune (the seed tuned AE01)")
+    n_trials: int = Field(9, ge=1, le=10_000, description="Trials this process runs")
+    kernel_sizes: list[KernelSize] = Field([3, 5, 7], min_length=1)
+    optimizers: list[OptimizerName] = Field(["sgd", "adam", "rmsprop"], min_length=1)
+    tune_learning_rate: bool = Field(False, description="Also search the learning rate")
+    learning_rate_min: float = Field(1e-4, gt=0, le=1)
+    learning_rate_max: float = Field(1e-1, gt=0, le=1)
+    epochs: int = Field(5, ge=1, le=1000, description="Epochs per trial")
+    batch_size: int = Field(128, ge=1, le=8192)
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    pruning: bool = Field(True, description="Stop poor trials early (median pruner)")
+    seed: int = Field(0, ge=0)
+    study_name: str = Field("stacklab", min_length=1, max_length=200)
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+
+    @model_validator(mode="after")
+    def _learning_rate_range(self) -> TuneConfig:
+        if self.learning_rate_min >= self.learning_rate_max:
+            raise ValueError("learning_rate_min must be below learning_rate_max")
+        return self
+
+
+class EarlyStoppingConfig(_Config):
+    """Stop when the monitored value stops improving; keep the best epoch's weights."""
+
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    patience: int = Field(5, ge=0, le=1000, description="Epochs without improvement")
+    min_delta: float = Field(0.0, ge=0)
+    restore_best_weights: bool = True
+
+
+class FinetuneConfig(_Config):
+    """Classifier on a pretrained (or scratch) encoder, with or without augmentation."""
+
+    encoder: Encoder = Field("stacked", description="stacked (AE01-03), single (AE01), scratch")
+    architecture: Architecture | None = Field(
+        None, description="For scratch: which architecture to init randomly (default stacked)"
+    )
+    kernel_size: KernelSize = Field(
+        3, description="Kernel size for scratch; pretrained uses its own"
+    )
+    freeze_encoder: bool = Field(False, description="Train only the head")
+    augment: bool = Field(False, description="Random augmentation while training")
+    augmentation: AugmentSettings = Field(default_factory=AugmentSettings)
+    optimizer: OptimizerName = "adam"
+    learning_rate: float | None = Field(None, gt=0, le=1)
+    epochs: int = Field(50, ge=1, le=10_000, description="Upper bound; early stopping ends sooner")
+    batch_size: int = Field(128, ge=1, le=8192)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    class_weights: bool = Field(False, description="Weight the loss against class imbalance")
+    bn_momentum: float = _bn_momentum_field()
+    seed: int = Field(0, ge=0)
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+
+    @model_validator(mode="after")
+    def _architecture_only_for_scratch(self) -> FinetuneConfig:
+        if self.architecture is not None and self.encoder != "scratch":
+            raise ValueError("architecture is only for encoder='scratch'")
+        if self.freeze_encoder and self.encoder == "scratch":
+            raise ValueError("freeze_encoder needs a pretrained encoder, not scratch")
+        return self
+
+    @property
+    def model_architecture(self) -> Architecture:
+        """The classifier architecture that gets built."""
+        if self.encoder == "scratch":
+            return self.architecture or "stacked"
+        return self.encoder
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in force."""
+        return self.learning_rate or DEFAULT_LEARNING_RATES[self.optimizer]
+
+
+JOB_PARAMS: dict[str, type[_Config]] = {
+    "pretrain": PretrainConfig,
+    "tune": TuneConfig,
+    "finetune": FinetuneConfig,
+}

@@ -1,0 +1,38 @@
+"""The GPU worker's Celery app: `celery -A worker.celery_app worker`.
+
+TensorFlow is not fork-safe, so it is imported in the pool child that runs the tasks
+(worker_process_init), once per child, never in the parent that forks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+from backend.config import get_settings
+from backend.queue import configure
+
+log = logging.getLogger(__name__)
+
+app = configure(Celery("stacklab", include=["worker.tasks"]), get_settings())
+
+
+@worker_process_init.connect
+def _warm_up_child(**_kwargs) -> None:
+    from worker import device, liveness
+
+    device.prepare()  # imports TensorFlow/Keras once, sets GPU memory growth
+    # Reports in and reaps dead workers' runs even while idle.
+    liveness.start_reaper(worker=device.worker_name(), device=device.describe())
+    log.info("stacklab worker child ready on %s", device.describe())
+
+
+@worker_ready.connect
+def _on_ready(**_kwargs) -> None:
+    from backend.db import upgrade_schema
+    from worker import liveness
+
+    upgrade_schema()
+    liveness.reap()  # runs left 'running' by a worker that died before this one started

@@ -1,0 +1,296 @@
+"""The `stacklab` command: pretrain, tune, finetune, evaluate, data, demo.
+
+Keras and TensorFlow are imported inside the commands that train, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from worker.cli import configs, jobs, options, summaries
+from worker.cli.data_cmd import data_app
+from worker.cli.demo import DEMO_HELP, demo
+from worker.cli.errors import CliError, user_errors
+from worker.cli.options import PER_STAGE_NOTE, TRAIN_PANEL
+
+app = typer.Typer(
+    name="stacklab",
+    help="Stacked convolutional autoencoders on CIFAR-10-style images, from the command line. "
+    "Each command writes its files and a summary.json into --out; Ctrl-C stops a job after "
+    "the current batch and keeps what it has (a second Ctrl-C aborts).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_app, name="data")
+app.command(
+    help=DEMO_HELP,
+    short_help="The whole workflow on the demo data, quick by default.",
+    no_args_is_help=True,
+)(demo)
+
+
+def _train_option(help_text: str, metavar: str | None = None) -> typer.models.OptionInfo:
+    return typer.Option(help=help_text, metavar=metavar, rich_help_panel=TRAIN_PANEL)
+
+
+KernelSizes = Annotated[
+    str, _train_option("Conv kernel size, 3, 5 or 7. " + PER_STAGE_NOTE, "K[,K,K]")
+]
+Optimizers = Annotated[
+    str, _train_option("Optimizer: sgd, adam or rmsprop. " + PER_STAGE_NOTE, "NAME[,NAME,NAME]")
+]
+LearningRates = Annotated[
+    str | None,
+    _train_option(
+        "Learning rate; default 0.01 for sgd, 0.001 otherwise. " + PER_STAGE_NOTE, "LR[,LR,LR]"
+    ),
+]
+StageEpochs = Annotated[str, _train_option("Epochs. " + PER_STAGE_NOTE, "N[,N,N]")]
+StageBatchSizes = Annotated[str, _train_option("Images per batch. " + PER_STAGE_NOTE, "N[,N,N]")]
+
+
+@app.command(no_args_is_help=True)
+def pretrain(
+    data: options.Data,
+    out: options.Out,
+    kernel_size: KernelSizes = "3",
+    optimizer: Optimizers = "adam",
+    learning_rate: LearningRates = None,
+    epochs: StageEpochs = "10",
+    batch_size: StageBatchSizes = "128",
+    validation_fraction: options.ValidationFraction = 0.1,
+    bn_momentum: options.BnMomentum = 0.99,
+    probe_images: Annotated[
+        int, _train_option("Test images shown reconstructed in reconstructions.png.")
+    ] = 10,
+    seed: options.Seed = 0,
+    train_limit: options.TrainLimit = None,
+    test_limit: options.TestLimit = None,
+    resize: options.Resize = False,
+    mixed_precision: options.MixedPrecision = False,
+    jit_compile: options.JitCompile = False,
+) -> None:
+    """Train AE01 -> AE02 -> AE03 layer by layer; save each stage and the stacked AE."""
+    with user_errors():
+        stages = {"kernel_size": kernel_size, "optimizer": optimizer}
+        stages |= {"learning_rate": learning_rate, "epochs": epochs, "batch_size": batch_size}
+        config = configs.pretrain_config(
+            stages=stages,
+            validation_fraction=validation_fraction,
+            bn_momentum=bn_momentum,
+            probe_images=probe_images,
+            seed=seed,
+            runtime=configs.runtime(mixed_precision, jit_compile),
+        )
+        dataset = jobs.load_data(
+            data, resize=resize, train_limit=train_limit, test_limit=test_limit
+        )
+        result, seconds = jobs.pretrain(dataset, config, out)
+    summary = summaries.pretrain_summary(result, dataset, seconds, out)
+    summaries.finish(out, summary, summaries.pretrain_lines(summary))
+
+
+@app.command(no_args_is_help=True)
+def tune(
+    data: options.Data,
+    out: options.Out,
+    stage: Annotated[
+        str, _train_option("Stage to tune: ae01, ae02 or ae03 (ae02/ae03 need --pretrained).")
+    ] = "ae01",
+    trials: Annotated[int, _train_option("Trials this process runs.")] = 9,
+    kernel_sizes: Annotated[
+        str, _train_option("Kernel sizes to try, comma-separated.", "K,K,...")
+    ] = "3,5,7",
+    optimizers: Annotated[
+        str, _train_option("Optimizers to try, comma-separated.", "NAME,...")
+    ] = "sgd,adam,rmsprop",
+    tune_learning_rate: Annotated[
+        bool,
+        _train_option("Also search the learning rate (log-uniform), with TPE instead of a grid."),
+    ] = False,
+    lr_min: Annotated[float, _train_option("Lowest learning rate searched.")] = 1e-4,
+    lr_max: Annotated[float, _train_option("Highest learning rate searched.")] = 0.1,
+    epochs: Annotated[int, _train_option("Epochs per trial.")] = 5,
+    batch_size: Annotated[int, _train_option("Images per batch.")] = 128,
+    pruning: Annotated[bool, _train_option("Stop poor trials early (median pruner).")] = True,
+    validation_fraction: options.ValidationFraction = 0.1,
+    seed: options.Seed = 0,
+    study_name: Annotated[
+        str, _train_option("Optuna study name; an existing study is continued.")
+    ] = "stacklab",
+    storage: Annotated[
+        str | None,
+        _train_option(
+            "Optuna storage URL shared by parallel workers; default sqlite in --out.", "URL"
+        ),
+    ] = None,
+    pretrained: options.Pretrained = None,
+    train_limit: options.TrainLimit = None,
+    test_limit: options.TestLimit = None,
+    resize: options.Resize = False,
+    mixed_precision: options.MixedPrecision = False,
+    jit_compile: options.JitCompile = False,
+) -> None:
+    """Search kernel size x optimizer (x learning rate) for one stage with Optuna."""
+    with user_errors():
+        config = configs.tune_config(
+            kernel_sizes=kernel_sizes,
+            optimizers=optimizers,
+            stage=stage,
+            n_trials=trials,
+            tune_learning_rate=tune_learning_rate,
+            learning_rate_min=lr_min,
+            learning_rate_max=lr_max,
+            epochs=epochs,
+            batch_size=batch_size,
+            pruning=pruning,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            study_name=study_name,
+            runtime=configs.runtime(mixed_precision, jit_compile),
+        )
+        earlier = configs.STAGES[: configs.STAGES.index(config.stage)]
+        if earlier:
+            pretrained = jobs.check_pretrained(pretrained, earlier, why=f"tuning {config.stage}")
+        dataset = jobs.load_data(
+            data, resize=resize, train_limit=train_limit, test_limit=test_limit
+        )
+        result, seconds = jobs.tune(
+            dataset, config, out, storage=storage, pretrained=pretrained if earlier else None
+        )
+    summary = summaries.tune_summary(result, dataset, seconds, out)
+    summaries.finish(out, summary, summaries.tune_lines(summary))
+
+
+@app.command(no_args_is_help=True)
+def finetune(
+    data: options.Data,
+    out: options.Out,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="stacked (pretrained AE01-03), single (pretrained AE01) or scratch (random init).",
+            rich_help_panel=TRAIN_PANEL,
+        ),
+    ],
+    pretrained: options.Pretrained = None,
+    architecture: Annotated[
+        str | None, _train_option("With --encoder scratch: stacked (default) or single.")
+    ] = None,
+    kernel_size: Annotated[
+        int, _train_option("With --encoder scratch: kernel size 3, 5 or 7.")
+    ] = 3,
+    freeze_encoder: Annotated[
+        bool, _train_option("Train only the head; the pretrained encoder stays as it is.")
+    ] = False,
+    augment: Annotated[bool, _train_option("Random augmentation of the training images.")] = False,
+    aug: Annotated[
+        list[str] | None,
+        _train_option(
+            "Augmentation setting, repeatable, e.g. --aug rotation_range=20 --aug "
+            "vertical_flip=true. Keys: rotation_range, shear_range, horizontal_flip, "
+            "vertical_flip, width_shift_range, height_shift_range, zoom_range, "
+            "channel_shift_range, fill_mode.",
+            "KEY=VALUE",
+        ),
+    ] = None,
+    optimizer: Annotated[str, _train_option("sgd, adam or rmsprop.")] = "adam",
+    learning_rate: Annotated[
+        float | None, _train_option("Learning rate; default 0.01 for sgd, 0.001 otherwise.")
+    ] = None,
+    epochs: Annotated[int, _train_option("Most epochs; early stopping may end sooner.")] = 50,
+    batch_size: Annotated[int, _train_option("Images per batch.")] = 128,
+    patience: Annotated[
+        int, _train_option("Early stopping: epochs without improvement before stopping.")
+    ] = 5,
+    monitor: Annotated[
+        str, _train_option("Early stopping watches val_loss or val_accuracy.")
+    ] = "val_loss",
+    min_delta: Annotated[float, _train_option("Early stopping: least change that counts.")] = 0.0,
+    restore_best: Annotated[
+        bool, _train_option("Keep the weights of the best epoch, not the last.")
+    ] = True,
+    class_weights: Annotated[
+        bool, _train_option("Weight the loss against class imbalance ('balanced').")
+    ] = False,
+    validation_fraction: options.ValidationFraction = 0.1,
+    bn_momentum: options.BnMomentum = 0.99,
+    seed: options.Seed = 0,
+    train_limit: options.TrainLimit = None,
+    test_limit: options.TestLimit = None,
+    resize: options.Resize = False,
+    mixed_precision: options.MixedPrecision = False,
+    jit_compile: options.JitCompile = False,
+) -> None:
+    """Train a classifier on a pretrained (or scratch) encoder, score it on the test split."""
+    with user_errors():
+        early_stopping = {"patience": patience, "monitor": monitor, "min_delta": min_delta}
+        config = configs.finetune_config(
+            aug=aug or [],
+            early_stopping=early_stopping | {"restore_best_weights": restore_best},
+            encoder=encoder,
+            architecture=architecture,
+            kernel_size=kernel_size,
+            freeze_encoder=freeze_encoder,
+            augment=augment,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            epochs=epochs,
+            batch_size=batch_size,
+            class_weights=class_weights,
+            validation_fraction=validation_fraction,
+            bn_momentum=bn_momentum,
+            seed=seed,
+            runtime=configs.runtime(mixed_precision, jit_compile),
+        )
+        pretrained = _finetune_pretrained(config.encoder, pretrained)
+        dataset = jobs.load_data(
+            data, resize=resize, train_limit=train_limit, test_limit=test_limit
+        )
+        result, seconds = jobs.finetune(dataset, config, out, pretrained)
+    summary = summaries.finetune_summary(result, dataset, seconds, out)
+    summaries.finish(out, summary, summaries.finetune_lines(summary))
+
+
+def _finetune_pretrained(encoder: str, pretrained: Path | None) -> Path | None:
+    """The checked --pretrained folder for a pretrained encoder; None for scratch."""
+    if encoder == "scratch":
+        if pretrained is not None:
+            raise CliError("--pretrained: not used with --encoder scratch; leave it out")
+        return None
+    stages = configs.STAGES if encoder == "stacked" else configs.STAGES[:1]
+    return jobs.check_pretrained(pretrained, stages, why=f"--encoder {encoder}")
+
+
+@app.command(no_args_is_help=True)
+def evaluate(
+    model: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="A saved classifier, e.g. the classifier.keras of a finetune run.",
+        ),
+    ],  # fmt: skip
+    data: options.Data,
+    out: options.Out,
+    test_limit: options.TestLimit = None,
+    resize: options.Resize = False,
+) -> None:
+    """Score a saved classifier on a dataset's test split; write evaluation files."""
+    with user_errors():
+        jobs.check_model(model)
+        dataset = jobs.load_data(data, resize=resize, test_limit=test_limit)
+        evaluation, files, seconds = jobs.evaluate(model, dataset, out)
+    summary = summaries.evaluate_summary(
+        evaluation, files, dataset, out_dir=out, model=str(model.resolve()), seconds=seconds
+    )
+    summaries.finish(out, summary, summaries.evaluate_lines(summary))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,43 @@
+"""Put data sets into the store, where every worker and the web can reach them."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from backend.datasets import service as datasets_service
+from backend.db import session_scope
+from backend.errors import NotFound
+from worker.ml.data import Dataset, load_dataset
+
+BUILTIN = ("demo", "demo-imbalanced")
+
+
+def register(dataset: Dataset, *, name: str | None = None) -> int:
+    """Store a data set's arrays and summary; returns its id."""
+    name = name or dataset.name
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = dataset.save(Path(tmp) / "arrays.npz")
+        with session_scope() as session:
+            return datasets_service.register(
+                session=session, name=name, summary=dataset.summary(), arrays=arrays
+            ).id
+
+
+def ensure_builtin(name: str = "demo") -> int:
+    """The id of a built-in data set, generating and storing it on first use."""
+    with session_scope() as session:
+        try:
+            return datasets_service.get_by_name(session, name).id
+        except NotFound:
+            pass
+    return register(load_dataset(name), name=name)
+
+
+def load_from_store(dataset_id: int, cache_dir: Path) -> Dataset:
+    """A stored data set, via the local cache (fetched once per fingerprint)."""
+    with session_scope() as session:
+        path = datasets_service.fetch_to_cache(
+            session=session, dataset_id=dataset_id, cache_dir=cache_dir
+        )
+    return Dataset.load(path)

@@ -1,0 +1,74 @@
+"""Map a run kind to the training core's job, and its result to what the store keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobspec.params import JOB_PARAMS
+from worker.ml.callbacks import Reporter
+from worker.ml.data import Dataset
+
+
+def run(
+    kind: str,
+    params: dict,
+    *,
+    dataset: Dataset,
+    out_dir: Path,
+    recorder: Reporter,
+    parent_dir: Path | None,
+    study_name: str | None,
+    storage_url: str,
+):
+    """Returns (status, result, files) for the run."""
+    if kind not in JOB_PARAMS:
+        raise ValueError(f"unknown run kind {kind!r}")
+    config = JOB_PARAMS[kind](**params)
+    if kind == "pretrain":
+        from worker.ml.pretrain import pretrain
+
+        res = pretrain(dataset, config, out_dir=out_dir, reporter=recorder)
+        result = {
+            "stages": res.stages,
+            "test_reconstruction_loss": res.test_reconstruction_loss,
+            "trained_stages": [s for s in ("ae01", "ae02", "ae03") if s in res.models],
+        }
+    elif kind == "tune":
+        from worker.ml.tune import tune
+
+        config = config.model_copy(update={"study_name": study_name or config.study_name})
+        res = tune(
+            dataset,
+            config,
+            out_dir=out_dir,
+            storage=_optuna_storage(storage_url),
+            pretrained_dir=parent_dir,
+            reporter=recorder,
+        )
+        result = {
+            "best_params": res.best_params,
+            "best_value": res.best_value,
+            "study_name": res.study_name,
+            "trials": len(res.trials),
+        }
+    else:
+        from worker.ml.finetune import finetune
+
+        res = finetune(
+            dataset, config, out_dir=out_dir, pretrained_dir=parent_dir, reporter=recorder
+        )
+        result = {
+            "training": res.training,
+            "evaluation": res.evaluation.summary() if res.evaluation else None,
+        }
+    return ("cancelled" if res.cancelled else "succeeded"), result, res.files
+
+
+def _optuna_storage(url: str):
+    """Optuna's RDB storage on our database; SQLite waits for locks instead of failing."""
+    import optuna
+
+    kwargs = (
+        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    )
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
