@@ -92,10 +92,16 @@ def alembic_config(url: str):
 
 
 def upgrade_schema(url: str | None = None) -> None:
-    """Bring the database to the newest schema (run at web and worker start)."""
-    from alembic import command
+    """Bring the database to the newest schema (run at web and worker start).
 
-    command.upgrade(alembic_config(url or get_settings().sqlalchemy_url), "head")
+    Optuna's tables too: created here, once, rather than raced for by parallel tune workers.
+    """
+    from alembic import command
+    from optuna.storages import RDBStorage
+
+    url = url or get_settings().sqlalchemy_url
+    command.upgrade(alembic_config(url), "head")
+    RDBStorage(url).engine.dispose()
 
 
 def reset_caches() -> None:

@@ -28,8 +28,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,  # one GPU job at a time per worker
         worker_concurrency=1,
         worker_hijack_root_logger=False,
-        broker_transport_options={"visibility_timeout": 12 * 3600},
     )
+    if not settings.embedded_broker:
+        # Redis re-delivers an unacked job after this long: longer than any training run.
+        app.conf.broker_transport_options = {"visibility_timeout": 24 * 3600}
     return app
 
 

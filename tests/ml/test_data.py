@@ -70,9 +70,9 @@ def test_demo_has_ten_named_balanced_classes_of_uint8_images(small):
 
 
 def test_demo_generates_six_thousand_images_fast():
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: steady when other jobs load the machine
     make_demo(seed=0)
-    assert time.perf_counter() - start < 1.5
+    assert time.process_time() - start < 1.5
 
 
 def test_demo_is_learnable_by_a_shallow_classifier():
@@ -119,6 +119,7 @@ def test_demo_refuses_bad_arguments():
         ({"class_names": ("a", "a", "c")}, "duplicates"),
         ({"class_names": ("a", "", "c")}, "non-empty strings"),
         ({"class_names": ()}, "class_names is empty"),
+        ({"class_names": "abc"}, "tuple or list"),
         ({"name": ""}, "name"),
     ],
 )

@@ -194,6 +194,7 @@ def test_a_tune_run_shares_one_study_between_two_workers(stack):
         parallel=2,
         params={
             "n_trials": 2,
+            "pruning": False,
             "epochs": 1,
             "batch_size": 50,
             "kernel_sizes": [3, 5],
@@ -207,10 +208,11 @@ def test_a_tune_run_shares_one_study_between_two_workers(stack):
     with session_scope() as session:
         trials = metrics_service.trials_of(session, [r.id for r in done])
     assert len(trials) == 4 and {t.run_id for t in trials} == {r.id for r in done}
-    assert {(t.params["kernel_size"], t.params["optimizer"]) for t in trials} == {
+    # Two processes may draw the same grid point at the same moment (Optuna says so).
+    assert {(t.params["kernel_size"], t.params["optimizer"]) for t in trials} <= {
         (3, "adam"),
         (3, "sgd"),
         (5, "adam"),
         (5, "sgd"),
     }
-    assert all(t.state == "complete" for t in trials)
+    assert [t.state for t in trials] == ["complete"] * 4, [(t.state, t.value) for t in trials]

@@ -14,7 +14,7 @@ from worker.cli import configs, jobs, options, summaries
 from worker.cli.data_cmd import data_app
 from worker.cli.demo import DEMO_HELP, demo
 from worker.cli.errors import CliError, user_errors
-from worker.cli.options import PER_STAGE_NOTE, TRAIN_PANEL
+from worker.cli.options import TRAIN_PANEL, train_option
 
 app = typer.Typer(
     name="stacklab",
@@ -25,47 +25,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(data_app, name="data")
-app.command(
-    help=DEMO_HELP,
-    short_help="The whole workflow on the demo data, quick by default.",
-    no_args_is_help=True,
-)(demo)
-
-
-def _train_option(help_text: str, metavar: str | None = None) -> typer.models.OptionInfo:
-    return typer.Option(help=help_text, metavar=metavar, rich_help_panel=TRAIN_PANEL)
-
-
-KernelSizes = Annotated[
-    str, _train_option("Conv kernel size, 3, 5 or 7. " + PER_STAGE_NOTE, "K[,K,K]")
-]
-Optimizers = Annotated[
-    str, _train_option("Optimizer: sgd, adam or rmsprop. " + PER_STAGE_NOTE, "NAME[,NAME,NAME]")
-]
-LearningRates = Annotated[
-    str | None,
-    _train_option(
-        "Learning rate; default 0.01 for sgd, 0.001 otherwise. " + PER_STAGE_NOTE, "LR[,LR,LR]"
-    ),
-]
-StageEpochs = Annotated[str, _train_option("Epochs. " + PER_STAGE_NOTE, "N[,N,N]")]
-StageBatchSizes = Annotated[str, _train_option("Images per batch. " + PER_STAGE_NOTE, "N[,N,N]")]
 
 
 @app.command(no_args_is_help=True)
 def pretrain(
     data: options.Data,
     out: options.Out,
-    kernel_size: KernelSizes = "3",
-    optimizer: Optimizers = "adam",
-    learning_rate: LearningRates = None,
-    epochs: StageEpochs = "10",
-    batch_size: StageBatchSizes = "128",
+    kernel_size: options.KernelSizes = "3",
+    optimizer: options.Optimizers = "adam",
+    learning_rate: options.LearningRates = None,
+    epochs: options.StageEpochs = "10",
+    batch_size: options.StageBatchSizes = "128",
     validation_fraction: options.ValidationFraction = 0.1,
     bn_momentum: options.BnMomentum = 0.99,
     probe_images: Annotated[
-        int, _train_option("Test images shown reconstructed in reconstructions.png.")
+        int, train_option("Test images shown reconstructed in reconstructions.png.")
     ] = 10,
     seed: options.Seed = 0,
     train_limit: options.TrainLimit = None,
@@ -99,32 +73,32 @@ def tune(
     data: options.Data,
     out: options.Out,
     stage: Annotated[
-        str, _train_option("Stage to tune: ae01, ae02 or ae03 (ae02/ae03 need --pretrained).")
+        str, train_option("Stage to tune: ae01, ae02 or ae03 (ae02/ae03 need --pretrained).")
     ] = "ae01",
-    trials: Annotated[int, _train_option("Trials this process runs.")] = 9,
+    trials: Annotated[int, train_option("Trials this process runs.")] = 9,
     kernel_sizes: Annotated[
-        str, _train_option("Kernel sizes to try, comma-separated.", "K,K,...")
+        str, train_option("Kernel sizes to try, comma-separated.", "K,K,...")
     ] = "3,5,7",
     optimizers: Annotated[
-        str, _train_option("Optimizers to try, comma-separated.", "NAME,...")
+        str, train_option("Optimizers to try, comma-separated.", "NAME,...")
     ] = "sgd,adam,rmsprop",
     tune_learning_rate: Annotated[
         bool,
-        _train_option("Also search the learning rate (log-uniform), with TPE instead of a grid."),
+        train_option("Also search the learning rate (log-uniform), with TPE instead of a grid."),
     ] = False,
-    lr_min: Annotated[float, _train_option("Lowest learning rate searched.")] = 1e-4,
-    lr_max: Annotated[float, _train_option("Highest learning rate searched.")] = 0.1,
-    epochs: Annotated[int, _train_option("Epochs per trial.")] = 5,
-    batch_size: Annotated[int, _train_option("Images per batch.")] = 128,
-    pruning: Annotated[bool, _train_option("Stop poor trials early (median pruner).")] = True,
+    lr_min: Annotated[float, train_option("Lowest learning rate searched.")] = 1e-4,
+    lr_max: Annotated[float, train_option("Highest learning rate searched.")] = 0.1,
+    epochs: Annotated[int, train_option("Epochs per trial.")] = 5,
+    batch_size: Annotated[int, train_option("Images per batch.")] = 128,
+    pruning: Annotated[bool, train_option("Stop poor trials early (median pruner).")] = True,
     validation_fraction: options.ValidationFraction = 0.1,
     seed: options.Seed = 0,
     study_name: Annotated[
-        str, _train_option("Optuna study name; an existing study is continued.")
+        str, train_option("Optuna study name; an existing study is continued.")
     ] = "stacklab",
     storage: Annotated[
         str | None,
-        _train_option(
+        train_option(
             "Optuna storage URL shared by parallel workers; default sqlite in --out.", "URL"
         ),
     ] = None,
@@ -153,6 +127,10 @@ def tune(
             study_name=study_name,
             runtime=configs.runtime(mixed_precision, jit_compile),
         )
+        if storage is not None and "://" not in storage:
+            raise CliError(
+                f"--storage: expected a database URL like sqlite:///study.db, got {storage!r}"
+            )
         earlier = configs.STAGES[: configs.STAGES.index(config.stage)]
         if earlier:
             pretrained = jobs.check_pretrained(pretrained, earlier, why=f"tuning {config.stage}")
@@ -179,18 +157,16 @@ def finetune(
     ],
     pretrained: options.Pretrained = None,
     architecture: Annotated[
-        str | None, _train_option("With --encoder scratch: stacked (default) or single.")
+        str | None, train_option("With --encoder scratch: stacked (default) or single.")
     ] = None,
-    kernel_size: Annotated[
-        int, _train_option("With --encoder scratch: kernel size 3, 5 or 7.")
-    ] = 3,
+    kernel_size: Annotated[int, train_option("With --encoder scratch: kernel size 3, 5 or 7.")] = 3,
     freeze_encoder: Annotated[
-        bool, _train_option("Train only the head; the pretrained encoder stays as it is.")
+        bool, train_option("Train only the head; the pretrained encoder stays as it is.")
     ] = False,
-    augment: Annotated[bool, _train_option("Random augmentation of the training images.")] = False,
+    augment: Annotated[bool, train_option("Random augmentation of the training images.")] = False,
     aug: Annotated[
         list[str] | None,
-        _train_option(
+        train_option(
             "Augmentation setting, repeatable, e.g. --aug rotation_range=20 --aug "
             "vertical_flip=true. Keys: rotation_range, shear_range, horizontal_flip, "
             "vertical_flip, width_shift_range, height_shift_range, zoom_range, "
@@ -198,24 +174,24 @@ def finetune(
             "KEY=VALUE",
         ),
     ] = None,
-    optimizer: Annotated[str, _train_option("sgd, adam or rmsprop.")] = "adam",
+    optimizer: Annotated[str, train_option("sgd, adam or rmsprop.")] = "adam",
     learning_rate: Annotated[
-        float | None, _train_option("Learning rate; default 0.01 for sgd, 0.001 otherwise.")
+        float | None, train_option("Learning rate; default 0.01 for sgd, 0.001 otherwise.")
     ] = None,
-    epochs: Annotated[int, _train_option("Most epochs; early stopping may end sooner.")] = 50,
-    batch_size: Annotated[int, _train_option("Images per batch.")] = 128,
+    epochs: Annotated[int, train_option("Most epochs; early stopping may end sooner.")] = 50,
+    batch_size: Annotated[int, train_option("Images per batch.")] = 128,
     patience: Annotated[
-        int, _train_option("Early stopping: epochs without improvement before stopping.")
+        int, train_option("Early stopping: epochs without improvement before stopping.")
     ] = 5,
     monitor: Annotated[
-        str, _train_option("Early stopping watches val_loss or val_accuracy.")
+        str, train_option("Early stopping watches val_loss or val_accuracy.")
     ] = "val_loss",
-    min_delta: Annotated[float, _train_option("Early stopping: least change that counts.")] = 0.0,
+    min_delta: Annotated[float, train_option("Early stopping: least change that counts.")] = 0.0,
     restore_best: Annotated[
-        bool, _train_option("Keep the weights of the best epoch, not the last.")
+        bool, train_option("Keep the weights of the best epoch, not the last.")
     ] = True,
     class_weights: Annotated[
-        bool, _train_option("Weight the loss against class imbalance ('balanced').")
+        bool, train_option("Weight the loss against class imbalance ('balanced').")
     ] = False,
     validation_fraction: options.ValidationFraction = 0.1,
     bn_momentum: options.BnMomentum = 0.99,
@@ -228,6 +204,8 @@ def finetune(
 ) -> None:
     """Train a classifier on a pretrained (or scratch) encoder, score it on the test split."""
     with user_errors():
+        if aug and not augment:
+            raise CliError("--aug: has no effect without --augment")
         early_stopping = {"patience": patience, "monitor": monitor, "min_delta": min_delta}
         config = configs.finetune_config(
             aug=aug or [],
@@ -290,6 +268,14 @@ def evaluate(
         evaluation, files, dataset, out_dir=out, model=str(model.resolve()), seconds=seconds
     )
     summaries.finish(out, summary, summaries.evaluate_lines(summary))
+
+
+app.add_typer(data_app, name="data")
+app.command(
+    help=DEMO_HELP,
+    short_help="The whole workflow on the demo data, quick by default.",
+    no_args_is_help=True,
+)(demo)
 
 
 if __name__ == "__main__":

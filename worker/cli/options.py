@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,3 +94,24 @@ JitCompile = Annotated[
         help="XLA-compile the training step (GPU speed-up; 20-50% slower on a CPU).",
     ),
 ]  # fmt: skip
+
+
+def train_option(help_text: str, metavar: str | None = None) -> Any:
+    """A typer option in the Training help panel."""
+    return typer.Option(help=help_text, metavar=metavar, rich_help_panel=TRAIN_PANEL)
+
+
+KernelSizes = Annotated[
+    str, train_option("Conv kernel size, 3, 5 or 7. " + PER_STAGE_NOTE, "K[,K,K]")
+]
+Optimizers = Annotated[
+    str, train_option("Optimizer: sgd, adam or rmsprop. " + PER_STAGE_NOTE, "NAME[,NAME,NAME]")
+]
+LearningRates = Annotated[
+    str | None,
+    train_option(
+        "Learning rate; default 0.01 for sgd, 0.001 otherwise. " + PER_STAGE_NOTE, "LR[,LR,LR]"
+    ),
+]
+StageEpochs = Annotated[str, train_option("Epochs. " + PER_STAGE_NOTE, "N[,N,N]")]
+StageBatchSizes = Annotated[str, train_option("Images per batch. " + PER_STAGE_NOTE, "N[,N,N]")]

@@ -65,6 +65,8 @@ def _check_labels(key: str, y: Any, n_images: int, num_classes: int) -> np.ndarr
 
 def _check_class_names(names: Any) -> tuple[str, ...]:
     """Return class names as a tuple after checking they are unique non-empty strings."""
+    if not isinstance(names, tuple | list):  # a bare string would split into letters
+        raise DataError(f"class_names must be a tuple or list of strings, got {names!r}")
     names = tuple(names)
     if not names:
         raise DataError("class_names is empty; need at least one class")
