@@ -67,3 +67,12 @@ class RunRead(BaseModel):
     error: str | None
     traceback: str | None
     attempts: int
+
+
+class RunPage(BaseModel):
+    """One page of runs."""
+
+    items: list[RunRead]
+    total: int
+    limit: int
+    offset: int

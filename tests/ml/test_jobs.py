@@ -63,8 +63,9 @@ def test_pretrain_then_finetune_learns_above_chance(pretrained_dir, demo_small, 
     reporter = Recorder()
     # Few steps: BN's moving averages need momentum 0.9 to settle (see FinetuneConfig).
     config = FinetuneConfig(encoder="single", epochs=3, batch_size=16, bn_momentum=0.9)
-    result = finetune(demo_small, config, out_dir=tmp_path, pretrained_dir=pretrained_dir,
-                      reporter=reporter)
+    result = finetune(
+        demo_small, config, out_dir=tmp_path, pretrained_dir=pretrained_dir, reporter=reporter
+    )
     assert result.training["pretrained_layers"] == 2
     assert result.evaluation.accuracy > 0.25  # chance is 0.10
     assert result.evaluation.confusion_matrix.sum() == len(demo_small.y_test)
@@ -72,13 +73,21 @@ def test_pretrain_then_finetune_learns_above_chance(pretrained_dir, demo_small, 
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(reporter.epochs[0][2])
     last = reporter.batches[-1]
     assert (last.epoch, last.step) == (3, last.steps) and last.images_per_sec > 0
-    for name in ("classifier.weights.h5", "classifier.keras", "evaluation.json",
-                 "confusion_matrix.png", "predictions.npz", "metrics.csv", "finetune.json"):
+    for name in (
+        "classifier.weights.h5",
+        "classifier.keras",
+        "evaluation.json",
+        "confusion_matrix.png",
+        "predictions.npz",
+        "metrics.csv",
+        "finetune.json",
+    ):
         assert (tmp_path / name).exists(), name
 
 
-def test_exported_classifier_loads_back_with_identical_predictions(pretrained_dir, demo_small,
-                                                                   tmp_path):
+def test_exported_classifier_loads_back_with_identical_predictions(
+    pretrained_dir, demo_small, tmp_path
+):
     config = FinetuneConfig(encoder="single", epochs=1, batch_size=64, augment=True)
     result = finetune(demo_small, config, out_dir=tmp_path, pretrained_dir=pretrained_dir)
     x = demo_small.x_test[:8].astype("float32") / 255
@@ -94,8 +103,13 @@ def test_exported_classifier_loads_back_with_identical_predictions(pretrained_di
 def test_early_stopping_restores_the_best_epoch(demo_small, tmp_path):
     # patience 0 with a tiny lr: the first epoch that fails to improve ends training.
     config = FinetuneConfig(
-        encoder="scratch", architecture="single", epochs=6, batch_size=64, learning_rate=0.5,
-        optimizer="sgd", early_stopping=EarlyStoppingConfig(patience=0),
+        encoder="scratch",
+        architecture="single",
+        epochs=6,
+        batch_size=64,
+        learning_rate=0.5,
+        optimizer="sgd",
+        early_stopping=EarlyStoppingConfig(patience=0),
     )
     reporter = Recorder()
     result = finetune(demo_small, config, out_dir=tmp_path, reporter=reporter)
@@ -110,8 +124,12 @@ def test_early_stopping_restores_the_best_epoch(demo_small, tmp_path):
 def test_cancel_stops_pretrain_at_the_next_batch_and_keeps_what_it_has(demo_small, tmp_path):
     reporter = Recorder(stop_after=3)
     stage = StageConfig(epochs=5, batch_size=32)
-    result = pretrain(demo_small, PretrainConfig(ae01=stage, ae02=stage, ae03=stage),
-                      out_dir=tmp_path, reporter=reporter)
+    result = pretrain(
+        demo_small,
+        PretrainConfig(ae01=stage, ae02=stage, ae03=stage),
+        out_dir=tmp_path,
+        reporter=reporter,
+    )
     assert result.cancelled
     assert len(reporter.batches) == 3
     assert list(result.models) == ["ae01"]
@@ -132,8 +150,9 @@ def test_cancelled_finetune_keeps_best_weights_and_skips_scoring(demo_small, tmp
 
 def test_tune_searches_the_grid_and_a_second_run_joins_the_study(demo_small, tmp_path):
     data = demo_small.subset(n_train=120, n_test=20, seed=0)
-    config = TuneConfig(n_trials=2, epochs=2, batch_size=32, kernel_sizes=[3, 5],
-                        optimizers=["adam", "sgd"])
+    config = TuneConfig(
+        n_trials=2, epochs=2, batch_size=32, kernel_sizes=[3, 5], optimizers=["adam", "sgd"]
+    )
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     reporter = Recorder()
     first = tune(data, config, out_dir=tmp_path / "a", storage=storage, reporter=reporter)
@@ -141,7 +160,11 @@ def test_tune_searches_the_grid_and_a_second_run_joins_the_study(demo_small, tmp
     assert len(reporter.trials) == 2
     assert len(second.trials) == 4
     assert {(t["params"]["kernel_size"], t["params"]["optimizer"]) for t in second.trials} == {
-        (3, "adam"), (3, "sgd"), (5, "adam"), (5, "sgd")}
+        (3, "adam"),
+        (3, "sgd"),
+        (5, "adam"),
+        (5, "sgd"),
+    }
     assert first.best_params["kernel_size"] in (3, 5)
     assert second.best_value <= first.best_value
     assert set(second.best_params) == {"kernel_size", "optimizer", "learning_rate"}
@@ -149,8 +172,9 @@ def test_tune_searches_the_grid_and_a_second_run_joins_the_study(demo_small, tmp
 
 def test_tuning_ae02_needs_and_uses_a_pretrained_ae01(demo_small, pretrained_dir, tmp_path):
     data = demo_small.subset(n_train=100, n_test=20, seed=0)
-    config = TuneConfig(stage="ae02", n_trials=1, epochs=1, batch_size=50, kernel_sizes=[3],
-                        optimizers=["adam"])
+    config = TuneConfig(
+        stage="ae02", n_trials=1, epochs=1, batch_size=50, kernel_sizes=[3], optimizers=["adam"]
+    )
     with pytest.raises(ValueError, match="pretrain output folder"):
         tune(data, config, out_dir=tmp_path)
     result = tune(data, config, out_dir=tmp_path, pretrained_dir=pretrained_dir)

@@ -49,26 +49,30 @@ EXPECTED = {
     "build_stacked_classifier": (
         (32, 32, 3),
         (10,),
-        lambda k: encoder_params(k)
-        + conv(3, 256, 512)
-        + conv(3, 512, 512)
-        + dense(512, 1024)
-        + bn(1024)
-        + dense(1024, 10),
+        lambda k: (
+            encoder_params(k)
+            + conv(3, 256, 512)
+            + conv(3, 512, 512)
+            + dense(512, 1024)
+            + bn(1024)
+            + dense(1024, 10)
+        ),
     ),
     "build_single_classifier": (
         (32, 32, 3),
         (10,),
-        lambda k: encoder_params(k, depth=1)
-        + conv(3, 64, 64)
-        + bn(64)
-        + conv(3, 64, 128)
-        + bn(128)
-        + conv(3, 128, 128)
-        + bn(128)
-        + dense(128, 512)
-        + bn(512)
-        + dense(512, 10),
+        lambda k: (
+            encoder_params(k, depth=1)
+            + conv(3, 64, 64)
+            + bn(64)
+            + conv(3, 64, 128)
+            + bn(128)
+            + conv(3, 128, 128)
+            + bn(128)
+            + dense(128, 512)
+            + bn(512)
+            + dense(512, 10)
+        ),
     ),
 }
 
@@ -132,8 +136,9 @@ def test_trained_autoencoder_weights_load_by_name(target_builder, stages):
         for layer in models.iter_weighted_layers(model):
             if layer.name not in target_layers:
                 continue  # decoders are not part of a classifier
-            for got, want in zip(target_layers[layer.name].get_weights(), layer.get_weights(),
-                                 strict=True):
+            for got, want in zip(
+                target_layers[layer.name].get_weights(), layer.get_weights(), strict=True
+            ):
                 np.testing.assert_array_equal(got, want)
             compared += 1
     assert compared == len(copied) > 0

@@ -62,8 +62,11 @@ def test_inconsistent_finetune_options_are_refused():
 
 def test_defaults_follow_the_seed():
     config = FinetuneConfig()
-    assert (config.encoder, config.model_architecture, config.augment) == ("stacked", "stacked",
-                                                                           False)
+    assert (config.encoder, config.model_architecture, config.augment) == (
+        "stacked",
+        "stacked",
+        False,
+    )
     assert StageConfig(optimizer="sgd").lr == 0.01
     assert PretrainConfig(ae02={"kernel_size": 5}).kernel_sizes == (3, 5, 3)
 

@@ -20,8 +20,9 @@ pytestmark = [
 def test_short_finetune_runs_on_real_cifar10_pictures(tmp_path):
     data = load_dataset(str(SUBSET)).subset(n_train=300, n_test=100, seed=0)
     assert data.class_names[0] == "airplane" and data.num_classes == 10
-    config = FinetuneConfig(encoder="scratch", architecture="single", epochs=1, batch_size=32,
-                            augment=True)
+    config = FinetuneConfig(
+        encoder="scratch", architecture="single", epochs=1, batch_size=32, augment=True
+    )
     result = finetune(data, config, out_dir=tmp_path)
     assert result.training["epochs_run"] == 1
     assert result.evaluation.confusion_matrix.sum() == 100

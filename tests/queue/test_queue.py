@@ -125,14 +125,13 @@ def test_invalid_params_are_refused_and_nothing_is_queued(stack):
         with pytest.raises(InvalidRequest) as err:
             launch(**fields)
         assert err.value.field == field
-    with pytest.raises(InvalidRequest):
-        with session_scope() as session:
-            launcher.launch_augmentation_study(
-                session=session,
-                study_in=AugmentationStudyCreate(
-                    dataset="demo-tiny", params={"encoder": "single"}, seeds=[0, 1]
-                ),
-            )
+    with pytest.raises(InvalidRequest), session_scope() as session:
+        launcher.launch_augmentation_study(
+            session=session,
+            study_in=AugmentationStudyCreate(
+                dataset="demo-tiny", params={"encoder": "single"}, seeds=[0, 1]
+            ),
+        )
     assert run_count() == before
 
 

@@ -1,0 +1,58 @@
+"""The web app: `uvicorn backend.main:app`. Never imports TensorFlow, Keras or worker code."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend import api_errors
+from backend.config import get_settings
+from backend.datasets import router as datasets_router
+from backend.db import session_scope, upgrade_schema
+from backend.runs import router as runs_router
+from backend.runs import service as runs_service
+from backend.workers import router as workers_router
+
+log = logging.getLogger(__name__)
+
+
+def _reaper(stop: threading.Event) -> None:
+    """Runs whose worker died are marked failed even when no other worker is up."""
+    settings = get_settings()
+    while not stop.wait(settings.heartbeat_seconds):
+        try:
+            with session_scope() as session:
+                runs_service.reap_stale(session=session, stale_after=settings.stale_after_seconds)
+        except Exception:
+            log.exception("reaping stale runs failed")
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI):
+    upgrade_schema()
+    stop = threading.Event()
+    thread = threading.Thread(target=_reaper, args=(stop,), name="reaper", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app with every router and error handler."""
+    app = FastAPI(title="stacklab", version="0.1.0", lifespan=lifespan)
+    api_errors.install(app)
+    app.include_router(runs_router.router, prefix="/api")
+    app.include_router(datasets_router.router, prefix="/api")
+    app.include_router(workers_router.router, prefix="/api")
+
+    @app.get("/api/health", tags=["meta"])
+    def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,106 @@
+"""JSON API for runs: launch, list, read, cancel, re-queue, clone, metrics, files."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from backend.artifacts import service as artifacts_service
+from backend.db import session_scope
+from backend.deps import SessionDep
+from backend.runs import launch as launcher
+from backend.runs import metrics as metrics_service
+from backend.runs import queries
+from backend.runs import service as runs_service
+from backend.runs.schemas import AugmentationStudyCreate, RunCreate, RunPage, RunRead
+
+router = APIRouter(tags=["runs"])
+
+
+@router.post("/runs", status_code=201, response_model=list[RunRead])
+def create_runs(run_in: RunCreate, session: SessionDep):
+    """Validate and queue a run (a tune with parallel > 1 queues one run per worker)."""
+    return launcher.launch(session=session, run_in=run_in)
+
+
+@router.post("/augmentation-studies", status_code=201)
+def create_augmentation_study(study_in: AugmentationStudyCreate, session: SessionDep) -> dict:
+    """Queue the same finetune with augmentation off and on for each seed, as one group."""
+    group = launcher.launch_augmentation_study(session=session, study_in=study_in)
+    return {"group_id": group.id, "name": group.name}
+
+
+@router.get("/runs", response_model=RunPage)
+def list_runs(
+    session: SessionDep,
+    kind: str | None = None,
+    status: str | None = None,
+    group_id: int | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+):
+    """Runs, newest first, filtered."""
+    return queries.page(
+        session, kind=kind, status=status, group_id=group_id, limit=limit, offset=offset
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunRead)
+def read_run(run_id: int, session: SessionDep):
+    """One run with its progress and result."""
+    return runs_service.get_run(session, run_id)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunRead)
+def cancel_run(run_id: int, session: SessionDep):
+    """Cancel a queued run, or stop a running one at its next batch."""
+    return launcher.cancel(session=session, run_id=run_id)
+
+
+@router.post("/runs/{run_id}/requeue", response_model=RunRead)
+def requeue_run(run_id: int, session: SessionDep):
+    """Queue a failed or cancelled run again."""
+    return launcher.requeue(session=session, run_id=run_id)
+
+
+@router.post("/runs/{run_id}/clone", status_code=201, response_model=RunRead)
+def clone_run(run_id: int, session: SessionDep, edits: dict | None = None):
+    """A new run like this one, with the given changes (params, name, tags, parent)."""
+    return launcher.clone(session=session, run_id=run_id, edits=edits)
+
+
+@router.get("/runs/{run_id}/metrics")
+def run_metrics(run_id: int, session: SessionDep) -> dict:
+    """Every metric series and its latest/best summary."""
+    runs_service.get_run(session, run_id)
+    return {
+        "series": metrics_service.series(session, run_id),
+        "summary": metrics_service.summaries(session, run_id),
+    }
+
+
+@router.get("/runs/{run_id}/artifacts")
+def run_artifacts(run_id: int, session: SessionDep) -> list[dict]:
+    """The run's files: name, kind, size, sha256."""
+    runs_service.get_run(session, run_id)
+    return [
+        {"id": a.id, "name": a.name, "kind": a.kind, "size": a.size, "sha256": a.sha256}
+        for a in artifacts_service.list_run_artifacts(session, run_id)
+    ]
+
+
+@router.get("/runs/{run_id}/artifacts/{name}")
+def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingResponse:
+    """Stream one file of the run, chunk by chunk, straight from the database."""
+    artifact = artifacts_service.run_artifact(session, run_id, name)
+
+    def body():
+        with session_scope() as stream_session:  # the request's session closes before this ends
+            yield from artifacts_service.iter_chunks(stream_session, artifact.id)
+
+    headers = {
+        "Content-Disposition": f'attachment; filename="{artifact.name}"',
+        "Content-Length": str(artifact.size),
+        "X-Checksum-SHA256": artifact.sha256 or "",
+    }
+    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)

@@ -1,0 +1,27 @@
+"""JSON API for the workers that are online."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.config import get_settings
+from backend.deps import SessionDep
+from backend.workers import service as workers_service
+
+router = APIRouter(tags=["workers"])
+
+
+@router.get("/workers")
+def list_workers(session: SessionDep) -> list[dict]:
+    """Workers seen within three heartbeats: host, device, the run each is on."""
+    within = 3 * get_settings().heartbeat_seconds + 5
+    return [
+        {
+            "name": w.name,
+            "host": w.host,
+            "device": w.device,
+            "last_seen": w.last_seen,
+            "current_run_id": w.current_run_id,
+        }
+        for w in workers_service.online(session, within)
+    ]
