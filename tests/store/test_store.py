@@ -1,0 +1,153 @@
+"""Runs, metrics, artifacts and data sets in SQL, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import tracemalloc
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from backend.artifacts import service as artifacts_service
+from backend.datasets import service as datasets_service
+from backend.db import session_scope
+from backend.errors import InvalidRequest
+from backend.runs import metrics as metrics_service
+from backend.runs import service as runs_service
+from backend.runs.models import Run
+from backend.timeutil import utcnow
+
+
+def new_run(dataset_id: int, **fields) -> int:
+    with session_scope() as session:
+        return runs_service.create_run(
+            session=session, kind="pretrain", name="t", params={}, dataset_id=dataset_id, **fields
+        ).id
+
+
+def claim(run_id: int):
+    with session_scope() as session:
+        return runs_service.claim_run(
+            session=session, run_id=run_id, worker_host="h:1", device="CPU", versions={"keras": "3"}
+        )
+
+
+def test_a_run_is_claimed_once(store):
+    run_id = new_run(store)
+    assert claim(run_id).status == "running"
+    assert claim(run_id) is None  # a second worker gets nothing
+
+
+def test_a_cancelled_queued_run_cannot_be_claimed(store):
+    run_id = new_run(store)
+    with session_scope() as session:
+        assert runs_service.request_cancel(session=session, run_id=run_id).status == "cancelled"
+    assert claim(run_id) is None
+    with session_scope() as session, pytest.raises(InvalidRequest, match="cancelled already"):
+        runs_service.request_cancel(session=session, run_id=run_id)
+
+
+def test_summary_keeps_the_best_epoch_not_just_the_last(store):
+    run_id = new_run(store)
+    for epoch, (loss, acc) in enumerate([(1.0, 0.2), (0.5, 0.6), (0.7, 0.5)], start=1):
+        with session_scope() as session:
+            metrics_service.log_epoch(
+                session=session,
+                run_id=run_id,
+                stage="finetune",
+                step=epoch,
+                values={"val_loss": loss, "val_accuracy": acc},
+            )
+    with session_scope() as session:
+        summary = metrics_service.summaries(session, run_id)
+        series = metrics_service.series(session, run_id, ["finetune/val_loss"])
+    assert summary["finetune/val_loss"] == {
+        "last_value": 0.7,
+        "last_step": 3,
+        "best_value": 0.5,
+        "best_step": 2,
+        "goal": "min",
+    }
+    assert summary["finetune/val_accuracy"]["best_value"] == 0.6
+    assert series == {"finetune/val_loss": [(1, 1.0), (2, 0.5), (3, 0.7)]}
+
+
+def test_runs_without_a_heartbeat_are_reaped_and_can_be_requeued(store):
+    run_id = new_run(store)
+    claim(run_id)
+    fresh = new_run(store)
+    claim(fresh)
+    with session_scope() as session:
+        session.get(Run, run_id).heartbeat_at = utcnow() - timedelta(seconds=120)
+    with session_scope() as session:
+        assert runs_service.reap_stale(session=session, stale_after=60) == [run_id]
+        assert session.get(Run, fresh).status == "running"
+        assert "stopped responding" in session.get(Run, run_id).error
+        metrics_service.log_epoch(
+            session=session, run_id=run_id, stage="ae01", step=1, values={"loss": 1.0}
+        )
+    with session_scope() as session:
+        run = runs_service.requeue(session=session, run_id=run_id)
+        assert (run.status, run.error, run.started_at) == ("queued", None, None)
+        assert metrics_service.series(session, run_id) == {}
+
+
+def test_artifacts_stream_in_bounded_memory_and_keep_their_checksum(store, tmp_path):
+    source = tmp_path / "big.weights.h5"
+    size = 48 * 1024 * 1024
+    with source.open("wb") as fh:  # random, so no layer can compress it away
+        for _ in range(size // (4 * 1024 * 1024)):
+            fh.write(os.urandom(4 * 1024 * 1024))
+    run_id = new_run(store)
+    tracemalloc.start()
+    with session_scope() as session:
+        artifact = artifacts_service.store_file(session=session, path=source, run_id=run_id)
+        artifact_id, sha = artifact.id, artifact.sha256
+    _, store_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    digest, total = hashlib.sha256(), 0
+    with session_scope() as session:
+        for chunk in artifacts_service.iter_chunks(session, artifact_id):
+            digest.update(chunk)
+            total += len(chunk)
+    _, read_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert total == size and digest.hexdigest() == sha
+    assert sha == hashlib.sha256(source.read_bytes()).hexdigest()
+    # A whole copy would be 48 MiB; a few 1 MiB chunks in flight is what streaming allows.
+    assert store_peak < 12 * 1024 * 1024, store_peak
+    assert read_peak < 12 * 1024 * 1024, read_peak
+    with session_scope() as session:
+        kind = artifacts_service.run_artifact(session, run_id, "big.weights.h5").kind
+    assert kind == "weights"
+
+
+def test_a_dataset_is_fetched_once_into_the_cache_by_fingerprint(store, tmp_path):
+    from worker.ml.data import Dataset
+
+    with session_scope() as session:
+        first = datasets_service.fetch_to_cache(
+            session=session, dataset_id=store, cache_dir=tmp_path
+        )
+        mtime = first.stat().st_mtime_ns
+        time.sleep(0.01)
+        second = datasets_service.fetch_to_cache(
+            session=session, dataset_id=store, cache_dir=tmp_path
+        )
+        record = datasets_service.get(session, store)
+    assert first == second and second.stat().st_mtime_ns == mtime
+    loaded = Dataset.load(first)
+    assert loaded.fingerprint() == record.fingerprint == first.stem
+    assert np.array_equal(np.bincount(loaded.y_train), list(record.train_counts.values()))
+
+
+def test_dataset_names_are_unique(store, tmp_path):
+    with session_scope() as session:
+        record = datasets_service.get(session, store)
+        with pytest.raises(InvalidRequest, match="exists already"):
+            datasets_service.register(
+                session=session, name=record.name, summary={}, arrays=tmp_path
+            )
