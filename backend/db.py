@@ -100,8 +100,33 @@ def upgrade_schema(url: str | None = None) -> None:
     from optuna.storages import RDBStorage
 
     url = url or get_settings().sqlalchemy_url
-    command.upgrade(alembic_config(url), "head")
-    RDBStorage(url).engine.dispose()
+    with _schema_lock(url):  # the web and every worker upgrade at start: one at a time
+        command.upgrade(alembic_config(url), "head")
+        RDBStorage(url).engine.dispose()
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """PostgreSQL: an advisory lock. SQLite: a lock file beside the data."""
+    if url.startswith("postgresql"):
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(72157)")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(72157)")
+        engine.dispose()
+        return
+    import fcntl
+
+    lock_path = get_settings().data_dir / ".schema.lock"
+    with lock_path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def reset_caches() -> None:

@@ -8,12 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from backend import api_errors
+from backend import api_errors, web
+from backend.compare import pages as compare_pages
 from backend.config import get_settings
+from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
 from backend.db import session_scope, upgrade_schema
+from backend.runs import pages as runs_pages
 from backend.runs import router as runs_router
 from backend.runs import service as runs_service
+from backend.studies import pages as studies_pages
 from backend.workers import router as workers_router
 
 log = logging.getLogger(__name__)
@@ -44,9 +48,11 @@ def create_app() -> FastAPI:
     """The FastAPI app with every router and error handler."""
     app = FastAPI(title="stacklab", version="0.1.0", lifespan=lifespan)
     api_errors.install(app)
-    app.include_router(runs_router.router, prefix="/api")
-    app.include_router(datasets_router.router, prefix="/api")
-    app.include_router(workers_router.router, prefix="/api")
+    web.install(app)
+    for api in (runs_router, datasets_router, workers_router):
+        app.include_router(api.router, prefix="/api")
+    for pages in (runs_pages, compare_pages, studies_pages, datasets_pages):
+        app.include_router(pages.router)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict:

@@ -14,7 +14,8 @@ TASKS = {"pretrain": "stacklab.pretrain", "tune": "stacklab.tune", "finetune": "
 def configure(app: Celery, settings: Settings) -> Celery:
     """Settings shared by the client and the worker: one job at a time, acked when done."""
     if settings.embedded_broker:
-        # kombu's SQLAlchemy transport polls; its interval is only settable on the class.
+        # kombu's SQLAlchemy transport polls every second by default. Set on the class:
+        # passing polling_interval in broker_transport_options crashed the worker here.
         from kombu.transport import sqlalchemy as sqla_transport
 
         sqla_transport.Transport.polling_interval = settings.embedded_poll_seconds

@@ -129,6 +129,7 @@ class TuneConfig(_Config):
     pruning: bool = Field(True, description="Stop poor trials early (median pruner)")
     seed: int = Field(0, ge=0)
     study_name: str = Field("stacklab", min_length=1, max_length=200)
+    bn_momentum: float = _bn_momentum_field()
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
     @model_validator(mode="after")

@@ -21,7 +21,12 @@ app = configure(Celery("stacklab", include=["worker.tasks"]), get_settings())
 
 @worker_process_init.connect
 def _warm_up_child(**_kwargs) -> None:
+    from backend.db import get_engine, reset_caches
     from worker import device, liveness
+
+    # Never share the parent's pooled connections with a forked child.
+    get_engine().dispose(close=False)
+    reset_caches()
 
     device.prepare()  # imports TensorFlow/Keras once, sets GPU memory growth
     # Reports in and reaps dead workers' runs even while idle.

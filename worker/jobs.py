@@ -31,7 +31,7 @@ def run(
         result = {
             "stages": res.stages,
             "test_reconstruction_loss": res.test_reconstruction_loss,
-            "trained_stages": [s for s in ("ae01", "ae02", "ae03") if s in res.models],
+            "trained_stages": [s for s, v in res.stages.items() if not v["cancelled"]],
         }
     elif kind == "tune":
         from worker.ml.tune import tune

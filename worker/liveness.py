@@ -27,7 +27,7 @@ def reap() -> list[int]:
 
 
 def start_reaper(*, worker: str, device: str) -> threading.Thread:
-    """In the worker's parent process: report in and reap dead workers' runs, even when idle."""
+    """In a worker's pool child: report in and reap dead workers' runs, even when idle."""
 
     def loop() -> None:
         interval = get_settings().heartbeat_seconds

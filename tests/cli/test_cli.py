@@ -101,7 +101,8 @@ def test_data_import_refuses_float_images_in_one_line(tmp_path):
         (["tune", "--stage", "ae03"], "--pretrained"),
         (["finetune", "--encoder", "stacked"], "--pretrained"),
         (["finetune", "--encoder", "deep"], "--encoder"),
-        (["finetune", "--encoder", "scratch", "--aug", "zoom_range=2"], "--aug zoom_range"),
+        (["finetune", "--encoder", "scratch", "--augment", "--aug", "zoom_range=2"], "--aug zoom"),
+        (["finetune", "--encoder", "scratch", "--aug", "zoom_range=0.2"], "--aug: has no effect"),
         (["finetune", "--encoder", "scratch", "--monitor", "accuracy"], "--monitor"),
         (["pretrain", "--data", "no-such-data.npz"], "--data"),
         (["evaluate", "--model", "missing.keras"], "--model"),
@@ -177,3 +178,43 @@ def test_pretrain_finetune_evaluate_on_a_demo_subset(tmp_path):
     assert result.exit_code == 0, result.output
     assert (scored / "evaluation.json").is_file() and (scored / "confusion_matrix.png").is_file()
     assert read_summary(scored)["evaluation"] == pytest.approx(summary["evaluation"])
+
+
+def test_demo_pretrains_then_finetunes_plain_and_augmented(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from worker.cli import jobs
+
+    calls = []
+
+    def fake_pretrain(dataset, config, out_dir):
+        calls.append(("pretrain", out_dir.name, config.ae01.epochs))
+        stage = {"epochs_run": 2, "seconds": 1.0, "final": {"loss": 0.1, "val_loss": 0.2}}
+        stages = dict.fromkeys(("ae01", "ae02", "ae03"), stage)
+        return SimpleNamespace(cancelled=False, test_reconstruction_loss=0.05, stages=stages,
+                               files=[]), 3.0  # fmt: skip
+
+    def fake_finetune(dataset, config, out_dir, pretrained):
+        calls.append(("finetune", out_dir.name, config.augment, pretrained.name))
+        training = {"epochs_run": 4, "best_epoch": 3, "best_value": 1.5, "monitor": "val_loss"}
+        scores = SimpleNamespace(accuracy=0.5, balanced_accuracy=0.25 if config.augment else 0.5)
+        return SimpleNamespace(cancelled=False, training=training, evaluation=scores,
+                               files=[]), 2.0  # fmt: skip
+
+    monkeypatch.setattr(jobs, "pretrain", fake_pretrain)
+    monkeypatch.setattr(jobs, "finetune", fake_finetune)
+    result = invoke("demo", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        ("pretrain", "pretrain", 2),
+        ("finetune", "finetune-plain", False, "pretrain"),
+        ("finetune", "finetune-augment", True, "pretrain"),
+    ]
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("finetune-")]
+    assert rows == [
+        ["finetune-plain", "0.5000", "0.5000", "3", "4", "2", "s"],
+        ["finetune-augment", "0.5000", "0.2500", "3", "4", "2", "s"],
+    ]
+    summary = read_summary(tmp_path)
+    assert summary["dataset"]["n_train"] == 1500 and summary["seconds"] == 7.0
+    assert read_summary(tmp_path / "finetune-augment")["evaluation"]["balanced_accuracy"] == 0.25

@@ -134,7 +134,9 @@ def test_cancel_stops_pretrain_at_the_next_batch_and_keeps_what_it_has(demo_smal
     assert len(reporter.batches) == 3
     assert list(result.models) == ["ae01"]
     manifest = json.loads((tmp_path / "pretrain.json").read_text())
-    assert manifest["cancelled"] and manifest["trained_stages"] == ["ae01"]
+    # ae01's weights are kept, but a cut-short stage is not offered for fine-tuning.
+    assert manifest["cancelled"] and manifest["trained_stages"] == []
+    assert manifest["partial_stages"] == ["ae01"]
     assert (tmp_path / "ae01.weights.h5").exists() and not (tmp_path / "ae02.keras").exists()
 
 

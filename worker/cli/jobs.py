@@ -70,6 +70,9 @@ def run_with_progress(job: Callable[..., Any], *args: Any, **kwargs: Any) -> tup
     start = time.perf_counter()
     with TqdmReporter() as reporter, data_errors():
         result = job(*args, reporter=reporter, **kwargs)
+    # Ctrl-C after the last batch: the job ran to the end, but the user wants out, and a
+    # workflow such as `demo` must not go on to its next job.
+    result.cancelled = result.cancelled or reporter.stop_requested
     return result, time.perf_counter() - start
 
 

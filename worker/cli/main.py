@@ -253,7 +253,7 @@ def evaluate(
             dir_okay=False,
             help="A saved classifier, e.g. the classifier.keras of a finetune run.",
         ),
-    ],  # fmt: skip
+    ],
     data: options.Data,
     out: options.Out,
     test_limit: options.TestLimit = None,
@@ -265,9 +265,23 @@ def evaluate(
         dataset = jobs.load_data(data, resize=resize, test_limit=test_limit)
         evaluation, files, seconds = jobs.evaluate(model, dataset, out)
     summary = summaries.evaluate_summary(
-        evaluation, files, dataset, out_dir=out, model=str(model.resolve()), seconds=seconds
+        evaluation, files, dataset, model=model, seconds=seconds, out_dir=out
     )
     summaries.finish(out, summary, summaries.evaluate_lines(summary))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address the web app listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Celery workers to start beside it (one job each).")
+    ] = 1,
+) -> None:
+    """The dashboard and a worker together, on the settings in force (embedded by default)."""
+    from worker.cli.serve import serve as run_serve
+
+    run_serve(host, port, workers)
 
 
 app.add_typer(data_app, name="data")

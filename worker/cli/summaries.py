@@ -191,15 +191,18 @@ def tune_lines(summary: dict) -> list[str]:
     ]
 
 
-def evaluate_summary(evaluation: Any, files: list, dataset: Dataset, **extra: Any) -> dict:
+def evaluate_summary(
+    evaluation: Any, files: list, dataset: Dataset, *, model: Path, seconds: float, out_dir: Path
+) -> dict:
     """summary.json content of an evaluate run."""
     return {
         "command": "evaluate",
+        "model": str(model.resolve()),
         "dataset": dataset_brief(dataset),
+        "seconds": round(seconds, 1),
         "evaluation": evaluation_brief(evaluation),
         "per_class": evaluation.per_class,
-        "files": relative_files(files, extra.pop("out_dir")),
-        **extra,
+        "files": relative_files(files, out_dir),
     }
 
 

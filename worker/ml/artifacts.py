@@ -20,6 +20,7 @@ def _atomic_target(path: Path):
     """A temp path beside `path`, so a crash never leaves a half-written file there."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for others to read too
     return Path(tmp)
 
 

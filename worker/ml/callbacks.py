@@ -74,6 +74,7 @@ class ReporterCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_start = 0.0
         self._train_end = 0.0
+        self._steps_done = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -82,6 +83,7 @@ class ReporterCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         elapsed = time.perf_counter() - self._epoch_start
         done = batch + 1
+        self._steps_done = done
         rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
         per_step = elapsed / done
         remaining = (self.steps - done) + (self.epochs - self._epoch) * self.steps
@@ -100,5 +102,6 @@ class ReporterCallback(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._epoch_start
         train_seconds = max(self._train_end - self._epoch_start, 1e-9)
         metrics["epoch_seconds"] = seconds
-        metrics["images_per_sec"] = self.steps * self.batch_size / train_seconds
+        # Steps actually run: a cancelled epoch ends early.
+        metrics["images_per_sec"] = self._steps_done * self.batch_size / train_seconds
         self.reporter.epoch_ended(self.stage, epoch + 1, metrics)

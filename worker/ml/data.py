@@ -229,6 +229,7 @@ class Dataset:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; data is for others to read
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(

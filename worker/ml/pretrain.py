@@ -185,10 +185,16 @@ def _export(out_dir, models, stages, rows, probes, test_loss, config, dataset, c
         "stages": stages,
         "test_reconstruction_loss": test_loss,
         "cancelled": cancelled,
-        "trained_stages": [s for s in STAGES if s in models],
+        "trained_stages": _completed(stages),
+        "partial_stages": [s for s, summary in stages.items() if summary["cancelled"]],
     }
     files.append(artifacts.write_json(out_dir / "pretrain.json", manifest))
     return files
+
+
+def _completed(stages: dict[str, dict]) -> list[str]:
+    """Stages that ran all their epochs (a cancelled one keeps its weights but not this)."""
+    return [stage for stage, summary in stages.items() if not summary["cancelled"]]
 
 
 def load_pretrained(weights_dir: Path, stages: tuple[str, ...] = STAGES) -> dict[str, keras.Model]:

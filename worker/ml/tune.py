@@ -13,7 +13,7 @@ from worker.ml import artifacts
 from worker.ml.callbacks import Reporter, TrialReport
 from worker.ml.config import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml.data import Dataset
-from worker.ml.models import STAGES, build_autoencoder, encoder_of
+from worker.ml.models import STAGES, build_autoencoder, encoder_of, set_bn_momentum
 from worker.ml.pipeline import make_input
 from worker.ml.pretrain import FeatureReconstruction, load_pretrained
 from worker.ml.training import fit, make_optimizer, runtime
@@ -97,10 +97,10 @@ def tune(
         else []
     )
     split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(config, storage)
     state = {"cancelled": False}
     objective = _objective(config, frozen, split, reporter, state, study)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(
         objective,
         n_trials=config.n_trials,
@@ -121,7 +121,9 @@ def _objective(config, frozen, split, reporter, state, study):
             )
         trial.set_user_attr("start", time.time())
         with runtime(config.runtime, config.seed + trial.number):
-            model = FeatureReconstruction(build_autoencoder(config.stage, kernel_size), frozen)
+            autoencoder = build_autoencoder(config.stage, kernel_size)
+            set_bn_momentum(autoencoder, config.bn_momentum)
+            model = FeatureReconstruction(autoencoder, frozen)
             model.compile(
                 optimizer=make_optimizer(optimizer, lr), jit_compile=config.runtime.jit_compile
             )

@@ -1,0 +1,53 @@
+# syntax=docker/dockerfile:1
+# One image for the web and the GPU workers.
+#   CPU TensorFlow (web, or a worker without a GPU): docker build -t stacklab .
+#   CUDA TensorFlow (GPU workers):                   docker build --build-arg EXTRAS=gpu -t stacklab:gpu .
+FROM python:3.11-slim
+
+# Optional extras of the project: "" (CPU) or "gpu" (tensorflow[and-cuda]).
+ARG EXTRAS=""
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    KERAS_BACKEND=tensorflow \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    STACKLAB_DATA_DIR=/data
+
+# /data belongs to the app user, so a named volume mounted there starts out writable.
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin stacklab \
+    && mkdir -p /data \
+    && chown stacklab:stacklab /data
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so a code change does not re-download
+# TensorFlow: empty packages stand in for the code until the next layer.
+# With EXTRAS=gpu, tensorflow-cpu (a base dependency on x86_64) and tensorflow[and-cuda] both
+# land in one package folder, whichever was unpacked last winning: drop the CPU build's
+# files and put the CUDA build's back.
+COPY pyproject.toml README.md ./
+RUN mkdir -p backend worker jobspec \
+    && touch backend/__init__.py worker/__init__.py jobspec/__init__.py \
+    && pip install ".${EXTRAS:+[$EXTRAS]}" \
+    && if [ "$EXTRAS" = "gpu" ]; then \
+         tf_version="$(pip show tensorflow | sed -n 's/^Version: //p')" \
+         && pip uninstall -y tensorflow-cpu \
+         && pip install --no-deps --force-reinstall "tensorflow==${tf_version}"; \
+       fi \
+    && rm -rf backend worker jobspec build ./*.egg-info
+
+COPY alembic.ini ./
+COPY jobspec/ jobspec/
+COPY backend/ backend/
+COPY worker/ worker/
+COPY templates/ templates/
+COPY static/ static/
+# Editable: the code stays in /app only, next to templates/ and static/, which the web finds
+# relative to its package (a regular install would look for them in site-packages).
+RUN pip install --no-deps -e . && rm -rf build ./*.egg-info
+
+USER stacklab
+EXPOSE 8000
+CMD ["uvicorn", "backend.main:app", "--host", "0.0.0.0", "--port", "8000"]
