@@ -31,6 +31,10 @@ class Settings(BaseSettings):
         description="Any Celery broker URL; overrides redis_url",
     )
     queue: str = Field("gpu", description="Celery queue the training jobs go to")
+    token: str | None = Field(
+        None,
+        description="When set, every page, API call and download needs it (a shared lab box)",
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a busy worker says so")
     stale_after_seconds: float = Field(
         30.0, gt=0, description="A running run with no heartbeat this long is marked failed"

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from backend import api_errors, web
+from backend import api_errors, login, security, web
 from backend.compare import pages as compare_pages
 from backend.config import get_settings
 from backend.datasets import pages as datasets_pages
@@ -49,6 +49,8 @@ def create_app() -> FastAPI:
     app = FastAPI(title="stacklab", version="0.1.0", lifespan=lifespan)
     api_errors.install(app)
     web.install(app)
+    security.install(app)
+    app.include_router(login.router)
     for api in (runs_router, datasets_router, workers_router):
         app.include_router(api.router, prefix="/api")
     for pages in (runs_pages, compare_pages, studies_pages, datasets_pages):
