@@ -1,0 +1,135 @@
+"""A live stacklab (uvicorn + a real Celery worker, embedded defaults) and headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.queue.conftest import STACK_VARS, _reset_process_state
+from tests.queue.stack import FAST, Workers, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """Base URL of a running app with one worker and a small demo data set."""
+    data_dir = tmp_path_factory.mktemp("live")
+    env = {
+        "STACKLAB_DATA_DIR": str(data_dir),
+        "STACKLAB_QUEUE": f"ui-{uuid.uuid4().hex[:8]}",
+        **FAST,
+    }
+    saved = {key: os.environ.get(key) for key in STACK_VARS}
+    for key in STACK_VARS:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    _reset_process_state()
+    from backend.db import upgrade_schema
+    from worker.datasets import register
+    from worker.ml.demo_data import make_demo
+
+    upgrade_schema()
+    register(make_demo(seed=0, n_train=300, n_test=60), name="demo-ui")
+    port = _free_port()
+    log = (data_dir / "web.log").open("w")
+    web = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env={**os.environ},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    workers = Workers({**os.environ}, data_dir)
+    workers.start("ui-worker")
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(base), timeout=60, what="the web app to answer")
+    yield base
+    web.terminate()
+    web.wait(timeout=20)
+    workers.stop_all()
+    _reset_process_state()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _answers(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, live):
+    """A fresh page; requests to any host but the app are blocked and recorded."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=live)
+    outside: list[str] = []
+
+    def guard(route):
+        url = route.request.url
+        if url.startswith(live) or url.startswith("data:") or url.startswith("blob:"):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.outside_requests = outside
+    page.js_errors = errors
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot as a test artifact."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
