@@ -1,7 +1,136 @@
-"""HTML pages of the runs domain (filled in by its owner)."""
+"""HTML pages of the runs domain: the runs table with its queue panel, and one run's page.
+
+The pages render their first state on the server (escaped by Jinja); small scripts then
+poll the JSON API and update them in place while runs progress.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from backend.artifacts import service as artifacts_service
+from backend.config import get_settings
+from backend.datasets import service as datasets_service
+from backend.deps import SessionDep
+from backend.runs import detail, queries, views
+from backend.runs import service as runs_service
+from backend.runs.models import STATUSES
+from backend.timeutil import aware, utcnow
+from backend.web import render
 
 router = APIRouter(include_in_schema=False)
+
+KINDS = ("pretrain", "tune", "finetune")
+PAGE_SIZE = 50
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    """The runs table is the home page."""
+    return RedirectResponse("/runs", status_code=307)
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def runs_page(
+    request: Request,
+    session: SessionDep,
+    kind: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    dataset: str | None = None,
+    q: str | None = Query(None, max_length=200),
+    sort: str = "created",
+    order: str = "desc",
+    offset: int = Query(0, ge=0),
+):
+    """Every run, filtered, sorted and paged, with the queue panel on top."""
+    sort = sort if sort in views.SORTS else "created"
+    order = "asc" if order == "asc" else "desc"
+    filters = {"kind": kind, "status": status, "tag": tag, "dataset": dataset, "q": q}
+    filters = {key: value for key, value in filters.items() if value}
+    page = views.table(session, **filters, sort=sort, order=order, limit=PAGE_SIZE, offset=offset)
+    queue = queries.queue_panel(session, online_within=get_settings().stale_after_seconds)
+    return render(
+        request,
+        "runs/list.html",
+        nav="runs",
+        page=page,
+        queue=queue,
+        filters=filters,
+        sort=sort,
+        order=order,
+        query={**filters, "sort": sort, "order": order, "offset": offset, "limit": PAGE_SIZE},
+        kinds=KINDS,
+        statuses=STATUSES,
+        datasets=[d.name for d in datasets_service.list_all(session)],
+        fmt_duration=fmt_duration,
+        fmt_when=fmt_when,
+    )
+
+
+@router.get("/runs/{run_id:int}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: int, session: SessionDep):
+    """One run: status, live progress, curves, results, parameters, lineage, downloads."""
+    run = runs_service.get_run(session, run_id)
+    dataset = datasets_service.get(session, run.dataset_id)
+    artifacts = artifacts_service.list_run_artifacts(session, run_id)
+    names = {a.name for a in artifacts}
+    evaluation = (run.result or {}).get("evaluation") or {}
+    return render(
+        request,
+        "runs/detail.html",
+        nav="runs",
+        run=run,
+        dataset=dataset,
+        row=views.row_of(run, dataset.name, {}, utcnow()),
+        progress=views.progress_of(run),
+        params=flatten(run.params or {}),
+        lineage=detail.lineage(session, run),
+        artifacts=artifacts,
+        downloads=[a for a in artifacts if a.name.endswith((".weights.h5", ".keras"))],
+        has_confusion=bool(evaluation.get("confusion_matrix")),
+        evaluation=evaluation,
+        recon_rows=detail.recon_rows(session, run_id) if "reconstructions.npz" in names else [],
+        best_epoch=detail.best_epoch(session, run),
+        state={"id": run.id, "kind": run.kind, "status": run.status},
+        fmt_duration=fmt_duration,
+        fmt_when=fmt_when,
+        started=aware(run.started_at),
+    )
+
+
+def flatten(params: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested parameters as (dotted key, readable value) pairs."""
+    out: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.extend(flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            out.append((name, ", ".join(str(v) for v in value)))
+        elif value is None:
+            out.append((name, "default"))
+        else:
+            out.append((name, str(value)))
+    return out
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """1h 02m, 3m 05s, 42s; an en dash when unknown."""
+    if not isinstance(seconds, int | float) or seconds != seconds:  # None, undefined, NaN
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def fmt_when(moment) -> str:
+    """An ISO string or datetime as 'YYYY-MM-DD HH:MM' UTC (the browser shows local time)."""
+    if not moment:
+        return "–"
+    text = moment if isinstance(moment, str) else aware(moment).isoformat()
+    return text[:16].replace("T", " ")

@@ -1,12 +1,19 @@
-"""Read-side queries over runs (list pages)."""
+"""Read-side queries over runs (list pages, the queue panel)."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import heapq
+import math
+import statistics
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from backend.runs.models import Run
+from backend.runs.models import Metric, Run
 from backend.runs.schemas import RunPage, RunRead
+from backend.timeutil import aware, utcnow
+from backend.workers import service as workers_service
 
 
 def page(
@@ -33,3 +40,143 @@ def page(
     return RunPage(
         items=[RunRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
+
+
+# --- The queue panel: who works on what, what waits, and when it should run. ---
+
+RECENT_RUNS_FOR_TIMING = 20
+EPOCH_SECONDS = "%/epoch_seconds"
+
+
+def queue_panel(session: Session, *, online_within: float, now: datetime | None = None) -> dict:
+    """Workers online, running and queued runs, each queued run's estimated start and finish.
+
+    A queued run's length is its planned epochs x the median epoch time of recent finished
+    runs of the same kind and data set; runs start on whichever online worker frees up
+    first, the running ones freeing theirs after their own progress ETA.
+    """
+    now = now or utcnow()
+    workers = workers_service.online(session, within_seconds=online_within)
+    running = list(
+        session.scalars(select(Run).where(Run.status == "running").order_by(Run.started_at))
+    )
+    queued = list(
+        session.scalars(select(Run).where(Run.status == "queued").order_by(Run.created_at, Run.id))
+    )
+    names = _names(session, {w.current_run_id for w in workers if w.current_run_id})
+    medians = _epoch_medians(session, {(r.kind, r.dataset_id) for r in queued})
+    slots = _free_at([_remaining(r) for r in running], len(workers))
+    waiting = []
+    for run in queued:
+        estimate = _estimate(run, medians.get((run.kind, run.dataset_id), {}))
+        start = heapq.heappop(slots) if slots else math.inf
+        finish = start + estimate if estimate is not None else math.inf
+        if workers:
+            heapq.heappush(slots, finish)
+        waiting.append(
+            {
+                "id": run.id,
+                "name": run.name,
+                "kind": run.kind,
+                "created_at": aware(run.created_at).isoformat(),
+                "estimated_seconds": estimate,
+                "starts_in_seconds": _finite(start),
+                "finishes_in_seconds": _finite(finish),
+                "starts_at": _at(now, start),
+                "finishes_at": _at(now, finish),
+            }
+        )
+    return {
+        "now": now.isoformat(),
+        "workers": [
+            {
+                "name": w.name,
+                "host": w.host,
+                "device": w.device,
+                "current_run_id": w.current_run_id,
+                "current_run_name": names.get(w.current_run_id),
+                "last_seen": aware(w.last_seen).isoformat(),
+            }
+            for w in workers
+        ],
+        "running": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "kind": r.kind,
+                "worker_host": r.worker_host,
+                "device": r.device,
+                "eta_seconds": _remaining(r),
+                "finishes_at": _at(now, _remaining(r)),
+            }
+            for r in running
+        ],
+        "queued": waiting,
+    }
+
+
+def _names(session: Session, run_ids: set[int]) -> dict[int, str]:
+    if not run_ids:
+        return {}
+    return dict(session.execute(select(Run.id, Run.name).where(Run.id.in_(run_ids))).all())
+
+
+def _remaining(run: Run) -> float | None:
+    eta = (run.progress or {}).get("eta_seconds")
+    return float(eta) if eta is not None else None
+
+
+def _free_at(remaining: list[float | None], worker_count: int) -> list[float]:
+    """A heap of seconds until each online worker is free (unknown ETA: never, for planning)."""
+    slots = sorted(math.inf if r is None else r for r in remaining)[:worker_count]
+    slots += [0.0] * (worker_count - len(slots))
+    heapq.heapify(slots)
+    return slots
+
+
+def _epoch_medians(session: Session, groups: set[tuple[str, int]]) -> dict:
+    """{(kind, dataset_id): {stage: median epoch seconds}} from recent succeeded runs."""
+    out: dict = {}
+    for kind, dataset_id in groups:
+        recent = (
+            select(Run.id)
+            .where(Run.kind == kind, Run.dataset_id == dataset_id, Run.status == "succeeded")
+            .where(exists().where(Metric.run_id == Run.id, Metric.key.like(EPOCH_SECONDS)))
+            .order_by(Run.finished_at.desc())
+            .limit(RECENT_RUNS_FOR_TIMING)
+        )
+        rows = session.execute(
+            select(Metric.key, Metric.value).where(
+                Metric.run_id.in_(recent.scalar_subquery()), Metric.key.like(EPOCH_SECONDS)
+            )
+        )
+        by_stage: dict[str, list[float]] = {}
+        for key, value in rows:
+            stage = key.rsplit("/", 1)[0]
+            by_stage.setdefault("trial" if stage.startswith("trial-") else stage, []).append(value)
+        out[(kind, dataset_id)] = {s: statistics.median(v) for s, v in by_stage.items()}
+    return out
+
+
+def _estimate(run: Run, medians: dict[str, float]) -> float | None:
+    """Planned epochs x median epoch seconds, per stage; None without any measurement."""
+    params = run.params or {}
+    if run.kind == "pretrain":
+        plan = {s: params.get(s, {}).get("epochs", 0) for s in ("ae01", "ae02", "ae03")}
+    elif run.kind == "tune":
+        plan = {"trial": params.get("n_trials", 0) * params.get("epochs", 0)}
+    else:
+        plan = {"finetune": params.get("epochs", 0)}
+    if not medians:
+        return None
+    fallback = statistics.median(medians.values())
+    return float(sum(epochs * medians.get(stage, fallback) for stage, epochs in plan.items()))
+
+
+def _finite(seconds: float | None) -> float | None:
+    return None if seconds is None or math.isinf(seconds) else seconds
+
+
+def _at(now: datetime, seconds: float | None) -> str | None:
+    seconds = _finite(seconds)
+    return (now + timedelta(seconds=seconds)).isoformat() if seconds is not None else None

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from backend.artifacts import service as artifacts_service
+from backend.config import get_settings
 from backend.db import session_scope
 from backend.deps import SessionDep
+from backend.runs import detail, queries, views
 from backend.runs import launch as launcher
 from backend.runs import metrics as metrics_service
-from backend.runs import queries
 from backend.runs import service as runs_service
 from backend.runs.schemas import AugmentationStudyCreate, RunCreate, RunPage, RunRead
 
@@ -43,6 +46,40 @@ def list_runs(
     return queries.page(
         session, kind=kind, status=status, group_id=group_id, limit=limit, offset=offset
     )
+
+
+@router.get("/runs/table")
+def runs_table(
+    session: SessionDep,
+    kind: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    dataset: str | None = None,
+    q: str | None = Query(None, max_length=200, description="Name contains (any case)"),
+    sort: Literal["created", "duration", "best", "name"] = "created",
+    order: Literal["asc", "desc"] = "desc",
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict:
+    """Rows of the runs page: data set, key params, best score and epoch, duration, progress."""
+    return views.table(
+        session,
+        kind=kind,
+        status=status,
+        tag=tag,
+        dataset=dataset,
+        q=q,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/queue")
+def queue_panel(session: SessionDep) -> dict:
+    """Workers online, running and queued runs, and when each queued run should start and end."""
+    return queries.queue_panel(session, online_within=get_settings().stale_after_seconds)
 
 
 @router.get("/runs/{run_id}", response_model=RunRead)
@@ -104,3 +141,36 @@ def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingR
         "X-Checksum-SHA256": artifact.sha256 or "",
     }
     return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/runs/{run_id}/curves")
+def run_curves(run_id: int, session: SessionDep, max_points: int = Query(500, ge=10, le=5000)):
+    """Loss and accuracy curves as a Plotly figure, each series shortened to max_points."""
+    return detail.curves(session, run_id, max_points)
+
+
+@router.get("/runs/{run_id}/confusion")
+def run_confusion(run_id: int, session: SessionDep) -> dict:
+    """A finetune run's confusion matrix as a Plotly heatmap, with per-class scores."""
+    return detail.confusion(session, run_id)
+
+
+@router.get("/runs/{run_id}/reconstructions.png")
+def run_reconstructions(run_id: int, session: SessionDep) -> Response:
+    """Probe images (top row) and each autoencoder's output below, as one PNG."""
+    png, sha = detail.reconstructions(session, run_id)
+    return Response(png, media_type="image/png", headers={"ETag": f'"{sha}"'})
+
+
+@router.get("/runs/{run_id}/metrics.csv")
+def run_metrics_csv(run_id: int, session: SessionDep) -> Response:
+    """Every epoch of every stage, one row each, a column per metric."""
+    body = detail.metrics_csv(session, run_id)
+    headers = {"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'}
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.get("/runs/{run_id}/metrics.json")
+def run_metrics_json(run_id: int, session: SessionDep) -> dict:
+    """Every series as steps and values, plus the latest/best summaries."""
+    return detail.metrics_json(session, run_id)

@@ -1,0 +1,252 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.api.conftest are parameters here)
+"""The runs pages and their JSON: table, queue panel, run page, curves, files, escaping."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+
+from backend.timeutil import utcnow
+from tests.api.conftest import app_env, client  # noqa: F401
+from tests.web.factories import (
+    finetune_result,
+    make_run,
+    make_worker,
+    reconstructions_npz,
+)
+
+XSS = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+@pytest.fixture(scope="module")
+def runs(client):
+    """A small lab: a pretrain with reconstructions, finetunes off it, a failed one, a queue."""
+    now = utcnow()
+    pre = make_run(
+        "pretrain",
+        "succeeded",
+        name="table-pre",
+        metrics={
+            "ae01/val_loss": [0.3, 0.2],
+            "ae03/val_loss": [0.09, 0.05, 0.07],
+            "ae01/epoch_seconds": [2.0, 2.0],
+        },
+        artifacts={"reconstructions.npz": reconstructions_npz(3), "ae01.weights.h5": b"h5"},
+        tags=["table-test"],
+        created_at=now - timedelta(minutes=30),
+        started_at=now - timedelta(minutes=30),
+        finished_at=now - timedelta(minutes=20),
+    )
+    good = make_run(
+        "finetune",
+        "succeeded",
+        name="table-good",
+        parent_run_id=pre,
+        metrics={
+            "finetune/val_accuracy": [0.5, 0.8, 0.7],
+            "finetune/val_loss": [1.0, 0.6, 0.7],
+            "finetune/loss": [1.2, 0.8, 0.5],
+            "finetune/epoch_seconds": [3.0, 5.0, 4.0],
+        },
+        result=finetune_result(best_epoch=2, epochs_run=3),
+        artifacts={"classifier.keras": b"keras"},
+        tags=["table-test", "augment:on"],
+        params={"augment": True, "epochs": 10},
+        created_at=now - timedelta(minutes=10),
+        started_at=now - timedelta(minutes=10),
+        finished_at=now - timedelta(minutes=9),
+    )
+    weak = make_run(
+        "finetune",
+        "succeeded",
+        name="table-weak",
+        metrics={"finetune/val_accuracy": [0.3, 0.4]},
+        tags=["table-test"],
+        params={"encoder": "scratch"},
+        created_at=now - timedelta(minutes=5),
+        started_at=now - timedelta(minutes=5),
+        finished_at=now - timedelta(minutes=1),
+    )
+    failed = make_run(
+        "finetune",
+        "failed",
+        name="table-failed",
+        error="Boom happened",
+        traceback="Traceback (most recent call last):\nValueError: boom <b>",
+        tags=["table-test"],
+    )
+    running = make_run(
+        "finetune",
+        "running",
+        name=XSS,
+        tags=["table-test"],
+        progress={
+            "stage": "finetune",
+            "epoch": 2,
+            "epochs": 4,
+            "step": 5,
+            "steps": 10,
+            "images_per_sec": 100.0,
+            "eta_seconds": 60.0,
+        },
+    )
+    make_worker("table-worker", host="table-host", device="GPU:0", current_run_id=running)
+    queued = [
+        make_run(
+            "finetune",
+            "queued",
+            name=f"table-queued-{i}",
+            tags=["table-test"],
+            params={"epochs": 10},
+        )
+        for i in range(2)
+    ]
+    return {
+        "pre": pre,
+        "good": good,
+        "weak": weak,
+        "failed": failed,
+        "running": running,
+        "queued": queued,
+    }
+
+
+def _table(client, **params):
+    response = client.get("/api/runs/table", params={"tag": "table-test", **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_home_redirects_to_runs(client):
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code in (302, 307) and response.headers["location"] == "/runs"
+
+
+def test_runs_page_renders_names_escaped(client, runs):
+    html = client.get("/runs").text
+    assert "table-good" in html and ESCAPED in html
+    assert XSS not in html
+    html = client.get(f"/runs/{runs['running']}").text
+    assert ESCAPED in html and XSS not in html
+
+
+def test_run_page_of_unknown_run_is_a_404_page(client):
+    response = client.get("/runs/987654")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Traceback" not in response.text and "not found" in response.text.lower()
+
+
+def test_run_pages_render_for_every_kind_and_status(client, runs):
+    for key in ("pre", "good", "failed", "running"):
+        assert client.get(f"/runs/{runs[key]}").status_code == 200, key
+    failed = client.get(f"/runs/{runs['failed']}").text
+    assert "Boom happened" in failed and "ValueError: boom &lt;b&gt;" in failed
+    good = client.get(f"/runs/{runs['good']}").text
+    assert f"/runs/{runs['pre']}" in good  # lineage: its pretrain
+    assert f"/api/runs/{runs['good']}/artifacts/classifier.keras" in good
+    assert f"/runs/new?clone={runs['good']}" in good
+    pre = client.get(f"/runs/{runs['pre']}").text
+    assert f"/runs/{runs['good']}" in pre  # lineage: the runs that used it
+    assert "reconstructions.png" in pre and "ae02" in pre
+
+
+def test_table_rows_carry_computed_fields(client, runs):
+    rows = {r["id"]: r for r in _table(client, limit=500)["items"]}
+    good = rows[runs["good"]]
+    assert good["best"]["value"] == pytest.approx(0.8) and good["best"]["epoch"] == 2
+    assert ["augment", "on"] in good["key_params"] and good["dataset"] == "demo-tiny"
+    assert good["duration_seconds"] == pytest.approx(60, abs=1)
+    pre = rows[runs["pre"]]
+    assert pre["best"]["label"].startswith("ae03") and pre["best"]["value"] == pytest.approx(0.05)
+    assert pre["best"]["epoch"] == 2
+    running = rows[runs["running"]]
+    assert running["progress"]["fraction"] == pytest.approx((1 + 0.5) / 4)
+
+
+def test_table_filters(client, runs):
+    assert {r["status"] for r in _table(client, status="queued")["items"]} == {"queued"}
+    assert [r["id"] for r in _table(client, kind="pretrain")["items"]] == [runs["pre"]]
+    assert [r["id"] for r in _table(client, tag="augment:on")["items"]] == [runs["good"]]
+    assert [r["id"] for r in _table(client, q="TABLE-WEAK")["items"]] == [runs["weak"]]
+    assert _table(client, dataset="no-such-set")["total"] == 0
+    assert _table(client, q="%")["total"] == 0  # wildcards are literal
+
+
+def test_table_sorts_and_pages(client, runs):
+    by_best = [r["id"] for r in _table(client, sort="best")["items"]]
+    assert by_best[:3] == [runs["good"], runs["weak"], runs["pre"]]  # accuracy, then loss
+    by_duration = [r["id"] for r in _table(client, sort="duration", kind="finetune")["items"]]
+    assert by_duration.index(runs["weak"]) < by_duration.index(runs["good"])
+    oldest = _table(client, sort="created", order="asc")["items"][0]["id"]
+    assert oldest == runs["pre"]
+    first, second = _table(client, limit=2), _table(client, limit=2, offset=2)
+    assert first["total"] == second["total"] == 7
+    assert not {r["id"] for r in first["items"]} & {r["id"] for r in second["items"]}
+    assert client.get("/api/runs/table", params={"sort": "nonsense"}).status_code == 422
+
+
+def test_queue_panel_shape(client, runs):
+    queue = client.get("/api/queue").json()
+    assert set(queue) >= {"workers", "running", "queued", "now"}
+    worker = next(w for w in queue["workers"] if w["name"] == "table-worker")
+    assert worker["host"] == "table-host" and worker["current_run_id"] == runs["running"]
+    assert worker["current_run_name"] == XSS  # JSON carries the raw name; pages escape it
+    ids = [q["id"] for q in queue["queued"]]
+    assert ids.index(runs["queued"][0]) < ids.index(runs["queued"][1])  # queue order
+    entry = next(q for q in queue["queued"] if q["id"] == runs["queued"][0])
+    assert {"estimated_seconds", "starts_at", "finishes_at", "starts_in_seconds"} <= set(entry)
+    assert entry["estimated_seconds"] == pytest.approx(10 * 4.0)  # epochs x median epoch
+
+
+def test_curves_are_downsampled_keeping_first_last_min_max(client):
+    values = [1.0 + (i % 97) / 100 for i in range(5000)]
+    values[1234], values[3210] = -3.0, 9.0
+    run_id = make_run(
+        "finetune",
+        "succeeded",
+        metrics={"finetune/loss": values},
+        result=finetune_result(best_epoch=4000),
+    )
+    data = client.get(f"/api/runs/{run_id}/curves", params={"max_points": 500}).json()
+    trace = data["figure"]["data"][0]
+    assert len(trace["x"]) <= 500 and data["last_step"] == 5000
+    assert trace["x"][0] == 1 and trace["x"][-1] == 5000
+    assert min(trace["y"]) == -3.0 and max(trace["y"]) == 9.0
+    assert 1235 in trace["x"] and 3211 in trace["x"]
+    shapes = data["figure"]["layout"].get("shapes", [])
+    assert any(s.get("x0") == 4000 for s in shapes)  # early stopping's best epoch
+
+
+def test_confusion_and_reconstructions_only_where_stored(client, runs):
+    confusion = client.get(f"/api/runs/{runs['good']}/confusion")
+    assert confusion.status_code == 200
+    body = confusion.json()
+    assert body["figure"]["data"][0]["type"] == "heatmap" and "airplane" in body["per_class"]
+    assert client.get(f"/api/runs/{runs['weak']}/confusion").status_code == 404
+    png = client.get(f"/api/runs/{runs['pre']}/reconstructions.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG")
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png.content))
+    assert image.width > 3 * 32 * 3 and image.height > 4 * 32 * 3  # 3 images x 4 rows, upscaled
+    assert client.get(f"/api/runs/{runs['good']}/reconstructions.png").status_code == 404
+    assert client.get("/api/runs/987654/confusion").status_code == 404
+
+
+def test_metrics_csv_and_json(client, runs):
+    response = client.get(f"/api/runs/{runs['good']}/metrics.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert {r["stage"] for r in rows} == {"finetune"}
+    assert float(rows[1]["val_accuracy"]) == pytest.approx(0.8)
+    assert float(rows[2]["loss"]) == pytest.approx(0.5)
+    data = client.get(f"/api/runs/{runs['good']}/metrics.json").json()
+    assert data["series"]["finetune/val_loss"]["values"] == [1.0, 0.6, 0.7]
+    assert data["summary"]["finetune/val_accuracy"]["best_step"] == 2
