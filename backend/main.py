@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from backend import api_errors, login, security, web
 from backend.compare import pages as compare_pages
+from backend.compare import router as compare_router
 from backend.config import get_settings
 from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
@@ -51,7 +52,7 @@ def create_app() -> FastAPI:
     web.install(app)
     security.install(app)
     app.include_router(login.router)
-    for api in (runs_router, datasets_router, workers_router):
+    for api in (runs_router, datasets_router, workers_router, compare_router):
         app.include_router(api.router, prefix="/api")
     for pages in (runs_pages, compare_pages, studies_pages, datasets_pages):
         app.include_router(pages.router)

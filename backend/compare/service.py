@@ -1,0 +1,255 @@
+"""Side-by-side comparison of runs: curves, parameters, metrics, confusion matrices."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from backend.artifacts import service as artifacts_service
+from backend.compare import figures
+from backend.datasets import service as datasets_service
+from backend.errors import InvalidRequest
+from backend.runs import metrics as metrics_service
+from backend.runs import service as runs_service
+from backend.runs.models import FINISHED, Run
+
+METRIC_ORDER = ["val_accuracy", "val_loss", "accuracy", "loss"]
+TEST_ROWS = [
+    ("accuracy", "test accuracy", "max"),
+    ("balanced_accuracy", "balanced accuracy", "max"),
+    ("test_reconstruction_loss", "test reconstruction loss", "min"),
+]
+
+
+def parse_ids(text: str | None) -> list[int]:
+    """Run ids from "1,2,3" (spaces allowed, duplicates dropped), at least two."""
+    ids: list[int] = []
+    for part in (text or "").replace(" ", ",").split(","):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise InvalidRequest("ids", f"{part!r} is not a run id")
+        if int(part) not in ids:
+            ids.append(int(part))
+    if len(ids) < 2:
+        raise InvalidRequest("ids", "pick at least two runs to compare, e.g. ?ids=3,4")
+    return ids
+
+
+def compare(*, session: Session, ids: list[int]) -> dict:
+    """Everything the compare page shows for these runs (NotFound for an unknown id)."""
+    runs = [runs_service.get_run(session, run_id) for run_id in ids]
+    series = {run.id: metrics_service.series(session, run.id) for run in runs}
+    summaries = {run.id: metrics_service.summaries(session, run.id) for run in runs}
+    return {
+        "runs": [_run_card(session, run) for run in runs],
+        "running": any(run.status not in FINISHED for run in runs),
+        "curves": curve_figures(runs, series),
+        "params": params_table(session, runs),
+        "metrics": metrics_table(runs, summaries),
+        "tests": test_table(runs),
+        "confusion": confusion_section(runs),
+    }
+
+
+def _run_card(session: Session, run: Run) -> dict:
+    names = {a.name for a in artifacts_service.list_run_artifacts(session, run.id)}
+    has_recon = bool(names & {"reconstructions.png", "reconstructions.npz"})
+    return {
+        "id": run.id,
+        "name": run.name,
+        "kind": run.kind,
+        "status": run.status,
+        "tags": run.tags,
+        "dataset": datasets_service.get(session, run.dataset_id).name,
+        "url": f"/runs/{run.id}",
+        "reconstructions": f"/api/runs/{run.id}/reconstructions.png" if has_recon else None,
+    }
+
+
+def _metric_name(key: str) -> tuple[str, str]:
+    stage, _, name = key.rpartition("/")
+    return stage, name
+
+
+def curve_figures(runs: list[Run], series: dict[int, dict]) -> list[dict]:
+    """One figure per metric name, one trace per run (and stage, where a run has several)."""
+    by_name: dict[str, list[dict]] = {}
+    for index, run in enumerate(runs):
+        stages_of: dict[str, list[str]] = {}
+        for key in series[run.id]:
+            stage, name = _metric_name(key)
+            stages_of.setdefault(name, []).append(stage)
+        for key, points in series[run.id].items():
+            stage, name = _metric_name(key)
+            label = f"#{run.id} {run.name}"
+            if len(stages_of[name]) > 1:
+                label += f" · {stage}"
+            color = (
+                figures.PALETTE[index % len(figures.PALETTE)] if len(stages_of[name]) == 1 else None
+            )
+            by_name.setdefault(name, []).append({"label": label, "points": points, "color": color})
+    order = sorted(by_name, key=lambda n: (METRIC_ORDER.index(n) if n in METRIC_ORDER else 99, n))
+    return [{"metric": name, "figure": figures.curves(name, by_name[name])} for name in order]
+
+
+def flatten(params: dict, prefix: str = "") -> dict:
+    """Nested parameters as dotted keys: {"ae01": {"epochs": 3}} -> {"ae01.epochs": 3}."""
+    out = {}
+    for key, value in params.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def params_table(session: Session, runs: list[Run]) -> list[dict]:
+    """One row per parameter with each run's value; differs when they are not all equal."""
+    flat = {}
+    for run in runs:
+        extra = {
+            "kind": run.kind,
+            "dataset": datasets_service.get(session, run.dataset_id).name,
+            "parent_run_id": run.parent_run_id,
+        }
+        flat[run.id] = {**extra, **flatten(run.params or {})}
+    keys = list(dict.fromkeys(key for values in flat.values() for key in values))
+    rows = []
+    for key in keys:
+        values = [flat[run.id].get(key) for run in runs]
+        rows.append(
+            {
+                "key": key,
+                "values": {str(run.id): value for run, value in zip(runs, values, strict=True)},
+                "differs": any(value != values[0] for value in values),
+            }
+        )
+    return rows
+
+
+def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
+    """Per metric key: each run's final, best and best epoch, and which run did best."""
+    keys = sorted(
+        {key for run in runs for key in summaries[run.id]},
+        key=lambda k: (
+            METRIC_ORDER.index(_metric_name(k)[1]) if _metric_name(k)[1] in METRIC_ORDER else 99,
+            k,
+        ),
+    )
+    rows = []
+    for key in keys:
+        cells = {}
+        for run in runs:
+            summary = summaries[run.id].get(key)
+            if summary:
+                cells[str(run.id)] = {
+                    "final": summary["last_value"],
+                    "best": summary["best_value"],
+                    "best_epoch": summary["best_step"],
+                    "epochs": summary["last_step"],
+                }
+        goal = metrics_service.goal_of(key)
+        rows.append(
+            {"key": key, "goal": goal, "cells": cells, "best_run": _best(cells, goal, "best")}
+        )
+    return rows
+
+
+def test_table(runs: list[Run]) -> list[dict]:
+    """Test-set numbers from each run's result, where it has them."""
+    rows = []
+    for field, label, goal in TEST_ROWS:
+        cells = {}
+        for run in runs:
+            result = run.result or {}
+            value = (result.get("evaluation") or {}).get(field, result.get(field))
+            if isinstance(value, int | float):
+                cells[str(run.id)] = {"value": float(value)}
+        if cells:
+            best = _best(cells, goal, "value")
+            rows.append(
+                {"key": field, "label": label, "goal": goal, "cells": cells, "best_run": best}
+            )
+    return rows
+
+
+def _best(cells: dict, goal: str, field: str) -> str | None:
+    if len(cells) < 2:
+        return None
+    pick = min if goal == "min" else max
+    return pick(cells, key=lambda run_id: cells[run_id][field])
+
+
+def confusion_section(runs: list[Run]) -> dict:
+    """Each evaluated run's matrix, and each later one minus the first, with recall changes."""
+    evaluated = [
+        run for run in runs if (run.result or {}).get("evaluation", {}).get("confusion_matrix")
+    ]
+    matrices = [
+        {
+            "run_id": run.id,
+            "figure": figures.confusion(
+                f"#{run.id} {run.name}",
+                run.result["evaluation"]["confusion_matrix"],
+                run.result["evaluation"]["class_names"],
+            ),
+        }
+        for run in evaluated
+    ]
+    differences = []
+    if evaluated:
+        base = evaluated[0]
+        for other in evaluated[1:]:
+            differences.append(difference(base, other))
+    return {"matrices": matrices, "differences": differences}
+
+
+def recall(matrix: list[list[float]]) -> list[float | None]:
+    """Per-class recall from a confusion matrix (rows are the true class)."""
+    return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(matrix)]
+
+
+def difference(base: Run, other: Run) -> dict:
+    """other minus base: the matrix difference and a sentence per class on recall."""
+    a, b = base.result["evaluation"], other.result["evaluation"]
+    title = f"#{other.id} minus #{base.id} (red: more images in #{other.id})"
+    if a["class_names"] != b["class_names"]:
+        return {
+            "a": base.id,
+            "b": other.id,
+            "title": title,
+            "figure": None,
+            "sentences": [],
+            "problem": "the two runs were evaluated on different classes",
+        }
+    matrix = [
+        [vb - va for va, vb in zip(row_a, row_b, strict=True)]
+        for row_a, row_b in zip(a["confusion_matrix"], b["confusion_matrix"], strict=True)
+    ]
+    sentences = []
+    for name, ra, rb in zip(
+        a["class_names"], recall(a["confusion_matrix"]), recall(b["confusion_matrix"]), strict=True
+    ):
+        if ra is None or rb is None:
+            continue
+        change = (rb - ra) * 100
+        verb = "gained" if change > 0.05 else "lost" if change < -0.05 else "kept"
+        text = f"{name}: #{other.id} {verb} recall vs #{base.id}, {ra:.1%} → {rb:.1%}"
+        sentences.append(
+            {
+                "class": name,
+                "change": change,
+                "verb": verb,
+                "text": text + (f" ({change:+.1f} points)." if verb != "kept" else "."),
+            }
+        )
+    return {
+        "a": base.id,
+        "b": other.id,
+        "title": title,
+        "matrix": matrix,
+        "figure": figures.difference(title, matrix, a["class_names"]),
+        "sentences": sentences,
+        "problem": None,
+    }

@@ -1,0 +1,148 @@
+// New-run form: tabs per kind, collect typed values, post, show 422s next to their field.
+"use strict";
+
+(function () {
+  const forms = document.querySelectorAll("form.run-form");
+  const tabs = document.querySelectorAll("[data-tab]");
+
+  function showKind(kind) {
+    forms.forEach((f) => { f.hidden = f.dataset.kind !== kind; });
+    tabs.forEach((t) => t.classList.toggle("active", t.dataset.tab === kind));
+    const url = new URL(location.href);
+    url.searchParams.set("kind", kind);
+    history.replaceState(null, "", url);
+  }
+  tabs.forEach((t) => t.addEventListener("click", () => showKind(t.dataset.tab)));
+
+  function typed(el, raw) {
+    const type = el.dataset.type;
+    if (raw === "" && el.hasAttribute("data-nullable")) return null;
+    if (raw === "") return undefined; // left empty: the server's default applies
+    if (type === "integer" || type === "number") return Number(raw);
+    return raw;
+  }
+
+  function setPath(obj, parts, value) {
+    let node = obj;
+    parts.slice(0, -1).forEach((p) => { node = node[p] = node[p] || {}; });
+    node[parts[parts.length - 1]] = value;
+  }
+
+  function collectParams(form) {
+    const params = {};
+    const lists = {};
+    form.querySelectorAll("[name^='params.']").forEach((el) => {
+      const parts = el.name.split(".").slice(1);
+      if (el.hasAttribute("data-list")) {
+        lists[el.name] = lists[el.name] || { parts, values: [] };
+        if (el.checked) lists[el.name].values.push(typed(el, el.value));
+      } else if (el.type === "checkbox") {
+        setPath(params, parts, el.checked);
+      } else {
+        const value = typed(el, el.value);
+        if (value !== undefined) setPath(params, parts, value);
+      }
+    });
+    Object.values(lists).forEach((l) => setPath(params, l.parts, l.values));
+    return params;
+  }
+
+  function value(form, name) {
+    const el = form.querySelector(`[name="${name}"]`);
+    return el ? el.value.trim() : "";
+  }
+
+  function body(form) {
+    const kind = form.dataset.kind;
+    const parent = value(form, "parent_run_id");
+    const out = {
+      dataset: value(form, "dataset"),
+      name: value(form, "name") || null,
+      params: collectParams(form),
+      parent_run_id: parent ? Number(parent) : null,
+    };
+    if (kind === "augmentation") {
+      out.seeds = value(form, "seeds").split(/[\s,]+/).filter(Boolean).map(Number);
+      return out;
+    }
+    out.kind = kind;
+    out.tags = value(form, "tags").split(",").map((t) => t.trim()).filter(Boolean);
+    if (kind === "tune") out.parallel = Number(value(form, "parallel") || 1);
+    return out;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll("[data-error], [data-form-error]").forEach((e) => { e.textContent = ""; });
+    form.querySelectorAll(".invalid").forEach((e) => e.classList.remove("invalid"));
+  }
+
+  // A 422's loc ["body", "params", "ae01", "kernel_size"] -> the field "params.ae01.kernel_size";
+  // shorter prefixes are tried so errors on a whole object land on its fieldset.
+  function fieldFor(form, loc) {
+    const parts = loc[0] === "body" ? loc.slice(1) : loc.slice();
+    for (let n = parts.length; n > 0; n--) {
+      const el = form.querySelector(`[data-field="${CSS.escape(parts.slice(0, n).join("."))}"]`);
+      if (el) return el;
+    }
+    return null;
+  }
+
+  function showErrors(form, err) {
+    const general = form.querySelector("[data-form-error]");
+    const detail = err.data && err.data.detail;
+    if (err.status !== 422 || !Array.isArray(detail)) {
+      general.textContent = `Could not launch (${err.status || err.message}): ${
+        (err.data && typeof err.data.detail === "string") ? err.data.detail : "see the server log"}`;
+      return;
+    }
+    let first = null;
+    detail.forEach((d) => {
+      const field = fieldFor(form, d.loc || []);
+      const slot = field && field.querySelector(":scope > [data-error]");
+      const text = `${d.msg}`;
+      if (!slot) { general.textContent += (general.textContent ? " · " : "") + `${(d.loc || []).join(".")}: ${text}`; return; }
+      slot.textContent = text;
+      field.querySelectorAll("input, select").forEach((i) => i.classList.add("invalid"));
+      first = first || field;
+    });
+    (first || general).scrollIntoView({ behavior: "smooth", block: "center" });
+  }
+
+  forms.forEach((form) => {
+    // "from scratch" and the encoder select mean the same thing: keep them in step.
+    const parent = form.querySelector("[name='parent_run_id']");
+    const encoder = form.querySelector("[name='params.encoder']");
+    if (parent && encoder) {
+      // Pretrained weights by default, when there are some and the params do not say scratch.
+      if (!parent.value && encoder.value !== "scratch" && parent.options.length > 1) {
+        parent.selectedIndex = 1;
+      }
+      parent.addEventListener("change", () => {
+        if (!parent.value) encoder.value = "scratch";
+        else if (encoder.value === "scratch") encoder.value = "stacked";
+      });
+      encoder.addEventListener("change", () => { if (encoder.value === "scratch") parent.value = ""; });
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      const status = form.querySelector("[data-status]");
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      status.textContent = "Launching…";
+      try {
+        if (form.dataset.kind === "augmentation") {
+          const group = await api.post("/api/augmentation-studies", body(form));
+          location.href = `/groups/${group.group_id}`;
+        } else {
+          const runs = await api.post("/api/runs", body(form));
+          location.href = `/runs/${runs[0].id}`;
+        }
+      } catch (err) {
+        showErrors(form, err);
+        status.textContent = "";
+        button.disabled = false;
+      }
+    });
+  });
+})();

@@ -1,0 +1,201 @@
+"""Compare page and augmentation-study page, with their JSON, on factory-made runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.compare import router as compare_router
+from tests.api import conftest as api_conftest
+from tests.web.factories import finetune_result, make_group, make_run, npz_bytes
+
+app_env = api_conftest.app_env  # the API tests' fixture: fresh database, demo-tiny
+
+
+@pytest.fixture(scope="module")
+def client(app_env):
+    """The app with the compare JSON API (added here until backend/main.py includes it)."""
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+
+    app = create_app()
+    if not any(getattr(route, "path", "") == "/api/compare" for route in app.routes):
+        app.include_router(compare_router.router, prefix="/api")
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _result(matrix: list[list[int]], accuracy: float) -> dict:
+    result = finetune_result(["cat", "dog"])
+    result["evaluation"].update(
+        confusion_matrix=matrix, accuracy=accuracy, balanced_accuracy=accuracy - 0.01
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def pair(client):
+    a = make_run(
+        "finetune",
+        name="<b>baseline</b>",
+        params={"optimizer": "adam", "early_stopping": {"patience": 3}},
+        metrics={"finetune/val_accuracy": [0.5, 0.7, 0.6], "finetune/val_loss": [1.0, 0.8, 0.9]},
+        result=_result([[8, 2], [4, 6]], 0.70),
+    )
+    b = make_run(
+        "finetune",
+        name="sgd",
+        params={"optimizer": "sgd", "early_stopping": {"patience": 3}},
+        metrics={"finetune/val_accuracy": [0.6, 0.8], "finetune/val_loss": [0.9, 0.7]},
+        result=_result([[7, 3], [1, 9]], 0.80),
+    )
+    return a, b
+
+
+def test_compare_flags_differing_params(client, pair):
+    a, b = pair
+    data = client.get(f"/api/compare?ids={a},{b}").json()
+    rows = {row["key"]: row for row in data["params"]}
+    assert rows["optimizer"]["differs"] is True
+    assert rows["optimizer"]["values"] == {str(a): "adam", str(b): "sgd"}
+    assert rows["early_stopping.patience"]["differs"] is False
+    assert rows["batch_size"]["differs"] is False
+
+
+def test_compare_metrics_table_has_final_best_and_best_epoch(client, pair):
+    a, b = pair
+    data = client.get(f"/api/compare?ids={a},{b}").json()
+    rows = {row["key"]: row for row in data["metrics"]}
+    cell = rows["finetune/val_accuracy"]["cells"][str(a)]
+    assert (cell["final"], cell["best"], cell["best_epoch"]) == (0.6, 0.7, 2)
+    assert rows["finetune/val_accuracy"]["best_run"] == str(b)
+    assert rows["finetune/val_loss"]["best_run"] == str(b)
+    tests = {row["key"]: row for row in data["tests"]}
+    assert tests["accuracy"]["cells"][str(b)]["value"] == pytest.approx(0.80)
+    assert tests["balanced_accuracy"]["cells"][str(a)]["value"] == pytest.approx(0.69)
+    assert [c["metric"] for c in data["curves"]] == ["val_accuracy", "val_loss"]
+    assert len(data["curves"][0]["figure"]["data"]) == 2
+
+
+def test_compare_confusion_difference_names_recall_changes(client, pair):
+    a, b = pair
+    diff = client.get(f"/api/compare?ids={a},{b}").json()["confusion"]["differences"][0]
+    assert diff["matrix"] == [[-1, 1], [-3, 3]]
+    by_class = {s["class"]: s for s in diff["sentences"]}
+    assert by_class["cat"]["verb"] == "lost" and by_class["cat"]["change"] == pytest.approx(-10)
+    assert by_class["dog"]["verb"] == "gained" and by_class["dog"]["change"] == pytest.approx(30)
+    assert "80.0% → 70.0%" in by_class["cat"]["text"]
+
+
+def test_compare_refuses_fewer_than_two_and_unknown_ids(client, pair):
+    a, _ = pair
+    assert client.get(f"/api/compare?ids={a}").status_code == 422
+    assert client.get(f"/api/compare?ids={a},999999").status_code == 404
+    page = client.get(f"/compare?ids={a}")
+    assert "pick at least two runs" in page.text
+    missing = client.get(f"/compare?ids={a},999999")
+    assert missing.status_code == 404 and "999999 not found" in missing.text
+    assert client.get("/compare").status_code == 200
+
+
+def test_compare_page_escapes_run_names(client, pair):
+    a, b = pair
+    page = client.get(f"/compare?ids={a},{b}")
+    assert page.status_code == 200
+    assert "&lt;b&gt;baseline&lt;/b&gt;" in page.text
+    assert "<b>baseline</b>" not in page.text.replace("\\u003cb\\u003e", "")
+    assert 'tr class="diff"' in page.text and "/vendor/plotly.min.js" in page.text
+
+
+def test_compare_links_reconstructions_of_pretrain_runs(client, pair):
+    a, _ = pair
+    pretrain = make_run("pretrain", artifacts={"reconstructions.png": b"\x89PNG"})
+    data = client.get(f"/api/compare?ids={a},{pretrain}").json()
+    urls = {run["id"]: run["reconstructions"] for run in data["runs"]}
+    assert urls == {a: None, pretrain: f"/api/runs/{pretrain}/reconstructions.png"}
+
+
+# --- augmentation study -------------------------------------------------------------
+
+
+def _y_test() -> np.ndarray:
+    from worker.ml.demo_data import make_demo  # the fixture's data set, same seed and size
+
+    return make_demo(seed=0, n_train=60, n_test=20).y_test
+
+
+def _arm(group: int, seed: int, augment: bool, n_right: int, *, status: str = "succeeded"):
+    """A finetune of the study whose first n_right test predictions are right."""
+    y = _y_test()
+    predictions = np.where(np.arange(20) < n_right, y, (y + 1) % 10)
+    result = finetune_result()
+    result["evaluation"].update(accuracy=n_right / 20, balanced_accuracy=n_right / 20)
+    return make_run(
+        "finetune",
+        status,
+        name=f"study: augment {'on' if augment else 'off'}, seed {seed}",
+        tags=[f"augment:{'on' if augment else 'off'}", f"seed:{seed}"],
+        params={"augment": augment, "seed": seed},
+        group_id=group,
+        metrics={"finetune/val_accuracy": [0.4 + 0.1 * augment, 0.5 + seed / 10]},
+        artifacts={"predictions.npz": npz_bytes(predictions=predictions)},
+        result=result if status == "succeeded" else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def study(client):
+    group = make_group(name="<i>aug</i> study", params={"seeds": [0, 1]})
+    _arm(group, 0, False, 14)
+    _arm(group, 0, True, 17)
+    _arm(group, 1, False, 15)
+    _arm(group, 1, True, 16)
+    return group
+
+
+def test_augmentation_endpoint_pairs_seeds_and_tests(client, study):
+    data = client.get(f"/api/groups/{study}/augmentation").json()
+    diff = data["difference"]["accuracy"]
+    assert diff["mean"] == pytest.approx(10.0)  # +15 and +5 points
+    assert diff["low"] == pytest.approx(10 - 12.7062 * 5, abs=0.01)
+    assert data["difference"]["t_test"]["p"] == pytest.approx(0.2952, abs=1e-3)
+    assert data["arms"]["off"]["accuracy"]["mean"] == pytest.approx(72.5)
+    seed0 = data["pairs"][0]
+    assert seed0["seed"] == 0 and seed0["mcnemar"]["only_b"] == 3
+    assert seed0["mcnemar"]["only_a"] == 0 and seed0["mcnemar"]["p_exact"] == pytest.approx(0.25)
+    assert data["running"] is False
+    assert [len(c["figure"]["data"]) for c in data["curves"]] == [4, 0]
+
+
+def test_augmentation_verdict_text(client, study):
+    verdict = client.get(f"/api/groups/{study}/augmentation").json()["verdict"]
+    assert verdict["outcome"] == "unclear"
+    assert verdict["text"] == (
+        "Augmentation did not clearly help on demo-tiny: +10.0 points test accuracy "
+        "(95% CI -53.5 to +73.5, paired t-test p = 0.295, 2 seeds)."
+    )
+
+
+def test_augmentation_page_shows_verdict_and_escapes_names(client, study):
+    page = client.get(f"/groups/{study}")
+    assert page.status_code == 200
+    assert 'class="verdict unclear"' in page.text and "did not clearly help" in page.text
+    assert "&lt;i&gt;aug&lt;/i&gt; study" in page.text and "<i>aug</i>" not in page.text
+
+
+def test_running_study_shows_what_is_done(client):
+    group = make_group(name="live", params={"seeds": [0, 1]})
+    _arm(group, 0, False, 14)
+    _arm(group, 0, True, 17)
+    _arm(group, 1, False, 15, status="running")
+    data = client.get(f"/api/groups/{group}/augmentation").json()
+    assert data["running"] is True
+    assert data["verdict"]["outcome"] == "too_few" and "1 of 2" in data["verdict"]["text"]
+    assert data["difference"]["t_test"] is None
+    assert len(data["pairs"]) == 1
+
+
+def test_unknown_group_is_404(client):
+    assert client.get("/api/groups/999999/augmentation").status_code == 404
+    assert client.get("/groups/999999").status_code == 404
