@@ -25,6 +25,11 @@ VERSION_TABLE = "stacklab_alembic_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def load_models() -> None:
+    """Import every ORM model, so foreign keys resolve in any process."""
+    from backend import models  # noqa: F401
+
+
 class Base(DeclarativeBase):
     """Declarative base with a naming convention, so migrations name constraints stably."""
 
@@ -58,6 +63,7 @@ def get_engine() -> Engine:
 
 @lru_cache
 def _factory() -> sessionmaker[Session]:
+    load_models()
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 

@@ -29,6 +29,7 @@ def plotly_js() -> FileResponse:
 
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     """A page from templates/, with the request in its context."""
+    context.setdefault("status_code", status_code)
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 

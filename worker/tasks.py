@@ -30,3 +30,13 @@ def tune(run_id: int) -> str:
 def finetune(run_id: int) -> str:
     """A classifier on a pretrained or scratch encoder (waits for its pretrain run)."""
     return execute(run_id)
+
+
+@app.task(name="stacklab.import_dataset")
+def import_dataset(
+    artifact_id: int, name: str, resize: bool = False, source: str | None = None
+) -> str:
+    """Import an uploaded file (or download CIFAR-10) as a data set, or store why not."""
+    from worker.import_task import import_dataset as run_import
+
+    return run_import(artifact_id, name, resize, source)

@@ -1,7 +1,48 @@
-"""HTML pages of the datasets domain (filled in by its owner)."""
+"""Data set pages: the list with the import form, and one data set's classes and samples."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from backend.datasets import imports, views
+from backend.datasets import service as datasets_service
+from backend.datasets.schemas import DatasetRead
+from backend.deps import SessionDep
+from backend.web import render
 
 router = APIRouter(include_in_schema=False)
+SAMPLES_PER_CLASS = 8
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request, session: SessionDep) -> HTMLResponse:
+    """Every data set, imports in progress and the upload form."""
+    datasets = [
+        DatasetRead.model_validate(d).model_dump(mode="json")
+        for d in datasets_service.list_all(session)
+    ]
+    return render(
+        request,
+        "datasets/list.html",
+        nav="datasets",
+        datasets=datasets,
+        pending=imports.pending_imports(session),
+        max_upload_mib=imports.MAX_UPLOAD_BYTES >> 20,
+    )
+
+
+@router.get("/datasets/{name}", response_class=HTMLResponse)
+def dataset_page(name: str, request: Request, session: SessionDep) -> HTMLResponse:
+    """One data set: sizes, class distribution of train and test, sample images per class."""
+    record = datasets_service.get_by_name(session, name)
+    width, height = views.grid_size(len(record.class_names), SAMPLES_PER_CLASS)
+    return render(
+        request,
+        "datasets/detail.html",
+        nav="datasets",
+        dataset=DatasetRead.model_validate(record).model_dump(mode="json"),
+        figure=views.class_distribution(record),
+        per_class=SAMPLES_PER_CLASS,
+        grid={"width": width, "height": height, "row": views.TILE + views.GAP, "gap": views.GAP},
+    )

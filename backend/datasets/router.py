@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
+from backend.datasets import imports, views
 from backend.datasets import service as datasets_service
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
@@ -21,3 +24,39 @@ def list_datasets(session: SessionDep):
 def read_dataset(name: str, session: SessionDep):
     """One data set by name."""
     return datasets_service.get_by_name(session, name)
+
+
+@router.get("/datasets/{name}/samples.png", response_class=FileResponse)
+def dataset_samples(name: str, session: SessionDep, per_class: int = Query(8, ge=1, le=32)):
+    """A PNG grid of the first training images of each class, one row per class."""
+    record = datasets_service.get_by_name(session, name)
+    path = views.samples_png(session=session, record=record, per_class=per_class)
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.post("/datasets/upload", status_code=202)
+async def upload_dataset(request: Request, name: str | None = None, resize: bool = False) -> dict:
+    """Import a data set from a multipart upload (field `file`: .npz, image-folder .zip or
+    cifar-10-python.tar.gz; `name` and `resize` as form fields or query parameters).
+
+    The file is streamed to disk, stored, and imported by a worker; poll the status URL.
+    """
+    return await imports.handle_upload(request, name=name, resize=resize)
+
+
+class Cifar10Import(BaseModel):
+    """Which name the downloaded CIFAR-10 gets."""
+
+    name: str = Field("cifar10", description="Name of the new data set")
+
+
+@router.post("/datasets/cifar10", status_code=202)
+def download_cifar10(session: SessionDep, body: Cifar10Import | None = None) -> dict:
+    """Queue a worker to download CIFAR-10 with Keras and register it (fails fast offline)."""
+    return imports.start_cifar10(session=session, name=(body or Cifar10Import()).name)
+
+
+@router.get("/datasets/imports/{import_id}")
+def import_status(import_id: int, session: SessionDep, name: str | None = None) -> dict:
+    """pending, done (the data set exists) or failed with the worker's message."""
+    return imports.import_status(session=session, import_id=import_id, name=name)

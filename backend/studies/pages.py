@@ -1,7 +1,25 @@
-"""HTML pages of the studies domain (filled in by its owner)."""
+"""The study page of a tune run: trials, best trial and Optuna's plots, updated live."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from backend.deps import SessionDep
+from backend.studies import service as studies_service
+from backend.web import render
 
 router = APIRouter(include_in_schema=False)
+
+
+@router.get("/studies/{run_id}", response_class=HTMLResponse)
+def study_page(run_id: int, request: Request, session: SessionDep) -> HTMLResponse:
+    """A tune run's study (every worker's part of a parallel tune)."""
+    view = studies_service.study_view(session, run_id)
+    return render(request, "studies/detail.html", nav="runs", view=view)
+
+
+@router.get("/api/studies/{run_id}")
+def study_json(run_id: int, session: SessionDep, version: str | None = None) -> dict:
+    """Trials, best trial and figures; figures are null when `version` is still current."""
+    return studies_service.study_view(session, run_id, known_version=version)

@@ -1,0 +1,281 @@
+"""Data set imports from the web: stream an upload to disk, store it, queue the worker's task.
+
+The web never parses the data itself: the worker's `stacklab.import_dataset` task does, and
+leaves either a registered data set or an `import-<id>.error` artifact, then deletes the
+upload. An import's id is its upload artifact's id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from fastapi import HTTPException, Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from backend import queue
+from backend.artifacts import service as artifacts_service
+from backend.artifacts.models import Artifact, ArtifactChunk
+from backend.config import get_settings
+from backend.datasets.models import DatasetRecord
+from backend.db import session_scope
+from backend.errors import InvalidRequest, NotFound
+
+TASK = "stacklab.import_dataset"
+UPLOAD_KIND, ERROR_KIND = "upload", "import-error"
+ACCEPTED_SUFFIXES = (".npz", ".zip", ".tar.gz", ".tgz", ".tar")
+MAX_UPLOAD_BYTES = 1 << 30  # CIFAR-10's archive is 163 MiB; the worker refuses > 2 GiB expanded
+MAX_FIELD_BYTES = 1024
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def check_name_syntax(name: str | None) -> str:
+    """A data set name: 1..100 letters, digits, '-', '_' or '.'."""
+    if not name or not NAME_RE.fullmatch(name):
+        raise InvalidRequest("name", "use 1 to 100 letters, digits, '-', '_' or '.'")
+    return name
+
+
+def check_name(session: Session, name: str | None) -> str:
+    """A valid name that no data set and no import in progress uses."""
+    name = check_name_syntax(name)
+    if session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name)) is not None:
+        raise InvalidRequest("name", f"a data set named {name!r} exists already")
+    pending = select(Artifact.id).where(
+        Artifact.kind == UPLOAD_KIND, Artifact.name.startswith(f"{name}/", autoescape=True)
+    )
+    if session.scalar(pending) is not None:
+        raise InvalidRequest("name", f"an import named {name!r} is in progress")
+    return name
+
+
+def safe_filename(filename: str | None) -> str:
+    """The upload's base name, kept for its suffix (the worker picks the importer by it)."""
+    base = PurePosixPath((filename or "").replace("\\", "/")).name
+    if not base.lower().endswith(ACCEPTED_SUFFIXES):
+        raise InvalidRequest(
+            "file", "upload a .npz file, an image-folder .zip or cifar-10-python.tar.gz"
+        )
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-150:]
+
+
+def error_name(import_id: int) -> str:
+    """The artifact a failed import leaves its message in."""
+    return f"import-{import_id}.error"
+
+
+@dataclass
+class Received:
+    """A multipart body taken apart: small fields in memory, the file on disk."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    filename: str | None = None
+    size: int = 0
+
+
+class _Parts:
+    """python-multipart callbacks: the file part goes to disk, fields stay small."""
+
+    def __init__(self, dest_dir: Path, limit: int):
+        self.out, self.limit, self.dest_dir = Received(), limit, dest_dir
+        self.headers: dict[bytes, bytes] = {}
+        self._header = b""
+        self.name: str | None = None
+        self.buffer = bytearray()
+        self.pending: list[bytes] = []  # file bytes, written after each parser step
+        self.fh = None
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda d, s, e: setattr(self, "_header", d[s:e].lower()),
+            "on_header_value": lambda d, s, e: self.headers.__setitem__(self._header, d[s:e]),
+            "on_headers_finished": self._headers_done,
+            "on_part_data": self._data,
+            "on_part_end": self._end,
+        }
+
+    def _begin(self) -> None:
+        self.headers, self.name, self.buffer = {}, None, bytearray()
+
+    def _headers_done(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition"))
+        self.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in options:
+            return
+        if self.name != "file" or self.fh is not None:
+            raise InvalidRequest("file", "send exactly one file, in the field 'file'")
+        self.out.filename = safe_filename(options[b"filename"].decode("utf-8", "replace"))
+        fd, tmp = tempfile.mkstemp(dir=self.dest_dir, prefix="upload-", suffix=".part")
+        self.fh, self.out.path = os.fdopen(fd, "wb"), Path(tmp)
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self.name == "file" and self.fh is not None:
+            self.out.size += end - start
+            if self.out.size > self.limit:
+                raise HTTPException(413, f"the file is larger than {self.limit >> 20} MiB")
+            self.pending.append(bytes(data[start:end]))
+            return
+        self.buffer += data[start:end]
+        if len(self.buffer) > MAX_FIELD_BYTES:
+            raise InvalidRequest(self.name or "form", "form field too long")
+
+    def _end(self) -> None:
+        if self.name and self.name != "file":
+            value = self.buffer.decode("utf-8", "replace")
+            if self.name == "name":
+                check_name_syntax(value)  # refuse a bad name before the file is read
+            self.out.fields[self.name] = value
+
+    def flush(self) -> None:
+        if self.pending and self.fh is not None:
+            self.fh.write(b"".join(self.pending))
+        self.pending = []
+
+
+async def receive(request: Request, *, dest_dir: Path, limit: int | None = None) -> Received:
+    """Stream a multipart body to a temp file, chunk by chunk, refusing it past `limit`."""
+    limit = limit or MAX_UPLOAD_BYTES
+    ctype, options = parse_options_header(request.headers.get("content-type"))
+    if ctype != b"multipart/form-data" or b"boundary" not in options:
+        raise InvalidRequest("file", "send the file as multipart/form-data")
+    if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
+        raise HTTPException(413, f"the file is larger than {limit >> 20} MiB")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    parts = _Parts(dest_dir, limit)
+    parser = MultipartParser(options[b"boundary"], parts.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            await run_in_threadpool(parts.flush)
+        parser.finalize()
+        await run_in_threadpool(parts.flush)
+    except MultipartParseError as err:
+        raise InvalidRequest("file", f"malformed multipart body ({err})") from err
+    except BaseException:
+        if parts.out.path:
+            parts.out.path.unlink(missing_ok=True)
+        raise
+    finally:
+        if parts.fh is not None:
+            parts.fh.close()
+    if parts.out.path is None:
+        raise InvalidRequest("file", "no file was sent")
+    return parts.out
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "on", "yes")
+
+
+async def handle_upload(request: Request, *, name: str | None, resize: bool) -> dict:
+    """Validate the name, stream the file in, store it and queue its import (202)."""
+    if name is not None:
+        await run_in_threadpool(_check_name_in_db, name)
+    dest = get_settings().data_dir / "uploads"
+    received = await receive(request, dest_dir=dest)
+    try:
+        name = name if name is not None else received.fields.get("name")
+        resize = resize or _truthy(received.fields.get("resize"))
+        return await run_in_threadpool(
+            _store_and_queue, received.path, name, received.filename, resize
+        )
+    finally:
+        received.path.unlink(missing_ok=True)
+
+
+def _check_name_in_db(name: str) -> None:
+    with session_scope() as session:
+        check_name(session, name)
+
+
+def _store_and_queue(path: Path, name: str | None, filename: str, resize: bool) -> dict:
+    with session_scope() as session:
+        return start_import(session=session, path=path, name=name, filename=filename, resize=resize)
+
+
+def start_import(
+    *,
+    session: Session,
+    path: Path,
+    name: str | None,
+    filename: str,
+    resize: bool = False,
+    source: str | None = None,
+) -> dict:
+    """Store the file as an upload artifact, commit, then send the import task by name."""
+    name = check_name(session, name)
+    artifact = artifacts_service.store_file(
+        session=session, path=path, name=f"{name}/{filename}", kind=UPLOAD_KIND
+    )
+    import_id = artifact.id
+    session.commit()  # the worker must find the upload when the task arrives
+    try:
+        queue.client().send_task(TASK, args=[import_id, name, resize, source])
+    except Exception as err:  # broker down: nothing is left behind
+        _delete_artifact(session, import_id)
+        session.commit()
+        raise HTTPException(503, f"could not reach the job queue: {err}") from err
+    return {"import_id": import_id, "name": name, "state": "pending", **_urls(import_id, name)}
+
+
+def start_cifar10(*, session: Session, name: str = "cifar10") -> dict:
+    """Queue an import of CIFAR-10 through the worker's Keras downloader."""
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "cifar10"
+        marker.write_bytes(b"")  # an empty upload stands for the import while it waits
+        return start_import(
+            session=session, path=marker, name=name, filename="cifar10", source="cifar10"
+        )
+
+
+def _urls(import_id: int, name: str) -> dict:
+    return {
+        "status_url": f"/api/datasets/imports/{import_id}?name={name}",
+        "url": f"/datasets/{name}",
+    }
+
+
+def _delete_artifact(session: Session, artifact_id: int) -> None:
+    session.execute(delete(ArtifactChunk).where(ArtifactChunk.artifact_id == artifact_id))
+    session.execute(delete(Artifact).where(Artifact.id == artifact_id))
+
+
+def import_status(*, session: Session, import_id: int, name: str | None = None) -> dict:
+    """pending (upload waiting or being imported), done (data set registered) or failed."""
+    error = session.scalar(
+        select(Artifact).where(Artifact.name == error_name(import_id), Artifact.kind == ERROR_KIND)
+    )
+    if error is not None:
+        message = b"".join(artifacts_service.iter_chunks(session, error.id)).decode(
+            "utf-8", "replace"
+        )
+        return {"import_id": import_id, "name": name, "state": "failed", "message": message}
+    upload = session.get(Artifact, import_id)
+    if upload is not None and upload.kind == UPLOAD_KIND:
+        name = upload.name.split("/", 1)[0]
+    exists = name and session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name))
+    if exists:
+        return {"import_id": import_id, "name": name, "state": "done", **_urls(import_id, name)}
+    if upload is not None and upload.kind == UPLOAD_KIND:
+        return {"import_id": import_id, "name": name, "state": "pending", "message": None}
+    raise NotFound("import", import_id)
+
+
+def pending_imports(session: Session) -> list[dict]:
+    """Uploads waiting for (or being read by) a worker."""
+    uploads = session.scalars(
+        select(Artifact).where(Artifact.kind == UPLOAD_KIND).order_by(Artifact.id)
+    )
+    return [
+        {"import_id": a.id, "name": a.name.split("/", 1)[0], "file": a.name.split("/", 1)[-1]}
+        for a in uploads
+    ]

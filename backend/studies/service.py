@@ -1,0 +1,209 @@
+"""A tune run's Optuna study: its runs, trials, best trial and Optuna's own plots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from functools import lru_cache
+
+import optuna
+import optuna.visualization as vis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.config import get_settings
+from backend.datasets import service as datasets_service
+from backend.errors import NotFound
+from backend.runs import metrics as metrics_service
+from backend.runs import service as runs_service
+from backend.runs.models import FINISHED, Run
+from jobspec.params import DEFAULT_LEARNING_RATES
+
+PLOTS = {
+    "history": vis.plot_optimization_history,
+    "importances": vis.plot_param_importances,
+    "slice": vis.plot_slice,
+    "contour": vis.plot_contour,
+    "intermediate": vis.plot_intermediate_values,
+}
+STAGE_KEYS = ("kernel_size", "optimizer", "learning_rate")
+
+
+@lru_cache(maxsize=4)
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    # One engine per database for the process; upgrade_schema created Optuna's tables.
+    kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
+
+
+def study_runs(session: Session, run_id: int) -> list[Run]:
+    """The tune run and every run sharing its study (parallel workers), by id."""
+    run = runs_service.get_run(session, run_id)
+    if run.kind != "tune":
+        raise NotFound("tune run", f"{run_id} (it is a {run.kind} run)")
+    if not run.study_name:
+        return [run]
+    return list(
+        session.scalars(select(Run).where(Run.study_name == run.study_name).order_by(Run.id))
+    )
+
+
+def load_study(study_name: str | None) -> optuna.Study | None:
+    """The study from Optuna's tables in our database, or None before a worker creates it."""
+    if not study_name:
+        return None
+    try:
+        return optuna.load_study(
+            study_name=study_name, storage=_storage(get_settings().sqlalchemy_url)
+        )
+    except KeyError:
+        return None
+
+
+def trial_rows(session: Session, runs: list[Run], study: optuna.Study | None) -> list[dict]:
+    """Recorded trials (with the run that ran each) plus any Optuna trial still running."""
+    names = {run.id: run.name for run in runs}
+    rows = [
+        {
+            "number": t.number,
+            "params": t.params,
+            "value": t.value,
+            "state": t.state,
+            "seconds": t.seconds,
+            "run_id": t.run_id,
+            "run_name": names.get(t.run_id),
+        }
+        for t in metrics_service.trials_of(session, list(names))
+    ]
+    seen = {row["number"] for row in rows}
+    for t in study.get_trials(deepcopy=False) if study else []:
+        if t.number not in seen and not t.state.is_finished():
+            rows.append(
+                {
+                    "number": t.number,
+                    "params": dict(t.params),
+                    "value": None,
+                    "state": t.state.name.lower(),
+                    "seconds": None,
+                    "run_id": None,
+                    "run_name": None,
+                }
+            )
+    return sorted(rows, key=lambda row: row["number"])
+
+
+def best_trial(rows: list[dict]) -> dict | None:
+    """The completed trial with the lowest value (the studies minimise validation loss)."""
+    done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    if not done:
+        return None
+    best = dict(min(done, key=lambda r: r["value"]))
+    params = dict(best["params"])
+    if "learning_rate" not in params and params.get("optimizer") in DEFAULT_LEARNING_RATES:
+        params["learning_rate"] = DEFAULT_LEARNING_RATES[params["optimizer"]]
+    return best | {"params": params}
+
+
+def pretrain_request(session: Session, run: Run, best: dict | None) -> dict | None:
+    """The POST /api/runs body of a pretrain whose tuned stage uses the best settings."""
+    if best is None:
+        return None
+    stage = run.params.get("stage", "ae01")
+    settings = {key: best["params"][key] for key in STAGE_KEYS if key in best["params"]}
+    return {
+        "kind": "pretrain",
+        "dataset": datasets_service.get(session, run.dataset_id).name,
+        "name": f"pretrain from {run.study_name or run.name}"[:200],
+        "params": {stage: settings},
+    }
+
+
+def version(study: optuna.Study | None) -> str:
+    """Changes whenever a trial starts, reports an epoch or finishes: figures are stale."""
+    if study is None:
+        return "none"
+    parts = [
+        f"{t.number}:{t.state.name}:{len(t.intermediate_values)}"
+        for t in study.get_trials(deepcopy=False)
+    ]
+    return hashlib.sha1(",".join(parts).encode()).hexdigest()[:16]
+
+
+def importance_missing(study: optuna.Study) -> str | None:
+    """Why parameter importances cannot be computed yet, or None when they can."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        return f"Parameter importances need at least 2 completed trials ({len(done)} so far)."
+    varying = {name for name in done[0].params if len({repr(t.params.get(name)) for t in done}) > 1}
+    if not varying:
+        return "Parameter importances need completed trials whose parameters differ."
+    return None
+
+
+def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]]:
+    """({plot: figure JSON}, {plot: why it is missing}) for Optuna's plots of the study."""
+    if study is None:
+        reason = "The study has not started yet: no trial has been run."
+        return {}, {name: reason for name in PLOTS}
+    figs, missing = {}, {}
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        reason = "No trial has completed yet."
+        return {}, {name: reason for name in PLOTS}
+    if reason := importance_missing(study):
+        missing["importances"] = reason
+    for name, plot in PLOTS.items():
+        if name in missing:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna warns about experimental/empty plots
+            fig = plot(study)
+        if not fig.data:
+            missing[name] = _empty_reason(name)
+            continue
+        fig.update_layout(title=None, margin={"l": 50, "r": 20, "t": 20, "b": 40}, height=360)
+        figs[name] = json.loads(fig.to_json())  # plotly's encoder handles numpy
+    return figs, missing
+
+
+def _empty_reason(name: str) -> str:
+    if name == "intermediate":
+        return "No trial has reported per-epoch values yet."
+    if name == "contour":
+        return "A contour plot needs at least two parameters that take several values."
+    return "Not enough completed trials to draw this plot."
+
+
+def is_live(runs: list[Run]) -> bool:
+    """True while any run of the study is queued or running."""
+    return any(run.status not in FINISHED for run in runs)
+
+
+def study_view(session: Session, run_id: int, known_version: str | None = None) -> dict:
+    """Everything the study page shows; figures only when they changed since known_version."""
+    runs = study_runs(session, run_id)
+    run = next(r for r in runs if r.id == run_id)
+    study = load_study(run.study_name)
+    rows = trial_rows(session, runs, study)
+    best = best_trial(rows)
+    current = version(study)
+    view = {
+        "run_id": run.id,
+        "study_name": run.study_name,
+        "stage": run.params.get("stage", "ae01"),
+        "direction": "minimize",
+        "live": is_live(runs),
+        "runs": [
+            {"id": r.id, "name": r.name, "status": r.status, "worker_host": r.worker_host}
+            for r in runs
+        ],
+        "trials": rows,
+        "best": best,
+        "pretrain_request": pretrain_request(session, run, best),
+        "version": current,
+        "figures": None,
+        "missing": None,
+    }
+    if known_version != current:
+        view["figures"], view["missing"] = figures(study)
+    return view

@@ -1,0 +1,178 @@
+"""Data set pages, the samples grid, uploads and the worker's side of an import."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from backend.artifacts.models import Artifact
+from backend.datasets import imports
+from backend.db import session_scope
+from tests.api.conftest import app_env, client  # noqa: F401
+from worker.import_task import import_dataset
+
+
+def _npz_bytes(n_train: int = 12, n_test: int = 6, classes=("cat", "dog", "eel")) -> bytes:
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(n_train) % len(classes),
+        x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(n_test) % len(classes),
+        class_names=np.array(classes),
+    )
+    return buffer.getvalue()
+
+
+def _uploads() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).where(Artifact.kind == imports.UPLOAD_KIND))
+
+
+def _upload(client, name, data: bytes, filename: str = "images.npz", **params):  # noqa: F811
+    return client.post(
+        "/api/datasets/upload",
+        data={"name": name, **params},
+        files={"file": (filename, data, "application/octet-stream")},
+    )
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def tricky_dataset(client):  # noqa: F811
+    """A data set whose class names are HTML."""
+    from worker.datasets import register
+    from worker.ml.data import Dataset
+
+    rng = np.random.default_rng(1)
+    register(
+        Dataset(
+            name="tricky",
+            x_train=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+            y_train=np.array([0, 1, 0, 1, 0, 1]),
+            x_test=rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
+            y_test=np.array([0, 1]),
+            class_names=("<b>x</b>", "plain"),
+            source="test",
+        ),
+        name="tricky",
+    )
+    return "tricky"
+
+
+def test_list_page_shows_data_sets_and_the_import_form(client):  # noqa: F811
+    info = client.get("/api/datasets/demo-tiny").json()
+    html = client.get("/datasets").text
+    assert 'href="/datasets/demo-tiny"' in html
+    assert info["fingerprint"][:12] in html and info["source"] in html
+    assert 'id="upload-form"' in html and "Download CIFAR-10" in html
+    assert "/static/js/upload.js" in html and "cdn" not in html.lower()
+
+
+def test_detail_page_has_class_chart_and_labelled_samples(client):  # noqa: F811
+    info = client.get("/api/datasets/demo-tiny").json()
+    html = client.get("/datasets/demo-tiny").text
+    assert 'id="class-distribution-data"' in html and '"barmode": "group"' in html
+    assert "/api/datasets/demo-tiny/samples.png?per_class=8" in html
+    for name in info["class_names"]:
+        assert f">{name}</li>" in html
+    assert client.get("/datasets/no-such-set").status_code == 404
+
+
+def test_samples_png_has_one_row_per_class(client):  # noqa: F811
+    n_classes = len(client.get("/api/datasets/demo-tiny").json()["class_names"])
+    response = client.get("/api/datasets/demo-tiny/samples.png", params={"per_class": 5})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == "PNG" and image.size == (2 + 5 * 34, 2 + n_classes * 34)
+    assert client.get("/api/datasets/demo-tiny/samples.png?per_class=0").status_code == 422
+    assert client.get("/api/datasets/nope/samples.png").status_code == 404
+
+
+def test_class_names_are_escaped(client, tricky_dataset):  # noqa: F811
+    html = client.get(f"/datasets/{tricky_dataset}").text
+    assert "<b>x</b>" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "<b>x</b>" not in client.get("/datasets").text
+
+
+@pytest.mark.parametrize("name", ["", "has space", "x" * 101, "../up", "demo-tiny", "é"])
+def test_upload_refuses_bad_names_before_storing(client, name):  # noqa: F811
+    before = _uploads()
+    response = _upload(client, name, _npz_bytes())
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "name"]
+    assert _uploads() == before
+
+
+def test_upload_refuses_unknown_file_types_and_oversize_files(client, monkeypatch):  # noqa: F811
+    response = _upload(client, _unique("txt"), b"hello", filename="notes.txt")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "file"]
+    monkeypatch.setattr(imports, "MAX_UPLOAD_BYTES", 1000)
+    assert _upload(client, _unique("big"), b"\0" * 5000).status_code == 413
+    assert not list((imports.get_settings().data_dir / "uploads").glob("upload-*"))
+
+
+def test_npz_upload_is_stored_queued_and_imported_by_the_worker_task(client):  # noqa: F811
+    name = _unique("upl")
+    response = client.post(
+        f"/api/datasets/upload?name={name}",
+        files={"file": ("my images.npz", _npz_bytes(), "application/octet-stream")},
+    )
+    assert response.status_code == 202, response.text
+    import_id = response.json()["import_id"]
+    with session_scope() as session:
+        upload = session.get(Artifact, import_id)
+        assert upload.kind == "upload" and upload.name == f"{name}/my_images.npz"
+        assert upload.run_id is None and upload.dataset_id is None
+    status = client.get(f"/api/datasets/imports/{import_id}").json()
+    assert status["state"] == "pending" and status["name"] == name
+    assert _upload(client, name, _npz_bytes()).status_code == 422  # name taken by the import
+
+    assert "imported" in import_dataset(import_id, name, False)
+
+    info = client.get(f"/api/datasets/{name}").json()
+    assert info["n_train"] == 12 and info["class_names"] == ["cat", "dog", "eel"]
+    with session_scope() as session:
+        assert session.get(Artifact, import_id) is None
+    status = client.get(f"/api/datasets/imports/{import_id}", params={"name": name}).json()
+    assert status["state"] == "done"
+
+
+def test_corrupt_zip_leaves_no_data_set_and_an_error_message(client):  # noqa: F811
+    name = _unique("bad")
+    response = _upload(client, name, b"PK\x03\x04 this is not really a zip", filename="pics.zip")
+    assert response.status_code == 202
+    import_id = response.json()["import_id"]
+
+    assert import_dataset(import_id, name, True).startswith("failed")
+
+    assert client.get(f"/api/datasets/{name}").status_code == 404
+    status = client.get(f"/api/datasets/imports/{import_id}", params={"name": name}).json()
+    assert status["state"] == "failed"
+    assert "pics.zip" in status["message"] and "zip" in status["message"].lower()
+    assert "stacklab-import-" not in status["message"]  # no temp paths
+    with session_scope() as session:
+        assert session.get(Artifact, import_id) is None
+        error = session.scalar(select(Artifact).where(Artifact.name == f"import-{import_id}.error"))
+        assert error.kind == "import-error" and error.size > 0
+
+
+def test_cifar10_download_is_queued_as_an_import(client):  # noqa: F811
+    response = client.post("/api/datasets/cifar10", json={"name": _unique("cifar")})
+    assert response.status_code == 202
+    status = client.get(f"/api/datasets/imports/{response.json()['import_id']}").json()
+    assert status["state"] == "pending"
+    assert client.post("/api/datasets/cifar10", json={"name": "bad name"}).status_code == 422
+    assert client.get("/api/datasets/imports/999999").status_code == 404
