@@ -6,7 +6,7 @@
   const tabs = document.querySelectorAll("[data-tab]");
 
   function showKind(kind) {
-    forms.forEach((f) => { f.hidden = f.dataset.kind !== kind; });
+    forms.forEach((f) => { f.hidden = f.getAttribute("data-kind") !== kind; });
     tabs.forEach((t) => t.classList.toggle("active", t.dataset.tab === kind));
     const url = new URL(location.href);
     url.searchParams.set("kind", kind);
@@ -53,7 +53,8 @@
   }
 
   function body(form) {
-    const kind = form.dataset.kind;
+    // form.dataset is shadowed by the <select name="dataset"> inside the form.
+    const kind = form.getAttribute("data-kind");
     const parent = value(form, "parent_run_id");
     const out = {
       dataset: value(form, "dataset"),
@@ -131,7 +132,7 @@
       button.disabled = true;
       status.textContent = "Launching…";
       try {
-        if (form.dataset.kind === "augmentation") {
+        if (form.getAttribute("data-kind") === "augmentation") {
           const group = await api.post("/api/augmentation-studies", body(form));
           location.href = `/groups/${group.group_id}`;
         } else {

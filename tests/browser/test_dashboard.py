@@ -35,13 +35,15 @@ def assert_clean(page) -> None:
     assert page.js_errors == []
 
 
+PLOTTED_TRACES = """([sel, n]) => [...document.querySelectorAll(sel)]
+    .flatMap((e) => e.classList.contains('js-plotly-plot') ? [e]
+                                                          : [...e.querySelectorAll('.js-plotly-plot')])
+    .reduce((count, plot) => count + (plot.data || []).length, 0) >= n"""
+
+
 def plots_drawn(page, selector: str, minimum: int = 1) -> None:
-    page.wait_for_function(
-        "([sel, n]) => document.querySelectorAll(sel + ' .js-plotly-plot .scatterlayer .trace, '"
-        " + sel + ' .js-plotly-plot .heatmaplayer .hm').length >= n",
-        arg=[selector, minimum],
-        timeout=60_000,
-    )
+    """Plotly has drawn at least `minimum` traces inside (or on) the selected elements."""
+    page.wait_for_function(PLOTTED_TRACES, arg=[selector, minimum], timeout=60_000)
 
 
 def test_launch_a_pretrain_from_the_form_and_watch_it_finish(page):
