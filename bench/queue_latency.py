@@ -36,8 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.queue.conftest import STACK_VARS, _reset_process_state  # noqa: E402
-from tests.queue.stack import FAST, REDIS_URL, Workers, create_pg_database  # noqa: E402
+from tests.queue.stack import (  # noqa: E402
+    FAST,
+    REDIS_URL,
+    STACK_VARS,  # noqa: E402
+    Workers,
+    create_pg_database,
+)
+from tests.queue.stack import reset_process_state as _reset_process_state  # noqa: E402
 from tests.queue.stack import wait_for as _wait_for  # noqa: E402
 
 SETUPS = ("redis+postgres", "embedded")

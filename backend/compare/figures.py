@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
-import plotly.graph_objects as go
+from backend import plotting
 
 MAX_POINTS = 500
 PALETTE = ["#2f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
 ARM_COLORS = {"off": "#57606a", "on": "#1a7f37"}
 LAYOUT = {
     "margin": {"l": 56, "r": 16, "t": 36, "b": 44},
-    "template": "plotly_white",
     "legend": {"orientation": "h", "y": -0.2},
     "height": 340,
 }
@@ -27,77 +24,61 @@ def downsample(points: list, limit: int = MAX_POINTS) -> list:
     return [points[i] for i in sorted(keep)]
 
 
-def as_json(fig: go.Figure) -> dict:
-    """The figure as plain JSON data ({"data", "layout"}), numpy arrays included."""
-    return json.loads(fig.to_json())
-
-
 def curves(title: str, traces: list[dict]) -> dict:
     """One metric overlaid across runs: traces are {"label", "points", "color"?}."""
-    fig = go.Figure()
+    data = []
     for index, trace in enumerate(traces):
         points = downsample(trace["points"])
-        fig.add_trace(
-            go.Scatter(
-                x=[step for step, _ in points],
-                y=[value for _, value in points],
-                mode="lines+markers" if len(points) < 40 else "lines",
-                name=trace["label"],
-                line={"color": trace.get("color") or PALETTE[index % len(PALETTE)]},
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": [step for step, _ in points],
+                "y": [value for _, value in points],
+                "mode": "lines+markers" if len(points) < 40 else "lines",
+                "name": trace["label"],
+                "line": {"color": trace.get("color") or PALETTE[index % len(PALETTE)]},
+            }
         )
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, xaxis_title="epoch", **LAYOUT)
-    return as_json(fig)
+    layout = {
+        "title": {"text": title, "font": {"size": 14}},
+        "xaxis": {"title": {"text": "epoch"}},
+        **LAYOUT,
+    }
+    return plotting.figure(data, layout)
 
 
 def confusion(title: str, matrix: list[list[float]], class_names: list[str]) -> dict:
     """A confusion matrix heatmap (rows true, columns predicted)."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=class_names,
-            y=class_names,
-            colorscale="Blues",
-            text=matrix,
-            texttemplate="%{text}",
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
-        )
-    )
-    _matrix_layout(fig, title)
-    return as_json(fig)
+    trace = {
+        "type": "heatmap",
+        "z": matrix,
+        "x": class_names,
+        "y": class_names,
+        "colorscale": "Blues",
+        "text": matrix,
+        "texttemplate": "%{text}",
+        "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
+    }
+    return plotting.figure([trace], plotting.heatmap_layout(title, height=380))
 
 
 def difference(title: str, matrix: list[list[float]], class_names: list[str]) -> dict:
     """B minus A, diverging around zero: red where B has more, blue where it has fewer."""
     peak = max([abs(v) for row in matrix for v in row] + [1])
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=class_names,
-            y=class_names,
-            colorscale="RdBu",
-            reversescale=True,
-            zmin=-peak,
-            zmax=peak,
-            text=matrix,
-            texttemplate="%{text:+d}",
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{z:+d}<extra></extra>",
-        )
-    )
-    _matrix_layout(fig, title)
-    return as_json(fig)
-
-
-def _matrix_layout(fig: go.Figure, title: str) -> None:
-    fig.update_layout(
-        title={"text": title, "font": {"size": 14}},
-        xaxis_title="predicted",
-        yaxis_title="true",
-        yaxis_autorange="reversed",
-        margin={"l": 90, "r": 16, "t": 36, "b": 80},
-        height=380,
-        template="plotly_white",
-    )
+    trace = {
+        "type": "heatmap",
+        "z": matrix,
+        "x": class_names,
+        "y": class_names,
+        "colorscale": "RdBu",
+        "reversescale": True,
+        "zmin": -peak,
+        "zmax": peak,
+        "text": matrix,
+        "texttemplate": "%{text:+d}",
+        "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z:+d}<extra></extra>",
+    }
+    return plotting.figure([trace], plotting.heatmap_layout(title, height=380))
 
 
 def bands(title: str, arms: dict[str, list[dict]], percent: bool = False) -> dict:
@@ -105,38 +86,45 @@ def bands(title: str, arms: dict[str, list[dict]], percent: bool = False) -> dic
 
     arms maps an arm name to points {"step", "mean", "low", "high", "n"}.
     """
-    fig = go.Figure()
+    data = []
     scale = 100.0 if percent else 1.0
     for arm, points in arms.items():
         if not points:
             continue
         color = ARM_COLORS.get(arm, PALETTE[0])
         steps = [p["step"] for p in points]
-        fig.add_trace(
-            go.Scatter(
-                x=steps + steps[::-1],
-                y=[p["high"] * scale for p in points] + [p["low"] * scale for p in points][::-1],
-                fill="toself",
-                fillcolor=_alpha(color, 0.18),
-                line={"width": 0},
-                hoverinfo="skip",
-                name=f"augment {arm}: min–max over seeds",
-                showlegend=True,
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": steps + steps[::-1],
+                "y": [p["high"] * scale for p in points] + [p["low"] * scale for p in points][::-1],
+                "fill": "toself",
+                "fillcolor": _alpha(color, 0.18),
+                "line": {"width": 0},
+                "hoverinfo": "skip",
+                "name": f"augment {arm}: min–max over seeds",
+                "showlegend": True,
+            }
         )
-        fig.add_trace(
-            go.Scatter(
-                x=steps,
-                y=[p["mean"] * scale for p in points],
-                customdata=[p["n"] for p in points],
-                mode="lines+markers" if len(points) < 40 else "lines",
-                line={"color": color, "width": 2.5},
-                name=f"augment {arm}: mean",
-                hovertemplate="epoch %{x}<br>mean %{y:.3f}<br>%{customdata} seeds<extra></extra>",
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": steps,
+                "y": [p["mean"] * scale for p in points],
+                "customdata": [p["n"] for p in points],
+                "mode": "lines+markers" if len(points) < 40 else "lines",
+                "line": {"color": color, "width": 2.5},
+                "name": f"augment {arm}: mean",
+                "hovertemplate": "epoch %{x}<br>mean %{y:.3f}<br>%{customdata} seeds"
+                "<extra></extra>",
+            }
         )
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, xaxis_title="epoch", **LAYOUT)
-    return as_json(fig)
+    layout = {
+        "title": {"text": title, "font": {"size": 14}},
+        "xaxis": {"title": {"text": "epoch"}},
+        **LAYOUT,
+    }
+    return plotting.figure(data, layout)
 
 
 def _alpha(hex_color: str, alpha: float) -> str:

@@ -38,7 +38,7 @@ def parse_ids(text: str | None) -> list[int]:
 def compare(*, session: Session, ids: list[int]) -> dict:
     """Everything the compare page shows for these runs (NotFound for an unknown id)."""
     runs = [runs_service.get_run(session, run_id) for run_id in ids]
-    series = {run.id: metrics_service.series(session, run.id) for run in runs}
+    series = metrics_service.series_many(session, [run.id for run in runs])
     summaries = {run.id: metrics_service.summaries(session, run.id) for run in runs}
     return {
         "runs": [_run_card(session, run) for run in runs],

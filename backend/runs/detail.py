@@ -37,7 +37,7 @@ def curves(session: Session, run_id: int, max_points: int) -> dict:
     fig = figures.curves_figure(series, max_points=max_points, best_epoch=best_epoch(session, run))
     last = max((points[-1][0] for points in series.values() if points), default=0)
     points = sum(len(points) for points in series.values())
-    return {"figure": figures.as_json(fig), "last_step": last, "points": points}
+    return {"figure": fig, "last_step": last, "points": points}
 
 
 def confusion(session: Session, run_id: int) -> dict:
@@ -51,7 +51,7 @@ def confusion(session: Session, run_id: int) -> dict:
     ]
     fig = figures.confusion_figure(evaluation["confusion_matrix"], names)
     return {
-        "figure": figures.as_json(fig),
+        "figure": fig,
         "class_names": names,
         "per_class": evaluation.get("per_class", {}),
         "accuracy": evaluation.get("accuracy"),

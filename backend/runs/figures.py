@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
+from backend import plotting
 from backend.runs.downsample import downsample
 
 PALETTE = ["#2f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
@@ -29,7 +27,7 @@ def _panel(name: str) -> str | None:
 
 def curves_figure(
     series: dict[str, list], *, max_points: int = 500, best_epoch: int | None = None
-) -> go.Figure:
+) -> dict:
     """Loss and accuracy per stage, train solid and validation dashed, long series shortened.
 
     best_epoch: drawn as a vertical line (early stopping's pick) on both panels.
@@ -37,9 +35,8 @@ def curves_figure(
     stages = sorted({key.rsplit("/", 1)[0] for key in series}, key=_stage_order)
     panels = [
         p for p in ("loss", "accuracy") if any(_panel(k.rsplit("/", 1)[1]) == p for k in series)
-    ]
-    panels = panels or ["loss"]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p.title() for p in panels])
+    ] or ["loss"]
+    data = []
     for key in sorted(series):
         stage, name = key.rsplit("/", 1)
         panel = _panel(name)
@@ -48,47 +45,89 @@ def curves_figure(
         points = series[key]
         xs, ys = downsample([p[0] for p in points], [p[1] for p in points], max_points)
         validation = name.startswith("val_")
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines+markers" if len(xs) <= 60 else "lines",
-                marker={"size": 4},
-                name=f"{stage} {'val' if validation else 'train'} {name.removeprefix('val_')}",
-                legendgroup=stage,
-                line={
+        axis = "" if panels.index(panel) == 0 else "2"
+        data.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "xaxis": f"x{axis}",
+                "yaxis": f"y{axis}",
+                "mode": "lines+markers" if len(xs) <= 60 else "lines",
+                "marker": {"size": 4},
+                "name": f"{stage} {'val' if validation else 'train'} {name.removeprefix('val_')}",
+                "legendgroup": stage,
+                "line": {
                     "color": PALETTE[stages.index(stage) % len(PALETTE)],
                     "dash": "dash" if validation else "solid",
                     "width": 2,
                 },
-            ),
-            row=1,
-            col=panels.index(panel) + 1,
+            }
         )
-    if best_epoch:
-        for col in range(1, len(panels) + 1):
-            fig.add_vline(
-                x=best_epoch, line={"color": "#9a6700", "dash": "dot", "width": 1.5}, row=1, col=col
+    return plotting.figure(data, _curves_layout(panels, best_epoch))
+
+
+def _curves_layout(panels: list[str], best_epoch: int | None) -> dict:
+    """One subplot per panel side by side, titled, with the best epoch marked."""
+    width = 1.0 / len(panels)
+    layout = {
+        "height": 360,
+        "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+        "legend": {"orientation": "h", "y": -0.22},
+        "uirevision": "curves",  # keep the user's zoom while the figure grows
+        "annotations": [],
+        "shapes": [],
+    }
+    for index, panel in enumerate(panels):
+        suffix = "" if index == 0 else str(index + 1)
+        left, right = index * width + (0.04 if index else 0), (index + 1) * width - 0.04
+        layout[f"xaxis{suffix}"] = {
+            "domain": [left, right],
+            "anchor": f"y{suffix}",
+            "title": {"text": "epoch"},
+            "rangemode": "tozero",
+        }
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}"}
+        layout["annotations"].append(
+            {
+                "text": panel.title(),
+                "x": (left + right) / 2,
+                "y": 1.0,
+                "xref": "paper",
+                "yref": "paper",
+                "xanchor": "center",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": {"size": 14},
+            }
+        )
+        if best_epoch:
+            layout["shapes"].append(
+                {
+                    "type": "line",
+                    "x0": best_epoch,
+                    "x1": best_epoch,
+                    "y0": 0,
+                    "y1": 1,
+                    "xref": f"x{suffix}",
+                    "yref": f"y{suffix} domain",
+                    "line": {"color": "#9a6700", "dash": "dot", "width": 1.5},
+                }
             )
-        fig.add_annotation(
-            x=best_epoch,
-            y=1.0,
-            yref="paper",
-            xref="x",
-            text=f"best epoch {best_epoch}",
-            showarrow=False,
-            yanchor="bottom",
-            font={"size": 11, "color": "#9a6700"},
+    if best_epoch:
+        layout["annotations"].append(
+            {
+                "x": best_epoch,
+                "y": 1.0,
+                "xref": "x",
+                "yref": "paper",
+                "showarrow": False,
+                "text": f"best epoch {best_epoch}",
+                "yanchor": "bottom",
+                "font": {"size": 11, "color": "#9a6700"},
+            }
         )
-    fig.update_xaxes(title_text="epoch", rangemode="tozero")
-    fig.update_layout(
-        height=360,
-        margin={"l": 50, "r": 20, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": -0.22},
-        template="plotly_white",
-        uirevision="curves",  # keep the user's zoom while the figure grows
-    )
-    return fig
+    return layout
 
 
 def _stage_order(stage: str) -> tuple:
@@ -97,35 +136,27 @@ def _stage_order(stage: str) -> tuple:
     return (0, 0, stage)
 
 
-def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> go.Figure:
+def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> dict:
     """Heatmap of true (rows) vs predicted (columns) with counts and row-normalised colour."""
     counts = np.asarray(matrix, dtype=float)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     names = [str(c) for c in class_names]
-    fig = go.Figure(
-        go.Heatmap(
-            z=share,
-            x=names,
-            y=names,
-            text=counts.astype(int),
-            texttemplate="%{text}",
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            colorbar={"title": {"text": "share of row"}},
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images (%{z:.0%})<extra></extra>",
-        )
-    )
-    size = max(360, 40 * len(names) + 160)
-    fig.update_layout(
-        height=size,
-        margin={"l": 90, "r": 20, "t": 20, "b": 80},
-        xaxis={"title": {"text": "predicted"}, "side": "bottom"},
-        yaxis={"title": {"text": "true"}, "autorange": "reversed"},
-        template="plotly_white",
-    )
-    return fig
+    trace = {
+        "type": "heatmap",
+        "z": share.tolist(),
+        "x": names,
+        "y": names,
+        "text": counts.astype(int).tolist(),
+        "texttemplate": "%{text}",
+        "colorscale": "Blues",
+        "zmin": 0,
+        "zmax": 1,
+        "colorbar": {"title": {"text": "share of row"}},
+        "hovertemplate": "true %{y}<br>predicted %{x}<br>%{text} images (%{z:.0%})<extra></extra>",
+    }
+    height = max(360, 40 * len(names) + 160)
+    return plotting.figure([trace], plotting.heatmap_layout(None, height=height))
 
 
 def reconstructions_png(npz: io.BytesIO | bytes, *, scale: int = 3, gap: int = 2) -> bytes:
@@ -165,8 +196,3 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
     return image[..., :3]
-
-
-def as_json(fig: go.Figure) -> dict:
-    """The figure as plain JSON types (numpy arrays included), ready for any JSON response."""
-    return json.loads(fig.to_json())

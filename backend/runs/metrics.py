@@ -78,6 +78,19 @@ def series(session: Session, run_id: int, keys: list[str] | None = None) -> dict
     return dict(out)
 
 
+def series_many(session: Session, run_ids: list[int]) -> dict[int, dict[str, list]]:
+    """series() of several runs in one query: {run_id: {key: [(step, value), ...]}}."""
+    out: dict[int, dict[str, list]] = {run_id: defaultdict(list) for run_id in run_ids}
+    query = (
+        select(Metric.run_id, Metric.key, Metric.step, Metric.value)
+        .where(Metric.run_id.in_(run_ids))
+        .order_by(Metric.run_id, Metric.key, Metric.step)
+    )
+    for run_id, key, step, value in session.execute(query):
+        out[run_id][key].append((step, value))
+    return {run_id: dict(keys) for run_id, keys in out.items()}
+
+
 def summaries(session: Session, run_id: int) -> dict[str, dict]:
     """{key: {last_value, last_step, best_value, best_step, goal}}."""
     rows = session.scalars(select(MetricSummary).where(MetricSummary.run_id == run_id))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 
-from tests.queue.conftest import STACK_VARS, _reset_process_state
-from tests.queue.stack import REDIS_URL, create_pg_database
+from tests.queue.stack import REDIS_URL, create_pg_database, stack_env
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -22,24 +20,14 @@ def app_env(request, tmp_path_factory):
     if request.param == "postgres":
         env["DATABASE_URL"], drop = create_pg_database()
         env["REDIS_URL"] = REDIS_URL
-    saved = {key: os.environ.get(key) for key in STACK_VARS}
-    for key in STACK_VARS:
-        os.environ.pop(key, None)
-    os.environ.update(env)
-    _reset_process_state()
-    from backend.db import upgrade_schema
-    from worker.datasets import register
-    from worker.ml.demo_data import make_demo
+    with stack_env(env):
+        from backend.db import upgrade_schema
+        from worker.datasets import register
+        from worker.ml.demo_data import make_demo
 
-    upgrade_schema()
-    register(make_demo(seed=0, n_train=60, n_test=20), name="demo-tiny")
-    yield env
-    _reset_process_state()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        upgrade_schema()
+        register(make_demo(seed=0, n_train=60, n_test=20), name="demo-tiny")
+        yield env
     if drop:
         drop()
         _drop_redis_queue(env["STACKLAB_QUEUE"])

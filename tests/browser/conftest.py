@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.queue.conftest import STACK_VARS, _reset_process_state
-from tests.queue.stack import FAST, Workers, wait_for
+from tests.queue.stack import FAST, Workers, stack_env, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -35,40 +34,32 @@ def live(tmp_path_factory):
         "STACKLAB_QUEUE": f"ui-{uuid.uuid4().hex[:8]}",
         **FAST,
     }
-    saved = {key: os.environ.get(key) for key in STACK_VARS}
-    for key in STACK_VARS:
-        os.environ.pop(key, None)
-    os.environ.update(env)
-    _reset_process_state()
-    from backend.db import upgrade_schema
-    from worker.datasets import register
-    from worker.ml.demo_data import make_demo
+    with stack_env(env):
+        from backend.db import upgrade_schema
+        from worker.datasets import register
+        from worker.ml.demo_data import make_demo
 
-    upgrade_schema()
-    register(make_demo(seed=0, n_train=300, n_test=60), name="demo-ui")
-    port = _free_port()
-    log = (data_dir / "web.log").open("w")
-    web = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env={**os.environ},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    workers = Workers({**os.environ}, data_dir)
-    workers.start("ui-worker")
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(base), timeout=60, what="the web app to answer")
-    yield base
-    web.terminate()
-    web.wait(timeout=20)
-    workers.stop_all()
-    _reset_process_state()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        upgrade_schema()
+        register(make_demo(seed=0, n_train=300, n_test=60), name="demo-ui")
+        port = _free_port()
+        log = (data_dir / "web.log").open("w")
+        web = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env={**os.environ},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        workers = Workers({**os.environ}, data_dir)
+        workers.start("ui-worker")
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _answers(base), timeout=60, what="the web app to answer")
+            yield base
+        finally:
+            web.terminate()
+            web.wait(timeout=20)
+            workers.stop_all()
 
 
 def _answers(base: str) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.slow
-FINISHED = re.compile(r"succeeded|failed|cancelled")
+
 state: dict = {}
 
 
@@ -36,8 +36,8 @@ def assert_clean(page) -> None:
 
 
 PLOTTED_TRACES = """([sel, n]) => [...document.querySelectorAll(sel)]
-    .flatMap((e) => e.classList.contains('js-plotly-plot') ? [e]
-                                                          : [...e.querySelectorAll('.js-plotly-plot')])
+    .flatMap((e) => e.classList.contains('js-plotly-plot')
+        ? [e] : [...e.querySelectorAll('.js-plotly-plot')])
     .reduce((count, plot) => count + (plot.data || []).length, 0) >= n"""
 
 
@@ -51,21 +51,29 @@ def test_launch_a_pretrain_from_the_form_and_watch_it_finish(page):
     page.locator("#pretrain-dataset").select_option("demo-ui")
     page.locator("#pretrain-name").fill("ui pretrain <b>bold</b>")
     stage = {"epochs": "2", "batch_size": "50"}
-    fill_params(page, "pretrain", {f"params.{s}.{k}": v for s in ("ae01", "ae02", "ae03")
-                                   for k, v in stage.items()} | {"params.bn_momentum": "0.9"})
+    fill_params(
+        page,
+        "pretrain",
+        {f"params.{s}.{k}": v for s in ("ae01", "ae02", "ae03") for k, v in stage.items()}
+        | {"params.bn_momentum": "0.9"},
+    )
     screenshot(page, "new-run-form")
     submit(page, "pretrain")
     page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
     state["pretrain"] = int(page.url.rsplit("/", 1)[1])
     assert page.locator("h1").first.inner_text().count("<b>bold</b>") == 1  # escaped text
     page.wait_for_function(
-        "() => /succeeded|failed|cancelled/.test(document.querySelector('#run-status').textContent)",
+        "() => /succeeded|failed|cancelled/"
+        ".test(document.querySelector('#run-status').textContent)",
         timeout=240_000,
     )
     assert page.locator("#run-status").inner_text().strip() == "succeeded"
     plots_drawn(page, "#curves", minimum=2)
-    page.wait_for_function("() => { const i = document.querySelector('#recon-img');"
-                           " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#recon-img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=30_000,
+    )
     screenshot(page, "run-pretrain")
     assert_clean(page)
 
@@ -76,14 +84,19 @@ def test_an_augmentation_study_from_the_form_gives_a_verdict(page):
     page.locator("#augmentation-seeds").fill("0, 1")
     form = page.locator("form[data-kind='augmentation']")
     form.locator("[name='params.encoder']").select_option("single")
-    fill_params(page, "augmentation", {"params.epochs": "2", "params.batch_size": "50",
-                                       "params.bn_momentum": "0.9"})
+    fill_params(
+        page,
+        "augmentation",
+        {"params.epochs": "2", "params.batch_size": "50", "params.bn_momentum": "0.9"},
+    )
     submit(page, "augmentation")
     page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=30_000)
     state["group"] = int(page.url.rsplit("/", 1)[1])
     page.wait_for_function(
         "() => /Augmentation (helped|hurt|did not)/.test("
-        "document.querySelector('#verdict').textContent)", timeout=420_000)
+        "document.querySelector('#verdict').textContent)",
+        timeout=420_000,
+    )
     verdict = page.locator("#verdict").inner_text()
     assert "test accuracy" in verdict
     plots_drawn(page, "#curves")
@@ -121,13 +134,23 @@ def test_download_the_weights_and_load_them_in_keras(page, tmp_path):
 
 
 def test_a_tune_study_page_shows_optunas_plots(page, live):
-    body = {"kind": "tune", "dataset": "demo-ui", "params": {
-        "n_trials": 3, "epochs": 2, "batch_size": 50, "pruning": False,
-        "kernel_sizes": [3, 5], "optimizers": ["adam", "sgd"]}}
+    body = {
+        "kind": "tune",
+        "dataset": "demo-ui",
+        "params": {
+            "n_trials": 3,
+            "epochs": 2,
+            "batch_size": 50,
+            "pruning": False,
+            "kernel_sizes": [3, 5],
+            "optimizers": ["adam", "sgd"],
+        },
+    }
     run = httpx.post(f"{live}/api/runs", json=body).json()[0]
     page.goto(f"/studies/{run['id']}")
     page.wait_for_function(
-        "() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000)
+        "() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000
+    )
     screenshot(page, "study")
     assert_clean(page)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
+from worker.cli.serve import worker_command
 
 PG_ADMIN_URL = os.environ.get(
     "STACKLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -45,6 +46,44 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
     return url, drop
 
 
+STACK_VARS = (
+    "STACKLAB_DATA_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STACKLAB_QUEUE",
+    "STACKLAB_TOKEN",
+    *FAST,
+)
+
+
+def reset_process_state() -> None:
+    """Forget cached settings, engine and Celery client, so a new environment takes."""
+    from backend import queue
+    from backend.db import reset_caches
+
+    reset_caches()
+    queue.client.cache_clear()
+
+
+@contextmanager
+def stack_env(env: dict[str, str]) -> Iterator[None]:
+    """Run with exactly these stacklab variables set, then restore the old ones."""
+    saved = {key: os.environ.get(key) for key in STACK_VARS}
+    for key in STACK_VARS:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    reset_process_state()
+    try:
+        yield
+    finally:
+        reset_process_state()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class Workers:
     """Celery worker processes started with the stack's environment."""
 
@@ -57,23 +96,7 @@ class Workers:
         """A prefork worker with one child, on the stack's queue."""
         log = (self.log_dir / f"{name}.log").open("w")
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "--pool=prefork",
-                "--concurrency=1",
-                "-Q",
-                self.env["STACKLAB_QUEUE"],
-                "-n",
-                f"{name}@%h",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command(self.env["STACKLAB_QUEUE"], name),
             cwd=REPO_ROOT,
             env=self.env,
             stdout=log,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.queue.conftest import STACK_VARS, _reset_process_state
-from tests.queue.stack import create_pg_database
+from tests.queue.stack import create_pg_database, stack_env
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -17,22 +14,12 @@ def store(request, tmp_path_factory):
     drop = None
     if request.param == "postgres":
         env["DATABASE_URL"], drop = create_pg_database()
-    saved = {key: os.environ.get(key) for key in STACK_VARS}
-    for key in STACK_VARS:
-        os.environ.pop(key, None)
-    os.environ.update(env)
-    _reset_process_state()
-    from backend.db import upgrade_schema
-    from worker.datasets import register
-    from worker.ml.demo_data import make_demo
+    with stack_env(env):
+        from backend.db import upgrade_schema
+        from worker.datasets import register
+        from worker.ml.demo_data import make_demo
 
-    upgrade_schema()
-    yield register(make_demo(seed=1, n_train=40, n_test=10), name="demo-store")
-    _reset_process_state()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        upgrade_schema()
+        yield register(make_demo(seed=1, n_train=40, n_test=10), name="demo-store")
     if drop:
         drop()
