@@ -1,0 +1,170 @@
+"""Regenerate the README's screenshots from a real (small) experiment on the demo data.
+
+    python docs/make_screenshots.py        # about 6 minutes on 2 CPU cores
+
+Starts the app and one worker on a temporary embedded store, runs a pretrain, an
+augmentation study (3 seeds) on its weights and a small tune, then photographs the pages
+with headless Chromium into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from tests.queue.stack import Workers, stack_env, wait_for  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+STAGE = {"epochs": 3, "batch_size": 32}
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _finished(base: str, run_ids: list[int], timeout: float) -> None:
+    def done() -> bool:
+        runs = [httpx.get(f"{base}/api/runs/{i}").json() for i in run_ids]
+        return all(r["status"] in ("succeeded", "failed", "cancelled") for r in runs)
+
+    wait_for(done, timeout=timeout, what=f"runs {run_ids}", every=2)
+
+
+def experiment(base: str) -> dict:
+    """Pretrain, then an augmentation study on its weights, then a tune."""
+    post = lambda path, body: httpx.post(f"{base}{path}", json=body, timeout=30).json()  # noqa: E731
+    pre = post(
+        "/api/runs",
+        {
+            "kind": "pretrain",
+            "dataset": "demo-small",
+            "name": "layer-wise AE01-03",
+            "params": {"ae01": STAGE, "ae02": STAGE, "ae03": STAGE, "bn_momentum": 0.9},
+        },
+    )[0]["id"]
+    _finished(base, [pre], 900)
+    group = post(
+        "/api/augmentation-studies",
+        {
+            "dataset": "demo-small",
+            "name": "does augmentation help?",
+            "parent_run_id": pre,
+            "seeds": [0, 1, 2],
+            "params": {
+                "encoder": "single",
+                "epochs": 6,
+                "batch_size": 32,
+                "bn_momentum": 0.9,
+                "early_stopping": {"patience": 3},
+            },
+        },
+    )["group_id"]
+    runs = httpx.get(f"{base}/api/runs", params={"group_id": group}).json()["items"]
+    tune = post(
+        "/api/runs",
+        {
+            "kind": "tune",
+            "dataset": "demo-small",
+            "name": "AE01 search",
+            "params": {
+                "n_trials": 4,
+                "epochs": 2,
+                "batch_size": 64,
+                "kernel_sizes": [3, 5],
+                "optimizers": ["adam", "sgd"],
+                "bn_momentum": 0.9,
+            },
+        },
+    )[0]["id"]
+    _finished(base, [r["id"] for r in runs] + [tune], 1800)
+    finetunes = sorted(r["id"] for r in runs)
+    return {"pretrain": pre, "group": group, "tune": tune, "compare": finetunes[:2]}
+
+
+def photograph(base: str, ids: dict) -> None:
+    from playwright.sync_api import sync_playwright
+
+    pages = {
+        "runs": "/runs",
+        "run-pretrain": f"/runs/{ids['pretrain']}",
+        "run-finetune": f"/runs/{ids['compare'][0]}",
+        "augmentation-study": f"/groups/{ids['group']}",
+        "compare": f"/compare?ids={ids['compare'][0]},{ids['compare'][1]}",
+        "study": f"/studies/{ids['tune']}",
+        "new-run-form": "/runs/new?kind=finetune",
+        "dataset": "/datasets/demo-small",
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for name, path in pages.items():
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            time.sleep(1.5)  # let Plotly finish drawing
+            page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
+        browser.close()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"STACKLAB_DATA_DIR": tmp, "STACKLAB_QUEUE": f"shots-{uuid.uuid4().hex[:6]}"}
+        with stack_env(env):
+            import os
+
+            from backend.db import upgrade_schema
+            from worker.datasets import register
+            from worker.ml.demo_data import make_demo
+
+            upgrade_schema()
+            register(make_demo(seed=0, n_train=1200, n_test=400), name="demo-small")
+            port = _port()
+            web = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "backend.main:app",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env={**os.environ},
+            )
+            workers = Workers({**os.environ}, Path(tmp))
+            workers.start("shots")
+            base = f"http://127.0.0.1:{port}"
+            try:
+                wait_for(lambda: _up(base), timeout=60, what="the app")
+                photograph(base, experiment(base))
+            finally:
+                web.terminate()
+                workers.stop_all()
+    print(f"screenshots in {OUT}")
+
+
+def _up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
