@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import plotly.colors as pc
 import plotly.io as pio
 
 
@@ -17,6 +18,16 @@ import plotly.io as pio
 def template() -> dict:
     """The plotly_white template as data (Plotly.js does not know templates by name)."""
     return pio.templates["plotly_white"].to_plotly_json()
+
+
+@lru_cache
+def colorscale(name: str) -> list:
+    """A named colour scale as Python's plotly defines it, spelled out.
+
+    Plotly.js has built-in scales of the same names running the other way ("Blues" goes
+    dark to light there), so a name must not reach the browser.
+    """
+    return pc.get_colorscale(name)
 
 
 def figure(data: list[dict], layout: dict) -> dict:

@@ -149,7 +149,7 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> dict:
         "y": names,
         "text": counts.astype(int).tolist(),
         "texttemplate": "%{text}",
-        "colorscale": "Blues",
+        "colorscale": plotting.colorscale("Blues"),
         "zmin": 0,
         "zmax": 1,
         "colorbar": {"title": {"text": "share of row"}},
