@@ -10,6 +10,13 @@ from backend.db import VERSION_TABLE, Base, make_engine
 config = context.config
 
 
+def ours(obj, name, type_, reflected, compare_to) -> bool:
+    """Only our tables: Optuna keeps its studies in the same database, and autogenerate
+    must never propose dropping them."""
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    return table is None or table.name in Base.metadata.tables
+
+
 def run_migrations_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
@@ -29,6 +36,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=Base.metadata,
             version_table=VERSION_TABLE,
+            include_object=ours,
             render_as_batch=True,  # SQLite alters tables by copying them
         )
         with context.begin_transaction():

@@ -151,3 +151,13 @@ def test_dataset_names_are_unique(store, tmp_path):
             datasets_service.register(
                 session=session, name=record.name, summary={}, arrays=tmp_path
             )
+
+
+def test_the_migrations_match_the_models(store):
+    from alembic import command
+
+    from backend.config import get_settings
+    from backend.db import alembic_config
+
+    # Raises when the ORM models and the Alembic history disagree (Optuna's tables aside).
+    command.check(alembic_config(get_settings().sqlalchemy_url))
