@@ -1,6 +1,6 @@
 """HTML pages of the compare domain: compare runs, augmentation studies, the new-run form.
 
-BEFORE EDITING: read docs/WEB_GUIDE.md (rules for pages: no CDN, escaping, server-built
+Before editing, read docs/WEB_GUIDE.md (rules for pages: no CDN, escaping, server-built
 Plotly figures, polling, downsampling, no TensorFlow/worker imports, test fixtures).
 """
 
