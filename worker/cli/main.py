@@ -92,6 +92,7 @@ def tune(
     batch_size: Annotated[int, train_option("Images per batch.")] = 128,
     pruning: Annotated[bool, train_option("Stop poor trials early (median pruner).")] = True,
     validation_fraction: options.ValidationFraction = 0.1,
+    bn_momentum: options.BnMomentum = 0.99,
     seed: options.Seed = 0,
     study_name: Annotated[
         str, train_option("Optuna study name; an existing study is continued.")
@@ -123,6 +124,7 @@ def tune(
             batch_size=batch_size,
             pruning=pruning,
             validation_fraction=validation_fraction,
+            bn_momentum=bn_momentum,
             seed=seed,
             study_name=study_name,
             runtime=configs.runtime(mixed_precision, jit_compile),
