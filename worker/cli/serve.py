@@ -61,6 +61,8 @@ def serve(host: str, port: int, workers: int) -> None:
         )
     )
     typer.echo(f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
+    # A service manager stops us with SIGTERM: take the web app and workers down too.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -68,6 +70,10 @@ def serve(host: str, port: int, workers: int) -> None:
         pass
     finally:
         _stop(procs)
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
