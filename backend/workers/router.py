@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from backend.config import get_settings
 from backend.deps import SessionDep
+from backend.timeutil import aware
 from backend.workers import service as workers_service
 
 router = APIRouter(tags=["workers"])
@@ -20,7 +21,7 @@ def list_workers(session: SessionDep) -> list[dict]:
             "name": w.name,
             "host": w.host,
             "device": w.device,
-            "last_seen": w.last_seen,
+            "last_seen": aware(w.last_seen),  # SQLite drops the zone; it is UTC
             "current_run_id": w.current_run_id,
         }
         for w in workers_service.online(session, within)
