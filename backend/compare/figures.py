@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backend import plotting
+from backend.runs.downsample import downsample as shared_downsample
 
 MAX_POINTS = 500
 PALETTE = ["#2f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
@@ -15,13 +16,11 @@ LAYOUT = {
 
 
 def downsample(points: list, limit: int = MAX_POINTS) -> list:
-    """At most ~limit (step, value) points, evenly strided, keeping first, last, min and max."""
+    """(step, value) pairs shortened by the run page's bucketed min/max downsampler."""
     if len(points) <= limit:
         return list(points)
-    values = [value for _, value in points]
-    keep = set(range(0, len(points), max(1, len(points) // (limit - 4))))
-    keep |= {0, len(points) - 1, values.index(min(values)), values.index(max(values))}
-    return [points[i] for i in sorted(keep)]
+    steps, values = shared_downsample([p[0] for p in points], [p[1] for p in points], limit)
+    return list(zip(steps, values, strict=True))
 
 
 def curves(title: str, traces: list[dict]) -> dict:
