@@ -25,7 +25,7 @@ def demo_small():
 @pytest.fixture(scope="session")
 def pretrained_dir(tmp_path_factory, demo_small):
     """One quick layer-wise pretrain (1 epoch a stage), shared by the finetune tests."""
-    from worker.ml.config import PretrainConfig, StageConfig
+    from jobspec.params import PretrainConfig, StageConfig
     from worker.ml.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("pretrain")

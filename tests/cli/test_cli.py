@@ -119,7 +119,7 @@ def test_bad_option_is_refused_naming_it(args, named, tmp_path):
 
 @pytest.mark.parametrize("command", ["pretrain", "tune", "finetune"])
 def test_option_defaults_are_the_config_defaults(command, monkeypatch, tmp_path):
-    from worker.ml import config as ml_config
+    from jobspec import params as ml_config
 
     seen = {}
 

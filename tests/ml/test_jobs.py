@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from worker.ml import artifacts
-from worker.ml.callbacks import Reporter
-from worker.ml.config import (
+from jobspec.params import (
     EarlyStoppingConfig,
     FinetuneConfig,
     PretrainConfig,
     StageConfig,
     TuneConfig,
 )
+from worker.ml import artifacts
+from worker.ml.callbacks import Reporter
 from worker.ml.finetune import finetune
 from worker.ml.pretrain import pretrain
 from worker.ml.tune import tune

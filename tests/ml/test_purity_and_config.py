@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from jobspec.params import FinetuneConfig, PretrainConfig, StageConfig, TuneConfig
 from tests.conftest import REPO_ROOT
-from worker.ml.config import FinetuneConfig, PretrainConfig, StageConfig, TuneConfig
 from worker.ml.evaluate import score
 
 FORBIDDEN = ("fastapi", "starlette", "celery", "kombu", "sqlalchemy", "backend")

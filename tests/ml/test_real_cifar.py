@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from jobspec.params import FinetuneConfig
 from tests.conftest import SHARED_DATA
-from worker.ml.config import FinetuneConfig
 from worker.ml.data import load_dataset
 from worker.ml.finetune import finetune
 

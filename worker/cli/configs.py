@@ -10,7 +10,7 @@ from worker.cli.errors import CliError
 if TYPE_CHECKING:  # the config module imports Keras; only the commands that train load it
     from pydantic import BaseModel, ValidationError
 
-    from worker.ml.config import FinetuneConfig, PretrainConfig, TuneConfig
+    from jobspec.params import FinetuneConfig, PretrainConfig, TuneConfig
 
 STAGES = ("ae01", "ae02", "ae03")
 # Per-stage pretrain settings: the StageConfig field and how to read one value of it.
@@ -125,14 +125,14 @@ def runtime(mixed_precision: bool, jit_compile: bool) -> dict[str, bool]:
 
 def pretrain_config(*, stages: dict[str, str | None], **fields: Any) -> PretrainConfig:
     """PretrainConfig from per-stage option strings and the other fields."""
-    from worker.ml.config import PretrainConfig
+    from jobspec.params import PretrainConfig
 
     return validated(PretrainConfig, {**stage_settings(stages), **fields})
 
 
 def tune_config(*, kernel_sizes: str, optimizers: str, **fields: Any) -> TuneConfig:
     """TuneConfig; the search space comes as comma-separated lists."""
-    from worker.ml.config import TuneConfig
+    from jobspec.params import TuneConfig
 
     data = {
         "kernel_sizes": split_list("--kernel-sizes", kernel_sizes, int),
@@ -146,7 +146,7 @@ def finetune_config(
     *, aug: list[str], early_stopping: dict[str, Any], **fields: Any
 ) -> FinetuneConfig:
     """FinetuneConfig; --aug KEY=VALUE pairs override the augmentation settings."""
-    from worker.ml.config import FinetuneConfig
+    from jobspec.params import FinetuneConfig
 
     data = {"augmentation": key_values("--aug", aug), "early_stopping": early_stopping, **fields}
     return validated(FinetuneConfig, data)

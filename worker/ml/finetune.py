@@ -7,10 +7,10 @@ from pathlib import Path
 
 import keras
 
+from jobspec.params import FinetuneConfig
 from worker.ml import artifacts
 from worker.ml.augment import build_augmenter
 from worker.ml.callbacks import Reporter
-from worker.ml.config import FinetuneConfig
 from worker.ml.data import Dataset
 from worker.ml.evaluate import Evaluation, evaluate, export_evaluation
 from worker.ml.models import (

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from jobspec.params import PretrainConfig, StageConfig
 from worker.ml import artifacts, figures
 from worker.ml.callbacks import Reporter
-from worker.ml.config import PretrainConfig, StageConfig
 from worker.ml.data import Dataset
 from worker.ml.models import (
     STAGES,

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import keras
 
+from jobspec.params import RuntimeOptions
 from worker.ml.callbacks import Reporter, ReporterCallback
-from worker.ml.config import RuntimeOptions
 from worker.ml.pipeline import InputData
 
 

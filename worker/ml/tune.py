@@ -9,9 +9,9 @@ from pathlib import Path
 import keras
 import optuna
 
+from jobspec.params import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml import artifacts
 from worker.ml.callbacks import Reporter, TrialReport
-from worker.ml.config import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml.data import Dataset
 from worker.ml.models import STAGES, build_autoencoder, encoder_of, set_bn_momentum
 from worker.ml.pipeline import make_input
