@@ -9,7 +9,7 @@ from backend import queue
 from backend.datasets import service as datasets_service
 from backend.errors import InvalidRequest, NotFound
 from backend.runs import service as runs_service
-from backend.runs.models import Run, RunGroup
+from backend.runs.models import FINISHED, Run, RunGroup
 from backend.runs.schemas import AugmentationStudyCreate, RunCreate
 from jobspec.params import JOB_PARAMS
 
@@ -49,13 +49,13 @@ def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int 
         raise InvalidRequest("parent_run_id", f"run {parent_id} does not exist") from err
     if parent.kind != "pretrain":
         raise InvalidRequest("parent_run_id", f"run {parent_id} is a {parent.kind}, not a pretrain")
-    if parent.status in ("failed", "cancelled") and not parent.result.get("trained_stages"):
-        raise InvalidRequest("parent_run_id", f"pretrain run {parent_id} {parent.status}")
-    trained = parent.result.get("trained_stages")
-    if parent.status != "queued" and parent.status != "running" and trained is not None:
-        missing = [s for s in needed if s not in trained]
+    if parent.status in FINISHED:  # queued or running parents are waited for by the task
+        missing = [s for s in needed if s not in parent.result.get("trained_stages", [])]
         if missing:
-            raise InvalidRequest("parent_run_id", f"run {parent_id} did not train {missing}")
+            raise InvalidRequest(
+                "parent_run_id",
+                f"pretrain run {parent_id} ({parent.status}) did not train {', '.join(missing)}",
+            )
     return parent
 
 
