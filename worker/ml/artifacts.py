@@ -14,14 +14,7 @@ import numpy as np
 
 # Registers RandomAugment so .keras files that contain it load back.
 from worker.ml import augment as _augment  # noqa: F401
-
-
-def _atomic_target(path: Path):
-    """A temp path beside `path`, so a crash never leaves a half-written file there."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for others to read too
-    return Path(tmp)
+from worker.ml.atomic import atomic_write
 
 
 def save_model(model: keras.Model, out_dir: Path, name: str) -> list[Path]:
@@ -51,10 +44,9 @@ def load_weights(model: keras.Model, path: str | Path) -> keras.Model:
 
 def write_json(path: Path, payload: dict) -> Path:
     """Pretty JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_jsonable))
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_jsonable)
+    with atomic_write(path) as fh:
+        fh.write(text.encode())
     return path
 
 

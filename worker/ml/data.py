@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from worker.ml.atomic import atomic_write
 
 IMAGE_SHAPE = (32, 32, 3)
 SPLITS = ("train", "test")
@@ -227,24 +227,14 @@ class Dataset:
     def save(self, path: str | Path) -> Path:
         """Write an .npz atomically: a temp file in the same folder, then os.replace."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; data is for others to read
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    **{key: getattr(self, key) for key in NPZ_KEYS},
-                    class_names=np.array(self.class_names, dtype=str),
-                    name=np.array(self.name),
-                    source=np.array(self.source),
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            np.savez(
+                fh,
+                **{key: getattr(self, key) for key in NPZ_KEYS},
+                class_names=np.array(self.class_names, dtype=str),
+                name=np.array(self.name),
+                source=np.array(self.source),
+            )
         return path
 
     @classmethod
