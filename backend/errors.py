@@ -19,3 +19,13 @@ class InvalidRequest(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class AttemptSuperseded(RuntimeError):
+    """A worker wrote for an attempt that is no longer the run's current one: it must stop."""
+
+    def __init__(self, run_id: int, attempt: int, reason: str):
+        super().__init__(f"run {run_id} attempt {attempt}: {reason}")
+        self.run_id = run_id
+        self.attempt = attempt
+        self.reason = reason

@@ -2,7 +2,7 @@
 
 from backend.artifacts.models import Artifact, ArtifactChunk
 from backend.datasets.models import DatasetRecord
-from backend.runs.models import Metric, MetricSummary, Run, RunGroup, TuneTrial
+from backend.runs.models import Metric, MetricSummary, Run, RunAttempt, RunGroup, TuneTrial
 from backend.workers.models import WorkerRecord
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Metric",
     "MetricSummary",
     "Run",
+    "RunAttempt",
     "RunGroup",
     "TuneTrial",
     "WorkerRecord",

@@ -72,6 +72,13 @@ class RuntimeOptions(_Config):
 
     mixed_precision: bool = Field(False, description="float16 compute on a GPU")
     jit_compile: bool = Field(False, description="XLA compilation (20-50% slower on CPU)")
+    max_attempts: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="Tries before a run whose worker died is left failed (each resumes "
+        "from the last epoch's checkpoint)",
+    )
 
 
 class StageConfig(_Config):

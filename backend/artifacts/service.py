@@ -34,6 +34,39 @@ def kind_of(name: str) -> str:
     return "file"
 
 
+def store_bytes(
+    *, session: Session, data: bytes, name: str, kind: str, run_id: int
+) -> Artifact:
+    """Like store_file, for bytes already in memory (a checkpoint)."""
+    session.execute(delete(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
+    artifact = Artifact(run_id=run_id, name=name, kind=kind, size=len(data))
+    artifact.sha256 = hashlib.sha256(data).hexdigest()
+    session.add(artifact)
+    session.flush()
+    view = memoryview(data)
+    for seq, start in enumerate(range(0, len(data), CHUNK_BYTES)):
+        chunk = bytes(view[start : start + CHUNK_BYTES])
+        session.execute(
+            insert(ArtifactChunk), [{"artifact_id": artifact.id, "seq": seq, "data": chunk}]
+        )
+    return artifact
+
+
+def read_bytes(session: Session, artifact: Artifact) -> bytes:
+    """A (small) artifact's whole content, checked against its sha256."""
+    data = b"".join(iter_chunks(session, artifact.id))
+    if artifact.sha256 and hashlib.sha256(data).hexdigest() != artifact.sha256:
+        raise OSError(f"artifact {artifact.id} ({artifact.name}) failed its sha256 check")
+    return data
+
+
+def drop_run_files_except(session: Session, run_id: int, keep: set[str]) -> None:
+    """Delete the run's artifacts not named in keep (call after storing the new set)."""
+    session.execute(
+        delete(Artifact).where(Artifact.run_id == run_id, Artifact.name.not_in(keep))
+    )
+
+
 def store_file(
     *,
     session: Session,

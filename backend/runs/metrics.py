@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from backend.runs.models import Metric, MetricSummary, TuneTrial
@@ -40,9 +40,32 @@ def log_epoch(
     ]
     if not rows:
         return
-    session.execute(insert(Metric), rows)
+    # A step already stored (a duplicate delivery) changes nothing, its summary included.
+    stored = set(session.scalars(_insert_new(session, rows).returning(Metric.key)))
     for row in rows:
-        _update_summary(session, row)
+        if row["key"] in stored:
+            _update_summary(session, row)
+
+
+def _insert_new(session: Session, rows: list[dict]):
+    """INSERT that skips rows whose (run, key, step) exists: the schema forbids duplicates."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(Metric).values(rows).on_conflict_do_nothing(
+        index_elements=["run_id", "key", "step"]
+    )
+
+
+def rebuild_summaries(session: Session, run_id: int) -> None:
+    """Recompute a run's latest/best summaries from its metric rows (after rows were dropped)."""
+    session.execute(delete(MetricSummary).where(MetricSummary.run_id == run_id))
+    session.flush()
+    query = select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id)
+    for key, step, value in session.execute(query.order_by(Metric.key, Metric.step)).all():
+        _update_summary(session, {"run_id": run_id, "key": key, "step": step, "value": value})
+        session.flush()
 
 
 def _update_summary(session: Session, row: dict) -> None:

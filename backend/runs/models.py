@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +24,24 @@ from backend.timeutil import utcnow
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
+# The only moves a run's status may make. running -> queued: its worker died or was told
+# to stop, and another attempt resumes it. A finished run reopens only by a user's re-queue.
+TRANSITIONS = {
+    "queued": {"running", "cancelled"},
+    "running": {"succeeded", "failed", "cancelled", "queued"},
+    "failed": {"queued"},
+    "cancelled": {"queued"},
+    "succeeded": set(),
+}
+# How an attempt ended (a run's attempts are numbered from 1).
+ATTEMPT_OUTCOMES = (
+    "running",  # still going
+    "succeeded",
+    "failed",
+    "cancelled",
+    "lost",  # its worker stopped beating: died, froze or lost its machine
+    "interrupted",  # its worker was told to stop (SIGTERM) and handed the run back
+)
 
 
 class RunGroup(Base):
@@ -70,14 +89,39 @@ class Run(Base):
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # the current attempt's number
+    max_attempts: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    # Automatic re-tries left after a lost worker; a user's re-queue refills them.
+    retries_left: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fresh_start: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Where the stored checkpoint stands: {stage, epoch, attempt, bytes, saved_at}.
+    checkpoint: Mapped[dict | None] = mapped_column(JSON)
+
+
+class RunAttempt(Base):
+    """One try at a run: which worker, when, how it ended and where it resumed from."""
+
+    __tablename__ = "run_attempts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_host: Mapped[str | None] = mapped_column(String(200))
+    device: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    resumed_from: Mapped[dict | None] = mapped_column(JSON)  # {stage, epoch} or None: fresh
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Metric(Base):
     """One value of one key at one step (epoch), MLflow-style."""
 
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+    # A duplicate (run, key, step) can never be stored, whatever any writer does.
+    __table_args__ = (UniqueConstraint("run_id", "key", "step", name="uq_metrics_run_key_step"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

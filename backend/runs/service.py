@@ -1,21 +1,29 @@
-"""A run's life: created queued, claimed by a worker, finished; cancel, re-queue, reap."""
+"""A run's life as users drive it: created queued, sent, cancelled, re-queued.
+
+What workers write for a run (claim, progress, metrics, finish) goes through
+`backend.runs.attempts`, where every write is fenced by the attempt that makes it.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.artifacts.models import Artifact
 from backend.errors import InvalidRequest, NotFound
-from backend.runs.models import FINISHED, Metric, MetricSummary, Run, TuneTrial
+from backend.runs.models import FINISHED, TRANSITIONS, Run, RunAttempt
 from backend.timeutil import utcnow
 
 
 def create_run(*, session: Session, **fields) -> Run:
     """A new queued run (committed by the caller before it is enqueued)."""
-    run = Run(status="queued", **fields)
+    max_attempts = (fields.get("params") or {}).get("runtime", {}).get("max_attempts", 2)
+    run = Run(
+        status="queued",
+        queued_at=utcnow(),
+        max_attempts=max_attempts,
+        retries_left=max_attempts - 1,
+        **fields,
+    )
     session.add(run)
     session.flush()
     return run
@@ -29,28 +37,17 @@ def get_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def claim_run(
-    *, session: Session, run_id: int, worker_host: str, device: str, versions: dict
-) -> Run | None:
-    """queued -> running, atomically; None when the run was cancelled or taken meanwhile."""
-    now = utcnow()
-    claimed = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.status == "queued", Run.cancel_requested.is_(False))
-        .values(
-            status="running",
-            started_at=now,
-            heartbeat_at=now,
-            worker_host=worker_host,
-            device=device,
-            versions=versions,
-            attempts=Run.attempts + 1,
-            error=None,
-            traceback=None,
-        )
-    ).rowcount
+def check_transition(run: Run, new_status: str) -> None:
+    """InvalidRequest unless the status may move from where it is to new_status."""
+    if new_status not in TRANSITIONS[run.status]:
+        raise InvalidRequest("status", f"run {run.id} is {run.status}: it cannot become {new_status}")
+
+
+def mark_sent(*, session: Session, run_id: int, task_id: str) -> None:
+    """The run's task message went out now (the reconciler re-sends what never arrives)."""
+    run = get_run(session, run_id)
+    run.task_id, run.sent_at = task_id, utcnow()
     session.flush()
-    return get_run(session, run_id) if claimed else None
 
 
 def cancel_requested(session: Session, run_id: int) -> bool:
@@ -70,67 +67,29 @@ def request_cancel(*, session: Session, run_id: int) -> Run:
     return run
 
 
-def beat(*, session: Session, run_id: int, progress: dict | None = None) -> None:
-    """The worker is alive on this run (and, optionally, here is how far it got)."""
-    values = {"heartbeat_at": utcnow()}
-    if progress is not None:
-        values["progress"] = progress
-    session.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(**values))
-
-
-def finish_run(
-    *,
-    session: Session,
-    run_id: int,
-    status: str,
-    result: dict | None = None,
-    error: str | None = None,
-    traceback: str | None = None,
-) -> Run:
-    """running -> succeeded | failed | cancelled, with what the job produced."""
-    assert status in FINISHED, status
-    run = get_run(session, run_id)
-    run.status, run.finished_at = status, utcnow()
-    run.result = result or run.result or {}
-    run.error, run.traceback = error, traceback
-    if run.progress:
-        run.progress = {**run.progress, "eta_seconds": 0.0}
-    session.flush()
-    return run
-
-
-def reap_stale(*, session: Session, stale_after: float) -> list[int]:
-    """Mark failed every running run whose worker stopped beating; returns their ids."""
-    cutoff = utcnow() - timedelta(seconds=stale_after)
-    stale = list(
-        session.scalars(select(Run.id).where(Run.status == "running", Run.heartbeat_at < cutoff))
-    )
-    if stale:
-        session.execute(
-            update(Run)
-            .where(Run.id.in_(stale), Run.status == "running")
-            .values(
-                status="failed",
-                finished_at=utcnow(),
-                error=f"worker stopped responding (no heartbeat for {stale_after:.0f} s); "
-                "it was killed, ran out of memory or lost its machine. Re-queue to run again.",
-            )
-        )
-    return stale
-
-
-def requeue(*, session: Session, run_id: int) -> Run:
-    """A failed or cancelled run back to queued, its old metrics and files cleared."""
+def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
+    """A failed or cancelled run back to queued. Nothing is deleted here: the next attempt
+    resumes from the run's checkpoint, or (fresh, or no checkpoint) clears the old metrics
+    and files itself once a worker has claimed it."""
     run = get_run(session, run_id)
     if run.status not in ("failed", "cancelled"):
         raise InvalidRequest(
             "status", f"only failed or cancelled runs re-queue; this is {run.status}"
         )
-    for model in (Metric, MetricSummary, TuneTrial, Artifact):
-        session.execute(delete(model).where(model.run_id == run_id))
-    run.status, run.cancel_requested = "queued", False
-    run.started_at = run.finished_at = run.heartbeat_at = None
+    check_transition(run, "queued")
+    run.status, run.cancel_requested, run.fresh_start = "queued", False, fresh
+    run.queued_at, run.sent_at = utcnow(), None
+    run.finished_at = run.heartbeat_at = None
     run.error = run.traceback = None
-    run.progress, run.result = {}, {}
+    run.retries_left = max(run.max_attempts - 1, 0)
     session.flush()
     return run
+
+
+def list_attempts(session: Session, run_id: int) -> list[RunAttempt]:
+    """A run's attempts, first to last."""
+    return list(
+        session.scalars(
+            select(RunAttempt).where(RunAttempt.run_id == run_id).order_by(RunAttempt.number)
+        )
+    )

@@ -15,29 +15,35 @@ from backend.artifacts import service as artifacts_service
 from backend.datasets import service as datasets_service
 from backend.db import session_scope
 from backend.errors import InvalidRequest
+from backend.runs import attempts, upkeep
 from backend.runs import metrics as metrics_service
 from backend.runs import service as runs_service
 from backend.runs.models import Run
 from backend.timeutil import utcnow
 
 
-def new_run(dataset_id: int, **fields) -> int:
+def new_run(dataset_id: int, params: dict | None = None, **fields) -> int:
     with session_scope() as session:
         return runs_service.create_run(
-            session=session, kind="pretrain", name="t", params={}, dataset_id=dataset_id, **fields
+            session=session,
+            kind="pretrain",
+            name="t",
+            params=params or {},
+            dataset_id=dataset_id,
+            **fields,
         ).id
 
 
 def claim(run_id: int):
     with session_scope() as session:
-        return runs_service.claim_run(
+        return attempts.claim(
             session=session, run_id=run_id, worker_host="h:1", device="CPU", versions={"keras": "3"}
         )
 
 
 def test_a_run_is_claimed_once(store):
     run_id = new_run(store)
-    assert claim(run_id).status == "running"
+    assert claim(run_id).attempt == 1
     assert claim(run_id) is None  # a second worker gets nothing
 
 
@@ -76,23 +82,20 @@ def test_summary_keeps_the_best_epoch_not_just_the_last(store):
 
 
 def test_runs_without_a_heartbeat_are_reaped_and_can_be_requeued(store):
-    run_id = new_run(store)
+    run_id = new_run(store, params={"runtime": {"max_attempts": 1}})
     claim(run_id)
     fresh = new_run(store)
     claim(fresh)
     with session_scope() as session:
         session.get(Run, run_id).heartbeat_at = utcnow() - timedelta(seconds=120)
     with session_scope() as session:
-        assert runs_service.reap_stale(session=session, stale_after=60) == [run_id]
+        assert upkeep.reap_stale(session=session, stale_after=60) == [(run_id, "failed")]
         assert session.get(Run, fresh).status == "running"
         assert "stopped responding" in session.get(Run, run_id).error
-        metrics_service.log_epoch(
-            session=session, run_id=run_id, stage="ae01", step=1, values={"loss": 1.0}
-        )
+        assert [a.outcome for a in runs_service.list_attempts(session, run_id)] == ["lost"]
     with session_scope() as session:
         run = runs_service.requeue(session=session, run_id=run_id)
-        assert (run.status, run.error, run.started_at) == ("queued", None, None)
-        assert metrics_service.series(session, run_id) == {}
+        assert (run.status, run.error) == ("queued", None)
 
 
 def test_artifacts_stream_in_bounded_memory_and_keep_their_checksum(store, tmp_path):

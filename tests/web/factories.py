@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from backend.artifacts import service as artifacts_service
 from backend.datasets import service as datasets_service
 from backend.db import session_scope
+from backend.runs import attempts
 from backend.runs import metrics as metrics_service
 from backend.runs import service as runs_service
 from backend.runs.models import FINISHED, Metric, MetricSummary, RunGroup
@@ -71,7 +72,7 @@ def make_run(
         if created_at is not None:
             run.created_at = created_at
         if status != "queued":
-            runs_service.claim_run(
+            attempts.claim(
                 session=session,
                 run_id=run_id,
                 worker_host=worker_host,
@@ -82,11 +83,12 @@ def make_run(
         for file_name, data in (artifacts or {}).items():
             _store_bytes(session, run_id, file_name, data)
         if progress is not None and status != "queued":
-            runs_service.beat(session=session, run_id=run_id, progress=progress)
+            attempts.beat(session=session, run_id=run_id, attempt=1, progress=progress)
         if status in FINISHED:
-            runs_service.finish_run(
+            attempts.finish(
                 session=session,
                 run_id=run_id,
+                attempt=1,
                 status=status,
                 result=result,
                 error=error,

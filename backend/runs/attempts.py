@@ -1,0 +1,181 @@
+"""What a worker writes for a run, each write fenced by the attempt that makes it.
+
+Claiming a queued run starts attempt N (runs.attempts = N). Every later write for the run
+names N and first moves the run's heartbeat with `UPDATE ... WHERE attempts = N AND
+status = 'running'`: when that touches no row, the run was given up for dead, re-queued or
+finished by someone else, and the write raises AttemptSuperseded instead of landing. The
+UPDATE also holds the run's row lock until commit, so a reaper or a new claim waits for a
+fenced write to land (or roll back) and then sees its fresh heartbeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from backend.artifacts.models import Artifact
+from backend.errors import AttemptSuperseded
+from backend.runs import metrics as metrics_service
+from backend.runs.models import FINISHED, Metric, MetricSummary, Run, RunAttempt, TuneTrial
+from backend.runs.service import check_transition, get_run
+from backend.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The attempt a worker now holds, and where it resumes (None: from the start)."""
+
+    attempt: int
+    resume_from: dict | None
+
+
+def claim(
+    *, session: Session, run_id: int, worker_host: str, device: str, versions: dict
+) -> Claim | None:
+    """queued -> running as a new attempt, atomically; None when cancelled or taken."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "queued", Run.cancel_requested.is_(False))
+        .values(
+            status="running",
+            started_at=now,
+            finished_at=None,
+            heartbeat_at=now,
+            worker_host=worker_host,
+            device=device,
+            versions=versions,
+            attempts=Run.attempts + 1,
+            error=None,
+            traceback=None,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        return None
+    run = session.get(Run, run_id, populate_existing=True)
+    resume_from = _prepare_attempt(session, run)
+    session.add(
+        RunAttempt(
+            run_id=run_id,
+            number=run.attempts,
+            worker_host=worker_host,
+            device=device,
+            started_at=now,
+            outcome="running",
+            resumed_from=resume_from,
+        )
+    )
+    session.flush()
+    return Claim(run.attempts, resume_from)
+
+
+def _prepare_attempt(session: Session, run: Run) -> dict | None:
+    """Resume from the checkpoint, or clear what an earlier attempt left and start over."""
+    if run.checkpoint and not run.fresh_start:
+        stage, epoch = run.checkpoint["stage"], int(run.checkpoint["epoch"])
+        # Rows past the checkpoint cannot exist (they are written with it), but be sure.
+        dropped = session.execute(
+            delete(Metric).where(
+                Metric.run_id == run.id, Metric.key.like(f"{stage}/%"), Metric.step > epoch
+            )
+        ).rowcount
+        if dropped:
+            metrics_service.rebuild_summaries(session, run.id)
+        return {"stage": stage, "epoch": epoch}
+    for model in (Metric, MetricSummary, TuneTrial):
+        session.execute(delete(model).where(model.run_id == run.id))
+    if run.fresh_start:  # asked for: the old files go too (a fresh run makes new ones)
+        session.execute(delete(Artifact).where(Artifact.run_id == run.id))
+    run.checkpoint, run.fresh_start, run.result = None, False, {}
+    return None
+
+
+def fence(session: Session, run_id: int, attempt: int) -> None:
+    """Prove `attempt` still owns the running run (and beat); else AttemptSuperseded."""
+    touched = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.attempts == attempt, Run.status == "running")
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not touched:
+        raise AttemptSuperseded(run_id, attempt, _why(session, run_id, attempt))
+
+
+def _why(session: Session, run_id: int, attempt: int) -> str:
+    row = session.execute(select(Run.status, Run.attempts).where(Run.id == run_id)).first()
+    if row is None:
+        return "the run was deleted"
+    status, current = row
+    if current != attempt:
+        return f"attempt {current} took the run over (it is {status})"
+    return f"the run is {status} now (given up for dead or stopped by someone else)"
+
+
+def beat(*, session: Session, run_id: int, attempt: int, progress: dict | None = None) -> bool:
+    """Alive on this run (with how far it got); returns whether a cancel was asked for."""
+    values: dict = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    touched = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.attempts == attempt, Run.status == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not touched:
+        raise AttemptSuperseded(run_id, attempt, _why(session, run_id, attempt))
+    return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
+
+
+def finish(
+    *,
+    session: Session,
+    run_id: int,
+    attempt: int,
+    status: str,
+    result: dict | None = None,
+    error: str | None = None,
+    traceback: str | None = None,
+) -> Run:
+    """running -> succeeded | failed | cancelled, by the attempt that ran it."""
+    assert status in FINISHED, status
+    fence(session, run_id, attempt)
+    run = session.get(Run, run_id, populate_existing=True)
+    check_transition(run, status)
+    run.status, run.finished_at = status, utcnow()
+    run.result = result or run.result or {}
+    run.error, run.traceback = error, traceback
+    if run.progress:
+        run.progress = {**run.progress, "eta_seconds": 0.0}
+    end_attempt(session, run_id, attempt, status, error)
+    session.flush()
+    return run
+
+
+def hand_back(*, session: Session, run_id: int, attempt: int, reason: str) -> Run:
+    """running -> queued: this worker is stopping; another attempt resumes the run."""
+    fence(session, run_id, attempt)
+    run = session.get(Run, run_id, populate_existing=True)
+    check_transition(run, "queued")
+    run.status, run.queued_at, run.sent_at = "queued", utcnow(), None
+    end_attempt(session, run_id, attempt, "interrupted", reason)
+    session.flush()
+    return run
+
+
+def end_attempt(
+    session: Session, run_id: int, attempt: int, outcome: str, note: str | None = None
+) -> None:
+    """Close an attempt's record with how it ended."""
+    record = session.get(RunAttempt, (run_id, attempt))
+    if record is not None and record.ended_at is None:
+        record.ended_at, record.outcome, record.note = utcnow(), outcome, note
+
+
+def current_attempt(session: Session, run_id: int) -> int:
+    """The run's attempt number now (0: never claimed)."""
+    return int(get_run(session, run_id).attempts)

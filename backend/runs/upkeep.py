@@ -1,0 +1,198 @@
+"""Housekeeping any process can do, with no extra service: give up on runs whose worker
+went silent (re-queueing them while they have tries left) and re-send runs whose queue
+message never arrived.
+
+The web app and every worker run `Upkeep.round()` every few seconds. Rounds in several
+processes are safe together: every change is a conditional UPDATE that only one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from backend.runs.attempts import end_attempt
+from backend.runs.models import Run
+from backend.timeutil import utcnow
+from backend.workers.models import WorkerRecord
+
+log = logging.getLogger(__name__)
+
+
+def reap_stale(
+    *, session: Session, stale_after: float, exclude: frozenset[int] = frozenset()
+) -> list[tuple[int, str]]:
+    """Running runs silent for stale_after seconds: re-queued while they have automatic
+    re-tries left, else failed (cancelled if a cancel was asked for). Returns (id, status)."""
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    candidates = session.execute(
+        select(Run.id, Run.attempts, Run.retries_left, Run.cancel_requested, Run.max_attempts)
+        .where(Run.status == "running", Run.heartbeat_at < cutoff)
+    ).all()
+    done = []
+    for run_id, attempt, retries_left, cancel, max_attempts in candidates:
+        if run_id in exclude:
+            continue
+        note = f"no heartbeat for {stale_after:.0f} s: its worker died, froze or lost its machine"
+        values = _after_loss(attempt, retries_left, cancel, max_attempts, note)
+        touched = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == "running",
+                Run.attempts == attempt,
+                Run.heartbeat_at < cutoff,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if touched:
+            end_attempt(session, run_id, attempt, "lost", note)
+            done.append((run_id, values["status"]))
+    return done
+
+
+def _after_loss(attempt: int, retries_left: int, cancel: bool, max_attempts: int, note: str):
+    now = utcnow()
+    if cancel:
+        return {"status": "cancelled", "finished_at": now}
+    if retries_left > 0:
+        return {"status": "queued", "queued_at": now, "sent_at": None, "retries_left": retries_left - 1}
+    return {
+        "status": "failed",
+        "finished_at": now,
+        "error": f"worker stopped responding on attempt {attempt} of {max_attempts} ({note}). "
+        "Re-queue to resume from its last checkpoint.",
+    }
+
+
+def due_for_send(
+    session: Session, *, never_sent_grace: float, resend_after: float, idle_within: float
+) -> list[tuple[int, str]]:
+    """Queued runs whose message should go (again): never sent after a grace period, or
+    sent long ago while a worker sat idle. Runs waiting for their parent are left alone."""
+    now = utcnow()
+    parent = aliased(Run)
+    idle = session.scalar(
+        select(WorkerRecord.name).where(
+            WorkerRecord.current_run_id.is_(None),
+            WorkerRecord.last_seen >= now - timedelta(seconds=idle_within),
+        ).limit(1)
+    )
+    lost = and_(Run.sent_at.is_(None), Run.queued_at < now - timedelta(seconds=never_sent_grace))
+    if idle is not None:
+        lost = or_(lost, Run.sent_at < now - timedelta(seconds=resend_after))
+    rows = session.execute(
+        select(Run.id, Run.kind)
+        .outerjoin(parent, parent.id == Run.parent_run_id)
+        .where(Run.status == "queued", lost)
+        .where(or_(Run.parent_run_id.is_(None), parent.status.not_in(("queued", "running"))))
+        .order_by(Run.queued_at, Run.id)
+    ).all()
+    return [(run_id, kind) for run_id, kind in rows]
+
+
+def take_for_send(session: Session, run_id: int, *, resend_after: float) -> bool:
+    """Claim the right to send run_id's message now (one process wins)."""
+    cutoff = utcnow() - timedelta(seconds=resend_after)
+    return bool(
+        session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == "queued",
+                or_(Run.sent_at.is_(None), Run.sent_at < cutoff),
+            )
+            .values(sent_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
+
+
+def send_failed(session: Session, run_id: int) -> None:
+    """The send did not go out: try again next round."""
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == "queued")
+        .values(sent_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class Upkeep:
+    """One process's upkeep loop state. Reaping waits until this process has reached the
+    store for a whole stale window: after an outage that hit everyone, live workers get
+    a full window to beat again before anyone is given up for dead."""
+
+    def __init__(
+        self,
+        *,
+        session_scope: Callable,
+        send: Callable[[str, int], str],
+        settings,
+        own_runs: Callable[[], frozenset[int]] = frozenset,
+    ):
+        self.session_scope, self.send, self.settings = session_scope, send, settings
+        self.own_runs = own_runs
+        self.store_up_since: float | None = None
+
+    def round(self) -> dict:
+        """Reap, then re-send; returns what it did. Raises when the store is unreachable."""
+        try:
+            reaped = self._reap()
+        except Exception:
+            self.store_up_since = None
+            raise
+        return {"reaped": reaped, "sent": self._resend()}
+
+    def _reap(self) -> list[tuple[int, str]]:
+        now = time.monotonic()
+        with self.session_scope() as session:
+            session.execute(select(1))
+            if self.store_up_since is None:
+                self.store_up_since = now
+            if now - self.store_up_since < self.settings.stale_after_seconds:
+                return []
+            reaped = reap_stale(
+                session=session,
+                stale_after=self.settings.stale_after_seconds,
+                exclude=self.own_runs(),
+            )
+        for run_id, status in reaped:
+            log.warning("run %s: its worker stopped responding; run is now %s", run_id, status)
+        return reaped
+
+    def _resend(self) -> list[int]:
+        settings = self.settings
+        with self.session_scope() as session:
+            due = due_for_send(
+                session,
+                never_sent_grace=2 * settings.heartbeat_seconds,
+                resend_after=settings.resend_after_seconds,
+                idle_within=settings.stale_after_seconds,
+            )
+        sent = []
+        for run_id, kind in due:
+            with self.session_scope() as session:
+                if not take_for_send(session, run_id, resend_after=settings.resend_after_seconds):
+                    continue
+            try:
+                task_id = self.send(kind, run_id)
+            except Exception as err:
+                log.warning("run %s: could not send its message (%s); will retry", run_id, err)
+                with self.session_scope() as session:
+                    send_failed(session, run_id)
+                break  # the queue is down: the rest would fail the same way
+            with self.session_scope() as session:
+                session.execute(
+                    update(Run).where(Run.id == run_id).values(task_id=task_id)
+                    .execution_options(synchronize_session=False)
+                )
+            log.info("run %s: queued without a message reaching a worker; sent again", run_id)
+            sent.append(run_id)
+        return sent
