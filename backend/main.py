@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from backend import api_errors, login, security, web
+from backend import api_errors, login, queue, security, web
 from backend.compare import pages as compare_pages
 from backend.compare import router as compare_router
 from backend.config import get_settings
@@ -17,29 +17,29 @@ from backend.datasets import router as datasets_router
 from backend.db import session_scope, upgrade_schema
 from backend.runs import pages as runs_pages
 from backend.runs import router as runs_router
-from backend.runs import service as runs_service
+from backend.runs.upkeep import Upkeep
 from backend.studies import pages as studies_pages
 from backend.workers import router as workers_router
 
 log = logging.getLogger(__name__)
 
 
-def _reaper(stop: threading.Event) -> None:
-    """Runs whose worker died are marked failed even when no other worker is up."""
+def _upkeep(stop: threading.Event) -> None:
+    """Dead workers' runs are reaped and lost messages re-sent even when no worker is up."""
     settings = get_settings()
+    upkeep = Upkeep(session_scope=session_scope, send=queue.enqueue, settings=settings)
     while not stop.wait(settings.heartbeat_seconds):
         try:
-            with session_scope() as session:
-                runs_service.reap_stale(session=session, stale_after=settings.stale_after_seconds)
-        except Exception:
-            log.exception("reaping stale runs failed")
+            upkeep.round()
+        except Exception as err:  # the store may be restarting; try again next round
+            log.warning("upkeep round failed: %s", err)
 
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
     upgrade_schema()
     stop = threading.Event()
-    thread = threading.Thread(target=_reaper, args=(stop,), name="reaper", daemon=True)
+    thread = threading.Thread(target=_upkeep, args=(stop,), name="upkeep", daemon=True)
     thread.start()
     yield
     stop.set()
@@ -60,6 +60,11 @@ def create_app() -> FastAPI:
     @app.get("/api/health", tags=["meta"])
     def health() -> dict:
         return {"status": "ok"}
+
+    @app.get("/api/ready", tags=["meta"])
+    async def ready():
+        """200 when the database and the broker answer; 503 naming the part that does not."""
+        return await api_errors.readiness()
 
     return app
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from backend.config import get_settings
 from backend.queue import configure
@@ -29,15 +29,21 @@ def _warm_up_child(**_kwargs) -> None:
     reset_caches()
 
     device.prepare()  # imports TensorFlow/Keras once, sets GPU memory growth
-    # Reports in and reaps dead workers' runs even while idle.
-    liveness.start_reaper(worker=device.worker_name(), device=device.describe())
+    # Reports in, reaps dead workers' runs and re-sends lost messages, even while idle.
+    liveness.start_upkeep(worker=device.worker_name(), device=device.describe())
+    liveness.install_drain_handler()  # SIGTERM: hand the running run back, then stop
     log.info("stacklab worker child ready on %s", device.describe())
 
 
 @worker_ready.connect
 def _on_ready(**_kwargs) -> None:
     from backend.db import upgrade_schema
-    from worker import liveness
 
     upgrade_schema()
-    liveness.reap()  # runs left 'running' by a worker that died before this one started
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_kwargs) -> None:
+    from worker import liveness
+
+    liveness.forward_stop_to_children()  # their running runs go back to the queue

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jobspec.params import JOB_PARAMS
 from worker.ml.callbacks import Reporter
+from worker.ml.checkpoint import Checkpoint
 from worker.ml.data import Dataset
 
 
@@ -19,15 +20,16 @@ def run(
     parent_dir: Path | None,
     study_name: str | None,
     storage_url: str,
+    resume: Checkpoint | None = None,
 ):
-    """Returns (status, result, files) for the run."""
+    """Returns (status, result, files) for the run; resume continues from a checkpoint."""
     if kind not in JOB_PARAMS:
         raise ValueError(f"unknown run kind {kind!r}")
     config = JOB_PARAMS[kind](**params)
     if kind == "pretrain":
         from worker.ml.pretrain import pretrain
 
-        res = pretrain(dataset, config, out_dir=out_dir, reporter=recorder)
+        res = pretrain(dataset, config, out_dir=out_dir, reporter=recorder, resume=resume)
         result = {
             "stages": res.stages,
             "test_reconstruction_loss": res.test_reconstruction_loss,
@@ -44,6 +46,7 @@ def run(
             storage=_optuna_storage(storage_url),
             pretrained_dir=parent_dir,
             reporter=recorder,
+            resume=resume,
         )
         result = {
             "best_params": res.best_params,
@@ -55,7 +58,12 @@ def run(
         from worker.ml.finetune import finetune
 
         res = finetune(
-            dataset, config, out_dir=out_dir, pretrained_dir=parent_dir, reporter=recorder
+            dataset,
+            config,
+            out_dir=out_dir,
+            pretrained_dir=parent_dir,
+            reporter=recorder,
+            resume=resume,
         )
         result = {
             "training": res.training,

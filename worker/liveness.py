@@ -1,36 +1,42 @@
-"""Heartbeats while a run trains, and reaping of runs whose worker died."""
+"""A worker child's background duties: report in, reap dead workers' runs, re-send lost
+messages, and stop gracefully when told to (SIGTERM: `docker stop`, a redeploy, Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import signal
 import threading
-import time
 
+from backend import queue
 from backend.config import get_settings
 from backend.db import session_scope
-from backend.runs import service as runs_service
+from backend.runs.upkeep import Upkeep
 from backend.workers import service as workers_service
 
 log = logging.getLogger(__name__)
 
-
-def reap() -> list[int]:
-    """Mark failed the running runs nobody has beaten for stale_after_seconds."""
-    with session_scope() as session:
-        stale = runs_service.reap_stale(
-            session=session, stale_after=get_settings().stale_after_seconds
-        )
-    if stale:
-        log.warning("marked runs %s failed: their worker stopped responding", stale)
-    return stale
+# Set when this process was told to stop: the running job hands its run back and the
+# process takes no new one.
+DRAINING = threading.Event()
+# The run this process is on (its own run is never reaped by itself).
+current_run: int | None = None
 
 
-def start_reaper(*, worker: str, device: str) -> threading.Thread:
-    """In a worker's pool child: report in and reap dead workers' runs, even when idle."""
+def own_runs() -> frozenset[int]:
+    return frozenset() if current_run is None else frozenset({current_run})
+
+
+def start_upkeep(*, worker: str, device: str) -> threading.Thread:
+    """In a worker's pool child: report in, reap and re-send, even when idle."""
+    settings = get_settings()
+    upkeep = Upkeep(
+        session_scope=session_scope, send=queue.enqueue, settings=settings, own_runs=own_runs
+    )
 
     def loop() -> None:
-        interval = get_settings().heartbeat_seconds
         while True:
             try:
                 with session_scope() as session:
@@ -42,50 +48,40 @@ def start_reaper(*, worker: str, device: str) -> threading.Thread:
                         current_run_id=None,
                         idle_only=True,
                     )
-                reap()
-            except Exception:  # the database may be restarting; try again next round
-                log.exception("worker liveness round failed")
-            time.sleep(interval)
+                upkeep.round()
+            except Exception as err:  # the store may be restarting; try again next round
+                log.warning("worker upkeep round failed: %s", err)
+            DRAINING.wait(settings.heartbeat_seconds)
+            if DRAINING.is_set() and current_run is None:
+                return
 
-    thread = threading.Thread(target=loop, name="stacklab-reaper", daemon=True)
+    thread = threading.Thread(target=loop, name="stacklab-upkeep", daemon=True)
     thread.start()
     return thread
 
 
-class Heartbeat:
-    """A daemon thread that says 'alive, on run N' every heartbeat_seconds and reaps others."""
+def install_drain_handler() -> None:
+    """SIGTERM in the pool child: hand the running run back instead of dying with it."""
 
-    def __init__(self, run_id: int, *, worker: str, device: str):
-        self.run_id, self.worker, self.device = run_id, worker, device
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
+    def on_term(signum, _frame) -> None:
+        if current_run is None:  # idle: stop as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not DRAINING.is_set():
+            log.warning("told to stop: run %s stops at its next batch and goes back", current_run)
+        DRAINING.set()
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
+    signal.signal(signal.SIGTERM, on_term)
 
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._report(current=None)
 
-    def _loop(self) -> None:
-        interval = get_settings().heartbeat_seconds
-        while not self._stop.wait(interval):
-            try:
-                with session_scope() as session:
-                    runs_service.beat(session=session, run_id=self.run_id)
-                self._report(current=self.run_id)
-                reap()
-            except Exception:  # a missed beat is not fatal; the next one may get through
-                log.exception("heartbeat of run %s failed", self.run_id)
+def forward_stop_to_children() -> None:
+    """In the worker's main process: pass a shutdown on to the pool children (docker stop
+    signals only the main process)."""
+    from billiard.process import active_children
 
-    def _report(self, current: int | None) -> None:
-        with session_scope() as session:
-            workers_service.report(
-                session=session,
-                name=self.worker,
-                host=platform.node(),
-                device=self.device,
-                current_run_id=current,
-            )
+    for child in active_children():
+        try:
+            os.kill(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass

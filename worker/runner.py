@@ -1,17 +1,28 @@
-"""Run one stored run: claim it, fetch its inputs, call the training core, store the outcome."""
+"""Run one stored run: claim an attempt, fetch its inputs, call the training core (resuming
+from the run's checkpoint when it has one), store the outcome.
+
+Every store write of the attempt is fenced (backend.runs.attempts); the final write (files,
+result, status) is retried through store outages for final_write_timeout_seconds.
+"""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from backend import queue
 from backend.artifacts import service as artifacts_service
 from backend.config import get_settings
-from backend.db import session_scope
-from backend.errors import NotFound
+from backend.db import is_transient, session_scope
+from backend.errors import AttemptSuperseded, NotFound
+from backend.runs import attempts
+from backend.runs import checkpoints as checkpoints_service
 from backend.runs import service as runs_service
 from worker import device, liveness
 from worker.datasets import load_from_store
@@ -20,10 +31,19 @@ from worker.recorder import StoreRecorder
 log = logging.getLogger(__name__)
 PARENT_FILES = ("pretrain.json", "ae01.weights.h5", "ae02.weights.h5", "ae03.weights.h5")
 NOT_STORED = {"study.db"}
+T = TypeVar("T")
 
 
 class ParentNotReady(Exception):
     """The pretrain run this run needs has not finished yet: try again later."""
+
+
+class StoreNotReady(Exception):
+    """The store could not be reached to claim the run: the task tries again later."""
+
+
+class WorkerStopping(Exception):
+    """This worker was told to stop: the message goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +56,47 @@ class RunSpec:
     dataset_id: int
     parent_run_id: int | None
     study_name: str | None
+    attempt: int
+    resume_from: dict | None
 
 
 def execute(run_id: int) -> str:
-    """Run it if it is still queued; returns the final status (or why it was skipped)."""
+    """Run it if it is still queued; returns how the attempt ended (or why it was skipped)."""
+    if liveness.DRAINING.is_set():
+        raise WorkerStopping(f"not taking run {run_id}: this worker is stopping")
+    try:
+        claimed = _claim(run_id)
+    except Exception as err:
+        if is_transient(err):
+            raise StoreNotReady(str(err)) from err
+        raise
+    if isinstance(claimed, str):
+        return claimed
+    spec, checkpoint = claimed
+    log.info(
+        "run %s: attempt %s%s",
+        spec.id,
+        spec.attempt,
+        f", resuming after {spec.resume_from}" if spec.resume_from else "",
+    )
+    recorder = StoreRecorder(
+        spec.id,
+        spec.attempt,
+        settings=get_settings(),
+        worker=device.worker_name(),
+        device=device.describe(),
+        stage_plan=_stage_plan(spec),
+        draining=liveness.DRAINING,
+    )
+    liveness.current_run = spec.id
+    try:
+        with recorder:
+            return _run_claimed(spec, checkpoint, recorder)
+    finally:
+        liveness.current_run = None
+
+
+def _claim(run_id: int) -> tuple[RunSpec, bytes | None] | str:
     with session_scope() as session:
         try:
             run = runs_service.get_run(session, run_id)
@@ -48,20 +105,27 @@ def execute(run_id: int) -> str:
         if run.status != "queued" or run.cancel_requested:
             return f"skipped: {run.status}"
         _check_parent(session, run)
-        claimed = runs_service.claim_run(
+        claim = attempts.claim(
             session=session,
             run_id=run_id,
             worker_host=device.worker_name(),
             device=device.describe(),
             versions=device.versions(),
         )
-        if claimed is None:
+        if claim is None:
             return "skipped: taken or cancelled meanwhile"
+        checkpoint = checkpoints_service.load(session, run_id) if claim.resume_from else None
         spec = RunSpec(
-            run.id, run.kind, dict(run.params), run.dataset_id, run.parent_run_id, run.study_name
+            run.id,
+            run.kind,
+            dict(run.params),
+            run.dataset_id,
+            run.parent_run_id,
+            run.study_name,
+            claim.attempt,
+            claim.resume_from,
         )
-    with liveness.Heartbeat(run_id, worker=device.worker_name(), device=device.describe()):
-        return _run_claimed(spec)
+    return spec, checkpoint
 
 
 def _check_parent(session, run) -> None:
@@ -72,39 +136,130 @@ def _check_parent(session, run) -> None:
         raise ParentNotReady(f"pretrain run {parent.id} is {parent.status}")
 
 
-def _run_claimed(spec: RunSpec) -> str:
+def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorder) -> str:
     settings = get_settings()
     try:
         with tempfile.TemporaryDirectory(prefix=f"stacklab-run{spec.id}-") as tmp:
-            recorder = StoreRecorder(
-                spec.id,
-                progress_interval=settings.progress_interval_seconds,
-                stage_plan=_stage_plan(spec),
-            )
-            status, result, files = _call_job(spec, Path(tmp), recorder, settings)
-            with session_scope() as session:
-                for path in files:
-                    if path.exists() and path.name not in NOT_STORED:
-                        artifacts_service.store_file(session=session, path=path, run_id=spec.id)
-                runs_service.finish_run(
-                    session=session, run_id=spec.id, status=status, result=result
-                )
-            return status
+            status, result, files = _call_job(spec, checkpoint, Path(tmp), recorder, settings)
+            return _conclude(spec, recorder, status, result, files)
+    except AttemptSuperseded as err:
+        log.error("run %s: attempt %s stopped, nothing more written: %s", spec.id, spec.attempt, err)
+        return "superseded"
     except Exception as err:
+        if recorder.stop_reason == "superseded":
+            log.error("run %s: attempt %s was superseded (then: %s)", spec.id, spec.attempt, err)
+            return "superseded"
         log.exception("run %s failed", spec.id)
-        with session_scope() as session:
-            runs_service.finish_run(
-                session=session,
-                run_id=spec.id,
-                status="failed",
-                error=f"{type(err).__name__}: {err}",
-                traceback=traceback.format_exc(),
-            )
-        return "failed"
+        return _record_failure(spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc())
     finally:
         from worker.ml.training import release_memory
 
         release_memory()
+
+
+def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files) -> str:
+    """Store what the job produced, according to why it stopped."""
+    reason = recorder.stop_reason
+    if reason == "superseded":
+        log.error("run %s: attempt %s was superseded; its results are dropped", spec.id, spec.attempt)
+        return "superseded"
+    if reason == "store-error":
+        err = recorder.store_error
+        return _record_failure(spec, recorder, f"the store refused a write: {err}", None)
+    if status == "cancelled" and reason != "cancel" and recorder.draining.is_set():
+        return _hand_back(spec, recorder)
+    pending = recorder.take_pending()
+
+    def final_write() -> None:
+        with session_scope() as session:
+            pending.write(session, spec.id, spec.attempt)
+            stored = set()
+            for path in files:
+                if path.exists() and path.name not in NOT_STORED:
+                    artifacts_service.store_file(session=session, path=path, run_id=spec.id)
+                    stored.add(path.name)
+            artifacts_service.drop_run_files_except(
+                session, spec.id, stored | {checkpoints_service.NAME}
+            )
+            if status == "succeeded":
+                checkpoints_service.discard(session, spec.id)
+            attempts.finish(
+                session=session, run_id=spec.id, attempt=spec.attempt, status=status, result=result
+            )
+
+    _retrying(final_write, what=f"run {spec.id}'s final write")
+    return status
+
+
+def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
+    """The worker is stopping: keep the last checkpoint, put the run back in the queue."""
+    pending = recorder.take_pending()
+
+    def write() -> None:
+        with session_scope() as session:
+            pending.write(session, spec.id, spec.attempt)
+            attempts.hand_back(
+                session=session,
+                run_id=spec.id,
+                attempt=spec.attempt,
+                reason="its worker was told to stop; resumes from the last checkpoint",
+            )
+
+    _retrying(write, what=f"handing run {spec.id} back")
+    try:
+        task_id = queue.enqueue(spec.kind, spec.id)
+        with session_scope() as session:
+            runs_service.mark_sent(session=session, run_id=spec.id, task_id=task_id)
+    except Exception as err:  # the upkeep of any process re-sends it
+        log.warning("run %s handed back but not re-sent (%s); upkeep will send it", spec.id, err)
+    log.warning("run %s: handed back to the queue (worker stopping)", spec.id)
+    return "handed back"
+
+
+def _record_failure(spec: RunSpec, recorder: StoreRecorder, error: str, trace: str | None) -> str:
+    pending = recorder.take_pending()
+
+    def write() -> None:
+        with session_scope() as session:
+            pending.write(session, spec.id, spec.attempt)
+            attempts.finish(
+                session=session,
+                run_id=spec.id,
+                attempt=spec.attempt,
+                status="failed",
+                error=error,
+                traceback=trace,
+            )
+
+    try:
+        _retrying(write, what=f"recording run {spec.id}'s failure")
+    except AttemptSuperseded as err:
+        log.error("run %s: failure not recorded, attempt superseded: %s", spec.id, err)
+        return "superseded"
+    return "failed"
+
+
+def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -> T:
+    """fn(), retried with backoff while the store is unreachable, up to the final-write
+    timeout; a refused (superseded) attempt or any other error is raised at once."""
+    timeout = get_settings().final_write_timeout_seconds if timeout is None else timeout
+    deadline, delay, first = time.monotonic() + timeout, 0.5, None
+    while True:
+        try:
+            result = fn()
+            if first is not None:
+                log.warning("%s landed after %.0f s of store trouble", what, time.monotonic() - first)
+            return result
+        except AttemptSuperseded:
+            raise
+        except Exception as err:
+            if not is_transient(err) or time.monotonic() + delay > deadline:
+                raise
+            if first is None:
+                first = time.monotonic()
+                log.warning("%s: store unreachable (%s); retrying for %.0f s", what, err, timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
 
 
 def _stage_plan(spec: RunSpec) -> dict[str, int]:
@@ -128,12 +283,20 @@ def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
     return target
 
 
-def _call_job(spec: RunSpec, out_dir: Path, recorder: StoreRecorder, settings):
+def _call_job(spec: RunSpec, checkpoint: bytes | None, out_dir: Path, recorder, settings):
     from worker import jobs
+    from worker.ml.checkpoint import Checkpoint
 
-    dataset = load_from_store(spec.dataset_id, settings.cache_dir)
+    dataset = _retrying(
+        lambda: load_from_store(spec.dataset_id, settings.cache_dir), what="loading the data set"
+    )
     parent_dir = (
-        _fetch_parent(spec.parent_run_id, settings.cache_dir) if spec.parent_run_id else None
+        _retrying(
+            lambda: _fetch_parent(spec.parent_run_id, settings.cache_dir),
+            what="fetching the parent's weights",
+        )
+        if spec.parent_run_id
+        else None
     )
     return jobs.run(
         spec.kind,
@@ -144,4 +307,6 @@ def _call_job(spec: RunSpec, out_dir: Path, recorder: StoreRecorder, settings):
         parent_dir=parent_dir,
         study_name=spec.study_name,
         storage_url=settings.sqlalchemy_url,
+        resume=Checkpoint.from_bytes(checkpoint) if checkpoint else None,
     )
+

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from celery.exceptions import Reject
+
 from worker.celery_app import app
-from worker.runner import ParentNotReady, execute
+from worker.runner import ParentNotReady, StoreNotReady, WorkerStopping, execute
 
 RETRY = {
-    "autoretry_for": (ParentNotReady,),
+    # A parent still training, or a store that blinked while claiming: try again later.
+    "autoretry_for": (ParentNotReady, StoreNotReady),
     "retry_backoff": 2,
     "retry_backoff_max": 30,
     "max_retries": None,
@@ -14,22 +17,29 @@ RETRY = {
 }
 
 
+def _run(run_id: int) -> str:
+    try:
+        return execute(run_id)
+    except WorkerStopping as err:  # back to the broker for another worker
+        raise Reject(str(err), requeue=True) from err
+
+
 @app.task(name="stacklab.pretrain", **RETRY)
 def pretrain(run_id: int) -> str:
     """Layer-wise pretraining of AE01-AE03."""
-    return execute(run_id)
+    return _run(run_id)
 
 
 @app.task(name="stacklab.tune", **RETRY)
 def tune(run_id: int) -> str:
     """This worker's share of an Optuna study."""
-    return execute(run_id)
+    return _run(run_id)
 
 
 @app.task(name="stacklab.finetune", **RETRY)
 def finetune(run_id: int) -> str:
     """A classifier on a pretrained or scratch encoder (waits for its pretrain run)."""
-    return execute(run_id)
+    return _run(run_id)
 
 
 @app.task(name="stacklab.import_dataset")

@@ -93,11 +93,24 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         evaluation=evaluation,
         recon_rows=detail.recon_rows(session, run_id) if "reconstructions.npz" in names else [],
         best_epoch=detail.best_epoch(session, run),
-        state={"id": run.id, "kind": run.kind, "status": run.status},
+        attempts=[_attempt_row(a) for a in runs_service.list_attempts(session, run_id)],
+        state={"id": run.id, "kind": run.kind, "status": run.status, "attempts": run.attempts},
         fmt_duration=fmt_duration,
         fmt_when=fmt_when,
         started=aware(run.started_at),
     )
+
+
+def _attempt_row(attempt) -> dict:
+    return {
+        "number": attempt.number,
+        "worker_host": attempt.worker_host,
+        "started_at": aware(attempt.started_at).isoformat(),
+        "ended_at": aware(attempt.ended_at).isoformat() if attempt.ended_at else None,
+        "outcome": attempt.outcome,
+        "note": attempt.note,
+        "resumed_from": attempt.resumed_from,
+    }
 
 
 def flatten(params: dict, prefix: str = "") -> list[tuple[str, str]]:

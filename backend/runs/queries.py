@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from backend.config import get_settings
 from backend.runs.models import Metric, Run
 from backend.runs.schemas import RunPage, RunRead
 from backend.timeutil import aware, utcnow
@@ -66,12 +67,15 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
     names = _names(session, {w.current_run_id for w in workers if w.current_run_id})
     medians = _epoch_medians(session, {(r.kind, r.dataset_id) for r in queued})
     slots = _free_at([_remaining(r) for r in running], len(workers))
+    blocked = _blocked(session, queued, workers, now)
     waiting = []
     for run in queued:
         estimate = _estimate(run, medians.get((run.kind, run.dataset_id), {}))
-        start = heapq.heappop(slots) if slots else math.inf
+        start = math.inf
+        if run.id not in blocked:  # a run that cannot start now takes no worker's turn
+            start = heapq.heappop(slots) if slots else math.inf
         finish = start + estimate if estimate is not None else math.inf
-        if workers:
+        if workers and run.id not in blocked:
             heapq.heappush(slots, finish)
         waiting.append(
             {
@@ -79,6 +83,8 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
                 "name": run.name,
                 "kind": run.kind,
                 "created_at": aware(run.created_at).isoformat(),
+                "waiting": blocked.get(run.id) or _waiting_note(run, workers),
+                "blocked": run.id in blocked,
                 "estimated_seconds": estimate,
                 "starts_in_seconds": _finite(start),
                 "finishes_in_seconds": _finite(finish),
@@ -113,6 +119,36 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
         ],
         "queued": waiting,
     }
+
+
+def _blocked(session: Session, queued: list[Run], workers, now: datetime) -> dict[int, str]:
+    """Queued runs that will not start on the next free worker, and why."""
+    parents = {r.parent_run_id for r in queued if r.parent_run_id}
+    status = (
+        dict(session.execute(select(Run.id, Run.status).where(Run.id.in_(parents))).all())
+        if parents
+        else {}
+    )
+    settings = get_settings()
+    idle = any(w.current_run_id is None for w in workers)
+    out = {}
+    for run in queued:
+        sent = aware(run.sent_at)
+        if status.get(run.parent_run_id) in ("queued", "running"):
+            out[run.id] = f"waits for pretrain run #{run.parent_run_id}"
+        elif not workers:
+            out[run.id] = "no worker online"
+        elif sent is None:
+            out[run.id] = "not handed to the queue yet: sending"
+        elif idle and now - sent > timedelta(seconds=settings.resend_after_seconds):
+            out[run.id] = "its queue message seems lost: sending again"
+    return out
+
+
+def _waiting_note(run: Run, workers) -> str:
+    if run.attempts:
+        return f"re-try: attempt {run.attempts + 1} of up to {run.max_attempts}"
+    return "in the queue"
 
 
 def _names(session: Session, run_ids: set[int]) -> dict[int, str]:

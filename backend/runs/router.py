@@ -15,7 +15,13 @@ from backend.runs import detail, queries, views
 from backend.runs import launch as launcher
 from backend.runs import metrics as metrics_service
 from backend.runs import service as runs_service
-from backend.runs.schemas import AugmentationStudyCreate, RunCreate, RunPage, RunRead
+from backend.runs.schemas import (
+    AttemptRead,
+    AugmentationStudyCreate,
+    RunCreate,
+    RunPage,
+    RunRead,
+)
 
 router = APIRouter(tags=["runs"])
 
@@ -95,9 +101,20 @@ def cancel_run(run_id: int, session: SessionDep):
 
 
 @router.post("/runs/{run_id}/requeue", response_model=RunRead)
-def requeue_run(run_id: int, session: SessionDep):
-    """Queue a failed or cancelled run again."""
-    return launcher.requeue(session=session, run_id=run_id)
+def requeue_run(
+    run_id: int,
+    session: SessionDep,
+    fresh: bool = Query(False, description="Start over instead of resuming from the checkpoint"),
+):
+    """Queue a failed or cancelled run again: it resumes from its last checkpoint."""
+    return launcher.requeue(session=session, run_id=run_id, fresh=fresh)
+
+
+@router.get("/runs/{run_id}/attempts", response_model=list[AttemptRead])
+def run_attempts(run_id: int, session: SessionDep):
+    """Every try at the run: worker, times, how it ended, where it resumed from."""
+    runs_service.get_run(session, run_id)
+    return runs_service.list_attempts(session, run_id)
 
 
 @router.post("/runs/{run_id}/clone", status_code=201, response_model=RunRead)

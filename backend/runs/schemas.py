@@ -67,6 +67,26 @@ class RunRead(BaseModel):
     error: str | None
     traceback: str | None
     attempts: int
+    max_attempts: int
+    retries_left: int
+    queued_at: datetime | None
+    sent_at: datetime | None
+    checkpoint: dict | None = Field(None, description="{stage, epoch}: where a re-try resumes")
+
+
+class AttemptRead(BaseModel):
+    """One try at a run."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    worker_host: str | None
+    device: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str
+    resumed_from: dict | None
+    note: str | None
 
 
 class RunPage(BaseModel):

@@ -72,7 +72,14 @@
     badge.className = `badge ${run.status}`;
     badge.textContent = run.status;
     show($("btn-cancel"), LIVE.has(run.status));
-    show($("btn-requeue"), run.status === "failed" || run.status === "cancelled");
+    const ended = run.status === "failed" || run.status === "cancelled";
+    show($("btn-requeue"), ended);
+    show($("btn-restart"), ended && !!run.checkpoint);
+    $("btn-requeue").textContent = run.checkpoint ? "Resume" : "Re-run";
+    if (run.attempts !== state.attempts && !LIVE.has(run.status)) {
+      state.attempts = run.attempts;
+      window.location.reload();  // a new attempt ended: show its row (rare)
+    }
     show($("live"), run.status === "running");
     $("run-worker").textContent = run.worker_host ? `${run.worker_host}${run.device ? ` · ${run.device}` : ""}` : "–";
     if (run.started_at) {
@@ -124,7 +131,8 @@
   }
 
   $("btn-cancel").addEventListener("click", () => act(`/api/runs/${id}/cancel`, "Cancel this run? A running job stops after its current batch."));
-  $("btn-requeue").addEventListener("click", () => act(`/api/runs/${id}/requeue`, "Run it again? Its metrics and files so far are cleared."));
+  $("btn-requeue").addEventListener("click", () => act(`/api/runs/${id}/requeue`, "Run it again? It resumes from its last checkpoint when it has one, keeping the epochs before it."));
+  $("btn-restart").addEventListener("click", () => act(`/api/runs/${id}/requeue?fresh=true`, "Start over? Its metrics and files so far are cleared when a worker picks it up."));
 
   document.querySelectorAll("time[datetime]").forEach((t) => {
     t.title = t.getAttribute("datetime");

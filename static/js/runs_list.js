@@ -95,7 +95,7 @@
       el("td", { class: "num muted" }, `ETA ${api.fmtSeconds(r.eta_seconds)}`)));
     document.getElementById("queue-running").replaceChildren(...(running.length ? running : [emptyRow("Nothing running.")]));
     const queued = q.queued.map((r, i) => el("tr", {}, el("td", { class: "muted" }, `${i + 1}.`), el("td", {}, runLink(r.id, r.name)),
-      el("td", { class: "num muted", title: r.starts_at || "" }, `starts in ${api.fmtSeconds(r.starts_in_seconds)}`),
+      el("td", { class: "num muted", title: r.blocked ? "" : (r.starts_at || r.waiting) }, r.blocked ? r.waiting : `starts in ${api.fmtSeconds(r.starts_in_seconds)}`),
       el("td", { class: "num muted", title: r.finishes_at || "" }, `done in ${api.fmtSeconds(r.finishes_in_seconds)}`)));
     document.getElementById("queue-queued").replaceChildren(...(queued.length ? queued : [emptyRow("The queue is empty.")]));
     return q.running.length + q.queued.length > 0;

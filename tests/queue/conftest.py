@@ -10,7 +10,7 @@ import pytest
 from tests.queue.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
 
-@pytest.fixture(scope="module", params=["redis-postgres", "embedded"])
+@pytest.fixture(scope="package", params=["redis-postgres", "embedded"])
 def stack(request, tmp_path_factory):
     """Environment, schema, a tiny demo data set and two running workers."""
     data_dir = tmp_path_factory.mktemp(f"stack-{request.param}")

@@ -1,0 +1,151 @@
+"""Ordinary faults with real workers: a frozen worker, a killed one, a stopped one, a lost
+message. Runs resume from their last checkpoint and no attempt writes into another's run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from backend.db import session_scope
+from backend.runs import metrics as metrics_service
+from backend.runs import service as runs_service
+from backend.runs.schemas import AttemptRead, RunRead
+from tests.queue.stack import wait_for
+from tests.queue.test_queue import finished, launch, read, workers_online
+
+pytestmark = pytest.mark.slow
+# Long enough per epoch that a fault lands mid-run; small enough to keep the suite short.
+SIX_EPOCHS = {"encoder": "scratch", "epochs": 6, "batch_size": 8, "bn_momentum": 0.9}
+
+
+def steps(run_id: int, key: str = "finetune/loss") -> list[int]:
+    with session_scope() as session:
+        return [step for step, _ in metrics_service.series(session, run_id).get(key, [])]
+
+
+def attempt_rows(run_id: int) -> list[AttemptRead]:
+    with session_scope() as session:
+        return [AttemptRead.model_validate(a) for a in runs_service.list_attempts(session, run_id)]
+
+
+def wall_times(run_id: int) -> dict[int, float]:
+    from backend.runs.models import Metric
+
+    with session_scope() as session:
+        rows = session.query(Metric.step, Metric.wall_time).filter(
+            Metric.run_id == run_id, Metric.key == "finetune/loss"
+        )
+        return dict(rows.all())
+
+
+def checkpointed(run_id: int, epoch: int) -> RunRead | None:
+    run = read(run_id)
+    return run if (run.checkpoint or {}).get("epoch", 0) >= epoch else None
+
+
+def child_pid(run: RunRead) -> int:
+    return int(run.worker_host.rsplit(":", 1)[1])
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def two_idle_workers() -> None:
+    wait_for(lambda: workers_online() >= 2, timeout=120, what="two workers online")
+
+
+def test_a_frozen_worker_that_wakes_up_writes_nothing_into_the_run(stack):
+    two_idle_workers()
+    run = launch(kind="finetune", dataset="demo-tiny", params=SIX_EPOCHS)[0]
+    frozen = wait_for(lambda: checkpointed(run.id, 1), timeout=120, what="epoch 1 stored")
+    os.kill(child_pid(frozen), signal.SIGSTOP)  # a swap storm, a GC pause, a table lock...
+    try:
+        wait_for(
+            lambda: (r := read(run.id)).attempts == 2 and r.status == "running",
+            timeout=90,
+            what="another worker to take the run over",
+        )
+    finally:
+        os.kill(child_pid(frozen), signal.SIGCONT)
+    done = finished(run.id)
+    assert done.status == "succeeded", done.error
+    assert done.worker_host != frozen.worker_host
+    assert steps(run.id) == [1, 2, 3, 4, 5, 6]  # each epoch once, whoever wrote it
+    rows = attempt_rows(run.id)
+    assert [(a.number, a.outcome) for a in rows] == [(1, "lost"), (2, "succeeded")]
+    assert rows[0].worker_host == frozen.worker_host and rows[1].worker_host == done.worker_host
+    assert rows[1].resumed_from["epoch"] >= 1
+    # The woken attempt noticed and stopped; its late final write never landed.
+    time.sleep(2)
+    again = read(run.id)
+    assert (again.status, again.worker_host, again.finished_at) == (
+        "succeeded",
+        done.worker_host,
+        done.finished_at,
+    )
+
+
+def test_a_worker_killed_in_epoch_3_of_6_is_resumed_at_epoch_3(stack):
+    two_idle_workers()
+    started = time.time()
+    run = launch(kind="finetune", dataset="demo-tiny", params=SIX_EPOCHS)[0]
+    victim = wait_for(lambda: checkpointed(run.id, 2), timeout=120, what="epoch 2 stored")
+    os.kill(child_pid(victim), signal.SIGKILL)  # the OOM killer, a crash, a pulled plug
+    killed = time.time()
+    done = finished(run.id)
+    assert done.status == "succeeded", done.error
+    rows = attempt_rows(run.id)
+    assert [(a.number, a.outcome) for a in rows] == [(1, "lost"), (2, "succeeded")]
+    assert rows[1].resumed_from == {"stage": "finetune", "epoch": 2}
+    assert steps(run.id) == [1, 2, 3, 4, 5, 6]
+    walls = wall_times(run.id)
+    resumed = rows[1].started_at.timestamp()
+    assert walls[1] < walls[2] < killed < resumed < walls[3]  # epochs 1-2 kept, not re-run
+    # Starting over would have trained all six epochs after the same set-up and wait.
+    with session_scope() as session:
+        epoch_seconds = [v for _, v in metrics_service.series(session, run.id)["finetune/epoch_seconds"]]
+    restart = (resumed - started) + (walls[3] - epoch_seconds[2] - resumed) + sum(epoch_seconds)
+    assert done.finished_at.timestamp() - started < restart
+
+
+def test_a_run_whose_message_never_reached_the_broker_is_sent_and_finishes(stack):
+    two_idle_workers()
+    from backend.datasets import service as datasets_service
+
+    with session_scope() as session:  # the web process died between commit and send
+        run = runs_service.create_run(
+            session=session,
+            kind="finetune",
+            name="never sent",
+            params={**SIX_EPOCHS, "epochs": 1},
+            dataset_id=datasets_service.get_by_name(session, "demo-tiny").id,
+        )
+        run_id = run.id
+    done = finished(run_id, timeout=120)
+    assert done.status == "succeeded", done.error
+    assert done.sent_at is not None and done.task_id
+
+
+def test_a_worker_told_to_stop_hands_its_run_back_to_resume_elsewhere(stack):
+    two_idle_workers()
+    run = launch(kind="finetune", dataset="demo-tiny", params=SIX_EPOCHS)[0]
+    busy = wait_for(lambda: checkpointed(run.id, 1), timeout=120, what="epoch 1 stored")
+    main_pid = parent_pid(child_pid(busy))
+    proc = next(p for p in stack["workers"].procs if p.pid == main_pid)
+    stopping = time.monotonic()
+    os.kill(main_pid, signal.SIGTERM)  # docker stop: only the main process is signalled
+    proc.wait(timeout=60)
+    assert time.monotonic() - stopping < 30  # inside docker's default grace? we allow 30 s
+    done = finished(run.id)
+    assert done.status == "succeeded", done.error
+    rows = attempt_rows(run.id)
+    assert [(a.number, a.outcome) for a in rows] == [(1, "interrupted"), (2, "succeeded")]
+    assert rows[1].resumed_from["epoch"] >= 1
+    assert steps(run.id) == [1, 2, 3, 4, 5, 6]
+    name = Path(proc.args[proc.args.index("-n") + 1]).name.split("@")[0]
+    stack["workers"].start(name)  # back to two workers for whatever runs next
