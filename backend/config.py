@@ -37,11 +37,34 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a busy worker says so")
     stale_after_seconds: float = Field(
-        30.0, gt=0, description="A running run with no heartbeat this long is marked failed"
+        60.0,
+        gt=0,
+        description="A running run with no heartbeat this long is given up for dead "
+        "(retried while it has attempts left, else failed)",
+    )
+    resend_after_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A queued run nobody claimed this long while a worker sat idle is sent again",
+    )
+    final_write_timeout_seconds: float = Field(
+        600.0, gt=0, description="How long a worker keeps retrying a run's final write"
     )
     progress_interval_seconds: float = Field(1.0, ge=0, description="Progress writes, at most")
     embedded_poll_seconds: float = Field(
         0.1, gt=0, description="Embedded queue: how often an idle worker looks for work"
+    )
+    db_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="Giving up on opening a database connection (and on a full pool)"
+    )
+    db_statement_timeout_seconds: float = Field(
+        30.0, gt=0, description="PostgreSQL: longest a single statement may run"
+    )
+    db_lock_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest wait for a lock (PostgreSQL lock_timeout, SQLite busy)"
+    )
+    broker_timeout_seconds: float = Field(
+        5.0, gt=0, description="Giving up on the broker when sending, revoking or checking"
     )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -11,7 +12,7 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from backend.config import get_settings
+from backend.config import Settings, get_settings
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -36,23 +37,61 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets the web read while a worker writes; the busy timeout rides out short locks.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int):
+    def set_pragmas(dbapi_connection, _record) -> None:
+        # WAL lets the web read while a worker writes; the busy timeout rides out short locks.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return set_pragmas
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with SQLite's pragmas set on every connection."""
+    """An engine whose connections give up instead of hanging (timeouts from the settings).
+
+    PostgreSQL: connect_timeout, statement_timeout and lock_timeout on every connection, and
+    a bounded wait for a pooled one. SQLite: WAL, foreign keys and a busy timeout.
+    """
+    settings = get_settings()
+    lock_s = settings.db_lock_timeout_seconds
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": lock_s})
+        event.listen(engine, "connect", _sqlite_pragmas(round(lock_s * 1000)))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    connect_args = {}
+    if url.startswith("postgresql"):
+        connect_args = _pg_timeouts(url, settings)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=settings.db_connect_timeout_seconds,
+        connect_args=connect_args,
+    )
+
+
+def _pg_timeouts(url: str, settings: Settings) -> dict:
+    """libpq's connect_timeout (whole seconds, at least 1) and server-side timeouts in ms."""
+    from sqlalchemy.engine import make_url
+
+    options = " ".join(
+        part
+        for part in (
+            make_url(url).query.get("options"),  # keep what the URL already asks for
+            f"-c statement_timeout={round(settings.db_statement_timeout_seconds * 1000)}",
+            f"-c lock_timeout={round(settings.db_lock_timeout_seconds * 1000)}",
+        )
+        if part
+    )
+    return {
+        "connect_timeout": max(1, math.ceil(settings.db_connect_timeout_seconds)),
+        "options": options,
+    }
 
 
 @lru_cache
@@ -111,12 +150,21 @@ def upgrade_schema(url: str | None = None) -> None:
         RDBStorage(url).engine.dispose()
 
 
+def no_request_timeouts(conn) -> None:
+    """Lift the statement and lock timeouts on one connection (migrations may be long)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET statement_timeout = 0")
+        conn.exec_driver_sql("SET lock_timeout = 0")
+        conn.commit()  # session-level settings stay; the caller starts clean
+
+
 @contextmanager
 def _schema_lock(url: str) -> Iterator[None]:
     """PostgreSQL: an advisory lock. SQLite: a lock file beside the data."""
     if url.startswith("postgresql"):
         engine = make_engine(url)
         with engine.connect() as conn:
+            no_request_timeouts(conn)  # waiting for another process's upgrade is fine
             conn.exec_driver_sql("SELECT pg_advisory_lock(72157)")
             try:
                 yield
@@ -142,3 +190,12 @@ def reset_caches() -> None:
     get_engine.cache_clear()
     _factory.cache_clear()
     get_settings.cache_clear()
+
+
+def is_transient(err: BaseException) -> bool:
+    """A store error worth retrying: the database is unreachable, restarting or locked."""
+    from sqlalchemy import exc
+
+    if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
+        return True
+    return isinstance(err, exc.OperationalError | exc.InterfaceError | exc.TimeoutError)

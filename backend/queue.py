@@ -1,14 +1,30 @@
-"""The web's side of the queue: send tasks by name, never import the worker's code."""
+"""The web's side of the queue: send tasks by name, never import the worker's code.
+
+Every call that talks to the broker is bounded by STACKLAB_BROKER_TIMEOUT_SECONDS and fails
+with QueueUnavailable, a plain message naming the broker (never its credentials).
+"""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from celery import Celery
 
 from backend.config import Settings, get_settings
 
 TASKS = {"pretrain": "stacklab.pretrain", "tune": "stacklab.tune", "finetune": "stacklab.finetune"}
+
+
+class QueueUnavailable(Exception):
+    """The broker could not be reached: nothing was sent."""
+
+    def __init__(self, broker: str, reason: str = "is not answering"):
+        super().__init__(f"The job queue ({broker}) {reason}; try again in a moment.")
+        self.broker = broker
 
 
 def configure(app: Celery, settings: Settings) -> Celery:
@@ -19,9 +35,19 @@ def configure(app: Celery, settings: Settings) -> Celery:
         from kombu.transport import sqlalchemy as sqla_transport
 
         sqla_transport.Transport.polling_interval = settings.embedded_poll_seconds
+    timeout = settings.broker_timeout_seconds
     app.conf.update(
         broker_url=settings.celery_broker_url,
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=timeout,
+        # A down broker fails a send in about `timeout` (one quick retry for a blip),
+        # instead of Celery's default of retrying a dead connection.
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
         task_default_queue=settings.queue,
         task_routes={"stacklab.*": {"queue": settings.queue}},
         task_acks_late=True,  # a job lost with its worker is not acked
@@ -31,8 +57,13 @@ def configure(app: Celery, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
     )
     if not settings.embedded_broker:
-        # Redis re-delivers an unacked job after this long: longer than any training run.
-        app.conf.broker_transport_options = {"visibility_timeout": 24 * 3600}
+        app.conf.broker_transport_options = {
+            # Redis re-delivers an unacked job after this long: longer than any training run.
+            "visibility_timeout": 24 * 3600,
+            # A broker that is gone or hung answers within this, not never.
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+        }
     return app
 
 
@@ -42,12 +73,79 @@ def client() -> Celery:
     return configure(Celery("stacklab-web"), get_settings())
 
 
+def broker_name(settings: Settings | None = None) -> str:
+    """The broker in words, without user or password: 'Redis at host:6379'."""
+    settings = settings or get_settings()
+    if settings.embedded_broker:
+        return "the embedded queue file"
+    parts = urlsplit(settings.celery_broker_url)
+    kind = {"redis": "Redis", "rediss": "Redis", "amqp": "RabbitMQ", "amqps": "RabbitMQ"}
+    where = f"{parts.hostname or 'localhost'}:{parts.port}" if parts.port else parts.hostname
+    return f"{kind.get(parts.scheme, parts.scheme)} at {where or 'localhost'}"
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    """What a send raises when the broker is away (the embedded one raises SQLAlchemy's)."""
+    from kombu.exceptions import KombuError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    errors: tuple[type[BaseException], ...] = (OSError, KombuError, SQLAlchemyError)
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # not installed: no Redis broker either
+        return errors
+    return (*errors, RedisError)
+
+
 def enqueue(kind: str, run_id: int) -> str:
-    """Queue the task for a committed run; returns the task id."""
-    return client().send_task(TASKS[kind], args=[run_id]).id
+    """Queue the task for a committed run; returns the task id, or QueueUnavailable."""
+    name = TASKS[kind]
+    try:
+        return client().send_task(name, args=[run_id]).id
+    except _broker_errors() as err:
+        raise QueueUnavailable(broker_name()) from err
 
 
 def revoke(task_id: str) -> None:
     """Drop a queued task from the broker, where the broker supports it (not the embedded one)."""
-    if not get_settings().embedded_broker:
+    if get_settings().embedded_broker:
+        return
+    try:
         client().control.revoke(task_id)
+    except _broker_errors() as err:
+        raise QueueUnavailable(broker_name()) from err
+
+
+def check() -> None:
+    """Raise QueueUnavailable unless the broker takes a connection within the broker timeout."""
+    settings = get_settings()
+    try:
+        if settings.embedded_broker:
+            _check_embedded(settings)
+            return
+        with client().connection_for_write() as conn:
+            # Opening a Redis channel pings the server; bounded by the socket timeouts.
+            conn.ensure_connection(
+                max_retries=1,
+                interval_start=0,
+                interval_step=0.2,
+                interval_max=0.2,
+                timeout=settings.broker_timeout_seconds,
+            )
+            conn.default_channel  # noqa: B018 - the channel is what proves the broker answers
+    except QueueUnavailable:
+        raise
+    except (*_broker_errors(), sqlite3.Error) as err:
+        raise QueueUnavailable(broker_name(settings)) from err
+
+
+def _check_embedded(settings: Settings) -> None:
+    """The queue file's folder is writable and the file opens."""
+    path = Path(settings.celery_broker_url.removeprefix("sqla+sqlite:///"))
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise QueueUnavailable(broker_name(settings), "cannot be written")
+    conn = sqlite3.connect(path, timeout=settings.broker_timeout_seconds)
+    try:
+        conn.execute("SELECT 1").fetchone()
+    finally:
+        conn.close()

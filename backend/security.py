@@ -21,7 +21,7 @@ from backend.config import get_settings
 SESSION_COOKIE = "stacklab_session"
 CSRF_COOKIE = "stacklab_csrf"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC_PATHS = ("/login", "/static/css/", "/api/health")
+PUBLIC_PATHS = ("/login", "/static/css/", "/api/health", "/api/ready")
 
 
 def session_value(token: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from backend import models  # noqa: F401  (fills the metadata)
-from backend.db import VERSION_TABLE, Base, make_engine
+from backend.db import VERSION_TABLE, Base, make_engine, no_request_timeouts
 
 config = context.config
 
@@ -32,6 +32,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as connection:
+        no_request_timeouts(connection)  # a migration may rewrite a big table
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,

@@ -1,6 +1,11 @@
-"""Launching runs: validate everything first, commit the rows, then queue the tasks."""
+"""Launching runs: check everything, create a request's rows in one transaction, commit,
+then send. With the queue down nothing is created (QueueUnavailable: 503); a send that
+fails after the commit leaves the run queued and unsent, and the reconciler sends it."""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
@@ -12,6 +17,8 @@ from backend.runs import service as runs_service
 from backend.runs.models import FINISHED, Run, RunGroup
 from backend.runs.schemas import AugmentationStudyCreate, RunCreate
 from jobspec.params import JOB_PARAMS
+
+log = logging.getLogger(__name__)
 
 ENCODER_STAGES = {"stacked": ["ae01", "ae02", "ae03"], "single": ["ae01"]}
 
@@ -66,13 +73,29 @@ def _dataset_id(session: Session, name: str) -> int:
         raise InvalidRequest("dataset", f"no data set named {name!r}") from err
 
 
-def launch(*, session: Session, run_in: RunCreate, group: RunGroup | None = None) -> list[Run]:
-    """Validate, create the run(s), commit, enqueue. Nothing is queued if anything is wrong."""
+@dataclass(frozen=True)
+class _Plan:
+    """A launch request with everything checked: what _create needs and nothing else."""
+
+    run_in: RunCreate
+    config: BaseModel
+    dataset_id: int
+    parent_id: int | None
+
+
+def _plan(session: Session, run_in: RunCreate) -> _Plan:
+    """Every check of one request, before anything is created (InvalidRequest otherwise)."""
     config = validate_params(run_in.kind, run_in.params)
     dataset_id = _dataset_id(session, run_in.dataset)
     parent = check_parent(session, run_in.kind, config, run_in.parent_run_id)
     if run_in.parallel > 1 and run_in.kind != "tune":
         raise InvalidRequest("parallel", "only tune runs share work across workers")
+    return _Plan(run_in, config, dataset_id, parent.id if parent else None)
+
+
+def _create(session: Session, plan: _Plan, group: RunGroup | None) -> list[Run]:
+    """The run rows of a checked request (and a parallel tune's group), flushed, not committed."""
+    run_in = plan.run_in
     if run_in.parallel > 1 and group is None:
         group = RunGroup(kind="tune", name=run_in.name or "parallel tune", params={})
         session.add(group)
@@ -84,10 +107,10 @@ def launch(*, session: Session, run_in: RunCreate, group: RunGroup | None = None
             kind=run_in.kind,
             name=run_in.name or run_in.kind,
             tags=run_in.tags,
-            params=config.model_dump(mode="json"),
-            seed=getattr(config, "seed", 0),
-            dataset_id=dataset_id,
-            parent_run_id=parent.id if parent else None,
+            params=plan.config.model_dump(mode="json"),
+            seed=getattr(plan.config, "seed", 0),
+            dataset_id=plan.dataset_id,
+            parent_run_id=plan.parent_id,
             group_id=group.id if group else None,
         )
         if run_in.name is None:
@@ -99,41 +122,55 @@ def launch(*, session: Session, run_in: RunCreate, group: RunGroup | None = None
         study = f"tune-group-{group.id}" if group else f"tune-run-{runs[0].id}"
         for run in runs:
             run.study_name = study
-    session.commit()  # rows first: a worker may pick the task up at once
-    for run in runs:
-        _enqueue(session, run)
+    session.flush()
     return runs
 
 
-def _enqueue(session: Session, run: Run) -> None:
-    try:
-        run.task_id = queue.enqueue(run.kind, run.id)
-    except Exception as err:  # broker down: say so on the run instead of leaving it queued
-        runs_service.finish_run(
-            session=session,
-            run_id=run.id,
-            status="failed",
-            error=f"could not reach the job queue: {err}",
-        )
-        session.commit()
-        raise
+def launch(*, session: Session, run_in: RunCreate, group: RunGroup | None = None) -> list[Run]:
+    """Check, create the run(s) in one transaction, commit, send. A refusal leaves nothing."""
+    plan = _plan(session, run_in)
+    queue.check()  # the queue is down: say so (503) before anything is created
+    runs = _create(session, plan, group)
+    session.commit()  # rows first: a worker may pick the task up at once
+    _send(session, runs)
+    return runs
+
+
+def _send(session: Session, runs: list[Run]) -> None:
+    """Send each committed run's task and note it sent. A failed send leaves the run queued
+    and unsent, for the reconciler to send again; the request itself succeeded."""
+    for number, run in enumerate(runs):
+        try:
+            task_id = queue.enqueue(run.kind, run.id)
+        except queue.QueueUnavailable as err:
+            unsent = [r.id for r in runs[number:]]
+            log.warning(
+                "runs %s committed but not sent (%s); the reconciler sends them", unsent, err
+            )
+            break  # the broker just failed: the rest would wait out the same timeout
+        runs_service.mark_sent(session=session, run_id=run.id, task_id=task_id)
     session.commit()
 
 
 def cancel(*, session: Session, run_id: int) -> Run:
-    """Cancel a queued or running run."""
+    """Cancel a queued or running run. The flag in the database is what counts."""
     run = runs_service.request_cancel(session=session, run_id=run_id)
     session.commit()
     if run.status == "cancelled" and run.task_id:
-        queue.revoke(run.task_id)
+        try:  # only saves a worker the trip: it finds the run cancelled anyway
+            queue.revoke(run.task_id)
+        except queue.QueueUnavailable as err:
+            log.warning("run %s cancelled; revoking its task failed: %s", run_id, err)
     return run
 
 
-def requeue(*, session: Session, run_id: int) -> Run:
-    """Run a failed or cancelled run again, under the same id."""
-    run = runs_service.requeue(session=session, run_id=run_id)
+def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
+    """Run a failed or cancelled run again, under the same id, resuming from its checkpoint
+    (fresh: from the start). Nothing is deleted here."""
+    queue.check()
+    run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh)
     session.commit()
-    _enqueue(session, run)
+    _send(session, [run])
     return run
 
 
@@ -167,30 +204,32 @@ def _merge(base: dict, changes: dict) -> dict:
 
 
 def launch_augmentation_study(*, session: Session, study_in: AugmentationStudyCreate) -> RunGroup:
-    """Finetune with augmentation off and on, for each seed, as one group."""
+    """Finetune with augmentation off and on, for each seed, as one group: all runs or none."""
     base = validate_params("finetune", {**study_in.params, "augment": False})
     params = base.model_dump(mode="json")
     name = study_in.name or "augmentation study"
-    requests = [
-        RunCreate(
-            kind="finetune",
-            dataset=study_in.dataset,
-            name=f"{name}: augment {'on' if augment else 'off'}, seed {seed}",
-            tags=[f"augment:{'on' if augment else 'off'}", f"seed:{seed}"],
-            params={**params, "augment": augment, "seed": seed},
-            parent_run_id=study_in.parent_run_id,
+    plans = [
+        _plan(
+            session,
+            RunCreate(
+                kind="finetune",
+                dataset=study_in.dataset,
+                name=f"{name}: augment {'on' if augment else 'off'}, seed {seed}",
+                tags=[f"augment:{'on' if augment else 'off'}", f"seed:{seed}"],
+                params={**params, "augment": augment, "seed": seed},
+                parent_run_id=study_in.parent_run_id,
+            ),
         )
         for seed in study_in.seeds
         for augment in (False, True)
     ]
-    # Validate all before creating any, so a bad study queues nothing.
-    _dataset_id(session, study_in.dataset)
-    check_parent(session, "finetune", base, study_in.parent_run_id)
+    queue.check()
     group = RunGroup(
         kind="augmentation_study", name=name, params={"base": params, "seeds": study_in.seeds}
     )
     session.add(group)
     session.flush()
-    for request in requests:
-        launch(session=session, run_in=request, group=group)
+    runs = [run for plan in plans for run in _create(session, plan, group)]
+    session.commit()  # the group and every run at once
+    _send(session, runs)
     return group
