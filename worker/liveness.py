@@ -4,6 +4,7 @@ messages, and stop gracefully when told to (SIGTERM: `docker stop`, a redeploy, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -81,7 +82,5 @@ def forward_stop_to_children() -> None:
     from billiard.process import active_children
 
     for child in active_children():
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
             os.kill(child.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass

@@ -143,14 +143,18 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
             status, result, files = _call_job(spec, checkpoint, Path(tmp), recorder, settings)
             return _conclude(spec, recorder, status, result, files)
     except AttemptSuperseded as err:
-        log.error("run %s: attempt %s stopped, nothing more written: %s", spec.id, spec.attempt, err)
+        log.error(
+            "run %s: attempt %s stopped, nothing more written: %s", spec.id, spec.attempt, err
+        )
         return "superseded"
     except Exception as err:
         if recorder.stop_reason == "superseded":
             log.error("run %s: attempt %s was superseded (then: %s)", spec.id, spec.attempt, err)
             return "superseded"
         log.exception("run %s failed", spec.id)
-        return _record_failure(spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc())
+        return _record_failure(
+            spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc()
+        )
     finally:
         from worker.ml.training import release_memory
 
@@ -161,7 +165,9 @@ def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files
     """Store what the job produced, according to why it stopped."""
     reason = recorder.stop_reason
     if reason == "superseded":
-        log.error("run %s: attempt %s was superseded; its results are dropped", spec.id, spec.attempt)
+        log.error(
+            "run %s: attempt %s was superseded; its results are dropped", spec.id, spec.attempt
+        )
         return "superseded"
     if reason == "store-error":
         err = recorder.store_error
@@ -248,7 +254,9 @@ def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -
         try:
             result = fn()
             if first is not None:
-                log.warning("%s landed after %.0f s of store trouble", what, time.monotonic() - first)
+                log.warning(
+                    "%s landed after %.0f s of store trouble", what, time.monotonic() - first
+                )
             return result
         except AttemptSuperseded:
             raise
@@ -309,4 +317,3 @@ def _call_job(spec: RunSpec, checkpoint: bytes | None, out_dir: Path, recorder, 
         storage_url=settings.sqlalchemy_url,
         resume=Checkpoint.from_bytes(checkpoint) if checkpoint else None,
     )
-

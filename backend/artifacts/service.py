@@ -34,9 +34,7 @@ def kind_of(name: str) -> str:
     return "file"
 
 
-def store_bytes(
-    *, session: Session, data: bytes, name: str, kind: str, run_id: int
-) -> Artifact:
+def store_bytes(*, session: Session, data: bytes, name: str, kind: str, run_id: int) -> Artifact:
     """Like store_file, for bytes already in memory (a checkpoint)."""
     session.execute(delete(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
     artifact = Artifact(run_id=run_id, name=name, kind=kind, size=len(data))
@@ -62,9 +60,7 @@ def read_bytes(session: Session, artifact: Artifact) -> bytes:
 
 def drop_run_files_except(session: Session, run_id: int, keep: set[str]) -> None:
     """Delete the run's artifacts not named in keep (call after storing the new set)."""
-    session.execute(
-        delete(Artifact).where(Artifact.run_id == run_id, Artifact.name.not_in(keep))
-    )
+    session.execute(delete(Artifact).where(Artifact.run_id == run_id, Artifact.name.not_in(keep)))
 
 
 def store_file(

@@ -53,8 +53,10 @@ def _insert_new(session: Session, rows: list[dict]):
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(Metric).values(rows).on_conflict_do_nothing(
-        index_elements=["run_id", "key", "step"]
+    return (
+        dialect_insert(Metric)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
     )
 
 

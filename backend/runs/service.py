@@ -40,7 +40,9 @@ def get_run(session: Session, run_id: int) -> Run:
 def check_transition(run: Run, new_status: str) -> None:
     """InvalidRequest unless the status may move from where it is to new_status."""
     if new_status not in TRANSITIONS[run.status]:
-        raise InvalidRequest("status", f"run {run.id} is {run.status}: it cannot become {new_status}")
+        raise InvalidRequest(
+            "status", f"run {run.id} is {run.status}: it cannot become {new_status}"
+        )
 
 
 def mark_sent(*, session: Session, run_id: int, task_id: str) -> None:

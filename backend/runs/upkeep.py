@@ -31,8 +31,9 @@ def reap_stale(
     re-tries left, else failed (cancelled if a cancel was asked for). Returns (id, status)."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     candidates = session.execute(
-        select(Run.id, Run.attempts, Run.retries_left, Run.cancel_requested, Run.max_attempts)
-        .where(Run.status == "running", Run.heartbeat_at < cutoff)
+        select(
+            Run.id, Run.attempts, Run.retries_left, Run.cancel_requested, Run.max_attempts
+        ).where(Run.status == "running", Run.heartbeat_at < cutoff)
     ).all()
     done = []
     for run_id, attempt, retries_left, cancel, max_attempts in candidates:
@@ -62,7 +63,12 @@ def _after_loss(attempt: int, retries_left: int, cancel: bool, max_attempts: int
     if cancel:
         return {"status": "cancelled", "finished_at": now}
     if retries_left > 0:
-        return {"status": "queued", "queued_at": now, "sent_at": None, "retries_left": retries_left - 1}
+        return {
+            "status": "queued",
+            "queued_at": now,
+            "sent_at": None,
+            "retries_left": retries_left - 1,
+        }
     return {
         "status": "failed",
         "finished_at": now,
@@ -79,10 +85,12 @@ def due_for_send(
     now = utcnow()
     parent = aliased(Run)
     idle = session.scalar(
-        select(WorkerRecord.name).where(
+        select(WorkerRecord.name)
+        .where(
             WorkerRecord.current_run_id.is_(None),
             WorkerRecord.last_seen >= now - timedelta(seconds=idle_within),
-        ).limit(1)
+        )
+        .limit(1)
     )
     lost = and_(Run.sent_at.is_(None), Run.queued_at < now - timedelta(seconds=never_sent_grace))
     if idle is not None:
@@ -190,7 +198,9 @@ class Upkeep:
                 break  # the queue is down: the rest would fail the same way
             with self.session_scope() as session:
                 session.execute(
-                    update(Run).where(Run.id == run_id).values(task_id=task_id)
+                    update(Run)
+                    .where(Run.id == run_id)
+                    .values(task_id=task_id)
                     .execution_options(synchronize_session=False)
                 )
             log.info("run %s: queued without a message reaching a worker; sent again", run_id)

@@ -108,7 +108,9 @@ def test_a_worker_killed_in_epoch_3_of_6_is_resumed_at_epoch_3(stack):
     assert walls[1] < walls[2] < killed < resumed < walls[3]  # epochs 1-2 kept, not re-run
     # Starting over would have trained all six epochs after the same set-up and wait.
     with session_scope() as session:
-        epoch_seconds = [v for _, v in metrics_service.series(session, run.id)["finetune/epoch_seconds"]]
+        epoch_seconds = [
+            v for _, v in metrics_service.series(session, run.id)["finetune/epoch_seconds"]
+        ]
     restart = (resumed - started) + (walls[3] - epoch_seconds[2] - resumed) + sum(epoch_seconds)
     assert done.finished_at.timestamp() - started < restart
 

@@ -166,7 +166,12 @@ def test_cancel_a_running_run_keeps_its_metrics_and_a_queued_one_never_starts(st
 
 def test_a_killed_worker_leaves_no_run_running(stack):
     # One attempt only: the run is failed instead of retried (test_faults covers retries).
-    long = {"ae01": LONG_STAGE, "ae02": LONG_STAGE, "ae03": LONG_STAGE, "runtime": {"max_attempts": 1}}
+    long = {
+        "ae01": LONG_STAGE,
+        "ae02": LONG_STAGE,
+        "ae03": LONG_STAGE,
+        "runtime": {"max_attempts": 1},
+    }
     run = launch(kind="pretrain", dataset="demo-tiny", params=long)[0]
     started = wait_for(
         lambda: (r := read(run.id)).progress.get("epoch", 0) >= 1 and r,

@@ -175,7 +175,9 @@ def test_a_fresh_requeue_clears_metrics_and_files_once_a_worker_claims_it(store,
     weights.write_bytes(b"w" * 100)
     with session_scope() as session:
         artifacts_service.store_file(session=session, path=weights, run_id=run_id)
-        checkpoints.save(session=session, run_id=run_id, attempt=1, data=b"c", stage="finetune", epoch=1)
+        checkpoints.save(
+            session=session, run_id=run_id, attempt=1, data=b"c", stage="finetune", epoch=1
+        )
         attempts.finish(session=session, run_id=run_id, attempt=1, status="cancelled")
         runs_service.requeue(session=session, run_id=run_id, fresh=True)
     with session_scope() as session:
@@ -205,9 +207,7 @@ def test_queued_runs_whose_message_never_came_are_sent_again_once(store):
         session.get(Run, backlog).sent_at = utcnow() - timedelta(seconds=300)
         session.get(Run, parent).sent_at = utcnow()
     with session_scope() as session:
-        due = upkeep.due_for_send(
-            session, never_sent_grace=10, resend_after=60, idle_within=3600
-        )
+        due = upkeep.due_for_send(session, never_sent_grace=10, resend_after=60, idle_within=3600)
     assert [rid for rid, _ in due] == [run_id]  # no idle worker: the backlog just waits
     _report_idle("idle-worker")
     with session_scope() as session:

@@ -22,6 +22,7 @@ from backend.runs import attempts
 from backend.runs import metrics as metrics_service
 from backend.runs import service as runs_service
 from backend.runs.models import FINISHED, Metric, MetricSummary, RunGroup
+from backend.timeutil import utcnow
 from backend.workers import service as workers_service
 from jobspec.params import JOB_PARAMS
 
@@ -67,6 +68,7 @@ def make_run(
             group_id=group_id,
         )
         run_id = run.id
+        run.sent_at = utcnow()  # as a launch does once its message is out
         if name is None:
             run.name = f"{kind} #{run_id}"
         if created_at is not None:

@@ -250,3 +250,59 @@ def test_metrics_csv_and_json(client, runs):
     data = client.get(f"/api/runs/{runs['good']}/metrics.json").json()
     assert data["series"]["finetune/val_loss"]["values"] == [1.0, 0.6, 0.7]
     assert data["summary"]["finetune/val_accuracy"]["best_step"] == 2
+
+
+def test_queue_panel_says_why_a_queued_run_cannot_start_instead_of_0_s(client, runs):
+    from backend.db import session_scope
+    from backend.runs.models import Run
+
+    make_worker("idle-worker", current_run_id=None)
+    parent = make_run("pretrain", "queued", name="parent-waiting")
+    child = make_run("finetune", "queued", name="child-waiting", parent_run_id=parent)
+    unsent = make_run("finetune", "queued", name="never-sent")
+    with session_scope() as session:
+        session.get(Run, unsent).sent_at = None
+    entries = {q["id"]: q for q in client.get("/api/queue").json()["queued"]}
+    assert entries[child]["waiting"] == f"waits for pretrain run #{parent}"
+    assert "sending" in entries[unsent]["waiting"]
+    for run_id in (child, unsent):
+        assert entries[run_id]["blocked"] and entries[run_id]["starts_in_seconds"] is None
+    page = client.get("/runs").text
+    assert f"waits for pretrain run #{parent}" in page
+    with session_scope() as session:  # tidy: these must not sit in other tests' queue
+        for run_id in (parent, child, unsent):
+            session.get(Run, run_id).status = "cancelled"
+
+
+def test_run_page_lists_attempts_and_offers_resume_or_start_over(client):
+    from backend.db import session_scope
+    from backend.runs import attempts, checkpoints, upkeep
+    from backend.runs.models import Run
+
+    run_id = make_run("finetune", "running", name="twice-tried", worker_host="first:1")
+    with session_scope() as session:
+        session.get(Run, run_id).heartbeat_at = utcnow() - timedelta(seconds=600)
+    with session_scope() as session:
+        assert upkeep.reap_stale(session=session, stale_after=60) == [(run_id, "queued")]
+    with session_scope() as session:
+        attempts.claim(
+            session=session, run_id=run_id, worker_host="second:2", device="CPU", versions={}
+        )
+        checkpoints.save(
+            session=session, run_id=run_id, attempt=2, data=b"x", stage="finetune", epoch=3
+        )
+        attempts.finish(session=session, run_id=run_id, attempt=2, status="failed", error="boom")
+    rows = client.get(f"/api/runs/{run_id}/attempts").json()
+    assert [(r["number"], r["outcome"], r["worker_host"]) for r in rows] == [
+        (1, "lost", "first:1"),
+        (2, "failed", "second:2"),
+    ]
+    page = client.get(f"/runs/{run_id}").text
+    assert "Attempts" in page and "lost" in page and "no heartbeat" in page
+    assert "after epoch 3 of finetune" in page and ">Resume</button>" in page
+    assert 'id="btn-restart"' in page
+    again = client.post(f"/api/runs/{run_id}/requeue", params={"fresh": "true"})
+    assert again.status_code == 200 and again.json()["status"] == "queued"
+    with session_scope() as session:
+        assert session.get(Run, run_id).fresh_start is True
+        session.get(Run, run_id).status = "cancelled"

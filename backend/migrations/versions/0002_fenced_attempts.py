@@ -18,8 +18,12 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("max_attempts", sa.Integer(), server_default="2", nullable=False))
-        batch_op.add_column(sa.Column("retries_left", sa.Integer(), server_default="1", nullable=False))
+        batch_op.add_column(
+            sa.Column("max_attempts", sa.Integer(), server_default="2", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("retries_left", sa.Integer(), server_default="1", nullable=False)
+        )
         batch_op.add_column(sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
