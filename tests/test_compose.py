@@ -58,6 +58,11 @@ def test_worker_reserves_one_nvidia_gpu_and_serves_the_gpu_queue(compose):
     assert "--concurrency=1" in command
 
 
+def test_worker_gets_time_to_hand_its_run_back_on_docker_stop(compose):
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) >= 30  # docker's default 10 s is tight
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_services_reach_the_compose_database_and_redis(compose, name):
     services = compose["services"]
