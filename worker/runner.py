@@ -177,13 +177,15 @@ def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files
     pending = recorder.take_pending()
 
     def final_write() -> None:
+        # Files first, the run's own row last: its lock is held only for the last moment.
         with session_scope() as session:
-            pending.write(session, spec.id, spec.attempt)
             stored = set()
             for path in files:
                 if path.exists() and path.name not in NOT_STORED:
                     artifacts_service.store_file(session=session, path=path, run_id=spec.id)
                     stored.add(path.name)
+            attempts.guard(session)
+            pending.write(session, spec.id, spec.attempt)
             artifacts_service.drop_run_files_except(
                 session, spec.id, stored | {checkpoints_service.NAME}
             )
@@ -203,6 +205,7 @@ def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
 
     def write() -> None:
         with session_scope() as session:
+            attempts.guard(session)
             pending.write(session, spec.id, spec.attempt)
             attempts.hand_back(
                 session=session,
@@ -227,6 +230,7 @@ def _record_failure(spec: RunSpec, recorder: StoreRecorder, error: str, trace: s
 
     def write() -> None:
         with session_scope() as session:
+            attempts.guard(session)
             pending.write(session, spec.id, spec.attempt)
             attempts.finish(
                 session=session,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from backend.artifacts.models import Artifact
+from backend.config import get_settings
 from backend.errors import AttemptSuperseded
 from backend.runs import metrics as metrics_service
 from backend.runs.models import FINISHED, Metric, MetricSummary, Run, RunAttempt, TuneTrial
@@ -93,8 +94,18 @@ def _prepare_attempt(session: Session, run: Run) -> dict | None:
     return None
 
 
+def guard(session: Session) -> None:
+    """Bound how long this worker transaction may sit idle holding the run's row lock: a
+    worker frozen mid-write (SIGSTOP, swap) is cut off by PostgreSQL, so the reaper and
+    the web are not blocked behind it. (SQLite has one writer and a busy timeout.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        seconds = max(1, int(get_settings().stale_after_seconds / 2))
+        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{seconds}s'"))
+
+
 def fence(session: Session, run_id: int, attempt: int) -> None:
     """Prove `attempt` still owns the running run (and beat); else AttemptSuperseded."""
+    guard(session)
     touched = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.attempts == attempt, Run.status == "running")
@@ -117,6 +128,7 @@ def _why(session: Session, run_id: int, attempt: int) -> str:
 
 def beat(*, session: Session, run_id: int, attempt: int, progress: dict | None = None) -> bool:
     """Alive on this run (with how far it got); returns whether a cancel was asked for."""
+    guard(session)
     values: dict = {"heartbeat_at": utcnow()}
     if progress is not None:
         values["progress"] = progress
