@@ -31,7 +31,6 @@ def _warm_up_child(**_kwargs) -> None:
     device.prepare()  # imports TensorFlow/Keras once, sets GPU memory growth
     # Reports in, reaps dead workers' runs and re-sends lost messages, even while idle.
     liveness.start_upkeep(worker=device.worker_name(), device=device.describe())
-    liveness.install_drain_handler()  # SIGTERM: hand the running run back, then stop
     log.info("stacklab worker child ready on %s", device.describe())
 
 

@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import threading
+from collections.abc import Iterator
 
 from backend import queue
 from backend.config import get_settings
@@ -61,19 +62,30 @@ def start_upkeep(*, worker: str, device: str) -> threading.Thread:
     return thread
 
 
-def install_drain_handler() -> None:
-    """SIGTERM in the pool child: hand the running run back instead of dying with it."""
+@contextlib.contextmanager
+def hand_back_on_sigterm() -> Iterator[None]:
+    """While a job runs: SIGTERM makes it stop at its next batch and hand its run back,
+    instead of killing the process with the run in it. Between jobs the pool's own
+    handler (exit at once) is in force; billiard installs it after worker_process_init,
+    which is why this is set per job."""
 
-    def on_term(signum, _frame) -> None:
-        if current_run is None:  # idle: stop as before
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
+    def on_term(_signum, _frame) -> None:
         if not DRAINING.is_set():
             log.warning("told to stop: run %s stops at its next batch and goes back", current_run)
         DRAINING.set()
 
-    signal.signal(signal.SIGTERM, on_term)
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def refuse_new_work() -> None:
+    """A stopping child was handed a task: ask the main process for a warm shutdown (a
+    SIGTERM that reached only this child means the operator wants the worker gone)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(os.getppid(), signal.SIGTERM)
 
 
 def forward_stop_to_children() -> None:

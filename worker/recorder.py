@@ -91,6 +91,7 @@ class StoreRecorder(Reporter):
         self._progress: dict | None = None
         self._images = 0
         self._reported = 0.0
+        self._concluding = False
         self._wake = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"run-{run_id}-link", daemon=True)
@@ -152,9 +153,11 @@ class StoreRecorder(Reporter):
         self._report_worker(current=None)
 
     def take_pending(self) -> Pending:
-        """Hand what is still unwritten to the caller (the final write)."""
+        """Hand what is still unwritten to the caller (the final write): from now on this
+        thread only beats, and a refused beat is the final write's to report."""
         with self.write_lock:
             pending, self._pending = self._pending, Pending()
+            self._concluding = True
         return pending
 
     def _loop(self) -> None:
@@ -175,6 +178,8 @@ class StoreRecorder(Reporter):
                     )
                 backoff, failing_since = 0.0, None
             except AttemptSuperseded as err:
+                if self._concluding:  # the final write finished the run (or will say why not)
+                    return
                 log.error("run %s: stopping this job, its write was refused: %s", self.run_id, err)
                 self.stop_reason = "superseded"
             except Exception as err:

@@ -63,6 +63,7 @@ class RunSpec:
 def execute(run_id: int) -> str:
     """Run it if it is still queued; returns how the attempt ended (or why it was skipped)."""
     if liveness.DRAINING.is_set():
+        liveness.refuse_new_work()
         raise WorkerStopping(f"not taking run {run_id}: this worker is stopping")
     try:
         claimed = _claim(run_id)
@@ -90,7 +91,7 @@ def execute(run_id: int) -> str:
     )
     liveness.current_run = spec.id
     try:
-        with recorder:
+        with liveness.hand_back_on_sigterm(), recorder:
             return _run_claimed(spec, checkpoint, recorder)
     finally:
         liveness.current_run = None

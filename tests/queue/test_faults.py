@@ -130,7 +130,7 @@ def test_a_run_whose_message_never_reached_the_broker_is_sent_and_finishes(stack
         run_id = run.id
     done = finished(run_id, timeout=120)
     assert done.status == "succeeded", done.error
-    assert done.sent_at is not None and done.task_id
+    assert done.sent_at is not None
 
 
 def test_a_worker_told_to_stop_hands_its_run_back_to_resume_elsewhere(stack):

@@ -10,7 +10,15 @@ import keras
 from jobspec.params import FinetuneConfig
 from worker.ml import artifacts
 from worker.ml.augment import build_augmenter
-from worker.ml.callbacks import Reporter
+from worker.ml.callbacks import FitState, Reporter
+from worker.ml.checkpoint import (
+    Checkpoint,
+    ResumableEarlyStopping,
+    capture_training,
+    check_resume,
+    restore_training,
+    run_key,
+)
 from worker.ml.data import Dataset
 from worker.ml.evaluate import Evaluation, evaluate, export_evaluation
 from worker.ml.models import (
@@ -73,10 +81,16 @@ def finetune(
     out_dir: Path,
     pretrained_dir: Path | None = None,
     reporter: Reporter | None = None,
+    resume: Checkpoint | None = None,
 ) -> FinetuneResult:
-    """Train, early-stop, evaluate on test and export the classifier to out_dir."""
+    """Train, early-stop, evaluate on test and export the classifier to out_dir.
+
+    With `resume` (a checkpoint of this run), training continues after its epoch.
+    """
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
+    key = run_key(config, dataset)
+    check_resume(resume, stages=("finetune",), key=key)
     split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
     with runtime(config.runtime, config.seed):
         classifier, copied = build_model(config, dataset.num_classes, pretrained_dir)
@@ -88,41 +102,71 @@ def finetune(
             metrics=["accuracy"],
             jit_compile=config.runtime.jit_compile,
         )
-        stopper = keras.callbacks.EarlyStopping(
-            monitor=config.early_stopping.monitor,
-            patience=config.early_stopping.patience,
-            min_delta=config.early_stopping.min_delta,
-            restore_best_weights=config.early_stopping.restore_best_weights,
-        )
+        stopper = _early_stopping(config)
+        start = FitState()
+        if resume is not None:
+            restore_training(model, resume.arrays)
+            stopper.resume(resume.state["early_stopping"], resume.arrays)
+            start = FitState.from_json(resume.state["fit"])
         bs = config.batch_size
         result = fit(
             model,
             stage="finetune",
             train=make_input(
-                split.x_train, split.y_train, batch_size=bs, shuffle=True, seed=config.seed
+                split.x_train,
+                split.y_train,
+                batch_size=bs,
+                shuffle=True,
+                seed=config.seed,
+                start_epoch=start.epoch,
             ),
             val=make_input(split.x_val, split.y_val, batch_size=bs, shuffle=False),
             epochs=config.epochs,
             reporter=reporter,
             callbacks=[stopper],
             class_weight=dataset.class_weights() if config.class_weights else None,
+            start=start,
+            snapshot=_snapshot(model, stopper, key),
         )
-        if stopper.best_weights is not None or not config.early_stopping.restore_best_weights:
-            result.best_epoch = stopper.best_epoch + 1
-            result.best_value = float(stopper.best)
-        result.extra = {
-            "monitor": config.early_stopping.monitor,
-            "stopped_early": stopper.stopped_epoch > 0,
-            "restored_best_weights": config.early_stopping.restore_best_weights
-            and stopper.best_weights is not None,
-            "pretrained_layers": len(copied),
-        }
+        _describe(result, stopper, config, copied)
         training = result.summary()
         reporter.stage_ended("finetune", training)
         # A cancelled run stops now: its best weights are kept, scoring them can wait.
         evaluation = None if result.cancelled else evaluate(classifier, dataset)
     files = _export(out_dir, classifier, result, training, evaluation, config, dataset)
     return FinetuneResult(classifier, training, evaluation, result.cancelled, files)
+
+
+def _early_stopping(config: FinetuneConfig) -> ResumableEarlyStopping:
+    return ResumableEarlyStopping(
+        monitor=config.early_stopping.monitor,
+        patience=config.early_stopping.patience,
+        min_delta=config.early_stopping.min_delta,
+        restore_best_weights=config.early_stopping.restore_best_weights,
+    )
+
+
+def _snapshot(model: keras.Model, stopper: ResumableEarlyStopping, key: dict):
+    def snapshot(state: FitState) -> Checkpoint:
+        stopping, best = stopper.snapshot(state.epoch)
+        payload = {"run": key, "fit": state.to_json(), "early_stopping": stopping}
+        return Checkpoint("finetune", state.epoch, payload, capture_training(model) | best)
+
+    return snapshot
+
+
+def _describe(result, stopper: ResumableEarlyStopping, config: FinetuneConfig, copied) -> None:
+    """Early stopping's account of the fit, for the summary."""
+    if stopper.best_weights is not None or not config.early_stopping.restore_best_weights:
+        result.best_epoch = stopper.best_epoch + 1
+        result.best_value = None if stopper.best is None else float(stopper.best)
+    result.extra = {
+        "monitor": config.early_stopping.monitor,
+        "stopped_early": stopper.stopped_epoch > 0,
+        "restored_best_weights": config.early_stopping.restore_best_weights
+        and stopper.best_weights is not None,
+        "pretrained_layers": len(copied),
+    }
 
 
 def _export(out_dir, classifier, result, training, evaluation, config, dataset) -> list[Path]:

@@ -4,10 +4,16 @@ A bare `model.fit(x, y)` builds a fresh tf.data iterator every epoch and can sta
 seconds at epoch boundaries while the old one is torn down. Here, on the TensorFlow
 backend, one repeating tf.data pipeline is built per run and Keras keeps its iterator
 across epochs (`steps_per_epoch` given). Other backends get a plain NumPy batch stream.
+
+The order of epoch e depends only on (seed, e), never on how many epochs this process has
+already run: a run resumed at epoch k (`start_epoch=k`) sees exactly the batches the
+uninterrupted run saw from epoch k on. Every epoch ends with its own, possibly partial,
+batch.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,40 +40,52 @@ def make_input(
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
+    start_epoch: int = 0,
 ) -> InputData:
-    """A repeating stream of (x, y) batches, or x alone when y is None."""
+    """A repeating stream of (x, y) batches, or x alone when y is None, from start_epoch on."""
     if len(x) == 0:
         raise ValueError("cannot train or validate on zero images")
+    if start_epoch < 0:
+        raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
     steps = math.ceil(len(x) / batch_size)
-    if keras.backend.backend() == "tensorflow":
-        data = _tf_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
-    else:
-        data = _numpy_batches(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    make = _tf_dataset if keras.backend.backend() == "tensorflow" else _numpy_batches
+    data = make(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, start_epoch=start_epoch)
     return InputData(data=data, steps=steps, images=len(x), batch_size=batch_size)
 
 
-def _tf_dataset(x, y, *, batch_size: int, shuffle: bool, seed: int):
+def _tf_dataset(x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int):
     import tensorflow as tf  # the input pipeline only; models stay backend-agnostic
 
-    tensors = x if y is None else (x, y.astype("int32"))
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(_scale_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.repeat().prefetch(tf.data.AUTOTUNE)
+    n = len(x)
+    images = tf.convert_to_tensor(x)
+    labels = None if y is None else tf.convert_to_tensor(y.astype("int32"))
+    # Index batches, not images, go through tf.data: an epoch's order is one stateless
+    # draw keyed by (seed, epoch), and no shuffle buffer is refilled at epoch boundaries.
+    starts = tf.range(0, n, batch_size, dtype=tf.int64)
+
+    def epoch_batches(epoch):
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            key = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(order, seed=key)
+        return tf.data.Dataset.from_tensor_slices(starts).map(
+            lambda start: order[start : start + batch_size]
+        )
+
+    def load(idx):
+        xb = tf.cast(tf.gather(images, idx), tf.float32) / 255.0
+        return xb if labels is None else (xb, tf.gather(labels, idx))
+
+    ds = tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _scale_tf(x, y=None):
-    import tensorflow as tf
-
-    x = tf.cast(x, tf.float32) / 255.0
-    return x if y is None else (x, y)
-
-
-def _numpy_batches(x, y, *, batch_size: int, shuffle: bool, seed: int) -> Iterator:
-    rng = np.random.default_rng(seed)
-    while True:
+def _numpy_batches(
+    x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int
+) -> Iterator:
+    for epoch in itertools.count(start_epoch):
+        rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]

@@ -11,7 +11,16 @@ from keras import ops
 
 from jobspec.params import PretrainConfig, StageConfig
 from worker.ml import artifacts, figures
-from worker.ml.callbacks import Reporter
+from worker.ml.callbacks import FitState, Reporter
+from worker.ml.checkpoint import (
+    Checkpoint,
+    capture,
+    capture_training,
+    check_resume,
+    restore,
+    restore_training,
+    run_key,
+)
 from worker.ml.data import Dataset
 from worker.ml.models import (
     STAGES,
@@ -69,30 +78,40 @@ class PretrainResult:
 
 
 def pretrain(
-    dataset: Dataset, config: PretrainConfig, *, out_dir: Path, reporter: Reporter | None = None
+    dataset: Dataset,
+    config: PretrainConfig,
+    *,
+    out_dir: Path,
+    reporter: Reporter | None = None,
+    resume: Checkpoint | None = None,
 ) -> PretrainResult:
-    """Train AE01 -> AE02 -> AE03, assemble the stacked AE, export all of it to out_dir."""
+    """Train AE01 -> AE02 -> AE03, assemble the stacked AE, export all of it to out_dir.
+
+    With `resume`, stages finished before the checkpoint's come from it untrained, and its
+    stage continues after its epoch.
+    """
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
+    run = _Run(resume, run_key(config, dataset))
     split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
-    models: dict[str, keras.Model] = {}
-    stages: dict[str, dict] = {}
-    rows: list[dict] = []
     cancelled = False
     with runtime(config.runtime, config.seed):
         for stage in STAGES:
             settings = config.stage(stage)
             autoencoder = build_autoencoder(stage, settings.kernel_size)
             set_bn_momentum(autoencoder, config.bn_momentum)
-            frozen = [encoder_of(models[s]) for s in STAGES[: STAGES.index(stage)]]
-            result = _train_stage(stage, autoencoder, frozen, settings, split, config, reporter)
-            models[stage] = autoencoder
-            stages[stage] = result.summary()
-            rows += artifacts.history_rows(stage, result.history)
-            reporter.stage_ended(stage, stages[stage])
+            if run.restore_finished(stage, autoencoder):
+                continue
+            frozen = [encoder_of(run.models[s]) for s in STAGES[: STAGES.index(stage)]]
+            result = _train_stage(
+                stage, autoencoder, frozen, settings, split, config, reporter, run
+            )
+            run.finish(stage, autoencoder, result)
+            reporter.stage_ended(stage, run.stages[stage])
             if result.cancelled:
                 cancelled = True
                 break
+        models, stages, rows = run.models, run.stages, run.rows
         test_loss, probes = None, {}
         if not cancelled:
             models["stacked_ae"] = assemble_stacked_ae(models, config.kernel_sizes)
@@ -102,17 +121,89 @@ def pretrain(
     return PretrainResult(models, stages, test_loss, probes, cancelled, files)
 
 
-def _train_stage(stage, autoencoder, frozen, settings: StageConfig, split, config, reporter):
+class _Run:
+    """The stages done so far, this attempt's and those a checkpoint brought back."""
+
+    def __init__(self, resume: Checkpoint | None, key: dict):
+        check_resume(resume, stages=STAGES, key=key)
+        self.resume, self.key = resume, key
+        self.models: dict[str, keras.Model] = {}
+        self.stages: dict[str, dict] = {}
+        self.histories: dict[str, dict[str, list[float]]] = {}
+
+    @property
+    def rows(self) -> list[dict]:
+        return [row for s, h in self.histories.items() for row in artifacts.history_rows(s, h)]
+
+    def restore_finished(self, stage: str, autoencoder: keras.Model) -> bool:
+        """Load a stage the checkpoint had finished; False when it must (still) train."""
+        resume = self.resume
+        if resume is None or STAGES.index(stage) >= STAGES.index(resume.stage):
+            return False
+        restore(autoencoder.variables, resume.arrays, stage)
+        self.models[stage] = autoencoder
+        self.stages[stage] = resume.state["stages"][stage]
+        self.histories[stage] = resume.state["histories"][stage]
+        return True
+
+    def start(self, stage: str) -> FitState | None:
+        """Where the checkpoint's own stage stood; None for a stage that starts afresh."""
+        if self.resume is None or self.resume.stage != stage:
+            return None
+        return FitState.from_json(self.resume.state["fit"])
+
+    def finish(self, stage: str, autoencoder: keras.Model, result) -> None:
+        """Keep a stage this attempt trained."""
+        self.models[stage] = autoencoder
+        self.stages[stage] = result.summary()
+        self.histories[stage] = result.history
+
+    def snapshot(self, stage: str, model: keras.Model):
+        """Checkpoints of `stage` in training, carrying the finished stages along."""
+
+        def snapshot(state: FitState) -> Checkpoint:
+            arrays = capture_training(model)
+            for done, autoencoder in self.models.items():
+                arrays |= capture(autoencoder.variables, done)
+            payload = {
+                "run": self.key,
+                "fit": state.to_json(),
+                "stages": dict(self.stages),
+                "histories": dict(self.histories),
+            }
+            return Checkpoint(stage, state.epoch, payload, arrays)
+
+        return snapshot
+
+
+def _train_stage(stage, autoencoder, frozen, settings: StageConfig, split, config, reporter, run):
     model = FeatureReconstruction(autoencoder, frozen, name=f"{stage}_trainer")
     model.compile(
         optimizer=make_optimizer(settings.optimizer, settings.lr),
         jit_compile=config.runtime.jit_compile,
     )
+    start = run.start(stage)
+    if start is not None:
+        restore_training(model, run.resume.arrays)
+    start = start or FitState()
     train = make_input(
-        split.x_train, batch_size=settings.batch_size, shuffle=True, seed=config.seed
+        split.x_train,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        start_epoch=start.epoch,
     )
     val = make_input(split.x_val, batch_size=settings.batch_size, shuffle=False)
-    return fit(model, stage=stage, train=train, val=val, epochs=settings.epochs, reporter=reporter)
+    return fit(
+        model,
+        stage=stage,
+        train=train,
+        val=val,
+        epochs=settings.epochs,
+        reporter=reporter,
+        start=start,
+        snapshot=run.snapshot(stage, model),
+    )
 
 
 def assemble_stacked_ae(models: dict[str, keras.Model], kernel_sizes) -> keras.Model:

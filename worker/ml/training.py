@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import keras
 
 from jobspec.params import RuntimeOptions
-from worker.ml.callbacks import Reporter, ReporterCallback
+from worker.ml.callbacks import FitState, Reporter, ReporterCallback
+from worker.ml.checkpoint import Checkpoint
 from worker.ml.pipeline import InputData
 
 
@@ -79,25 +79,46 @@ def fit(
     reporter: Reporter,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     class_weight: dict[int, float] | None = None,
+    start: FitState | None = None,
+    snapshot: Callable[[FitState], Checkpoint] | None = None,
 ) -> FitResult:
-    """Train a compiled model with progress, metrics and cancellation wired to reporter."""
-    bridge = ReporterCallback(
-        reporter, stage=stage, epochs=epochs, steps=train.steps, batch_size=train.batch_size
-    )
+    """Train a compiled model with progress, metrics and cancellation wired to reporter.
+
+    `start` resumes a stage at its epoch (the model, optimizer and callbacks already
+    restored; `train` built with the same start_epoch). When the reporter wants
+    checkpoints, `snapshot` turns the state at each epoch's end into one.
+    """
+    start = start or FitState()
+    if start.finished(epochs):
+        # Training ended before the restart: only what ends training (best weights) is left.
+        for callback in callbacks:
+            callback.set_model(model)
+            callback.on_train_begin()
+            callback.on_train_end()
+        return FitResult(start.history or {}, start.epoch, False, start.seconds)
     reporter.stage_started(stage, epochs=epochs, steps=train.steps, images=train.images)
-    start = time.perf_counter()
-    history = model.fit(
+    bridge = ReporterCallback(
+        reporter,
+        stage=stage,
+        epochs=epochs,
+        steps=train.steps,
+        batch_size=train.batch_size,
+        start=start,
+        snapshot=snapshot,
+    )
+    model.fit(
         train.data,
         epochs=epochs,
+        initial_epoch=start.epoch,
         steps_per_epoch=train.steps,
         validation_data=None if val is None else val.data,
         validation_steps=None if val is None else val.steps,
         class_weight=class_weight,
         shuffle=False,  # the pipeline shuffles; Keras would only warn
-        callbacks=[bridge, *callbacks],
+        # The bridge last: its epoch report and checkpoint see early stopping's decision.
+        callbacks=[*callbacks, bridge],
         verbose=0,
     )
-    seconds = time.perf_counter() - start
-    values = {key: [float(v) for v in vals] for key, vals in history.history.items()}
+    values = bridge.history
     epochs_run = len(next(iter(values.values()), []))
-    return FitResult(values, epochs_run, bridge.cancelled, seconds)
+    return FitResult(values, epochs_run, bridge.cancelled, bridge.seconds())

@@ -12,6 +12,7 @@ import optuna
 from jobspec.params import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml import artifacts
 from worker.ml.callbacks import Reporter, TrialReport
+from worker.ml.checkpoint import Checkpoint, check_resume, run_key
 from worker.ml.data import Dataset
 from worker.ml.models import STAGES, build_autoencoder, encoder_of, set_bn_momentum
 from worker.ml.pipeline import make_input
@@ -82,8 +83,13 @@ def tune(
     storage: str | optuna.storages.BaseStorage | None = None,
     pretrained_dir: Path | None = None,
     reporter: Reporter | None = None,
+    resume: Checkpoint | None = None,
 ) -> TuneResult:
-    """Run this process's share of trials of the study; return the study's best so far."""
+    """Run this process's share of trials of the study; return the study's best so far.
+
+    With `resume` (a checkpoint of this run), only the trials it had not finished are run;
+    its trials left RUNNING by a dead worker are marked failed first.
+    """
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +97,8 @@ def tune(
     earlier = STAGES[: STAGES.index(config.stage)]
     if earlier and pretrained_dir is None:
         raise ValueError(f"tuning {config.stage} needs a pretrain output folder for {earlier}")
+    key = run_key(config, dataset)
+    check_resume(resume, stages=("tune",), key=key)
     frozen = (
         [encoder_of(m) for m in load_pretrained(pretrained_dir, earlier).values()]
         if earlier
@@ -100,18 +108,91 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(config, storage)
     state = {"cancelled": False}
-    objective = _objective(config, frozen, split, reporter, state, study)
-    study.optimize(
-        objective,
-        n_trials=config.n_trials,
-        callbacks=[_report_trial(reporter)],
-        catch=(FloatingPointError,),
-    )
+    trials = _TrialLog(study, reporter, resume, key)
+    objective = _objective(config, frozen, split, reporter, state, study, trials)
+    remaining = config.n_trials - len(trials.finished)
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            callbacks=[_report_trial(reporter), trials.ended],
+            catch=(FloatingPointError,),
+        )
     return _result(study, config, storage, state["cancelled"], out_dir)
 
 
-def _objective(config, frozen, split, reporter, state, study):
+class _TrialLog:
+    """Which trials of the study this run started and finished, checkpointed per trial.
+
+    A run's checkpoint is taken when a trial starts (so a worker dying in it leaves its
+    number behind) and when it ends. Resuming fails the trials a dead worker left RUNNING,
+    queues their parameters again and counts the finished ones, so the run makes up
+    n_trials in all.
+    """
+
+    def __init__(
+        self, study: optuna.Study, reporter: Reporter, resume: Checkpoint | None, key: dict
+    ):
+        self.study, self.reporter, self.key = study, reporter, key
+        self.wanted = reporter.wants_checkpoints()
+        known = resume.state if resume is not None else {}
+        self.started: list[int] = list(known.get("started", []))
+        self.abandoned: list[int] = list(known.get("abandoned", []))
+        self.finished: list[int] = list(known.get("trials", []))
+        if self.started:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Fail the trials a dead worker left RUNNING; count those it finished unrecorded."""
+        by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for number in self.started:
+            trial = by_number.get(number)
+            if trial is None or number in self.finished or number in self.abandoned:
+                continue
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                failed = self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+                self.abandoned.append(number)
+                self.reporter.trial_ended(trial_report(failed))
+                self._retry(failed)
+            elif trial.state.is_finished():  # it ended after the last checkpoint was taken
+                self.finished.append(number)
+
+    def _retry(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Queue the point a dead trial never scored, with its grid cell, as Optuna's
+        RetryFailedTrialCallback does; the next trial of this run takes it up."""
+        system_attrs = {**trial.system_attrs, "failed_trial": trial.number}
+        waiting = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs=system_attrs,
+        )
+        self.study.add_trial(waiting)
+
+    def started_trial(self, number: int) -> None:
+        """A trial of this run begins."""
+        self.started.append(number)
+        self._checkpoint()
+
+    def ended(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback: a trial of this run is done, whatever its state."""
+        self.finished.append(trial.number)
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        if self.wanted:
+            state = {
+                "run": self.key,
+                "trials": list(self.finished),
+                "started": list(self.started),
+                "abandoned": list(self.abandoned),
+            }
+            self.reporter.checkpoint(Checkpoint("tune", len(self.finished), state, {}))
+
+
+def _objective(config, frozen, split, reporter, state, study, trials: _TrialLog):
     def objective(trial: optuna.Trial) -> float:
+        trials.started_trial(trial.number)
         kernel_size = trial.suggest_categorical("kernel_size", config.kernel_sizes)
         optimizer = trial.suggest_categorical("optimizer", config.optimizers)
         lr = DEFAULT_LEARNING_RATES[optimizer]
