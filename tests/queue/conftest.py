@@ -1,12 +1,18 @@
-"""Queue tests run twice: on Redis + PostgreSQL, and on the embedded defaults (SQLite)."""
+"""Queue tests run twice: on Redis + PostgreSQL, and on the embedded defaults (SQLite).
+
+On Redis + PostgreSQL every process (the workers and the test) reaches the database
+through a TCP proxy, so a test can make the database refuse connections for a while.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
 import pytest
 
+from tests.chaos import TcpProxy
 from tests.queue.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
 
@@ -19,11 +25,12 @@ def stack(request, tmp_path_factory):
         "STACKLAB_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
         **FAST,
     }
-    drop = None
+    drop, proxy = None, None
     if request.param == "redis-postgres":
-        env["DATABASE_URL"], drop = create_pg_database()
-        env["REDIS_URL"] = REDIS_URL
-    with stack_env(env):
+        url, drop = create_pg_database()
+        proxy = TcpProxy.for_url(url, 5432)  # started by the with-statement below
+        env["DATABASE_URL"], env["REDIS_URL"] = proxy.rewrite(url), REDIS_URL
+    with stack_env(env), proxy or contextlib.nullcontext():
         from backend.db import upgrade_schema
         from worker.datasets import register
         from worker.ml.demo_data import make_demo
@@ -34,8 +41,10 @@ def stack(request, tmp_path_factory):
         workers.start("w1")
         workers.start("w2")
         try:
-            yield {"kind": request.param, "workers": workers, "env": env}
+            yield {"kind": request.param, "workers": workers, "env": env, "db_proxy": proxy}
         finally:
+            if proxy:
+                proxy.restore()
             workers.stop_all()
     if drop:
         drop()

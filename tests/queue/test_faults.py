@@ -133,6 +133,24 @@ def test_a_run_whose_message_never_reached_the_broker_is_sent_and_finishes(stack
     assert done.sent_at is not None
 
 
+def test_a_20_s_database_outage_mid_run_loses_nothing_and_ends_nothing(stack):
+    if stack["db_proxy"] is None:
+        pytest.skip("the embedded SQLite store is a local file: it cannot be cut off")
+    two_idle_workers()
+    run = launch(kind="finetune", dataset="demo-tiny", params={**SIX_EPOCHS, "epochs": 4})[0]
+    wait_for(lambda: checkpointed(run.id, 1), timeout=120, what="epoch 1 stored")
+    stack["db_proxy"].refuse()  # every process loses the database: a restart, a blip
+    time.sleep(20)  # training goes on; its writes wait in memory, its beats keep trying
+    stack["db_proxy"].restore()
+    done = finished(run.id, timeout=180)
+    assert done.status == "succeeded", (done.error, done.traceback)
+    assert steps(run.id) == [1, 2, 3, 4]  # no epoch lost, none twice
+    assert [(a.number, a.outcome) for a in attempt_rows(run.id)] == [(1, "succeeded")]
+    assert done.result["training"]["epochs_run"] == 4
+    logs = "".join(p.read_text() for p in stack["workers"].log_dir.glob("w*.log"))
+    assert "store unreachable, buffering" in logs
+
+
 def test_a_worker_told_to_stop_hands_its_run_back_to_resume_elsewhere(stack):
     two_idle_workers()
     run = launch(kind="finetune", dataset="demo-tiny", params=SIX_EPOCHS)[0]
