@@ -34,7 +34,7 @@ class Recorder(Reporter):
     """Keeps epochs, stages, trials and checkpoint bytes; can stop or die at a given point."""
 
     def __init__(self, *, stop_at=None, die_at=None):
-        self.epochs, self.started, self.trials, self.checkpoints = [], [], [], []
+        self.epochs, self.started, self.trials, self.checkpoints, self.held = [], [], [], [], []
         self.order: list[tuple[str, int]] = []
         self.stop_at, self.die_at = stop_at, die_at  # (stage, 1-based epoch) of a batch
         self._at = None
@@ -61,6 +61,7 @@ class Recorder(Reporter):
         return True
 
     def checkpoint(self, checkpoint):
+        self.held.append(checkpoint)  # serialized again later, as a link thread would
         self.checkpoints.append(checkpoint.to_bytes())
         self.order.append(("checkpoint", checkpoint.epoch))
 
@@ -194,6 +195,8 @@ def test_finetune_cut_after_epoch_two_resumes_exactly_where_it_stopped(tiny, tmp
     assert [e for _, e, _ in cut.epochs] == [1, 2, 3]
     assert [Checkpoint.from_bytes(b).epoch for b in cut.checkpoints] == [1, 2]  # not the cut one
     assert cut.order[:4] == [("epoch", 1), ("checkpoint", 1), ("epoch", 2), ("checkpoint", 2)]
+    # A checkpoint holds copies: training on does not change what it serializes to.
+    assert [c.to_bytes() for c in cut.held] == cut.checkpoints
 
     again = Recorder()
     checkpoint = Checkpoint.from_bytes(cut.checkpoint_at(2).to_bytes())

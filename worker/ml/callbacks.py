@@ -69,7 +69,8 @@ class Reporter:
         return False
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Where the job stands; comes right after epoch_ended of the same epoch."""
+        """Where the job stands: right after epoch_ended of the same epoch (tune: when a
+        trial starts and ends). It holds copies, so it may be serialized later, elsewhere."""
 
 
 @dataclass
