@@ -149,3 +149,11 @@ def _check_embedded(settings: Settings) -> None:
         conn.execute("SELECT 1").fetchone()
     finally:
         conn.close()
+
+
+def declare() -> None:
+    """Create the job queue in the broker before workers start: kombu's embedded transport
+    crashes a worker that creates the same queue at the same moment as another."""
+    settings = get_settings()
+    with client().connection_for_write() as conn:
+        conn.default_channel.queue_declare(queue=settings.queue, durable=True, auto_delete=False)

@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 from backend import queue
@@ -53,9 +54,9 @@ def start_upkeep(*, worker: str, device: str) -> threading.Thread:
                 upkeep.round()
             except Exception as err:  # the store may be restarting; try again next round
                 log.warning("worker upkeep round failed: %s", err)
-            DRAINING.wait(settings.heartbeat_seconds)
             if DRAINING.is_set() and current_run is None:
-                return
+                return  # this process is stopping and has nothing left to look after
+            time.sleep(settings.heartbeat_seconds)
 
     thread = threading.Thread(target=loop, name="stacklab-upkeep", daemon=True)
     thread.start()
@@ -74,6 +75,9 @@ def hand_back_on_sigterm() -> Iterator[None]:
             log.warning("told to stop: run %s stops at its next batch and goes back", current_run)
         DRAINING.set()
 
+    if threading.current_thread() is not threading.main_thread():  # a threads pool
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         yield
@@ -92,7 +96,10 @@ def forward_stop_to_children() -> None:
     """In the worker's main process: pass a shutdown on to the pool children (docker stop
     signals only the main process)."""
     from billiard.process import active_children
+    from celery.worker import state
 
+    if not state.active_requests:  # idle children leave through the pool's own shutdown
+        return
     for child in active_children():
         with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
             os.kill(child.pid, signal.SIGTERM)

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from backend import queue
 from tests.chaos import TcpProxy
 from tests.queue.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
@@ -37,6 +38,7 @@ def stack(request, tmp_path_factory):
 
         upgrade_schema()
         register(make_demo(seed=0, n_train=200, n_test=50), name="demo-tiny")
+        queue.declare()  # two embedded workers creating it at once would crash one
         workers = Workers({**os.environ}, data_dir)
         workers.start("w1")
         workers.start("w2")

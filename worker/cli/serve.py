@@ -43,6 +43,9 @@ def serve(host: str, port: int, workers: int) -> None:
         ensure_builtin(name)
     queue = "embedded SQLite queue" if settings.embedded_broker else settings.celery_broker_url
     typer.echo(f"database: {settings.sqlalchemy_url}\nqueue:    {queue}")
+    from backend import queue as job_queue
+
+    job_queue.declare()  # before the workers: two creating it at once would crash one
     procs = [
         subprocess.Popen(worker_command(settings.queue, f"worker{i + 1}")) for i in range(workers)
     ]

@@ -1,0 +1,51 @@
+"""A worker told to stop (SIGTERM: docker stop, a redeploy, Ctrl-C on serve) hands its
+running run back to the queue, and another worker resumes it from its last checkpoint.
+
+This module sorts after the others of tests/queue: it leaves the stack one worker short.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.queue.stack import wait_for
+from tests.queue.test_faults import (
+    SIX_EPOCHS,
+    attempt_rows,
+    checkpointed,
+    child_pid,
+    steps,
+    two_idle_workers,
+)
+from tests.queue.test_queue import finished, launch
+
+pytestmark = pytest.mark.slow
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_worker_told_to_stop_hands_its_run_back_to_resume_elsewhere(stack):
+    if stack["kind"] == "embedded":  # the same hand-back; Redis + PostgreSQL keeps it short
+        pytest.skip("run on Redis + PostgreSQL only, to keep the suite short")
+    two_idle_workers()
+    run = launch(kind="finetune", dataset="demo-tiny", params=SIX_EPOCHS)[0]
+    busy = wait_for(lambda: checkpointed(run.id, 1), timeout=120, what="epoch 1 stored")
+    main_pid = parent_pid(child_pid(busy))
+    proc = next(p for p in stack["workers"].procs if p.pid == main_pid)
+    stopping = time.monotonic()
+    os.kill(main_pid, signal.SIGTERM)  # docker stop: only the main process is signalled
+    proc.wait(timeout=60)
+    assert time.monotonic() - stopping < 30  # inside docker's default grace? we allow 30 s
+    done = finished(run.id)
+    assert done.status == "succeeded", done.error
+    rows = attempt_rows(run.id)
+    assert [(a.number, a.outcome) for a in rows] == [(1, "interrupted"), (2, "succeeded")]
+    assert rows[1].resumed_from["epoch"] >= 1
+    assert steps(run.id) == [1, 2, 3, 4, 5, 6]
