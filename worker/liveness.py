@@ -53,6 +53,7 @@ def start_upkeep(*, worker: str, device: str) -> threading.Thread:
                     )
                 upkeep.round()
             except Exception as err:  # the store may be restarting; try again next round
+                upkeep.store_down()
                 log.warning("worker upkeep round failed: %s", err)
             if DRAINING.is_set() and current_run is None:
                 return  # this process is stopping and has nothing left to look after

@@ -202,20 +202,17 @@ def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files
 
 def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
     """The worker is stopping: keep the last checkpoint, put the run back in the queue."""
-    pending = recorder.take_pending()
-
-    def write() -> None:
-        with session_scope() as session:
-            attempts.guard(session)
-            pending.write(session, spec.id, spec.attempt)
-            attempts.hand_back(
-                session=session,
-                run_id=spec.id,
-                attempt=spec.attempt,
-                reason="its worker was told to stop; resumes from the last checkpoint",
-            )
-
-    _retrying(write, what=f"handing run {spec.id} back")
+    _close_attempt(
+        spec,
+        recorder,
+        lambda session: attempts.hand_back(
+            session=session,
+            run_id=spec.id,
+            attempt=spec.attempt,
+            reason="its worker was told to stop; resumes from the last checkpoint",
+        ),
+        what=f"handing run {spec.id} back",
+    )
     try:
         task_id = queue.enqueue(spec.kind, spec.id)
         with session_scope() as session:
@@ -227,27 +224,36 @@ def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
 
 
 def _record_failure(spec: RunSpec, recorder: StoreRecorder, error: str, trace: str | None) -> str:
+    def close(session) -> None:
+        attempts.finish(
+            session=session,
+            run_id=spec.id,
+            attempt=spec.attempt,
+            status="failed",
+            error=error,
+            traceback=trace,
+        )
+
+    try:
+        _close_attempt(spec, recorder, close, what=f"recording run {spec.id}'s failure")
+    except AttemptSuperseded as err:
+        log.error("run %s: failure not recorded, attempt superseded: %s", spec.id, err)
+        return "superseded"
+    return "failed"
+
+
+def _close_attempt(spec: RunSpec, recorder: StoreRecorder, close, *, what: str) -> None:
+    """What the job still had unwritten, then close(session) ends the attempt: one fenced
+    transaction, retried through store outages."""
     pending = recorder.take_pending()
 
     def write() -> None:
         with session_scope() as session:
             attempts.guard(session)
             pending.write(session, spec.id, spec.attempt)
-            attempts.finish(
-                session=session,
-                run_id=spec.id,
-                attempt=spec.attempt,
-                status="failed",
-                error=error,
-                traceback=trace,
-            )
+            close(session)
 
-    try:
-        _retrying(write, what=f"recording run {spec.id}'s failure")
-    except AttemptSuperseded as err:
-        log.error("run %s: failure not recorded, attempt superseded: %s", spec.id, err)
-        return "superseded"
-    return "failed"
+    _retrying(write, what=what)
 
 
 def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -> T:

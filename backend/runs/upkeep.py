@@ -149,12 +149,16 @@ class Upkeep:
         self.own_runs = own_runs
         self.store_up_since: float | None = None
 
+    def store_down(self) -> None:
+        """The caller failed to reach the store: reaping waits a whole window once it is back."""
+        self.store_up_since = None
+
     def round(self) -> dict:
         """Reap, then re-send; returns what it did. Raises when the store is unreachable."""
         try:
             reaped = self._reap()
         except Exception:
-            self.store_up_since = None
+            self.store_down()
             raise
         return {"reaped": reaped, "sent": self._resend()}
 

@@ -231,6 +231,9 @@ def test_upkeep_reaps_only_after_reaching_the_store_for_a_whole_window(store):
     )
     assert keeper.round()["reaped"] == []  # just (re)connected: give workers a window
     keeper.store_up_since -= 3
+    keeper.store_down()  # e.g. the worker's own report failed: the window starts again
+    assert keeper.round()["reaped"] == []
+    keeper.store_up_since -= 3
     assert keeper.round()["reaped"] == [(run_id, "queued")]
     with session_scope() as session:
         session.get(Run, run_id).queued_at = utcnow() - timedelta(seconds=5)
