@@ -20,7 +20,7 @@ from backend.config import get_settings
 from backend.errors import AttemptSuperseded
 from backend.runs import metrics as metrics_service
 from backend.runs.models import FINISHED, Metric, MetricSummary, Run, RunAttempt, TuneTrial
-from backend.runs.service import check_transition, get_run
+from backend.runs.service import check_transition
 from backend.timeutil import utcnow
 
 
@@ -103,13 +103,14 @@ def guard(session: Session) -> None:
         session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{seconds}s'"))
 
 
-def fence(session: Session, run_id: int, attempt: int) -> None:
-    """Prove `attempt` still owns the running run (and beat); else AttemptSuperseded."""
+def fence(session: Session, run_id: int, attempt: int, **values) -> None:
+    """Prove `attempt` still owns the running run (beating, and setting `values`);
+    else AttemptSuperseded."""
     guard(session)
     touched = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.attempts == attempt, Run.status == "running")
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not touched:
@@ -128,18 +129,7 @@ def _why(session: Session, run_id: int, attempt: int) -> str:
 
 def beat(*, session: Session, run_id: int, attempt: int, progress: dict | None = None) -> bool:
     """Alive on this run (with how far it got); returns whether a cancel was asked for."""
-    guard(session)
-    values: dict = {"heartbeat_at": utcnow()}
-    if progress is not None:
-        values["progress"] = progress
-    touched = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.attempts == attempt, Run.status == "running")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not touched:
-        raise AttemptSuperseded(run_id, attempt, _why(session, run_id, attempt))
+    fence(session, run_id, attempt, **({} if progress is None else {"progress": progress}))
     return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
 
 
@@ -186,8 +176,3 @@ def end_attempt(
     record = session.get(RunAttempt, (run_id, attempt))
     if record is not None and record.ended_at is None:
         record.ended_at, record.outcome, record.note = utcnow(), outcome, note
-
-
-def current_attempt(session: Session, run_id: int) -> int:
-    """The run's attempt number now (0: never claimed)."""
-    return int(get_run(session, run_id).attempts)

@@ -52,11 +52,6 @@ def mark_sent(*, session: Session, run_id: int, task_id: str) -> None:
     session.flush()
 
 
-def cancel_requested(session: Session, run_id: int) -> bool:
-    """Whether someone asked this run to stop."""
-    return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
-
-
 def request_cancel(*, session: Session, run_id: int) -> Run:
     """A queued run is cancelled at once; a running one stops at its next batch."""
     run = get_run(session, run_id)
