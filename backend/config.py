@@ -35,6 +35,22 @@ class Settings(BaseSettings):
         None,
         description="When set, every page, API call and download needs it (a shared lab box)",
     )
+    # The web's own guards (docs/security-web.md).
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]",
+        description="Host names the web answers to, comma-separated ('*' = any; '*.lab.example' "
+        "= its subdomains): others get 400, which stops DNS rebinding",
+    )
+    session_hours: float = Field(
+        12.0, gt=0, description="A sign-in cookie expires this long after sign-in"
+    )
+    cookie_secure: bool = Field(
+        False,
+        description="Send cookies only over HTTPS (always so when the request itself is https)",
+    )
+    login_failures_per_minute: int = Field(
+        5, ge=1, description="Wrong tokens one client address may try per minute before a 429"
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a busy worker says so")
     stale_after_seconds: float = Field(
         60.0,
@@ -65,6 +81,44 @@ class Settings(BaseSettings):
     )
     broker_timeout_seconds: float = Field(
         5.0, gt=0, description="Giving up on the broker when sending, revoking or checking"
+    )
+    import_memory_mb: int = Field(
+        2048,
+        ge=128,
+        description="Memory (address space) the parser of one data set import may use, in "
+        "MiB; it runs in a child process, and the import fails past this",
+    )
+    import_timeout_seconds: float = Field(
+        900.0, gt=0, description="Longest one data set import may parse before it is stopped"
+    )
+    max_classes: int = Field(
+        1000, ge=1, description="Most classes a data set may have (imports with more fail)"
+    )
+
+    # Limits of work: a launch past any of them is refused (422 naming the field and limit).
+    max_epochs: int = Field(1000, ge=1, description="Epochs of one stage, trial or finetune")
+    max_total_epochs: int = Field(
+        10_000, ge=1, description="Epochs one run may train: stages summed, trials x epochs"
+    )
+    max_trials: int = Field(1000, ge=1, description="Trials of one tune run")
+    max_batch_size: int = Field(1024, ge=1, description="Images per training batch")
+    max_batch_memory_mb: int = Field(
+        8192,
+        ge=1,
+        description="Estimated memory of one training batch for the chosen model "
+        "(activations kept for the backward pass); raise it on a GPU with more memory",
+    )
+    max_parallel: int = Field(8, ge=1, description="Parts of one parallel tune")
+    max_seeds: int = Field(10, ge=1, description="Seeds of one augmentation study")
+    max_runs_per_request: int = Field(20, ge=1, description="Runs one launch may create")
+    max_queued_runs: int = Field(
+        200, ge=1, description="Runs queued or running at once, all users together"
+    )
+    max_name_length: int = Field(200, ge=1, description="Characters of a run or study name")
+    max_tags: int = Field(20, ge=0, description="Tags per run")
+    max_tag_length: int = Field(64, ge=1, description="Characters per tag")
+    max_request_kb: int = Field(
+        1024, ge=1, description="Largest request body (KiB) outside data set uploads"
     )
 
     @property

@@ -11,8 +11,10 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from backend import queue
+from backend.config import get_settings
 from backend.datasets import service as datasets_service
 from backend.errors import InvalidRequest, NotFound
+from backend.runs import limits
 from backend.runs import service as runs_service
 from backend.runs.models import FINISHED, Run, RunGroup
 from backend.runs.schemas import AugmentationStudyCreate, RunCreate
@@ -85,7 +87,13 @@ class _Plan:
 
 def _plan(session: Session, run_in: RunCreate) -> _Plan:
     """Every check of one request, before anything is created (InvalidRequest otherwise)."""
+    settings = get_settings()
+    limits.check_labels(settings, name=run_in.name, tags=run_in.tags)
     config = validate_params(run_in.kind, run_in.params)
+    limits.check_params(settings, run_in.kind, config)
+    if run_in.parallel > settings.max_parallel:
+        what = f"{run_in.parallel} parts"
+        raise limits.over("parallel", what, settings.max_parallel, "max_parallel")
     dataset_id = _dataset_id(session, run_in.dataset)
     parent = check_parent(session, run_in.kind, config, run_in.parent_run_id)
     if run_in.parallel > 1 and run_in.kind != "tune":
@@ -129,6 +137,7 @@ def _create(session: Session, plan: _Plan, group: RunGroup | None) -> list[Run]:
 def launch(*, session: Session, run_in: RunCreate, group: RunGroup | None = None) -> list[Run]:
     """Check, create the run(s) in one transaction, commit, send. A refusal leaves nothing."""
     plan = _plan(session, run_in)
+    limits.check_count(get_settings(), session, runs=run_in.parallel, field="parallel")
     queue.check()  # the queue is down: say so (503) before anything is created
     runs = _create(session, plan, group)
     session.commit()  # rows first: a worker may pick the task up at once
@@ -178,18 +187,32 @@ def clone(*, session: Session, run_id: int, edits: dict | None = None) -> Run:
     """A new run like an old one, with some parameters (or name, tags, parent) changed."""
     source = runs_service.get_run(session, run_id)
     edits = dict(edits or {})
-    params = _merge(source.params, edits.pop("params", {}))
-    request = RunCreate(
-        kind=source.kind,
-        dataset=edits.pop("dataset", None) or datasets_service.get(session, source.dataset_id).name,
-        name=edits.pop("name", None) or f"{source.name} (clone)",
-        tags=edits.pop("tags", source.tags),
-        params=params,
-        parent_run_id=edits.pop("parent_run_id", source.parent_run_id),
-    )
+    changes = edits.pop("params", None) or {}
+    if not isinstance(changes, dict):
+        raise InvalidRequest("params", "must be an object of parameter changes")
+    fields = {
+        "kind": source.kind,
+        "dataset": edits.pop("dataset", None)
+        or datasets_service.get(session, source.dataset_id).name,
+        "name": edits.pop("name", None) or _clone_name(source.name),
+        "tags": edits.pop("tags", source.tags),
+        "params": _merge(source.params, changes),
+        "parent_run_id": edits.pop("parent_run_id", source.parent_run_id),
+    }
     if edits:
         raise InvalidRequest(next(iter(edits)), "cannot be changed when cloning")
+    try:
+        request = RunCreate(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InvalidRequest(".".join(str(p) for p in first["loc"]), first["msg"]) from err
     return launch(session=session, run_in=request)[0]
+
+
+def _clone_name(name: str) -> str:
+    """'<name> (clone)', shortened to fit the name limit."""
+    suffix = " (clone)"
+    return name[: max(1, get_settings().max_name_length - len(suffix))] + suffix
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -205,6 +228,10 @@ def _merge(base: dict, changes: dict) -> dict:
 
 def launch_augmentation_study(*, session: Session, study_in: AugmentationStudyCreate) -> RunGroup:
     """Finetune with augmentation off and on, for each seed, as one group: all runs or none."""
+    settings = get_settings()
+    limits.check_labels(settings, name=study_in.name, tags=[])
+    limits.check_seeds(settings, study_in.seeds)
+    limits.check_count(settings, session, runs=2 * len(study_in.seeds), field="seeds")
     base = validate_params("finetune", {**study_in.params, "augment": False})
     params = base.model_dump(mode="json")
     name = study_in.name or "augmentation study"

@@ -17,13 +17,13 @@ class RunCreate(BaseModel):
 
     kind: Kind
     dataset: str = Field(..., min_length=1, description="Name of a data set in the store")
-    name: str | None = Field(None, max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    name: str | None = Field(None, max_length=1000)
+    tags: list[str] = Field(default_factory=list, max_length=1000)
     params: dict = Field(default_factory=dict, description="The job's parameters (jobspec)")
     parent_run_id: int | None = Field(
         None, description="Pretrain run whose weights a finetune (or an ae02/ae03 tune) uses"
     )
-    parallel: int = Field(1, ge=1, le=16, description="Tune: workers sharing one study")
+    parallel: int = Field(1, ge=1, le=1000, description="Tune: workers sharing one study")
 
 
 class AugmentationStudyCreate(BaseModel):
@@ -32,10 +32,10 @@ class AugmentationStudyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(..., min_length=1)
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=1000)
     params: dict = Field(default_factory=dict, description="Finetune parameters (augment is set)")
     parent_run_id: int | None = None
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=20)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
 
 
 class RunRead(BaseModel):

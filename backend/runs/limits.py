@@ -1,0 +1,97 @@
+"""Limits of work: what one launch may ask for, checked before anything is created.
+
+Each limit is a setting (backend/config.py, `STACKLAB_MAX_*`); a request past one is
+refused with InvalidRequest naming the field, the value and the setting that bounds it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.config import Settings
+from backend.errors import InvalidRequest
+from backend.runs.models import FINISHED, Run
+from jobspec import budget
+
+STAGES = ("ae01", "ae02", "ae03")
+
+
+def over(field: str, what: str, limit: int, setting: str) -> InvalidRequest:
+    return InvalidRequest(field, f"{what}; the limit is {limit:,} (STACKLAB_{setting.upper()})")
+
+
+def check_labels(settings: Settings, *, name: str | None, tags: list[str]) -> None:
+    """Name length, tag count and tag length."""
+    if name is not None and len(name) > settings.max_name_length:
+        what = f"{len(name):,} characters"
+        raise over("name", what, settings.max_name_length, "max_name_length")
+    if len(tags) > settings.max_tags:
+        raise over("tags", f"{len(tags)} tags", settings.max_tags, "max_tags")
+    for index, tag in enumerate(tags):
+        if len(tag) > settings.max_tag_length:
+            what = f"{len(tag):,} characters"
+            raise over(f"tags.{index}", what, settings.max_tag_length, "max_tag_length")
+
+
+def _epoch_fields(kind: str, config: BaseModel) -> list[tuple[str, int]]:
+    if kind == "pretrain":
+        return [(f"params.{s}.epochs", config.stage(s).epochs) for s in STAGES]
+    return [("params.epochs", config.epochs)]
+
+
+def _batch_fields(kind: str, config: BaseModel) -> list[tuple[str, int]]:
+    if kind == "pretrain":
+        return [(f"params.{s}.batch_size", config.stage(s).batch_size) for s in STAGES]
+    return [("params.batch_size", config.batch_size)]
+
+
+def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
+    """Epochs, trials, total epochs, batch size and its estimated memory."""
+    for field, epochs in _epoch_fields(kind, config):
+        if epochs > settings.max_epochs:
+            raise over(field, f"{epochs:,} epochs", settings.max_epochs, "max_epochs")
+    if kind == "tune" and config.n_trials > settings.max_trials:
+        what = f"{config.n_trials:,} trials"
+        raise over("params.n_trials", what, settings.max_trials, "max_trials")
+    total = budget.total_epochs(kind, config)
+    if total > settings.max_total_epochs:
+        field = "params.n_trials" if kind == "tune" else "params"
+        what = f"the run would train up to {total:,} epochs in all"
+        raise over(field, what, settings.max_total_epochs, "max_total_epochs")
+    batches = _batch_fields(kind, config)
+    for field, batch in batches:
+        if batch > settings.max_batch_size:
+            raise over(field, f"batch of {batch:,}", settings.max_batch_size, "max_batch_size")
+    memory = budget.batch_memory_mb(kind, config)
+    if memory > settings.max_batch_memory_mb:
+        field = max(batches, key=lambda item: item[1])[0]
+        what = f"one training batch of this model needs about {memory:,.0f} MiB"
+        raise over(field, what, settings.max_batch_memory_mb, "max_batch_memory_mb")
+
+
+def check_count(settings: Settings, session: Session, *, runs: int, field: str) -> None:
+    """Runs created by one request, and runs waiting or running in all after it."""
+    if runs > settings.max_runs_per_request:
+        what = f"this request would create {runs} runs"
+        raise over(field, what, settings.max_runs_per_request, "max_runs_per_request")
+    waiting = select(func.count()).select_from(Run).where(Run.status.not_in(FINISHED))
+    active = session.scalar(waiting)
+    if active + runs > settings.max_queued_runs:
+        raise over(
+            "queued_runs",
+            f"{active:,} runs are queued or running and this request adds {runs}; "
+            "wait for some to finish or cancel some",
+            settings.max_queued_runs,
+            "max_queued_runs",
+        )
+
+
+def check_seeds(settings: Settings, seeds: list[int]) -> None:
+    """Seeds of an augmentation study: few enough, and each once."""
+    if len(seeds) > settings.max_seeds:
+        raise over("seeds", f"{len(seeds)} seeds", settings.max_seeds, "max_seeds")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise InvalidRequest("seeds", f"each seed once; repeated: {repeated}")
