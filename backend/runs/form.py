@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.config import get_settings
 from jobspec.params import JOB_PARAMS, FinetuneConfig
 
 FORM_KINDS = ("pretrain", "tune", "finetune", "augmentation")
@@ -24,6 +25,8 @@ KIND_HELP = {
     "augmentation": "The same finetune with augmentation off and on, once per seed, "
     "as one group; the group page says whether augmentation helped.",
 }
+# Fields whose input maximum is a limit of work (backend/runs/limits.py), by setting.
+LIMITED = {"epochs": "max_epochs", "batch_size": "max_batch_size", "n_trials": "max_trials"}
 # The study sets these per run itself.
 STUDY_OMITS = {"augment", "seed"}
 
@@ -104,6 +107,9 @@ def _leaf(root: dict, node: dict, path: str, name: str, value: Any) -> dict:
     if kind in ("integer", "number"):
         low = node.get("minimum", node.get("exclusiveMinimum"))
         high = node.get("maximum", node.get("exclusiveMaximum"))
+        if name in LIMITED:  # the site's limits of work are tighter than the job's own bounds
+            cap = getattr(get_settings(), LIMITED[name])
+            high = cap if high is None else min(high, cap)
         step = "1" if kind == "integer" else "any"
         return {**field, "kind": "number", "type": kind, "min": low, "max": high, "step": step}
     return {**field, "kind": "text", "type": "string", "maxlength": node.get("maxLength")}

@@ -198,3 +198,12 @@ def test_clone_with_bad_edits_is_422_not_500(client):
     for edits in ({"params": "x"}, {"tags": "not-a-list"}, {"name": 5}, {"params": [1]}):
         response = client.post(f"/api/runs/{run['id']}/clone", json=edits)
         assert response.status_code == 422, (edits, response.text)
+
+
+def test_the_form_offers_no_more_than_the_limits(client):
+    with limits(max_epochs=7, max_batch_size=96):
+        html = client.get("/runs/new?kind=finetune").text
+    assert 'name="params.epochs"' in html
+    epochs = html[html.index('name="params.epochs"') :].split(">", 1)[0]
+    batch = html[html.index('name="params.batch_size"') :].split(">", 1)[0]
+    assert 'max="7"' in epochs and 'max="96"' in batch
