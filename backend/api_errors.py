@@ -1,6 +1,8 @@
 """Errors as HTTP answers: JSON under /api, a readable page elsewhere, never a traceback.
 
 NotFound -> 404; InvalidRequest -> 422 naming the field (same shape as FastAPI's own);
+FastAPI's own 422 without echoing large input back; an integer parameter beyond what the
+database stores -> 404 (path) or 422 (query), never the database's overflow as a 500;
 the database or the job queue away -> 503 with Retry-After and a plain message;
 anything else -> 500 with the error page, the details in the server log only.
 """
@@ -8,10 +10,13 @@ anything else -> 500 with the error page, the details in the server log only.
 from __future__ import annotations
 
 import logging
+import typing
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
@@ -39,6 +44,15 @@ DB_FULL = "Every database connection is in use; try again in a moment."
 INTERNAL = "Something went wrong on the server; the server log has the details."
 # PostgreSQL's lock_timeout and statement_timeout, SQLite's busy timeout.
 _BUSY_STATES = {"55P03", "57014"}
+# PostgreSQL: a number out of range; a character the database cannot store.
+_BAD_VALUE_STATES = {"22003": "out_of_range", "22021": "bad_text", "22P05": "bad_text"}
+INT64 = (-(2**63), 2**63 - 1)  # what an id column holds
+ECHO_LIMIT = 200  # characters of a request's input a 422 repeats
+TOO_LARGE = "A number in the request is out of range."
+BAD_VALUES = {
+    "out_of_range": TOO_LARGE,
+    "bad_text": "Text in the request holds a character that cannot be stored (such as NUL).",
+}
 
 
 def wants_page(request: Request) -> bool:
@@ -91,8 +105,86 @@ def internal_error(request: Request, err: Exception) -> Response:
     return JSONResponse(status_code=500, content={"detail": INTERNAL})
 
 
+def _int_fields(dependant) -> list[tuple[str, str]]:
+    """(where, name) of every int path and query parameter of a route and its dependencies."""
+    fields = [
+        (where, field.alias)
+        for where, params in (("path", dependant.path_params), ("query", dependant.query_params))
+        for field in params
+        if field.field_info.annotation is int or int in typing.get_args(field.field_info.annotation)
+    ]
+    for sub in dependant.dependencies:
+        fields.extend(_int_fields(sub))
+    return fields
+
+
+def ids_in_range(request: Request) -> None:
+    """An app-wide dependency: an int parameter the database cannot hold is refused.
+
+    /api/runs/99999999999999999999 is a 404 (no such run can exist) and ?clone= of the same
+    a 422, where they were the database driver's overflow error (a 500).
+    """
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    for where, name in _int_fields(dependant):
+        raw = (request.path_params if where == "path" else request.query_params).get(name)
+        try:  # a {name:int} path convertor has made it an int already
+            value = raw if isinstance(raw, int) else int(raw) if _ascii(raw) else None
+        except ValueError:
+            continue  # not a number: FastAPI's validation says so
+        if value is None or INT64[0] <= value <= INT64[1]:
+            continue
+        if where == "path":
+            raise HTTPException(404, f"Not found: {name} {_clip(str(raw), 30)} is out of range.")
+        loc = (where, name)
+        raise RequestValidationError(
+            [{"type": "out_of_range", "loc": loc, "msg": TOO_LARGE, "input": raw}]
+        )
+
+
+def _ascii(raw) -> bool:
+    # int() reads "١٢" as 12 but FastAPI's validation refuses it: leave that to FastAPI.
+    return isinstance(raw, str) and raw.isascii()
+
+
+def _clip(value, limit: int = ECHO_LIMIT):
+    """A string cut to `limit` characters (a marker says so); other values as they are."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"… ({len(value)} characters)"
+    return value
+
+
+def short_errors(errors: list[dict]) -> list[dict]:
+    """FastAPI's validation errors without large input echoed back (a 1 MB body, a long id)."""
+    out = []
+    for error in errors:
+        item = {key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
+        item["msg"] = _clip(str(error.get("msg", "")), 2 * ECHO_LIMIT)
+        value = error.get("input")
+        if "input" in error and (isinstance(value, str | int | float | bool) or value is None):
+            item["input"] = _clip(value)  # a short scalar; bodies and lists are left out
+        if isinstance(error.get("ctx"), dict):
+            item["ctx"] = {
+                key: v if isinstance(v, int | float | bool) else _clip(str(v))
+                for key, v in error["ctx"].items()
+            }
+        out.append(item)
+    return jsonable_encoder(out)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, err: RequestValidationError) -> Response:
+        return JSONResponse(status_code=422, content={"detail": short_errors(err.errors())})
+
+    @app.exception_handler(OverflowError)
+    async def overflow(request: Request, err: OverflowError) -> Response:
+        # SQLite's driver cannot bind an int beyond 64 bits: the request's fault, not ours.
+        log.info("%s %s: %s", request.method, request.url.path, err)
+        return _bad_value(request, "out_of_range")
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, err: NotFound) -> Response:
@@ -121,6 +213,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.DBAPIError)
     @app.exception_handler(sa_exc.TimeoutError)
     async def store_down(request: Request, err: Exception) -> Response:
+        if kind := _bad_value_kind(err):
+            log.info("%s %s: %s", request.method, request.url.path, err)
+            return _bad_value(request, kind)
         message = store_message(err)
         if message is None:
             return internal_error(request, err)
@@ -130,6 +225,28 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> Response:
         return internal_error(request, err)
+
+
+def _bad_value_kind(err: BaseException) -> str | None:
+    """A value the database refused to store, which only the request can have sent.
+
+    PostgreSQL's "out of range" and "cannot store this character", psycopg's refusal of
+    NUL bytes, SQLite's OverflowError: each wrapped by SQLAlchemy.
+    """
+    orig = getattr(err, "orig", None)
+    if isinstance(orig, OverflowError):
+        return "out_of_range"
+    if kind := _BAD_VALUE_STATES.get(getattr(orig, "sqlstate", None) or ""):
+        return kind
+    return "bad_text" if "NUL (0x00)" in str(orig) else None
+
+
+def _bad_value(request: Request, kind: str) -> Response:
+    """422: a number or a character in the request the database cannot hold."""
+    if wants_page(request):
+        return error_page(request, 422, BAD_VALUES[kind])
+    detail = [{"type": kind, "loc": ["request"], "msg": BAD_VALUES[kind]}]
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 async def readiness() -> JSONResponse:

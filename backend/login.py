@@ -1,4 +1,4 @@
-"""Sign-in page for a stacklab protected by STACKLAB_TOKEN."""
+"""Sign-in and sign-out pages for a stacklab protected by STACKLAB_TOKEN."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from backend import security
 from backend.config import get_settings
-from backend.security import SESSION_COOKIE, _same, session_value
 from backend.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -16,7 +16,7 @@ router = APIRouter(include_in_schema=False)
 
 def _safe_next(target: str | None) -> str:
     # Only paths on this site: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return "/runs"
 
@@ -31,16 +31,53 @@ def login_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login")
 def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/runs"):
-    """Check the token and set the session cookie."""
-    expected = get_settings().token
-    if not expected or not _same(token, expected):
+    """Check the token (a few wrong tries per minute per address) and set the session cookie."""
+    settings = get_settings()
+    address = security.client_address(request)
+    throttle = security.throttle(request)
+    if wait := throttle.blocked(address):
+        seconds = max(1, int(wait + 0.999))
+        response = _form(request, 429, next, f"Too many wrong tokens: try again in {seconds} s.")
+        response.headers["Retry-After"] = str(seconds)
+        return response
+    if not settings.token or not security._same(token, settings.token):
+        throttle.failed(address)
+        return _form(request, 401, next, "That token is not right.")
+    throttle.succeeded(address)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        security.SESSION_COOKIE,
+        security.session_value(settings.token),
+        max_age=int(settings.session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=security.cookie_secure(request),
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """Drop the session cookie; the form carries the CSRF value so no other site can."""
+    if not security.csrf_ok(request, csrf or None):
         return render(
             request,
-            "login.html",
-            status_code=401,
-            next=_safe_next(next),
-            error="That token is not right.",
+            "error.html",
+            status_code=403,
+            title="Forbidden",
+            message="Sign-out refused: the form's CSRF value is missing or wrong. Reload the "
+            "page and try again.",
         )
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_value(expected), httponly=True, samesite="lax")
+    target = "/login" if get_settings().token else "/runs"
+    response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(
+        security.SESSION_COOKIE,
+        httponly=True,
+        samesite="lax",
+        secure=security.cookie_secure(request),
+    )
     return response
+
+
+def _form(request: Request, status: int, next: str, error: str) -> Response:
+    return render(request, "login.html", status_code=status, next=_safe_next(next), error=error)

@@ -6,9 +6,10 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from backend import api_errors, login, queue, security, web
+from backend import api_errors, apidocs, hardening, login, queue, security, web
+from backend.body_limit import BodyLimit
 from backend.compare import pages as compare_pages
 from backend.compare import router as compare_router
 from backend.config import get_settings
@@ -47,10 +48,21 @@ async def lifespan(_app: FastAPI):
 
 def create_app() -> FastAPI:
     """The FastAPI app with every router and error handler."""
-    app = FastAPI(title="stacklab", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="stacklab",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # apidocs serves /docs and /redoc without a CDN
+        redoc_url=None,
+        dependencies=[Depends(api_errors.ids_in_range)],  # ids beyond int64: 404, not 500
+    )
+    # innermost: its 413 goes straight to FastAPI's body parsing and on to the error handlers
+    app.add_middleware(BodyLimit)
     api_errors.install(app)
     web.install(app)
     security.install(app)
+    hardening.install(app)
+    apidocs.install(app)
     app.include_router(login.router)
     for api in (runs_router, datasets_router, workers_router, compare_router):
         app.include_router(api.router, prefix="/api")

@@ -1,9 +1,12 @@
 """Optional access control and protection against cross-site requests.
 
 With STACKLAB_TOKEN set, a request is let in with `Authorization: Bearer <token>` or with
-the session cookie that /login sets. State-changing requests that rely on a cookie must
-also carry the X-CSRF-Token header equal to the `stacklab_csrf` cookie (double submit),
-and any request a browser marks as cross-site is refused whether or not a token is set.
+the session cookie that /login sets. The cookie holds its issue time signed with a key
+derived from the token: it expires after STACKLAB_SESSION_HOURS, and changing the token
+invalidates every cookie. Wrong tokens (form or bearer) are throttled per client address.
+State-changing requests that rely on a cookie must also carry the X-CSRF-Token header equal
+to the `stacklab_csrf` cookie (double submit; /logout takes it as a form field), and any
+request a browser marks as cross-site is refused whether or not a token is set.
 """
 
 from __future__ import annotations
@@ -11,34 +14,107 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from backend.config import get_settings
+from backend.throttle import Throttle
 
 SESSION_COOKIE = "stacklab_session"
 CSRF_COOKIE = "stacklab_csrf"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC_PATHS = ("/login", "/static/css/", "/api/health", "/api/ready")
-
-
-def session_value(token: str) -> str:
-    """What the session cookie holds: derived from the token, so nothing is stored."""
-    return hmac.new(token.encode(), b"stacklab-session", hashlib.sha256).hexdigest()
+PUBLIC_PATHS = {"/login", "/logout", "/api/health", "/api/ready"}
+PUBLIC_PREFIXES = ("/static/css/",)  # the sign-in page's look
+FORM_PATHS = {"/login", "/logout"}  # browser forms: they check their own CSRF field
+SESSION_VERSION = "v1"
+CLOCK_SKEW_SECONDS = 60
+MAX_PATH = 2048  # characters; no page or API path comes near
 
 
 def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(a, b)
+    """Constant-time equality of two strings of any characters (bytes, so no TypeError)."""
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
 
-def authenticated(request: Request, token: str) -> tuple[bool, bool]:
-    """(allowed, by_cookie): bearer header or session cookie."""
+def _session_key(token: str) -> bytes:
+    # A new token, a new key: every cookie signed with the old one stops working.
+    return hmac.new(token.encode(), b"stacklab-session-key", hashlib.sha256).digest()
+
+
+def _signature(token: str, issued: int) -> str:
+    message = f"{SESSION_VERSION}.{issued}".encode()
+    return hmac.new(_session_key(token), message, hashlib.sha256).hexdigest()
+
+
+def session_value(token: str, issued: float | None = None) -> str:
+    """A session cookie issued now (or at `issued`): version, issue time, signature."""
+    stamp = int(time.time() if issued is None else issued)
+    return f"{SESSION_VERSION}.{stamp}.{_signature(token, stamp)}"
+
+
+def session_valid(value: str | None, token: str, *, hours: float, now: float | None = None) -> bool:
+    """Signed with this token's key, and issued within the last `hours`."""
+    version, _, rest = (value or "").partition(".")
+    stamp, _, signature = rest.partition(".")
+    if version != SESSION_VERSION or not (stamp.isascii() and stamp.isdigit()):
+        return False
+    if not _same(signature, _signature(token, int(stamp))):
+        return False
+    age = (time.time() if now is None else now) - int(stamp)
+    return -CLOCK_SKEW_SECONDS <= age < hours * 3600
+
+
+def cookie_secure(request: Request) -> bool:
+    """Secure cookies when configured, or when the request came over https.
+
+    Behind a TLS proxy the scheme is https only when uvicorn trusts the proxy's
+    X-Forwarded-Proto (--proxy-headers --forwarded-allow-ips=...).
+    """
+    return get_settings().cookie_secure or request.url.scheme == "https"
+
+
+def client_address(request: Request) -> str:
+    """Who to throttle: the peer (or X-Forwarded-For's, when uvicorn trusts the proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+def throttle(request: Request) -> Throttle:
+    """The app's record of wrong tokens per client address."""
+    return request.app.state.login_throttle
+
+
+def too_many(request: Request, retry_after: float) -> Response:
+    """429 with Retry-After for a client that guessed wrong too often."""
+    seconds = max(1, int(retry_after + 0.999))
+    return JSONResponse(
+        status_code=429,
+        content={"detail": f"too many wrong tokens: try again in {seconds} s"},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def has_dot_segment(path: str) -> bool:
+    """`.` or `..` in the (already percent-decoded) path: no browser sends those."""
+    return any(part in (".", "..") for part in path.split("/"))
+
+
+def is_public(path: str) -> bool:
+    """Open without a token: sign-in, health, and the sign-in page's stylesheet."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _authenticated(request: Request, token: str) -> tuple[bool, bool]:
+    """(allowed, by_cookie): bearer header or session cookie. A wrong bearer is counted."""
     header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer ") and _same(header[7:].strip(), token):
-        return True, False
-    if _same(request.cookies.get(SESSION_COOKIE), session_value(token)):
+    if header.lower().startswith("bearer "):
+        if _same(header[7:].strip(), token):
+            return True, False
+        throttle(request).failed(client_address(request))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if session_valid(cookie, token, hours=get_settings().session_hours):
         return True, True
     return False, False
 
@@ -61,32 +137,56 @@ def _cross_site(request: Request) -> bool:
 
 
 def _check(request: Request) -> Response | None:
+    path = request.url.path
+    if len(path) > MAX_PATH:  # also keeps a 5000-digit id from Starlette's int() (a 500)
+        return PlainTextResponse("URI too long", 414)
+    if has_dot_segment(path):  # /static/css/../js/x.js must not pass as a public path
+        return PlainTextResponse("Bad path: '.' and '..' segments are not allowed", 400)
     token = get_settings().token
     by_cookie = False
-    if token and not request.url.path.startswith(PUBLIC_PATHS):
-        allowed, by_cookie = authenticated(request, token)
+    if token and not is_public(path):
+        # Only token guesses wait: a signed cookie cannot be guessed, and a signed-in user
+        # behind the same address (NAT) as a guesser keeps working.
+        guessing = request.headers.get("authorization", "").lower().startswith("bearer ")
+        if guessing and (wait := throttle(request).blocked(client_address(request))):
+            return too_many(request, wait)
+        allowed, by_cookie = _authenticated(request, token)
         if not allowed:
             return _refuse(request, 401, "sign in: this stacklab needs a token")
-    if request.method in SAFE_METHODS or request.url.path == "/login":
+    request.state.signed_in = by_cookie
+    if request.method in SAFE_METHODS:
         return None
     if _cross_site(request):
         return _refuse(request, 403, "cross-site request refused")
-    if by_cookie and not _same(
-        request.headers.get("x-csrf-token"), request.cookies.get(CSRF_COOKIE)
-    ):
+    if by_cookie and path not in FORM_PATHS and not csrf_ok(request):
         return _refuse(request, 403, "missing or wrong X-CSRF-Token header")
     return None
 
 
+def csrf_ok(request: Request, submitted: str | None = None) -> bool:
+    """The form field (or else the X-CSRF-Token header) matches the CSRF cookie."""
+    given = submitted if submitted is not None else request.headers.get("x-csrf-token")
+    return _same(given, request.cookies.get(CSRF_COOKIE))
+
+
 def install(app: FastAPI) -> None:
-    """Add the access check and the CSRF cookie to every request."""
+    """Add the access check, the login throttle and the CSRF cookie to every request."""
+    settings = get_settings()
+    app.state.login_throttle = Throttle(limit=settings.login_failures_per_minute, window=60.0)
 
     @app.middleware("http")
     async def guard(request: Request, call_next) -> Response:
+        # Pages put the CSRF value in their forms; a new one is set as a cookie below.
+        request.state.csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        request.state.signed_in = False
         refused = _check(request)
         response = refused or await call_next(request)
         if CSRF_COOKIE not in request.cookies:
             response.set_cookie(
-                CSRF_COOKIE, secrets.token_urlsafe(24), samesite="strict", httponly=False
-            )  # the page's JS copies it into a header
+                CSRF_COOKIE,
+                request.state.csrf,
+                samesite="strict",
+                httponly=False,  # the page's JS copies it into a header
+                secure=cookie_secure(request),
+            )
         return response

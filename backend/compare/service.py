@@ -12,6 +12,7 @@ from backend.runs import metrics as metrics_service
 from backend.runs import service as runs_service
 from backend.runs.models import FINISHED, Run
 
+MAX_ID = 2**63 - 1  # what the id column holds
 METRIC_ORDER = ["val_accuracy", "val_loss", "accuracy", "loss"]
 TEST_ROWS = [
     ("accuracy", "test accuracy", "max"),
@@ -26,8 +27,9 @@ def parse_ids(text: str | None) -> list[int]:
     for part in (text or "").replace(" ", ",").split(","):
         if not part:
             continue
-        if not part.isdigit():
-            raise InvalidRequest("ids", f"{part!r} is not a run id")
+        # isdigit() alone lets "²" and "١" through, which int() then refuses or misreads.
+        if not (part.isascii() and part.isdigit()) or len(part) > 19 or int(part) > MAX_ID:
+            raise InvalidRequest("ids", f"{part[:30]!r} is not a run id")
         if int(part) not in ids:
             ids.append(int(part))
     if len(ids) < 2:

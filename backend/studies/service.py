@@ -12,6 +12,7 @@ import optuna.visualization as vis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend import plotting
 from backend.config import get_settings
 from backend.datasets import service as datasets_service
 from backend.errors import NotFound
@@ -162,7 +163,8 @@ def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]
             missing[name] = _empty_reason(name)
             continue
         fig.update_layout(title=None, margin={"l": 50, "r": 20, "t": 20, "b": 40}, height=360)
-        figs[name] = json.loads(fig.to_json())  # plotly's encoder handles numpy
+        # plotly's encoder handles numpy; Optuna's hover text keeps its line breaks
+        figs[name] = plotting.escape_figure(json.loads(fig.to_json()), keep_breaks=True)
     return figs, missing
 
 

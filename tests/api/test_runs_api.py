@@ -124,7 +124,11 @@ def test_the_web_process_never_imports_tensorflow_or_keras(tmp_path):
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        env={"STACKLAB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={
+            "STACKLAB_DATA_DIR": str(tmp_path),
+            "STACKLAB_ALLOWED_HOSTS": "testserver",  # TestClient's Host
+            "PATH": "/usr/bin:/bin",
+        },
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

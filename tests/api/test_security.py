@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
+from backend import security
 from backend.config import get_settings
 from backend.main import create_app
+from backend.security import SESSION_COOKIE
+from backend.throttle import Throttle
 
 TOKEN = "s3cret-token"
 
@@ -63,3 +70,137 @@ def test_unknown_pages_get_a_404_page_not_a_traceback(client):
     assert response.status_code == 404
     assert "text/html" in response.headers["content-type"] and "Traceback" not in response.text
     assert client.get("/no/such/page").status_code == 404
+
+
+# --- the sign-in cookie: expiry, rotation, sign-out, throttling -----------------------------
+
+
+def _sign_in(client, token: str = TOKEN):
+    return client.post("/login", data={"token": token, "next": "/runs"})
+
+
+def test_the_session_cookie_expires_and_says_so(guarded):
+    answer = _sign_in(guarded)
+    cookie = answer.headers["set-cookie"]
+    assert "Max-Age=43200" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Secure" not in cookie  # plain http, STACKLAB_COOKIE_SECURE unset
+    value = guarded.cookies.get(SESSION_COOKIE)
+    now = time.time()
+    assert security.session_valid(value, TOKEN, hours=12, now=now)
+    assert not security.session_valid(value, TOKEN, hours=12, now=now + 12 * 3600 + 5)
+    old = security.session_value(TOKEN, issued=now - 13 * 3600)
+    guarded.cookies.set(SESSION_COOKIE, old)
+    assert guarded.get("/api/runs").status_code == 401  # an expired cookie lets nobody in
+
+
+def test_changing_the_token_signs_everyone_out(guarded):
+    assert security.session_valid(security.session_value(TOKEN), TOKEN, hours=1)
+    assert not security.session_valid(security.session_value("old-token"), TOKEN, hours=1)
+    for forged in ("", "v1", "v1.123", "v1.x.y", "v1.²³.abc", "v2.1.abc", TOKEN):
+        assert not security.session_valid(forged, TOKEN, hours=1)
+    # the former cookie format (a fixed HMAC of the token) no longer works
+    legacy = hmac.new(TOKEN.encode(), b"stacklab-session", hashlib.sha256).hexdigest()
+    guarded.cookies.set(SESSION_COOKIE, legacy)
+    assert guarded.get("/api/runs").status_code == 401
+
+
+def test_secure_cookies_when_configured_or_over_https(app_env, monkeypatch):
+    monkeypatch.setenv("STACKLAB_TOKEN", TOKEN)
+    monkeypatch.setenv("STACKLAB_COOKIE_SECURE", "true")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app(), follow_redirects=False) as client:
+            assert "Secure" in _sign_in(client).headers["set-cookie"]
+        monkeypatch.delenv("STACKLAB_COOKIE_SECURE")
+        get_settings.cache_clear()
+        app = create_app()
+        with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+            cookies = _sign_in(client).headers.get_list("set-cookie")
+            assert cookies and all("Secure" in c for c in cookies)  # session and CSRF
+    finally:
+        get_settings.cache_clear()
+
+
+def test_sign_out_needs_the_csrf_field_and_drops_the_cookie(guarded):
+    _sign_in(guarded)
+    page = guarded.get("/runs")
+    assert page.status_code == 200 and 'action="/logout"' in page.text  # the header's link
+    csrf = guarded.cookies.get("stacklab_csrf")
+    assert f'name="csrf" value="{csrf}"' in page.text
+    assert guarded.post("/logout", data={"csrf": "wrong"}).status_code == 403
+    cross = guarded.post("/logout", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    out = guarded.post("/logout", data={"csrf": csrf})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert (
+        'stacklab_session=""' in out.headers["set-cookie"]
+        and "Max-Age=0" in out.headers["set-cookie"]
+    )
+    assert guarded.get("/api/runs").status_code == 401
+
+
+def test_no_sign_out_link_without_a_token(client):
+    assert 'action="/logout"' not in client.get("/runs").text
+
+
+def test_wrong_tokens_are_throttled_per_address(guarded):
+    for _ in range(5):
+        assert _sign_in(guarded, "nope").status_code == 401
+    blocked = _sign_in(guarded)  # even the right token waits out the minute
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    answer = guarded.get("/api/runs", headers=bearer)
+    assert answer.status_code == 429 and "retry-after" in answer.headers
+    # a signed-in browser at the same address (NAT) is not locked out
+    guarded.cookies.set(SESSION_COOKIE, security.session_value(TOKEN))
+    assert guarded.get("/api/runs").status_code == 200
+
+
+def test_wrong_bearer_tokens_count_too(guarded):
+    for _ in range(5):
+        assert guarded.get("/api/runs", headers={"Authorization": "Bearer x"}).status_code == 401
+    assert guarded.get("/api/runs", headers={"Authorization": "Bearer x"}).status_code == 429
+
+
+def test_the_throttle_forgets_after_its_window_and_stays_small():
+    now = [0.0]
+    throttle = Throttle(limit=2, window=60, max_keys=3, clock=lambda: now[0])
+    throttle.failed("a")
+    throttle.failed("a")
+    assert throttle.blocked("a") == 60 and throttle.blocked("b") == 0
+    now[0] = 61
+    assert throttle.blocked("a") == 0
+    for key in "bcdefg":
+        throttle.failed(key)
+    assert len(throttle) == 3  # a flood of addresses evicts the oldest
+    throttle.succeeded("g")
+    assert len(throttle) == 2
+
+
+def test_non_ascii_tokens_are_refused_not_a_500(guarded):
+    assert _sign_in(guarded, "tökén-✓").status_code == 401
+    header = {"Authorization": "Bearer tökén".encode()}
+    assert guarded.get("/api/runs", headers=header).status_code == 401
+    cookie = {"Cookie": f"{SESSION_COOKIE}=v1.1.ü".encode()}
+    assert guarded.get("/api/runs", headers=cookie).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/css/%2e%2e/js/api.js",
+        "/static/css/%2E%2E/js/api.js",
+        "/static/css/./../js/api.js".replace(".", "%2e"),
+        "/login/%2e%2e/api/runs",
+    ],
+)
+def test_dot_segments_do_not_reach_past_the_public_paths(guarded, path):
+    answer = guarded.get(path)
+    assert answer.status_code == 400 and "api" not in answer.headers.get("content-type", "")
+
+
+def test_public_paths_are_exact(guarded):
+    assert guarded.get("/static/css/app.css").status_code == 200
+    assert guarded.get("/static/js/api.js").status_code == 303  # to the sign-in page
+    assert guarded.get("//static/css/app.css").status_code in (303, 404)
+    assert guarded.get("/api/healthz").status_code == 401
