@@ -1,32 +1,47 @@
-"""Reading uploaded archives and pickles defensively: safe names, size limits, no extraction."""
+"""Reading uploaded archives defensively: safe names, counted sizes and members, no extraction."""
 
 from __future__ import annotations
 
-import io
-import pickle
+import math
+import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
+from worker.ml import zip_safety
 from worker.ml.data import DataError
+from worker.ml.limits import DEFAULT_LIMITS, ImportLimits
+from worker.ml.pickle_safety import safe_unpickle
 
-MAX_ARCHIVE_BYTES = 2 * 1024**3
+__all__ = ["MAX_ARCHIVE_BYTES", "read_npz", "read_tar_files", "read_zip_files", "safe_unpickle"]
+
+MAX_ARCHIVE_BYTES = DEFAULT_LIMITS.max_bytes
+CHUNK = zip_safety.CHUNK
 
 # Errors the zip, tar, gzip and zlib readers raise on corrupt or truncated input.
 ARCHIVE_ERRORS = (
     zipfile.BadZipFile,
     tarfile.TarError,
     zlib.error,
+    struct.error,
     EOFError,
     OSError,
     NotImplementedError,
     RuntimeError,
+)
+# Tar headers whose content tarfile reads whole: GNU long names and pax records.
+_EXTENSION_TYPES = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
 )
 
 Parts = tuple[str, ...]
@@ -61,12 +76,25 @@ def _over_limit(archive: Path, size: int, max_bytes: int) -> DataError:
     )
 
 
-def _read_bounded(fh: IO[bytes], budget: int, archive: Path, max_bytes: int) -> bytes:
-    """Read a member but never more than the remaining budget, whatever its header claimed."""
-    data = fh.read(budget + 1)
-    if len(data) > budget:
-        raise _over_limit(archive, max_bytes - budget + len(data), max_bytes)
-    return data
+def check_class_count(label: str, n_classes: int, limits: ImportLimits) -> None:
+    """Refuse more classes than max_classes, before anything per class is allocated."""
+    if n_classes > limits.max_classes:
+        raise DataError(
+            f"{label}: {n_classes:,} classes, more than the {limits.max_classes:,} allowed "
+            "(max_classes)"
+        )
+
+
+def _read_exactly(fh: IO[bytes], size: int, name: str) -> bytes:
+    """Read a member of known size a chunk at a time: no single read of a huge budget."""
+    chunks, left = [], size
+    while left > 0:
+        chunk = fh.read(min(CHUNK, left))
+        if not chunk:
+            raise EOFError(f"{name!r} is truncated")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 @contextmanager
@@ -82,75 +110,119 @@ def _archive_errors(archive: Path, kind: str) -> Iterator[None]:
         raise DataError(f"{archive}: corrupt or truncated {kind} archive ({exc})") from exc
 
 
+@contextmanager
+def _checked_zip(
+    archive: Path, limits: ImportLimits, kind: str
+) -> Iterator[tuple[IO[bytes], zipfile.ZipFile, dict[zipfile.ZipInfo, int]]]:
+    """Open a zip whose directory, member count, entry layout and declared sizes are in budget."""
+    with _archive_errors(archive, kind), open(archive, "rb") as fh:
+        zip_safety.check_central_directory(fh, archive, limits)
+        with zipfile.ZipFile(fh) as zf:
+            offsets = zip_safety.data_offsets(fh, zf, archive)
+            declared = sum(i.file_size for i in offsets)
+            if declared > limits.max_bytes:
+                raise _over_limit(archive, declared, limits.max_bytes)
+            yield fh, zf, offsets
+
+
 def read_zip_files(
-    archive: Path, max_bytes: int = MAX_ARCHIVE_BYTES
+    archive: Path, limits: ImportLimits = DEFAULT_LIMITS
 ) -> Iterator[tuple[Parts, bytes]]:
-    """Yield (path parts, content) of each regular, non-hidden file in a zip, all in memory."""
-    with _archive_errors(archive, "zip"), zipfile.ZipFile(archive) as zf:
+    """Yield (path parts, content) of each regular, non-hidden file in a zip, one at a time."""
+    with _checked_zip(archive, limits, "zip") as (fh, zf, offsets):
         members = [(member_parts(i.filename, archive), i) for i in zf.infolist()]
-        wanted = [(p, i) for p, i in members if not (i.is_dir() or is_ignored(p))]
-        declared = sum(i.file_size for _, i in wanted)
-        if declared > max_bytes:
-            raise _over_limit(archive, declared, max_bytes)
-        budget = max_bytes
-        for parts, info in wanted:
-            with zf.open(info) as fh:
-                data = _read_bounded(fh, budget, archive, max_bytes)
-            budget -= len(data)
-            yield parts, data
+        for parts, info in members:
+            if not (info.is_dir() or is_ignored(parts)):
+                yield parts, zip_safety.read_member(fh, info, offsets[info], archive)
+
+
+def _bounded_tarinfo(archive: Path, limits: ImportLimits) -> type[tarfile.TarInfo]:
+    """A TarInfo that counts header bytes, checking each before tarfile reads its content."""
+    seen = [0]
+
+    def refuse_sparse(self: tarfile.TarInfo, *args: object) -> None:
+        raise DataError(f"{archive}: sparse member {self.name!r} is not supported")
+
+    class BoundedTarInfo(tarfile.TarInfo):
+        # tarfile's source names _proc_member as the hook for subclasses.
+        def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+            if self.type == tarfile.GNUTYPE_SPARSE:
+                refuse_sparse(self)
+            seen[0] += tarfile.BLOCKSIZE + (self.size if self.type in _EXTENSION_TYPES else 0)
+            if seen[0] > limits.max_header_bytes:
+                raise DataError(
+                    f"{archive}: tar headers take more than {limits.max_header_bytes:,} bytes "
+                    "(max_header_bytes)"
+                )
+            return super()._proc_member(tf)
+
+        # pax sparse maps are parsed in loops bounded only by the archive's length.
+        _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = refuse_sparse
+
+    return BoundedTarInfo
 
 
 def read_tar_files(
-    archive: Path, wanted: Callable[[Parts], bool], max_bytes: int = MAX_ARCHIVE_BYTES
+    archive: Path, wanted: Callable[[Parts], bool], limits: ImportLimits = DEFAULT_LIMITS
 ) -> dict[Parts, bytes]:
     """Read the wanted regular files of a (compressed) tar in one forward pass, in memory."""
     found: dict[Parts, bytes] = {}
     total = 0
+    tarinfo = _bounded_tarinfo(archive, limits)
     # Not stream mode ("r|*"): that reads a truncated gzip as a short archive without error.
-    with _archive_errors(archive, "tar"), tarfile.open(archive, mode="r:*") as tf:
-        for member in tf:
+    with _archive_errors(archive, "tar"), tarfile.open(archive, "r:*", tarinfo=tarinfo) as tf:
+        for count, member in enumerate(tf, 1):
+            if count > limits.max_members:  # checked as we go: no list of every member first
+                raise DataError(
+                    f"{archive}: archive has more than {limits.max_members:,} members (max_members)"
+                )
             parts = member_parts(member.name, archive)
             if member.isdir() or is_ignored(parts):
                 continue
             if not member.isfile():
                 raise DataError(f"{archive}: unsupported member {member.name!r} (link or device)")
             total += member.size
-            if total > max_bytes:
-                raise _over_limit(archive, total, max_bytes)
+            if total > limits.max_bytes:
+                raise _over_limit(archive, total, limits.max_bytes)
             if wanted(parts):
                 fh = tf.extractfile(member)
                 assert fh is not None  # isfile() members always have content
-                found[parts] = _read_bounded(fh, member.size, archive, max_bytes)
-        _drain(tf.fileobj, archive, max_bytes - total, max_bytes)
+                found[parts] = _read_exactly(fh, member.size, member.name)
+        _drain(tf.fileobj, archive, limits.max_bytes - total, limits.max_bytes)
     return found
 
 
 def _drain(fh: IO[bytes] | None, archive: Path, budget: int, max_bytes: int) -> None:
     """Read to the end so gzip/bz2/xz check their trailer: a truncated download then fails."""
-    while fh is not None and (chunk := fh.read(1 << 20)):
+    while fh is not None and (chunk := fh.read(CHUNK)):
         budget -= len(chunk)
         if budget < 0:  # padding is a few KB; gigabytes of trailing data are a bomb
             raise _over_limit(archive, max_bytes - budget, max_bytes)
 
 
 def read_npz(
-    path: Path, keys: tuple[str, ...], max_bytes: int = MAX_ARCHIVE_BYTES
+    path: Path, keys: tuple[str, ...], limits: ImportLimits = DEFAULT_LIMITS
 ) -> dict[str, np.ndarray]:
     """Read the named arrays of an .npz that exist, checking declared sizes before allocating."""
     arrays: dict[str, np.ndarray] = {}
-    budget = max_bytes
-    with _archive_errors(path, "npz (zip)"), zipfile.ZipFile(path) as zf:
-        members = set(zf.namelist())
+    with _checked_zip(path, limits, "npz (zip)") as (_, zf, _):
+        infos = {i.filename: i for i in zf.infolist()}
         for key in keys:
-            if f"{key}.npy" not in members:
+            info = infos.get(f"{key}.npy")
+            if info is None:
                 continue
-            with zf.open(f"{key}.npy") as fh:
+            with zf.open(info) as fh:
                 shape, dtype = _npy_header(fh, path, key)
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if nbytes > budget:
-                raise _over_limit(path, max_bytes - budget + nbytes, max_bytes)
-            budget -= nbytes
-            with zf.open(f"{key}.npy") as fh:
+            # Python ints: np.prod of a hostile shape can overflow int64 to a small number.
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise DataError(
+                    f"{path}: {key} declares {nbytes:,} bytes of data in a "
+                    f"{info.file_size:,}-byte member"
+                )
+            # read_array fills the declared shape in 16 MiB reads; a member that inflates to
+            # more than that is never read past it.
+            with zf.open(info) as fh:
                 arrays[key] = _read_npy(fh, path, key)
     return arrays
 
@@ -175,53 +247,3 @@ def _read_npy(fh: IO[bytes], path: Path, key: str) -> np.ndarray:
         return np.lib.format.read_array(fh, allow_pickle=False)
     except ValueError as exc:
         raise DataError(f"{path}: cannot read {key}: {exc}") from exc
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """How Python 3 pickles bytes at protocols < 3; other codecs (zlib, ...) are refused."""
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"refused codec {encoding!r} in _codecs.encode")
-    return text.encode("latin1")
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """Globals a CIFAR batch pickle may name: numpy array and dtype reconstruction only."""
-    reconstruct = np.ndarray((0,), np.uint8).__reduce__()[0]
-    frombuffer = np.arange(2).__reduce_ex__(5)[0]
-    scalar = np.uint8(0).__reduce__()[0]
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-    # Python 2 era pickles say numpy.core, NumPy 2 says numpy._core; accept both spellings.
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return allowed
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only whitelisted numpy globals: uploads are untrusted."""
-
-    allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Resolve a whitelisted global or refuse."""
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refused global {module}.{name} (only numpy arrays and plain data are allowed)"
-            ) from None
-
-
-def safe_unpickle(data: bytes, label: str) -> Any:
-    """Unpickle with encoding="bytes" (as the official CIFAR batches need), running no code."""
-    try:
-        return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"{label}: unsafe or invalid pickle: {exc}") from exc
-    except (EOFError, ValueError, TypeError, LookupError, AttributeError, MemoryError) as exc:
-        raise DataError(f"{label}: not a valid pickle ({type(exc).__name__}: {exc})") from exc

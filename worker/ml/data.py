@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from worker.ml.atomic import atomic_write
+from worker.ml.limits import DEFAULT_LIMITS, ImportLimits
 
 IMAGE_SHAPE = (32, 32, 3)
 SPLITS = ("train", "test")
@@ -277,8 +278,11 @@ ACCEPTED_SPECS = (
 )
 
 
-def load_dataset(spec: str, *, resize: bool = False, seed: int = 0) -> Dataset:
-    """Load a dataset by name ('demo', 'demo-imbalanced', 'cifar10') or from a file/folder."""
+def load_dataset(
+    spec: str, *, resize: bool = False, seed: int = 0, limits: ImportLimits = DEFAULT_LIMITS
+) -> Dataset:
+    """Load a dataset by name ('demo', 'demo-imbalanced', 'cifar10') or from a file/folder;
+    files are read within limits (sizes, counts, pixels, classes)."""
     # Imported here: demo_data and importers both import this module.
     from worker.ml import demo_data, importers
 
@@ -293,13 +297,13 @@ def load_dataset(spec: str, *, resize: bool = False, seed: int = 0) -> Dataset:
         raise DataError(f"{spec}: no such dataset or file; accepted: {ACCEPTED_SPECS}")
     if path.is_dir():
         if importers.is_cifar_batches_dir(path):
-            return importers.import_cifar_archive(path)
-        return importers.import_image_folder(path, resize=resize)
+            return importers.import_cifar_archive(path, limits=limits)
+        return importers.import_image_folder(path, resize=resize, limits=limits)
     name = path.name.lower()
     if name.endswith(".npz"):
-        return importers.import_npz(path)
+        return importers.import_npz(path, limits=limits)
     if name.endswith(".zip"):
-        return importers.import_image_folder(path, resize=resize)
+        return importers.import_image_folder(path, resize=resize, limits=limits)
     if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return importers.import_cifar_archive(path)
+        return importers.import_cifar_archive(path, limits=limits)
     raise DataError(f"{spec}: unrecognised file type; accepted: {ACCEPTED_SPECS}")

@@ -6,36 +6,62 @@ import io
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from worker.ml.archive_safety import MAX_ARCHIVE_BYTES, Parts, is_ignored, read_zip_files
+from worker.ml.archive_safety import Parts, check_class_count, is_ignored, read_zip_files
 from worker.ml.data import IMAGE_SHAPE, SPLITS, DataError, Dataset
+from worker.ml.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGE_FORMATS = ("PNG", "JPEG")
 # Bounds memory when resize=True lets large photos in; far above any sane thumbnail source.
-MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_image_pixels
 LAYOUT = "train/<class>/<image> and test/<class>/<image> (optionally inside one top folder)"
 
 # images[split][class] -> list of (file name, pixels)
 Images = dict[str, dict[str, list[tuple[str, np.ndarray]]]]
 
 
+@dataclass
+class _Decoding:
+    """What every image of one import is decoded under: the limits and pixels left to spend."""
+
+    limits: ImportLimits
+    resize: bool
+    pixels_left: int
+
+    def spend(self, label: str, pixels: int) -> None:
+        """Count pixels about to be decoded, refusing once the import's budget is spent."""
+        self.pixels_left -= pixels
+        if self.pixels_left < 0:
+            raise DataError(
+                f"{label}: the images add up to more than {self.limits.max_total_pixels:,} "
+                "decoded pixels (max_total_pixels)"
+            )
+
+
 def import_image_folder(
-    path: str | Path, *, resize: bool = False, max_bytes: int = MAX_ARCHIVE_BYTES
+    path: str | Path,
+    *,
+    resize: bool = False,
+    limits: ImportLimits = DEFAULT_LIMITS,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Read PNG/JPEG images from train/<class>/ and test/<class>/ in a directory or .zip."""
     path = Path(path)
+    limits = with_max_bytes(limits, max_bytes)
     if path.is_dir():
-        files, name = _dir_files(path, max_bytes), path.name
+        files, name = _dir_files(path, limits), path.name
     elif path.is_file():
-        files, name = read_zip_files(path, max_bytes), path.stem
+        # A generator: each member is decoded before the next one is read.
+        files, name = read_zip_files(path, limits), path.stem
     else:
         raise DataError(f"{path}: file or folder not found")
-    images = _collect(path, files, resize)
+    images = _collect(path, files, _Decoding(limits, resize, limits.max_total_pixels))
     class_names = _class_names(path, images)
     arrays = {}
     for split in SPLITS:
@@ -47,7 +73,7 @@ def import_image_folder(
         raise DataError(f"{path}: {exc}") from exc
 
 
-def _dir_files(root: Path, max_bytes: int) -> Iterator[tuple[Parts, bytes]]:
+def _dir_files(root: Path, limits: ImportLimits) -> Iterator[tuple[Parts, bytes]]:
     """Yield (relative parts, content) of each non-hidden file under root, size-checked first."""
     found: list[tuple[Parts, Path]] = []
     for folder, dirs, names in os.walk(root):
@@ -57,7 +83,10 @@ def _dir_files(root: Path, max_bytes: int) -> Iterator[tuple[Parts, bytes]]:
             parts = file.relative_to(root).parts
             if not is_ignored(parts):
                 found.append((parts, file))
+            if len(found) > limits.max_members:
+                raise DataError(f"{root}: more than {limits.max_members:,} files (max_members)")
     total = sum(f.stat().st_size for _, f in found)
+    max_bytes = limits.max_bytes
     if total > max_bytes:
         raise DataError(f"{root}: images total {total:,} bytes, over the {max_bytes:,} limit")
     for parts, file in found:
@@ -72,12 +101,16 @@ def _place(path: Path, parts: Parts) -> tuple[Parts, str, str]:
     raise DataError(f"{path}: unexpected file {'/'.join(parts)!r}; expected {LAYOUT}")
 
 
-def _collect(path: Path, files: Iterator[tuple[Parts, bytes]], resize: bool) -> Images:
+def _collect(path: Path, files: Iterator[tuple[Parts, bytes]], decoding: _Decoding) -> Images:
     """Decode every file into images[split][class], checking they all share one layout."""
     images: Images = {split: defaultdict(list) for split in SPLITS}
     prefix: Parts | None = None
+    classes: set[str] = set()
     for parts, data in files:
         top, split, cls = _place(path, parts)
+        if cls not in classes:
+            classes.add(cls)
+            check_class_count(str(path), len(classes), decoding.limits)
         if prefix is None:
             prefix = top
         elif top != prefix:
@@ -86,19 +119,20 @@ def _collect(path: Path, files: Iterator[tuple[Parts, bytes]], resize: bool) -> 
                 f"{'/'.join(prefix) or '(none)'!r}; expected {LAYOUT}"
             )
         label = f"{path}: {'/'.join(parts)}"
-        images[split][cls].append((parts[-1], _decode(data, label, resize)))
+        images[split][cls].append((parts[-1], _decode(data, label, decoding)))
     if prefix is None:
         raise DataError(f"{path}: no images found; expected {LAYOUT}")
     return images
 
 
-def _decode(data: bytes, label: str, resize: bool) -> np.ndarray:
+def _decode(data: bytes, label: str, decoding: _Decoding) -> np.ndarray:
     """Decode one PNG/JPEG into a 32x32x3 uint8 array (converted only when resize is on)."""
     if not label.lower().endswith(IMAGE_SUFFIXES):
         raise DataError(f"{label}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return _to_array(img, label, resize)
+        # Only the PNG and JPEG parsers ever see upload bytes; open() reads just the header.
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            return _to_array(img, label, decoding)
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -107,20 +141,27 @@ def _decode(data: bytes, label: str, resize: bool) -> np.ndarray:
         raise DataError(f"{label}: image too large ({exc})") from exc
 
 
-def _to_array(img: Image.Image, label: str, resize: bool) -> np.ndarray:
+def _to_array(img: Image.Image, label: str, decoding: _Decoding) -> np.ndarray:
     """Pixels of an opened image, refusing formats, sizes and modes that need converting."""
     if img.format not in IMAGE_FORMATS:
         raise DataError(f"{label}: unsupported image format {img.format}; expected PNG or JPEG")
-    if img.width * img.height > MAX_IMAGE_PIXELS:
-        raise DataError(f"{label}: image is {img.width}x{img.height}, too large to import")
+    # From the header, before decoding; PIL's own check reads a global anyone may turn off.
+    max_pixels = decoding.limits.max_image_pixels
+    if img.width * img.height > max_pixels:
+        raise DataError(
+            f"{label}: image is {img.width}x{img.height}, more than {max_pixels:,} pixels "
+            "(max_image_pixels)"
+        )
     if img.size == IMAGE_SHAPE[:2] and img.mode == "RGB":
+        decoding.spend(label, img.width * img.height)
         return np.asarray(img, dtype=np.uint8)
-    if not resize:
+    if not decoding.resize:
         raise DataError(
             f"{label}: image is {img.width}x{img.height} {img.mode}; expected 32x32 RGB "
             "(import with resize=True / --resize to convert)"
         )
     img.draft("RGB", IMAGE_SHAPE[:2])  # lets JPEG decode at reduced scale: much faster
+    decoding.spend(label, img.width * img.height)  # the size draft() left is what decodes
     small = img.convert("RGB").resize(IMAGE_SHAPE[:2], Image.Resampling.BICUBIC)
     return np.asarray(small, dtype=np.uint8)
 

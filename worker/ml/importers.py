@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ import numpy as np
 from worker.ml.archive_safety import (
     MAX_ARCHIVE_BYTES,
     Parts,
+    check_class_count,
     read_npz,
     read_tar_files,
-    safe_unpickle,
 )
 from worker.ml.data import NPZ_KEYS, SAVED_KEYS, DataError, Dataset, dataset_from_arrays
 from worker.ml.image_folder import import_image_folder
+from worker.ml.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
+from worker.ml.pickle_safety import safe_unpickle
 
 __all__ = [
     "MAX_ARCHIVE_BYTES",
@@ -37,15 +40,20 @@ CIFAR_FILES = (*CIFAR_TRAIN_BATCHES, "test_batch", "batches.meta")
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_HOST = ("www.cs.toronto.edu", 443)
+# The official archive holds 9 entries; far fewer than a hostile tar of empty members.
+CIFAR_MAX_MEMBERS = 1000
 PROBE_TIMEOUT_S = 3.0
 
 
-def import_npz(path: str | Path, *, max_bytes: int = MAX_ARCHIVE_BYTES) -> Dataset:
+def import_npz(
+    path: str | Path, *, limits: ImportLimits = DEFAULT_LIMITS, max_bytes: int | None = None
+) -> Dataset:
     """Read x_train, y_train, x_test, y_test (+ optional class_names) from an .npz file."""
     path = Path(path)
+    limits = with_max_bytes(limits, max_bytes)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    arrays = read_npz(path, SAVED_KEYS, max_bytes)
+    arrays = read_npz(path, SAVED_KEYS, limits)
     missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
         raise DataError(
@@ -56,21 +64,31 @@ def import_npz(path: str | Path, *, max_bytes: int = MAX_ARCHIVE_BYTES) -> Datas
         # Keras-style labels come as (N, 1); anything else keeps its shape and is refused later.
         if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
             arrays[key] = arrays[key].reshape(-1)
-    if "class_names" not in arrays:
-        arrays["class_names"] = _default_class_names(path, arrays)
+    if "class_names" in arrays:
+        check_class_count(str(path), arrays["class_names"].size, limits)
+    else:
+        arrays["class_names"] = _default_class_names(path, arrays, limits)
     # Our own saved files carry their name and source; plain ones are named after the file.
     name = str(arrays["name"]) if "name" in arrays else path.stem
     source = str(arrays["source"]) if "source" in arrays else "npz"
     return dataset_from_arrays(path, arrays, name=name, source=source)
 
 
-def _default_class_names(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+def _default_class_names(
+    path: Path, arrays: dict[str, np.ndarray], limits: ImportLimits
+) -> np.ndarray:
     """Class names '0'..'K-1' where K is one more than the largest label."""
     labels = [arrays["y_train"], arrays["y_test"]]
     if not all(np.issubdtype(y.dtype, np.integer) and y.size for y in labels):
         dtypes = ", ".join(str(y.dtype) for y in labels)
         raise DataError(f"{path}: labels must be non-empty integer arrays, got dtypes {dtypes}")
     top = max(int(y.max()) for y in labels)
+    # Checked before the names are built: one label of 2**40 would ask for 10**12 of them.
+    if top >= limits.max_classes:
+        raise DataError(
+            f"{path}: labels go up to {top:,}, more than the {limits.max_classes:,} classes "
+            "allowed (max_classes); labels must be class indices 0..K-1"
+        )
     return np.array([str(i) for i in range(max(top, 0) + 1)])
 
 
@@ -79,18 +97,22 @@ def is_cifar_batches_dir(path: Path) -> bool:
     return (path / "batches.meta").is_file() or (path / CIFAR_DIR / "batches.meta").is_file()
 
 
-def import_cifar_archive(path: str | Path, *, max_bytes: int = MAX_ARCHIVE_BYTES) -> Dataset:
+def import_cifar_archive(
+    path: str | Path, *, limits: ImportLimits = DEFAULT_LIMITS, max_bytes: int | None = None
+) -> Dataset:
     """Read the official cifar-10-python.tar.gz, or its extracted cifar-10-batches-py/ folder."""
     path = Path(path)
+    limits = with_max_bytes(limits, max_bytes)
     if path.is_dir():
-        files = _cifar_dir_files(path, max_bytes)
+        files = _cifar_dir_files(path, limits.max_bytes)
     elif path.is_file():
-        files = _cifar_tar_files(path, max_bytes)
+        files = _cifar_tar_files(path, limits)
     else:
         raise DataError(f"{path}: file not found")
-    names = _cifar_label_names(path, files["batches.meta"])
-    train = [_cifar_batch(path, b, files[b]) for b in CIFAR_TRAIN_BATCHES]
-    x_test, y_test = _cifar_batch(path, "test_batch", files["test_batch"])
+    names = _cifar_label_names(path, files.pop("batches.meta"), limits)
+    # Popped as each is decoded, so a pickle's bytes are freed once its arrays exist.
+    train = [_cifar_batch(path, b, files.pop(b), limits) for b in CIFAR_TRAIN_BATCHES]
+    x_test, y_test = _cifar_batch(path, "test_batch", files.pop("test_batch"), limits)
     try:
         return Dataset(
             name="cifar10",
@@ -115,14 +137,15 @@ def _require_cifar_files(path: Path, found: set[str]) -> None:
         )
 
 
-def _cifar_tar_files(path: Path, max_bytes: int) -> dict[str, bytes]:
+def _cifar_tar_files(path: Path, limits: ImportLimits) -> dict[str, bytes]:
     """The batch files of a CIFAR tar, at its top level or one folder down."""
 
     def wanted(parts: Parts) -> bool:
         return len(parts) <= 2 and parts[-1] in CIFAR_FILES
 
+    limits = replace(limits, max_members=min(limits.max_members, CIFAR_MAX_MEMBERS))
     found: dict[str, bytes] = {}
-    for parts, data in read_tar_files(path, wanted, max_bytes).items():
+    for parts, data in read_tar_files(path, wanted, limits).items():
         if parts[-1] in found:
             raise DataError(f"{path}: {parts[-1]} appears more than once in the archive")
         found[parts[-1]] = data
@@ -150,31 +173,48 @@ def _field(path: Path, member: str, obj: object, key: str) -> object:
     raise DataError(f"{path}: {member} has no {key!r} entry")
 
 
-def _cifar_label_names(path: Path, data: bytes) -> tuple[str, ...]:
+def _cifar_label_names(path: Path, data: bytes, limits: ImportLimits) -> tuple[str, ...]:
     """Class names from batches.meta."""
-    meta = safe_unpickle(data, f"{path}: batches.meta")
+    meta = safe_unpickle(data, f"{path}: batches.meta", limits)
     names = _field(path, "batches.meta", meta, "label_names")
     if not isinstance(names, list) or not all(isinstance(n, bytes | str) for n in names):
         raise DataError(f"{path}: batches.meta label_names must be a list of strings")
+    check_class_count(f"{path}: batches.meta", len(names), limits)
     try:
         return tuple(n.decode() if isinstance(n, bytes) else n for n in names)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: batches.meta label_names are not UTF-8 text ({exc})") from exc
 
 
-def _cifar_batch(path: Path, member: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_batch(
+    path: Path, member: str, data: bytes, limits: ImportLimits
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 32, 32, 3) and labels (N,) from one pickled batch of 3072-byte CHW rows."""
-    batch = safe_unpickle(data, f"{path}: {member}")
+    batch = safe_unpickle(data, f"{path}: {member}", limits)
     pixels = _field(path, member, batch, "data")
-    labels = np.asarray(_field(path, member, batch, "labels"))
     if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 2):
         raise DataError(f"{path}: {member} data must be a 2-D uint8 array")
     if pixels.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: {member} rows have {pixels.shape[1]} bytes, expected 3072")
-    if labels.shape != (len(pixels),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path}: {member} needs one integer label per row ({len(pixels)})")
+    labels = _cifar_labels(path, member, _field(path, member, batch, "labels"), len(pixels))
     images = pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    return np.ascontiguousarray(images), labels
+
+
+def _cifar_labels(path: Path, member: str, labels: object, rows: int) -> np.ndarray:
+    """Labels as int64, checked to be flat before NumPy sees them: shared nested lists in a
+    few KB of pickle would expand to gigabytes in np.asarray."""
+    flat = (
+        isinstance(labels, np.ndarray)
+        and labels.ndim == 1
+        and np.issubdtype(labels.dtype, np.integer)
+    ) or (isinstance(labels, list) and all(type(v) is int for v in labels))
+    if not flat or len(labels) != rows:  # type: ignore[arg-type]
+        raise DataError(f"{path}: {member} labels must be a flat list of {rows} integers")
+    try:
+        return np.asarray(labels, dtype=np.int64)
+    except OverflowError as exc:
+        raise DataError(f"{path}: {member} has a label too large for int64") from exc
 
 
 def _keras_cache_dirs() -> list[Path]:
