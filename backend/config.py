@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHARED_TOKEN = "shared"  # the name of STACKLAB_TOKEN's holder
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 class Settings(BaseSettings):
@@ -34,6 +38,11 @@ class Settings(BaseSettings):
     token: str | None = Field(
         None,
         description="When set, every page, API call and download needs it (a shared lab box)",
+    )
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description='Several tokens, one per person or group, as JSON: {"ana": "tok1", '
+        '"ben": "tok2"}; runs record who launched them and each name has its own queue limit',
     )
     # The web's own guards (docs/security-web.md).
     allowed_hosts: str = Field(
@@ -114,12 +123,30 @@ class Settings(BaseSettings):
     max_queued_runs: int = Field(
         200, ge=1, description="Runs queued or running at once, all users together"
     )
+    max_queued_runs_per_token: int = Field(
+        50, ge=1, description="Runs queued or running at once per token, when several are set"
+    )
     max_name_length: int = Field(200, ge=1, description="Characters of a run or study name")
     max_tags: int = Field(20, ge=0, description="Tags per run")
     max_tag_length: int = Field(64, ge=1, description="Characters per tag")
     max_request_kb: int = Field(
         1024, ge=1, description="Largest request body (KiB) outside data set uploads"
     )
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_names(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for name, value in tokens.items():
+            if not TOKEN_NAME.fullmatch(name):
+                raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
+            if len(value) < 8:
+                raise ValueError(f"the token of {name!r} is shorter than 8 characters")
+        return tokens
+
+    @property
+    def access_tokens(self) -> dict[str, str]:
+        """Every token in force by the name runs record: STACKLAB_TOKEN is 'shared'."""
+        return {**self.tokens, **({SHARED_TOKEN: self.token} if self.token else {})}
 
     @property
     def sqlalchemy_url(self) -> str:

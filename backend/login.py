@@ -24,7 +24,7 @@ def _safe_next(target: str | None) -> str:
 @router.get("/login")
 def login_page(request: Request, next: str | None = None) -> Response:
     """The sign-in form (or straight on when no token is configured)."""
-    if not get_settings().token:
+    if not get_settings().access_tokens:
         return RedirectResponse(_safe_next(next), status_code=303)
     return render(request, "login.html", next=_safe_next(next), error=None)
 
@@ -40,14 +40,15 @@ def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, 
         response = _form(request, 429, next, f"Too many wrong tokens: try again in {seconds} s.")
         response.headers["Retry-After"] = str(seconds)
         return response
-    if not settings.token or not security._same(token, settings.token):
+    user = security.token_owner(token, settings.access_tokens)
+    if user is None:
         throttle.failed(address)
         return _form(request, 401, next, "That token is not right.")
     throttle.succeeded(address)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         security.SESSION_COOKIE,
-        security.session_value(settings.token),
+        security.session_value(settings.access_tokens[user], user=user),
         max_age=int(settings.session_hours * 3600),
         httponly=True,
         samesite="lax",
@@ -68,7 +69,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
             message="Sign-out refused: the form's CSRF value is missing or wrong. Reload the "
             "page and try again.",
         )
-    target = "/login" if get_settings().token else "/runs"
+    target = "/login" if get_settings().access_tokens else "/runs"
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(
         security.SESSION_COOKIE,

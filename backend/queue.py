@@ -16,7 +16,12 @@ from celery import Celery
 
 from backend.config import Settings, get_settings
 
-TASKS = {"pretrain": "stacklab.pretrain", "tune": "stacklab.tune", "finetune": "stacklab.finetune"}
+TASKS = {
+    "pretrain": "stacklab.pretrain",
+    "tune": "stacklab.tune",
+    "finetune": "stacklab.finetune",
+    "import": "stacklab.import_dataset",  # its id is a dataset_imports row's
+}
 
 
 class QueueUnavailable(Exception):
@@ -98,7 +103,8 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 
 def enqueue(kind: str, run_id: int) -> str:
-    """Queue the task for a committed run; returns the task id, or QueueUnavailable."""
+    """Queue the task for a committed run (or import); returns the task id, or
+    QueueUnavailable."""
     name = TASKS[kind]
     try:
         return client().send_task(name, args=[run_id]).id

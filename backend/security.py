@@ -1,8 +1,9 @@
 """Optional access control and protection against cross-site requests.
 
-With STACKLAB_TOKEN set, a request is let in with `Authorization: Bearer <token>` or with
-the session cookie that /login sets. The cookie holds its issue time signed with a key
-derived from the token: it expires after STACKLAB_SESSION_HOURS, and changing the token
+With STACKLAB_TOKEN (or several named STACKLAB_TOKENS) set, a request is let in with
+`Authorization: Bearer <token>` or with the session cookie that /login sets; the token's
+name is `request.state.user`. The cookie holds that name and its issue time, signed with a
+key derived from the token: it expires after STACKLAB_SESSION_HOURS, and changing the token
 invalidates every cookie. Wrong tokens (form or bearer) are throttled per client address.
 State-changing requests that rely on a cookie must also carry the X-CSRF-Token header equal
 to the `stacklab_csrf` cookie (double submit; /logout takes it as a form field), and any
@@ -20,7 +21,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from backend.config import get_settings
+from backend.config import SHARED_TOKEN, get_settings
 from backend.throttle import Throttle
 
 SESSION_COOKIE = "stacklab_session"
@@ -29,7 +30,7 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_PATHS = {"/login", "/logout", "/api/health", "/api/ready"}
 PUBLIC_PREFIXES = ("/static/css/",)  # the sign-in page's look
 FORM_PATHS = {"/login", "/logout"}  # browser forms: they check their own CSRF field
-SESSION_VERSION = "v1"
+SESSION_VERSION = "v2"  # v2: the cookie names whose token signed it
 CLOCK_SKEW_SECONDS = 60
 MAX_PATH = 2048  # characters; no page or API path comes near
 
@@ -44,27 +45,41 @@ def _session_key(token: str) -> bytes:
     return hmac.new(token.encode(), b"stacklab-session-key", hashlib.sha256).digest()
 
 
-def _signature(token: str, issued: int) -> str:
-    message = f"{SESSION_VERSION}.{issued}".encode()
+def _signature(token: str, user: str, issued: int) -> str:
+    message = f"{SESSION_VERSION}.{user}.{issued}".encode()
     return hmac.new(_session_key(token), message, hashlib.sha256).hexdigest()
 
 
-def session_value(token: str, issued: float | None = None) -> str:
-    """A session cookie issued now (or at `issued`): version, issue time, signature."""
+def session_value(token: str, issued: float | None = None, user: str = SHARED_TOKEN) -> str:
+    """A session cookie issued now (or at `issued`): version, user, issue time, signature."""
     stamp = int(time.time() if issued is None else issued)
-    return f"{SESSION_VERSION}.{stamp}.{_signature(token, stamp)}"
+    return f"{SESSION_VERSION}.{user}.{stamp}.{_signature(token, user, stamp)}"
+
+
+def session_user(
+    value: str | None, tokens: dict[str, str], *, hours: float, now: float | None = None
+) -> str | None:
+    """Whose cookie this is: signed with that name's token key, issued within `hours`."""
+    version, user, stamp, signature = ((value or "").split(".", 3) + ["", "", "", ""])[:4]
+    if version != SESSION_VERSION or user not in tokens:
+        return None
+    if not (stamp.isascii() and stamp.isdigit()):
+        return None
+    if not _same(signature, _signature(tokens[user], user, int(stamp))):
+        return None
+    age = (time.time() if now is None else now) - int(stamp)
+    return user if -CLOCK_SKEW_SECONDS <= age < hours * 3600 else None
 
 
 def session_valid(value: str | None, token: str, *, hours: float, now: float | None = None) -> bool:
-    """Signed with this token's key, and issued within the last `hours`."""
-    version, _, rest = (value or "").partition(".")
-    stamp, _, signature = rest.partition(".")
-    if version != SESSION_VERSION or not (stamp.isascii() and stamp.isdigit()):
-        return False
-    if not _same(signature, _signature(token, int(stamp))):
-        return False
-    age = (time.time() if now is None else now) - int(stamp)
-    return -CLOCK_SKEW_SECONDS <= age < hours * 3600
+    """A cookie of STACKLAB_TOKEN's holder, signed with its key and not expired."""
+    return session_user(value, {SHARED_TOKEN: token}, hours=hours, now=now) is not None
+
+
+def token_owner(given: str | None, tokens: dict[str, str]) -> str | None:
+    """The name whose token this is (every one compared, in constant time each)."""
+    owners = [name for name, token in tokens.items() if _same(given, token)]
+    return owners[0] if owners else None
 
 
 def cookie_secure(request: Request) -> bool:
@@ -106,17 +121,17 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def _authenticated(request: Request, token: str) -> tuple[bool, bool]:
-    """(allowed, by_cookie): bearer header or session cookie. A wrong bearer is counted."""
+def _authenticated(request: Request, tokens: dict[str, str]) -> tuple[str | None, bool]:
+    """(who, by_cookie): bearer header or session cookie. A wrong bearer is counted."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        if _same(header[7:].strip(), token):
-            return True, False
+        if user := token_owner(header[7:].strip(), tokens):
+            return user, False
         throttle(request).failed(client_address(request))
     cookie = request.cookies.get(SESSION_COOKIE)
-    if session_valid(cookie, token, hours=get_settings().session_hours):
-        return True, True
-    return False, False
+    if user := session_user(cookie, tokens, hours=get_settings().session_hours):
+        return user, True
+    return None, False
 
 
 def _refuse(request: Request, status: int, message: str) -> Response:
@@ -142,17 +157,18 @@ def _check(request: Request) -> Response | None:
         return PlainTextResponse("URI too long", 414)
     if has_dot_segment(path):  # /static/css/../js/x.js must not pass as a public path
         return PlainTextResponse("Bad path: '.' and '..' segments are not allowed", 400)
-    token = get_settings().token
+    tokens = get_settings().access_tokens
     by_cookie = False
-    if token and not is_public(path):
+    if tokens and not is_public(path):
         # Only token guesses wait: a signed cookie cannot be guessed, and a signed-in user
         # behind the same address (NAT) as a guesser keeps working.
         guessing = request.headers.get("authorization", "").lower().startswith("bearer ")
         if guessing and (wait := throttle(request).blocked(client_address(request))):
             return too_many(request, wait)
-        allowed, by_cookie = _authenticated(request, token)
-        if not allowed:
+        user, by_cookie = _authenticated(request, tokens)
+        if user is None:
             return _refuse(request, 401, "sign in: this stacklab needs a token")
+        request.state.user = user
     request.state.signed_in = by_cookie
     if request.method in SAFE_METHODS:
         return None
@@ -179,6 +195,7 @@ def install(app: FastAPI) -> None:
         # Pages put the CSRF value in their forms; a new one is set as a cookie below.
         request.state.csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         request.state.signed_in = False
+        request.state.user = None  # who launched: a token's name, or None on an open site
         refused = _check(request)
         response = refused or await call_next(request)
         if CSRF_COOKIE not in request.cookies:

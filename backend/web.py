@@ -32,6 +32,7 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     context.setdefault("status_code", status_code)
     # The guard (backend/security.py) sets these; the header's sign-out form needs them.
     context.setdefault("signed_in", getattr(request.state, "signed_in", False))
+    context.setdefault("user", getattr(request.state, "user", None))
     context.setdefault("csrf", getattr(request.state, "csrf", ""))
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 

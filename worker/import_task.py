@@ -1,88 +1,183 @@
-"""The worker's side of a web import: read the uploaded file, register it, or say why not.
+"""The worker's side of a web import: claim it, parse the file in a child under budgets,
+register the data set, or say why not.
 
-Leaves exactly one of: a registered data set (one transaction, in worker.datasets.register)
-or an `import-<id>.error` artifact with the message. The upload artifact is always deleted.
+The import's row (backend.datasets.lifecycle) ends done, with the data set registered in the
+same transaction, or failed with a message; the upload is deleted either way. The parse runs
+in a spawned child (worker.import_sandbox) so an upload that needs too much memory or time
+fails only that child; this process beats the row's heartbeat meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import delete
 
 from backend import models  # noqa: F401  (every table, so foreign keys resolve)
 from backend.artifacts import service as artifacts_service
-from backend.artifacts.models import Artifact, ArtifactChunk
+from backend.config import Settings, get_settings
+from backend.datasets import lifecycle
+from backend.datasets import service as datasets_service
 from backend.db import session_scope
 from backend.errors import InvalidRequest, NotFound
-from worker import datasets
-from worker.ml.data import DataError, load_dataset
+from worker import device, import_sandbox
+from worker.ml.data import DataError, Dataset
+from worker.ml.limits import ImportLimits
 
 log = logging.getLogger(__name__)
-ERROR_KIND = "import-error"  # backend.datasets.imports reads these by kind and name
-MAX_MESSAGE = 4000
 
 
-def import_dataset(
-    artifact_id: int, name: str, resize: bool = False, source: str | None = None
-) -> str:
-    """Import upload `artifact_id` (or download `source`='cifar10') as data set `name`."""
+@dataclass(frozen=True)
+class Job:
+    """What the claimed row says to import."""
+
+    import_id: int
+    name: str
+    file_name: str
+    resize: bool
+    source: str | None
+    upload_id: int | None
+
+
+def import_dataset(import_id: int, *_legacy) -> str:
+    """Import `import_id` (a queued dataset_imports row). Older messages carried the name,
+    resize and source too: the row is what counts."""
+    worker = device.worker_name()
+    with session_scope() as session:
+        row = lifecycle.claim(session=session, import_id=import_id, worker=worker)
+        if row is None:  # redelivered, sent twice, or reaped: someone else has its outcome
+            log.warning("import %s: not queued any more, nothing to do", import_id)
+            return "nothing to import"
+        job = Job(row.id, row.name, row.file_name, row.resize, row.source, row.upload_artifact_id)
+    settings = get_settings()
     tmp = ""
     try:
-        with tempfile.TemporaryDirectory(prefix="stacklab-import-") as tmp:
-            dataset = _load(artifact_id, Path(tmp), resize=resize, source=source)
-            dataset_id = datasets.register(dataset, name=name)
-    except NotFound:
-        # a redelivered task whose upload was already handled: its outcome is recorded
-        log.warning("import %s: the upload is gone, nothing to do", artifact_id)
-        return "nothing to import"
+        with (
+            Heartbeat(import_id, worker, settings.heartbeat_seconds) as beats,
+            tempfile.TemporaryDirectory(prefix="stacklab-import-") as tmp,
+        ):
+            dataset, result = _parse(job, Path(tmp), settings, beats)
+            dataset_id = _store(job, worker, dataset, result)
+    except lifecycle.ImportSuperseded as err:
+        log.warning("import %s (%s) given up: %s", import_id, job.name, err)
+        return f"given up: {err}"
     except Exception as err:
         message = _message(err, tmp)
-        log.warning("import %s (%s) failed: %s", artifact_id, name, message)
+        log.warning("import %s (%s) failed: %s", import_id, job.name, message)
         with session_scope() as session:
-            _store_error(session, artifact_id, message)
-            _delete(session, artifact_id)
+            lifecycle.fail(session=session, import_id=import_id, message=message, worker=worker)
         return f"failed: {message}"
-    with session_scope() as session:
-        _delete(session, artifact_id)
-    return f"imported {name} as data set {dataset_id}"
+    return f"imported {job.name} as data set {dataset_id}"
 
 
-def _load(artifact_id: int, tmp: Path, *, resize: bool, source: str | None):
-    if source == "cifar10":
-        return load_dataset("cifar10")
-    if source is not None:
-        raise DataError(f"unknown import source {source!r}")
+def _parse(job: Job, tmp: Path, settings: Settings, beats: Heartbeat) -> tuple[Dataset, Path]:
+    """The data set, parsed in a child under the memory and time budgets."""
+    timeout = settings.import_timeout_seconds
+    if job.source == "cifar10":
+        # Keras downloads a fixed, hash-checked file and imports TensorFlow, whose address
+        # space reservations make RLIMIT_AS meaningless: a child with a time budget only.
+        spec, budget = "cifar10", import_sandbox.Budget(None, timeout)
+    elif job.source is not None:
+        raise DataError(f"unknown import source {job.source!r}")
+    else:
+        spec = str(_write_upload(job, tmp))
+        budget = import_sandbox.Budget(settings.import_memory_mb, timeout)
+    parsed = import_sandbox.parse_in_child(
+        spec,
+        work_dir=tmp / "parsed",
+        budget=budget,
+        resize=job.resize,
+        limits=_limits(settings),
+        beat=beats.check,
+        beat_every=min(1.0, settings.heartbeat_seconds),
+    )
+    log.info(
+        "import %s parsed: peak %.0f MiB resident, %.0f MiB address space (budget %s MiB)",
+        job.import_id,
+        parsed.peak_rss_mb,
+        parsed.peak_vm_mb,
+        budget.memory_mb,
+    )
+    classes = parsed.dataset.num_classes
+    if classes > settings.max_classes:
+        raise DataError(
+            f"{job.file_name}: {classes:,} classes, more than the limit of "
+            f"{settings.max_classes:,} (STACKLAB_MAX_CLASSES)"
+        )
+    return parsed.dataset, tmp / "parsed" / import_sandbox.RESULT
+
+
+def _write_upload(job: Job, tmp: Path) -> Path:
+    """The uploaded file on local disk, under its own name (the suffix picks the importer)."""
+    if job.upload_id is None:
+        raise DataError("the uploaded file is gone; upload it again")
     with session_scope() as session:
-        artifact = artifacts_service.get_artifact(session, artifact_id)
-        # "<name>/<original file name>": the suffix tells load_dataset which importer to use
-        path = artifacts_service.write_to(session, artifact, tmp / artifact.name.rsplit("/", 1)[-1])
-    return load_dataset(str(path), resize=resize)
+        artifact = artifacts_service.get_artifact(session, job.upload_id)
+        return artifacts_service.write_to(session, artifact, tmp / Path(job.file_name).name)
+
+
+def _limits(settings: Settings) -> ImportLimits:
+    """The parsers' limits, with this deployment's class limit."""
+    return ImportLimits(max_classes=settings.max_classes)
+
+
+def _store(job: Job, worker: str, dataset: Dataset, arrays: Path) -> int:
+    """Register the data set and mark the import done, in one transaction."""
+    with session_scope() as session:
+        record = datasets_service.register(
+            session=session, name=job.name, summary=dataset.summary(), arrays=arrays
+        )
+        lifecycle.finish(
+            session=session, import_id=job.import_id, worker=worker, dataset_id=record.id
+        )
+        return record.id
 
 
 def _message(err: Exception, tmp: str) -> str:
     if isinstance(err, InvalidRequest):
         text = err.reason
-    elif isinstance(err, DataError | OSError):
+    elif isinstance(err, NotFound):
+        text = "the uploaded file is gone; upload it again"
+    elif isinstance(err, DataError | OSError | import_sandbox.ImportFailed):
         text = str(err)
     else:
         text = f"unexpected error ({type(err).__name__}): {err}"
     if tmp:  # the temp folder means nothing to the person who uploaded the file
-        text = text.replace(f"{tmp}/", "").replace(tmp, "")
-    return text[:MAX_MESSAGE] or type(err).__name__
+        for folder in (f"{tmp}/parsed", tmp):
+            text = text.replace(f"{folder}/", "").replace(folder, "")
+    return text[: lifecycle.MAX_MESSAGE] or type(err).__name__
 
 
-def _store_error(session, artifact_id: int, message: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "error.txt"
-        path.write_text(message, encoding="utf-8")
-        artifacts_service.store_file(
-            session=session, path=path, name=f"import-{artifact_id}.error", kind=ERROR_KIND
-        )
+class Heartbeat:
+    """Beats the import's heartbeat from a thread while it runs (parse, write, store), so
+    a long step never looks like a dead worker; check() raises once it is no longer ours."""
 
+    def __init__(self, import_id: int, worker: str, every: float):
+        self.import_id, self.worker, self.every = import_id, worker, every
+        self.stop, self.lost = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="import-heartbeat", daemon=True)
 
-def _delete(session, artifact_id: int) -> None:
-    session.execute(delete(ArtifactChunk).where(ArtifactChunk.artifact_id == artifact_id))
-    session.execute(delete(Artifact).where(Artifact.id == artifact_id))
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise lifecycle.ImportSuperseded(f"import {self.import_id} was failed by the upkeep")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                with session_scope() as session:
+                    lifecycle.beat(session=session, import_id=self.import_id, worker=self.worker)
+            except lifecycle.ImportSuperseded:
+                self.lost.set()
+                return
+            except Exception as err:  # a store blip: the next beat may land
+                log.warning("import %s: heartbeat failed (%s)", self.import_id, err)

@@ -43,10 +43,8 @@ def finetune(run_id: int) -> str:
 
 
 @app.task(name="stacklab.import_dataset")
-def import_dataset(
-    artifact_id: int, name: str, resize: bool = False, source: str | None = None
-) -> str:
-    """Import an uploaded file (or download CIFAR-10) as a data set, or store why not."""
+def import_dataset(import_id: int, *_legacy) -> str:
+    """Import a queued upload (or CIFAR-10 download) as a data set, or record why not."""
     from worker.import_task import import_dataset as run_import
 
-    return run_import(artifact_id, name, resize, source)
+    return run_import(import_id)

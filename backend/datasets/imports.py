@@ -1,8 +1,9 @@
 """Data set imports from the web: stream an upload to disk, store it, queue the worker's task.
 
-The web never parses the data itself: the worker's `stacklab.import_dataset` task does, and
-leaves either a registered data set or an `import-<id>.error` artifact, then deletes the
-upload. An import's id is its upload artifact's id.
+The web never parses the data itself: the worker's `stacklab.import_dataset` task does. An
+import is a `dataset_imports` row (backend.datasets.lifecycle): queued here with its upload,
+claimed and finished (done or failed, with the message) by a worker, or failed by the
+upkeep when its worker dies. Its name is taken while it is queued or running.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import HTTPException, Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -24,12 +26,13 @@ from backend import queue
 from backend.artifacts import service as artifacts_service
 from backend.artifacts.models import Artifact, ArtifactChunk
 from backend.config import get_settings
-from backend.datasets.models import DatasetRecord
+from backend.datasets import lifecycle
+from backend.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport, DatasetRecord
 from backend.db import session_scope
 from backend.errors import InvalidRequest, NotFound
+from backend.timeutil import aware
 
-TASK = "stacklab.import_dataset"
-UPLOAD_KIND, ERROR_KIND = "upload", "import-error"
+UPLOAD_KIND = "upload"
 ACCEPTED_SUFFIXES = (".npz", ".zip", ".tar.gz", ".tgz", ".tar")
 MAX_UPLOAD_BYTES = 1 << 30  # CIFAR-10's archive is 163 MiB; the worker refuses > 2 GiB expanded
 MAX_FIELD_BYTES = 1024
@@ -38,8 +41,11 @@ NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 def check_name_syntax(name: str | None) -> str:
     """A data set name: 1..100 letters, digits, '-', '_' or '.'."""
-    if not name or not NAME_RE.fullmatch(name):
-        raise InvalidRequest("name", "use 1 to 100 letters, digits, '-', '_' or '.'")
+    if not name or not NAME_RE.fullmatch(name) or name.strip(".") == "":
+        # "." and ".." would read as the current and parent folder in paths and URLs.
+        raise InvalidRequest(
+            "name", "use 1 to 100 letters, digits, '-', '_' or '.' (not only dots)"
+        )
     return name
 
 
@@ -48,10 +54,7 @@ def check_name(session: Session, name: str | None) -> str:
     name = check_name_syntax(name)
     if session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name)) is not None:
         raise InvalidRequest("name", f"a data set named {name!r} exists already")
-    pending = select(Artifact.id).where(
-        Artifact.kind == UPLOAD_KIND, Artifact.name.startswith(f"{name}/", autoescape=True)
-    )
-    if session.scalar(pending) is not None:
+    if lifecycle.active_with_name(session, name) is not None:
         raise InvalidRequest("name", f"an import named {name!r} is in progress")
     return name
 
@@ -64,11 +67,6 @@ def safe_filename(filename: str | None) -> str:
             "file", "upload a .npz file, an image-folder .zip or cifar-10-python.tar.gz"
         )
     return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-150:]
-
-
-def error_name(import_id: int) -> str:
-    """The artifact a failed import leaves its message in."""
-    return f"import-{import_id}.error"
 
 
 @dataclass
@@ -211,17 +209,29 @@ def start_import(
     resize: bool = False,
     source: str | None = None,
 ) -> dict:
-    """Store the file as an upload artifact, commit, then send the import task by name."""
+    """Store the file as an upload artifact and a queued import, commit, then send its task."""
     name = check_name(session, name)
     artifact = artifacts_service.store_file(
         session=session, path=path, name=f"{name}/{filename}", kind=UPLOAD_KIND
     )
-    import_id = artifact.id
-    session.commit()  # the worker must find the upload when the task arrives
     try:
-        queue.client().send_task(TASK, args=[import_id, name, resize, source])
+        row = lifecycle.create(
+            session=session,
+            name=name,
+            file_name=filename,
+            upload_artifact_id=artifact.id,
+            resize=resize,
+            source=source,
+        )
+    except IntegrityError as err:  # another upload took the name a moment ago
+        raise InvalidRequest("name", f"an import named {name!r} is in progress") from err
+    import_id = row.id
+    session.commit()  # the worker must find the import when the task arrives
+    try:
+        queue.enqueue("import", import_id)
     except Exception as err:  # broker down: nothing is left behind
-        _delete_artifact(session, import_id)
+        session.execute(delete(DatasetImport).where(DatasetImport.id == import_id))
+        _delete_artifact(session, artifact.id)
         session.commit()
         raise HTTPException(503, f"could not reach the job queue: {err}") from err
     return {"import_id": import_id, "name": name, "state": "pending", **_urls(import_id, name)}
@@ -238,10 +248,7 @@ def start_cifar10(*, session: Session, name: str = "cifar10") -> dict:
 
 
 def _urls(import_id: int, name: str) -> dict:
-    return {
-        "status_url": f"/api/datasets/imports/{import_id}?name={name}",
-        "url": f"/datasets/{name}",
-    }
+    return {"status_url": f"/api/datasets/imports/{import_id}", "url": f"/datasets/{name}"}
 
 
 def _delete_artifact(session: Session, artifact_id: int) -> None:
@@ -249,33 +256,37 @@ def _delete_artifact(session: Session, artifact_id: int) -> None:
     session.execute(delete(Artifact).where(Artifact.id == artifact_id))
 
 
+def _status(row: DatasetImport) -> dict:
+    """An import as the API shows it: state pending (queued or running), done or failed;
+    detail is the exact state."""
+    state = "pending" if row.state in ACTIVE_IMPORT_STATES else row.state
+    moments = ("created_at", "started_at", "heartbeat_at", "finished_at")
+    return {
+        "import_id": row.id,
+        "name": row.name,
+        "file": row.file_name,
+        "state": state,
+        "detail": row.state,
+        "message": row.message,
+        "dataset_id": row.dataset_id,
+        **{key: (m.isoformat() if (m := aware(getattr(row, key))) else None) for key in moments},
+        **_urls(row.id, row.name),
+    }
+
+
 def import_status(*, session: Session, import_id: int, name: str | None = None) -> dict:
-    """pending (upload waiting or being imported), done (data set registered) or failed."""
-    error = session.scalar(
-        select(Artifact).where(Artifact.name == error_name(import_id), Artifact.kind == ERROR_KIND)
-    )
-    if error is not None:
-        message = b"".join(artifacts_service.iter_chunks(session, error.id)).decode(
-            "utf-8", "replace"
-        )
-        return {"import_id": import_id, "name": name, "state": "failed", "message": message}
-    upload = session.get(Artifact, import_id)
-    if upload is not None and upload.kind == UPLOAD_KIND:
-        name = upload.name.split("/", 1)[0]
-    exists = name and session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name))
-    if exists:
-        return {"import_id": import_id, "name": name, "state": "done", **_urls(import_id, name)}
-    if upload is not None and upload.kind == UPLOAD_KIND:
-        return {"import_id": import_id, "name": name, "state": "pending", "message": None}
-    raise NotFound("import", import_id)
+    """One import by its id (404 when unknown, or when `name` is given and is not its name)."""
+    row = session.get(DatasetImport, import_id)
+    if row is None or (name is not None and name != row.name):
+        raise NotFound("import", import_id)
+    return _status(row)
 
 
 def pending_imports(session: Session) -> list[dict]:
-    """Uploads waiting for (or being read by) a worker."""
-    uploads = session.scalars(
-        select(Artifact).where(Artifact.kind == UPLOAD_KIND).order_by(Artifact.id)
+    """Imports queued or running, oldest first."""
+    rows = session.scalars(
+        select(DatasetImport)
+        .where(DatasetImport.state.in_(ACTIVE_IMPORT_STATES))
+        .order_by(DatasetImport.id)
     )
-    return [
-        {"import_id": a.id, "name": a.name.split("/", 1)[0], "file": a.name.split("/", 1)[-1]}
-        for a in uploads
-    ]
+    return [_status(row) for row in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db import Base
@@ -27,3 +27,48 @@ class DatasetRecord(Base):
     train_counts: Mapped[dict] = mapped_column(JSON)
     test_counts: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+IMPORT_STATES = ("queued", "running", "done", "failed")
+ACTIVE_IMPORT_STATES = ("queued", "running")
+
+
+class DatasetImport(Base):
+    """One import of a data set, from upload (or download) to done or failed.
+
+    The web creates it queued with the upload; a worker claims it (running), beats
+    heartbeat_at while it parses, and finishes it; the upkeep fails it when its worker
+    went silent. Its name is taken while it is queued or running."""
+
+    __tablename__ = "dataset_imports"
+    # ids are never reused (SQLite would reuse the largest after a purge): a client polling
+    # an old import must not see a newer one
+    __table_args__ = (
+        # two uploads racing for one name: the database lets one in
+        Index(
+            "uq_dataset_imports_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(40))  # "cifar10": the Keras download
+    resize: Mapped[bool] = mapped_column(Boolean, default=False)
+    upload_artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="SET NULL")
+    )
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    message: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))

@@ -36,7 +36,8 @@ def datasets_page(request: Request, session: SessionDep) -> HTMLResponse:
 def dataset_page(name: str, request: Request, session: SessionDep) -> HTMLResponse:
     """One data set: sizes, class distribution of train and test, sample images per class."""
     record = datasets_service.get_by_name(session, name)
-    width, height = views.grid_size(len(record.class_names), SAMPLES_PER_CLASS)
+    shown = views.grid_classes(len(record.class_names))
+    width, height = views.grid_size(shown, SAMPLES_PER_CLASS)
     return render(
         request,
         "datasets/detail.html",
@@ -44,5 +45,6 @@ def dataset_page(name: str, request: Request, session: SessionDep) -> HTMLRespon
         dataset=DatasetRead.model_validate(record).model_dump(mode="json"),
         figure=views.class_distribution(record),
         per_class=SAMPLES_PER_CLASS,
+        shown_classes=shown,
         grid={"width": width, "height": height, "row": views.TILE + views.GAP, "gap": views.GAP},
     )

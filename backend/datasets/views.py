@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +13,18 @@ import plotly.graph_objects as go
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from backend import plotting
 from backend.config import get_settings
 from backend.datasets import service as datasets_service
 from backend.datasets.models import DatasetRecord
 
 TILE, GAP = 32, 2
+HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+# Rows of the samples grid: a data set with thousands of classes shows the first ones.
+MAX_GRID_CLASSES = 100
 BACKGROUND = (226, 230, 236)
 
 
@@ -28,11 +35,13 @@ def grid_size(n_classes: int, per_class: int) -> tuple[int, int]:
 
 def class_distribution(record: DatasetRecord) -> dict:
     """Grouped bars of images per class in train and test, as Plotly figure JSON."""
-    # Plotly reads a few HTML tags in labels; escaped, a class name shows as written.
-    labels = [html.escape(name) for name in record.class_names]
     fig = go.Figure(
         [
-            go.Bar(name=split, x=labels, y=[counts.get(name, 0) for name in record.class_names])
+            go.Bar(
+                name=split,
+                x=record.class_names,
+                y=[counts.get(name, 0) for name in record.class_names],
+            )
             for split, counts in (("train", record.train_counts), ("test", record.test_counts))
         ]
     )
@@ -44,7 +53,12 @@ def class_distribution(record: DatasetRecord) -> dict:
         legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
     )
     fig.update_xaxes(type="category")
-    return json.loads(fig.to_json())
+    return plotting.escape_figure(json.loads(fig.to_json()))  # class names show as written
+
+
+def grid_classes(n_classes: int) -> int:
+    """How many classes the samples grid shows: the first MAX_GRID_CLASSES at most."""
+    return min(n_classes, MAX_GRID_CLASSES)
 
 
 def render_grid(x: np.ndarray, y: np.ndarray, n_classes: int, per_class: int) -> Image.Image:
@@ -60,17 +74,17 @@ def render_grid(x: np.ndarray, y: np.ndarray, n_classes: int, per_class: int) ->
 
 
 def samples_png(*, session: Session, record: DatasetRecord, per_class: int) -> Path:
-    """The samples grid as a PNG file, rendered once per data set content and size."""
+    """The samples grid as a PNG file, rendered once per data set content and size. Only
+    the tiles it shows are read from the arrays file, so memory stays small whatever the
+    data set's size or number of classes."""
     cache = get_settings().cache_dir
-    target = cache / "samples" / f"{record.fingerprint}-{per_class}.png"
+    n_classes = grid_classes(len(record.class_names))
+    target = cache / "samples" / f"{record.fingerprint}-{per_class}-{n_classes}.png"
     if target.exists():
         return target
     arrays = datasets_service.fetch_to_cache(session=session, dataset_id=record.id, cache_dir=cache)
-    with np.load(arrays, allow_pickle=False) as data:
-        x, y = data["x_train"], data["y_train"]
-        if len(y) == 0:
-            x, y = data["x_test"], data["y_test"]
-    image = render_grid(x, y.reshape(-1), len(record.class_names), per_class)
+    x, y = read_samples(arrays, n_classes=n_classes, per_class=per_class)
+    image = render_grid(x, y, n_classes, per_class)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".samples-", suffix=".png")
     try:
@@ -80,3 +94,39 @@ def samples_png(*, session: Session, record: DatasetRecord, per_class: int) -> P
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def read_samples(arrays: Path, *, n_classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `per_class` training images (test images when there are none) of classes
+    below n_classes, and their labels, read row by row from the data set's .npz."""
+    with zipfile.ZipFile(arrays) as archive:
+        split = "train"
+        y = _read_labels(archive, "y_train.npy")
+        if len(y) == 0:
+            split, y = "test", _read_labels(archive, "y_test.npy")
+        picks = [np.flatnonzero(y == cls)[:per_class] for cls in range(n_classes)]
+        rows = np.sort(np.concatenate(picks)) if picks else np.empty(0, dtype=np.int64)
+        return _read_rows(archive, f"x_{split}.npy", rows), y[rows]
+
+
+def _read_labels(archive: zipfile.ZipFile, member: str) -> np.ndarray:
+    with archive.open(member) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False).reshape(-1)
+
+
+def _read_rows(archive: zipfile.ZipFile, member: str, rows: np.ndarray) -> np.ndarray:
+    """Rows of an (N, 32, 32, 3) uint8 array, read one by one in ascending order."""
+    with archive.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        header = HEADER_READERS.get(version)
+        if header is None:
+            raise ValueError(f"{member}: unsupported .npy version {version}")
+        shape, fortran, dtype = header(fh)
+        if fortran or dtype != np.uint8 or tuple(shape[1:]) != (TILE, TILE, 3):
+            raise ValueError(f"{member}: not an (N, 32, 32, 3) uint8 array")
+        start, size = fh.tell(), TILE * TILE * 3
+        out = np.empty((len(rows), TILE, TILE, 3), dtype=np.uint8)
+        for i, row in enumerate(rows):
+            fh.seek(start + int(row) * size)  # forward only: rows are sorted
+            out[i] = np.frombuffer(fh.read(size), dtype=np.uint8).reshape(TILE, TILE, 3)
+        return out

@@ -101,7 +101,9 @@ def _plan(session: Session, run_in: RunCreate) -> _Plan:
     return _Plan(run_in, config, dataset_id, parent.id if parent else None)
 
 
-def _create(session: Session, plan: _Plan, group: RunGroup | None) -> list[Run]:
+def _create(
+    session: Session, plan: _Plan, group: RunGroup | None, launched_by: str | None
+) -> list[Run]:
     """The run rows of a checked request (and a parallel tune's group), flushed, not committed."""
     run_in = plan.run_in
     if run_in.parallel > 1 and group is None:
@@ -120,6 +122,7 @@ def _create(session: Session, plan: _Plan, group: RunGroup | None) -> list[Run]:
             dataset_id=plan.dataset_id,
             parent_run_id=plan.parent_id,
             group_id=group.id if group else None,
+            launched_by=launched_by,
         )
         if run_in.name is None:
             run.name = f"{run_in.kind} #{run.id}"
@@ -134,12 +137,21 @@ def _create(session: Session, plan: _Plan, group: RunGroup | None) -> list[Run]:
     return runs
 
 
-def launch(*, session: Session, run_in: RunCreate, group: RunGroup | None = None) -> list[Run]:
-    """Check, create the run(s) in one transaction, commit, send. A refusal leaves nothing."""
+def launch(
+    *,
+    session: Session,
+    run_in: RunCreate,
+    group: RunGroup | None = None,
+    launched_by: str | None = None,
+) -> list[Run]:
+    """Check, create the run(s) in one transaction, commit, send. A refusal leaves nothing.
+    `launched_by`: the name of the token the request came with."""
     plan = _plan(session, run_in)
-    limits.check_count(get_settings(), session, runs=run_in.parallel, field="parallel")
+    limits.check_count(
+        get_settings(), session, runs=run_in.parallel, field="parallel", launched_by=launched_by
+    )
     queue.check()  # the queue is down: say so (503) before anything is created
-    runs = _create(session, plan, group)
+    runs = _create(session, plan, group, launched_by)
     session.commit()  # rows first: a worker may pick the task up at once
     _send(session, runs)
     return runs
@@ -176,6 +188,8 @@ def cancel(*, session: Session, run_id: int) -> Run:
 def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     """Run a failed or cancelled run again, under the same id, resuming from its checkpoint
     (fresh: from the start). Nothing is deleted here."""
+    run = runs_service.get_run(session, run_id)
+    limits.check_count(get_settings(), session, runs=1, field="run", launched_by=run.launched_by)
     queue.check()
     run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh)
     session.commit()
@@ -183,7 +197,9 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     return run
 
 
-def clone(*, session: Session, run_id: int, edits: dict | None = None) -> Run:
+def clone(
+    *, session: Session, run_id: int, edits: dict | None = None, launched_by: str | None = None
+) -> Run:
     """A new run like an old one, with some parameters (or name, tags, parent) changed."""
     source = runs_service.get_run(session, run_id)
     edits = dict(edits or {})
@@ -206,7 +222,7 @@ def clone(*, session: Session, run_id: int, edits: dict | None = None) -> Run:
     except ValidationError as err:
         first = err.errors()[0]
         raise InvalidRequest(".".join(str(p) for p in first["loc"]), first["msg"]) from err
-    return launch(session=session, run_in=request)[0]
+    return launch(session=session, run_in=request, launched_by=launched_by)[0]
 
 
 def _clone_name(name: str) -> str:
@@ -226,12 +242,16 @@ def _merge(base: dict, changes: dict) -> dict:
     return out
 
 
-def launch_augmentation_study(*, session: Session, study_in: AugmentationStudyCreate) -> RunGroup:
+def launch_augmentation_study(
+    *, session: Session, study_in: AugmentationStudyCreate, launched_by: str | None = None
+) -> RunGroup:
     """Finetune with augmentation off and on, for each seed, as one group: all runs or none."""
     settings = get_settings()
     limits.check_labels(settings, name=study_in.name, tags=[])
     limits.check_seeds(settings, study_in.seeds)
-    limits.check_count(settings, session, runs=2 * len(study_in.seeds), field="seeds")
+    limits.check_count(
+        settings, session, runs=2 * len(study_in.seeds), field="seeds", launched_by=launched_by
+    )
     base = validate_params("finetune", {**study_in.params, "augment": False})
     params = base.model_dump(mode="json")
     name = study_in.name or "augmentation study"
@@ -256,7 +276,7 @@ def launch_augmentation_study(*, session: Session, study_in: AugmentationStudyCr
     )
     session.add(group)
     session.flush()
-    runs = [run for plan in plans for run in _create(session, plan, group)]
+    runs = [run for plan in plans for run in _create(session, plan, group, launched_by)]
     session.commit()  # the group and every run at once
     _send(session, runs)
     return group

@@ -71,8 +71,11 @@ def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
         raise over(field, what, settings.max_batch_memory_mb, "max_batch_memory_mb")
 
 
-def check_count(settings: Settings, session: Session, *, runs: int, field: str) -> None:
-    """Runs created by one request, and runs waiting or running in all after it."""
+def check_count(
+    settings: Settings, session: Session, *, runs: int, field: str, launched_by: str | None = None
+) -> None:
+    """Runs created by one request, and runs waiting or running after it: in all, and for
+    the token that launches them when several tokens are configured."""
     if runs > settings.max_runs_per_request:
         what = f"this request would create {runs} runs"
         raise over(field, what, settings.max_runs_per_request, "max_runs_per_request")
@@ -85,6 +88,17 @@ def check_count(settings: Settings, session: Session, *, runs: int, field: str) 
             "wait for some to finish or cancel some",
             settings.max_queued_runs,
             "max_queued_runs",
+        )
+    if launched_by is None or len(settings.access_tokens) < 2:
+        return
+    mine = session.scalar(waiting.where(Run.launched_by == launched_by))
+    if mine + runs > settings.max_queued_runs_per_token:
+        raise over(
+            "queued_runs",
+            f"{mine:,} runs of {launched_by!r} are queued or running and this request adds "
+            f"{runs}; wait for some to finish or cancel some",
+            settings.max_queued_runs_per_token,
+            "max_queued_runs_per_token",
         )
 
 

@@ -63,6 +63,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_kind_created", "kind", "created_at"),
+        Index("ix_runs_launched_by_status", "launched_by", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -98,6 +99,8 @@ class Run(Base):
     fresh_start: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Where the stored checkpoint stands: {stage, epoch, attempt, bytes, saved_at}.
     checkpoint: Mapped[dict | None] = mapped_column(JSON)
+    # The name of the token that launched the run (None on an open site).
+    launched_by: Mapped[str | None] = mapped_column(String(40))
 
 
 class RunAttempt(Base):

@@ -10,7 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 from backend.artifacts import service as artifacts_service
 from backend.config import get_settings
 from backend.db import session_scope
-from backend.deps import SessionDep
+from backend.deps import SessionDep, UserDep
 from backend.runs import detail, queries, views
 from backend.runs import launch as launcher
 from backend.runs import metrics as metrics_service
@@ -27,15 +27,17 @@ router = APIRouter(tags=["runs"])
 
 
 @router.post("/runs", status_code=201, response_model=list[RunRead])
-def create_runs(run_in: RunCreate, session: SessionDep):
+def create_runs(run_in: RunCreate, session: SessionDep, user: UserDep):
     """Validate and queue a run (a tune with parallel > 1 queues one run per worker)."""
-    return launcher.launch(session=session, run_in=run_in)
+    return launcher.launch(session=session, run_in=run_in, launched_by=user)
 
 
 @router.post("/augmentation-studies", status_code=201)
-def create_augmentation_study(study_in: AugmentationStudyCreate, session: SessionDep) -> dict:
+def create_augmentation_study(
+    study_in: AugmentationStudyCreate, session: SessionDep, user: UserDep
+) -> dict:
     """Queue the same finetune with augmentation off and on for each seed, as one group."""
-    group = launcher.launch_augmentation_study(session=session, study_in=study_in)
+    group = launcher.launch_augmentation_study(session=session, study_in=study_in, launched_by=user)
     return {"group_id": group.id, "name": group.name}
 
 
@@ -118,9 +120,9 @@ def run_attempts(run_id: int, session: SessionDep):
 
 
 @router.post("/runs/{run_id}/clone", status_code=201, response_model=RunRead)
-def clone_run(run_id: int, session: SessionDep, edits: dict | None = None):
+def clone_run(run_id: int, session: SessionDep, user: UserDep, edits: dict | None = None):
     """A new run like this one, with the given changes (params, name, tags, parent)."""
-    return launcher.clone(session=session, run_id=run_id, edits=edits)
+    return launcher.clone(session=session, run_id=run_id, edits=edits, launched_by=user)
 
 
 @router.get("/runs/{run_id}/metrics")

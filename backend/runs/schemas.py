@@ -72,6 +72,7 @@ class RunRead(BaseModel):
     queued_at: datetime | None
     sent_at: datetime | None
     checkpoint: dict | None = Field(None, description="{stage, epoch}: where a re-try resumes")
+    launched_by: str | None = Field(None, description="Name of the token that launched it")
 
 
 class AttemptRead(BaseModel):

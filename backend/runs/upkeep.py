@@ -1,6 +1,8 @@
 """Housekeeping any process can do, with no extra service: give up on runs whose worker
 went silent (re-queueing them while they have tries left) and re-send runs whose queue
-message never arrived.
+message never arrived. Data set imports likewise: a running import whose worker went silent
+(or that ran past its time budget) fails and releases its name; a queued one whose message
+was lost is sent again; finished ones are forgotten after a week.
 
 The web app and every worker run `Upkeep.round()` every few seconds. Rounds in several
 processes are safe together: every change is a conditional UPDATE that only one wins.
@@ -16,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from backend.datasets import lifecycle as imports_lifecycle
 from backend.runs.attempts import end_attempt
 from backend.runs.models import Run
 from backend.timeutil import utcnow
@@ -156,28 +159,63 @@ class Upkeep:
     def round(self) -> dict:
         """Reap, then re-send; returns what it did. Raises when the store is unreachable."""
         try:
-            reaped = self._reap()
+            reaped, imports_failed = self._reap()
         except Exception:
             self.store_down()
             raise
-        return {"reaped": reaped, "sent": self._resend()}
+        return {
+            "reaped": reaped,
+            "sent": self._resend(),
+            "imports_failed": imports_failed,
+            "imports_sent": self._resend_imports(),
+        }
 
-    def _reap(self) -> list[tuple[int, str]]:
+    def _reap(self) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         now = time.monotonic()
+        settings = self.settings
         with self.session_scope() as session:
             session.execute(select(1))
             if self.store_up_since is None:
                 self.store_up_since = now
-            if now - self.store_up_since < self.settings.stale_after_seconds:
-                return []
+            if now - self.store_up_since < settings.stale_after_seconds:
+                return [], []
             reaped = reap_stale(
-                session=session,
-                stale_after=self.settings.stale_after_seconds,
-                exclude=self.own_runs(),
+                session=session, stale_after=settings.stale_after_seconds, exclude=self.own_runs()
             )
+            imports_failed = imports_lifecycle.reap(
+                session=session,
+                stale_after=settings.stale_after_seconds,
+                timeout=settings.import_timeout_seconds,
+            )
+            imports_lifecycle.purge_finished(session)
         for run_id, status in reaped:
             log.warning("run %s: its worker stopped responding; run is now %s", run_id, status)
-        return reaped
+        for import_id, message in imports_failed:
+            log.warning("import %s failed: %s", import_id, message)
+        return reaped, imports_failed
+
+    def _resend_imports(self) -> list[int]:
+        """Queued imports whose message was lost go again (a redelivery is claimed once)."""
+        resend_after = self.settings.resend_after_seconds
+        with self.session_scope() as session:
+            due = imports_lifecycle.due_for_send(
+                session, resend_after=resend_after, idle_within=self.settings.stale_after_seconds
+            )
+        sent = []
+        for import_id in due:
+            with self.session_scope() as session:
+                if not imports_lifecycle.take_for_send(
+                    session, import_id, resend_after=resend_after
+                ):
+                    continue
+            try:
+                self.send("import", import_id)
+            except Exception as err:  # sent_at stays: the next try comes a window later
+                log.warning("import %s: could not send its message (%s)", import_id, err)
+                break
+            log.info("import %s: queued without a worker taking it; sent again", import_id)
+            sent.append(import_id)
+        return sent
 
     def _resend(self) -> list[int]:
         settings = self.settings

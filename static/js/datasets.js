@@ -40,9 +40,11 @@ const datasetPages = (() => {
     tr.append(el("td", item.name), el("td", item.file || ""), state);
     body.prepend(tr);
     api.poll(async () => {
-      const url = `/api/datasets/imports/${item.import_id}?name=${encodeURIComponent(item.name)}`;
-      const status = await api.get(url);
-      if (status.state === "pending") return true;
+      const status = await api.get(`/api/datasets/imports/${item.import_id}`);
+      if (status.state === "pending") {
+        if (status.detail === "running") state.textContent = "importing on a worker";
+        return true;
+      }
       state.replaceChildren();
       if (status.state === "done") {
         const link = el("a", "open the data set");

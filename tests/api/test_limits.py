@@ -207,3 +207,38 @@ def test_the_form_offers_no_more_than_the_limits(client):
     epochs = html[html.index('name="params.epochs"') :].split(">", 1)[0]
     batch = html[html.index('name="params.batch_size"') :].split(">", 1)[0]
     assert 'max="7"' in epochs and 'max="96"' in batch
+
+
+def test_queued_runs_per_token_when_several_are_configured(client):
+    tokens = '{"ana": "ana-token-1", "ben": "ben-token-2"}'
+    with limits(tokens=tokens, max_queued_runs_per_token=2):
+        from fastapi.testclient import TestClient
+
+        from backend.main import create_app
+
+        with TestClient(create_app()) as guarded:
+            ana = {"Authorization": "Bearer ana-token-1"}
+            ben = {"Authorization": "Bearer ben-token-2"}
+
+            def launch(headers, **extra):
+                body = {"kind": "pretrain", "dataset": "demo-tiny", "params": ONE_EPOCH, **extra}
+                return guarded.post("/api/runs", json=body, headers=headers)
+
+            assert guarded.get("/api/runs").status_code == 401
+            first = launch(ana)
+            assert first.status_code == 201 and first.json()[0]["launched_by"] == "ana"
+            assert launch(ana).status_code == 201
+            _refused(launch(ana), ["queued_runs"], "max_queued_runs_per_token")
+            assert launch(ben).status_code == 201  # ben's share is his own
+            # a finished run frees a place
+            run_id = first.json()[0]["id"]
+            assert guarded.post(f"/api/runs/{run_id}/cancel", headers=ana).status_code == 200
+            assert launch(ana).status_code == 201
+            # re-queueing counts against the run's launcher too
+            _refused(
+                guarded.post(f"/api/runs/{run_id}/requeue", headers=ben),
+                ["queued_runs"],
+                "max_queued_runs_per_token",
+            )
+            page = guarded.get(f"/runs/{run_id}", headers=ana).text
+            assert "Launched by" in page and "ana" in page

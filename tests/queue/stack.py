@@ -26,6 +26,9 @@ FAST = {
     "STACKLAB_PROGRESS_INTERVAL_SECONDS": "0.2",
     "STACKLAB_EMBEDDED_POLL_SECONDS": "0.1",
     "STACKLAB_RESEND_AFTER_SECONDS": "3",
+    # Small import budgets, so hostile uploads hit them in a second or two.
+    "STACKLAB_IMPORT_MEMORY_MB": "768",
+    "STACKLAB_IMPORT_TIMEOUT_SECONDS": "5",
 }
 
 

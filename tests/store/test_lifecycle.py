@@ -226,7 +226,10 @@ def test_upkeep_reaps_only_after_reaching_the_store_for_a_whole_window(store):
         session_scope=session_scope,
         send=lambda kind, rid: sent.append(rid) or f"task-{rid}",
         settings=SimpleNamespace(
-            stale_after_seconds=2, heartbeat_seconds=0.1, resend_after_seconds=60
+            stale_after_seconds=2,
+            heartbeat_seconds=0.1,
+            resend_after_seconds=60,
+            import_timeout_seconds=900,
         ),
     )
     assert keeper.round()["reaped"] == []  # just (re)connected: give workers a window

@@ -1,4 +1,9 @@
-"""`stacklab serve`: the web app and GPU worker(s) together, on whatever the settings say."""
+"""`stacklab serve`: the web app and GPU worker(s) together, on whatever the settings say.
+
+It supervises them: a worker (or the web app) that exits on its own (killed for memory, a
+crash) is started again, after a back-off that doubles while it keeps dying young, so one
+bad upload or one bug cannot take the whole service down. Ctrl-C or SIGTERM stops them all.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import typer
+
+POLL_SECONDS = 0.5
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+# A process that ran this long before exiting was healthy: its next restart comes quickly.
+STABLE_AFTER_SECONDS = 60.0
 
 
 def worker_command(queue: str, name: str) -> list[str]:
@@ -31,8 +43,58 @@ def worker_command(queue: str, name: str) -> list[str]:
     ]
 
 
+def web_command(host: str, port: int) -> list[str]:
+    """uvicorn serving the dashboard and the API."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "backend.main:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+@dataclass
+class Supervised:
+    """One process `serve` keeps running, and how its restarts go."""
+
+    name: str
+    command: list[str]
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0  # exits in a row, each soon after its start
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command)
+        self.started_at, self.restart_at = time.monotonic(), None
+
+    def tend(self, now: float) -> None:
+        """Notice an exit and schedule the restart; start again when its back-off is over."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.start()
+                typer.echo(f"{self.name} started again (pid {self.proc.pid})", err=True)
+            return
+        code = self.proc.poll() if self.proc else None
+        if code is None:
+            return
+        lived = now - self.started_at
+        self.quick_deaths = 0 if lived >= STABLE_AFTER_SECONDS else self.quick_deaths + 1
+        delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** max(0, self.quick_deaths - 1))
+        typer.echo(
+            f"{self.name} exited with code {code}; restarting it in {delay:g} s "
+            f"(it ran {lived:.0f} s)",
+            err=True,
+        )
+        self.restart_at = now + delay
+
+
 def serve(host: str, port: int, workers: int) -> None:
-    """Start uvicorn and `workers` Celery workers; stop them all on Ctrl-C."""
+    """Start uvicorn and `workers` Celery workers, restart any that dies; stop all on Ctrl-C."""
     from backend.config import get_settings
     from backend.db import upgrade_schema
     from worker.datasets import ensure_builtin
@@ -46,33 +108,26 @@ def serve(host: str, port: int, workers: int) -> None:
     from backend import queue as job_queue
 
     job_queue.declare()  # before the workers: two creating it at once would crash one
-    procs = [
-        subprocess.Popen(worker_command(settings.queue, f"worker{i + 1}")) for i in range(workers)
+    services = [
+        Supervised(f"worker{i + 1}", worker_command(settings.queue, f"worker{i + 1}"))
+        for i in range(workers)
     ]
-    procs.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "backend.main:app",
-                "--host",
-                host,
-                "--port",
-                str(port),
-            ]
-        )
-    )
-    typer.echo(f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
+    services.append(Supervised("web", web_command(host, port)))
     # A service manager stops us with SIGTERM: take the web app and workers down too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
+        for service in services:
+            service.start()
+        typer.echo(f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
+        while True:
+            time.sleep(POLL_SECONDS)
+            now = time.monotonic()
+            for service in services:
+                service.tend(now)
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(procs)
+        _stop([s.proc for s in services if s.proc is not None])
 
 
 def _interrupt(_signum, _frame) -> None:

@@ -1,0 +1,232 @@
+"""A data set import's row, from queued to done or failed; every move is one conditional
+UPDATE, so a redelivered message, a reaper and a slow worker cannot both win.
+
+queued --claim--> running --finish--> done
+                     |  \\--fail----> failed
+                     \\--(no heartbeat, or past its time budget: the upkeep)--> failed
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from backend.artifacts.models import Artifact, ArtifactChunk
+from backend.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport
+from backend.timeutil import utcnow
+from backend.workers.models import WorkerRecord
+
+MAX_MESSAGE = 4000
+# Finished imports (done or failed) are kept this long for their status, then purged.
+KEEP_FINISHED = timedelta(days=7)
+# A running import may take its parse budget plus this (writing the upload out, storing
+# the data set) before the upkeep gives up on it even while its worker still beats.
+STORE_SLACK_SECONDS = 300.0
+
+
+class ImportSuperseded(Exception):
+    """This worker no longer holds the import: it was failed by the upkeep or finished."""
+
+
+def create(
+    *,
+    session: Session,
+    name: str,
+    file_name: str,
+    upload_artifact_id: int | None,
+    resize: bool = False,
+    source: str | None = None,
+) -> DatasetImport:
+    """A queued import, counted as sent now (the caller sends its message after commit)."""
+    now = utcnow()
+    row = DatasetImport(
+        name=name,
+        file_name=file_name,
+        upload_artifact_id=upload_artifact_id,
+        resize=resize,
+        source=source,
+        state="queued",
+        created_at=now,
+        sent_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active_with_name(session: Session, name: str) -> int | None:
+    """The id of the queued or running import that holds `name`, if any."""
+    return session.scalar(
+        select(DatasetImport.id).where(
+            DatasetImport.name == name, DatasetImport.state.in_(ACTIVE_IMPORT_STATES)
+        )
+    )
+
+
+def claim(*, session: Session, import_id: int, worker: str) -> DatasetImport | None:
+    """queued -> running for `worker`; None when another delivery got there first."""
+    now = utcnow()
+    touched = session.execute(
+        update(DatasetImport)
+        .where(DatasetImport.id == import_id, DatasetImport.state == "queued")
+        .values(state="running", worker=worker, started_at=now, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not touched:
+        return None
+    return session.get(DatasetImport, import_id, populate_existing=True)
+
+
+def _held(import_id: int, worker: str):
+    return and_(
+        DatasetImport.id == import_id,
+        DatasetImport.state == "running",
+        DatasetImport.worker == worker,
+    )
+
+
+def beat(*, session: Session, import_id: int, worker: str) -> None:
+    """Still importing; ImportSuperseded when the import is no longer this worker's."""
+    touched = session.execute(
+        update(DatasetImport)
+        .where(_held(import_id, worker))
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not touched:
+        raise ImportSuperseded(f"import {import_id} is no longer running on {worker}")
+
+
+def finish(*, session: Session, import_id: int, worker: str, dataset_id: int) -> None:
+    """running -> done, in the transaction that registered the data set (else raises)."""
+    touched = session.execute(
+        update(DatasetImport)
+        .where(_held(import_id, worker))
+        .values(state="done", dataset_id=dataset_id, finished_at=utcnow(), message=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not touched:
+        raise ImportSuperseded(f"import {import_id} was given up on while it was stored")
+    drop_upload(session, import_id)
+
+
+def fail(*, session: Session, import_id: int, message: str, worker: str | None = None) -> bool:
+    """running (or queued) -> failed with `message`; False when it had ended already."""
+    where = (
+        _held(import_id, worker)
+        if worker is not None
+        else and_(DatasetImport.id == import_id, DatasetImport.state.in_(ACTIVE_IMPORT_STATES))
+    )
+    touched = session.execute(
+        update(DatasetImport)
+        .where(where)
+        .values(state="failed", message=message[:MAX_MESSAGE], finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if touched:
+        drop_upload(session, import_id)
+    return bool(touched)
+
+
+def drop_upload(session: Session, import_id: int) -> None:
+    """Delete the import's uploaded file (its outcome is in the row now)."""
+    artifact_id = session.scalar(
+        select(DatasetImport.upload_artifact_id).where(DatasetImport.id == import_id)
+    )
+    if artifact_id is None:
+        return
+    session.execute(
+        update(DatasetImport)
+        .where(DatasetImport.id == import_id)
+        .values(upload_artifact_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(ArtifactChunk).where(ArtifactChunk.artifact_id == artifact_id))
+    session.execute(delete(Artifact).where(Artifact.id == artifact_id))
+
+
+def reap(*, session: Session, stale_after: float, timeout: float) -> list[tuple[int, str]]:
+    """Running imports whose worker went silent for stale_after seconds, or that ran past
+    their budget (timeout + STORE_SLACK_SECONDS): failed, upload deleted, name released."""
+    now = utcnow()
+    budget = timeout + max(STORE_SLACK_SECONDS, stale_after)
+    silent = (
+        DatasetImport.heartbeat_at < now - timedelta(seconds=stale_after),
+        f"the worker stopped while importing (no heartbeat for {stale_after:.0f} s: it died, "
+        "was killed or lost its machine); upload the file again",
+    )
+    too_long = (
+        DatasetImport.started_at < now - timedelta(seconds=budget),
+        f"the import ran for more than {budget:.0f} s and was given up on "
+        "(STACKLAB_IMPORT_TIMEOUT_SECONDS)",
+    )
+    reaped = []
+    for condition, message in (silent, too_long):
+        running = and_(DatasetImport.state == "running", condition)
+        for import_id in session.scalars(select(DatasetImport.id).where(running)).all():
+            touched = session.execute(
+                update(DatasetImport)
+                .where(DatasetImport.id == import_id, running)
+                .values(state="failed", message=message, finished_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if touched:
+                drop_upload(session, import_id)
+                reaped.append((import_id, message))
+    return reaped
+
+
+def due_for_send(session: Session, *, resend_after: float, idle_within: float) -> list[int]:
+    """Queued imports sent resend_after seconds ago and not claimed while a worker sat idle:
+    their message was lost (a broker restart without persistence, a purge)."""
+    now = utcnow()
+    idle = session.scalar(
+        select(WorkerRecord.name)
+        .where(
+            WorkerRecord.current_run_id.is_(None),
+            WorkerRecord.last_seen >= now - timedelta(seconds=idle_within),
+        )
+        .limit(1)
+    )
+    if idle is None:
+        return []
+    cutoff = now - timedelta(seconds=resend_after)
+    return list(
+        session.scalars(
+            select(DatasetImport.id)
+            .where(
+                DatasetImport.state == "queued",
+                or_(DatasetImport.sent_at.is_(None), DatasetImport.sent_at < cutoff),
+            )
+            .order_by(DatasetImport.id)
+        )
+    )
+
+
+def take_for_send(session: Session, import_id: int, *, resend_after: float) -> bool:
+    """Claim the right to send import_id's message again now (one process wins)."""
+    cutoff = utcnow() - timedelta(seconds=resend_after)
+    return bool(
+        session.execute(
+            update(DatasetImport)
+            .where(
+                DatasetImport.id == import_id,
+                DatasetImport.state == "queued",
+                or_(DatasetImport.sent_at.is_(None), DatasetImport.sent_at < cutoff),
+            )
+            .values(sent_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
+
+
+def purge_finished(session: Session, *, keep: timedelta = KEEP_FINISHED) -> int:
+    """Forget done and failed imports that ended more than `keep` ago."""
+    return session.execute(
+        delete(DatasetImport).where(
+            DatasetImport.state.not_in(ACTIVE_IMPORT_STATES),
+            DatasetImport.finished_at < utcnow() - keep,
+        )
+    ).rowcount

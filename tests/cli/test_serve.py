@@ -1,0 +1,97 @@
+"""`stacklab serve` keeps its processes up: a killed worker is started again, the web app
+keeps answering, and SIGTERM still stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.queue.stack import STACK_VARS, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def celery_main(serve_pid: int) -> int | None:
+    found = [p for p in children(serve_pid) if " celery " in f" {cmdline(p)} "]
+    return found[0] if found else None
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_serve_restarts_a_killed_worker_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in STACK_VARS}
+    env |= {"STACKLAB_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "serve", "--port", str(port), "--workers", "1"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: answers(port), timeout=120, what="the web app", every=0.5)
+        first = wait_for(lambda: celery_main(serve.pid), timeout=30, what="the worker")
+        time.sleep(1)  # let it get going: a worker dying young is restarted all the same
+        os.kill(first, signal.SIGKILL)
+
+        second = wait_for(
+            lambda: (p := celery_main(serve.pid)) not in (None, first) and p,
+            timeout=30,
+            what="a new worker process",
+        )
+        assert "worker1 exited with code -9; restarting it" in log_path.read_text()
+        assert serve.poll() is None and answers(port)
+        time.sleep(2)
+        assert celery_main(serve.pid) == second  # it stays up
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            code = serve.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            raise
+    assert code == 0, log_path.read_text()[-3000:]
+    assert not answers(port)
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # the whole group went down with it
+        os.killpg(serve.pid, 0)

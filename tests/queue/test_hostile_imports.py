@@ -1,0 +1,165 @@
+"""Hostile uploads through real workers: each import fails with a plain message, the worker
+process that took it lives on with its memory flat, nothing is left behind, and the name is
+free again at once. A worker killed mid-import has its import failed by the upkeep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.artifacts.models import Artifact
+from backend.datasets import imports
+from backend.datasets.models import DatasetImport, DatasetRecord
+from backend.db import session_scope
+from tests.ml.test_import_sandbox import label_bomb, slow_zip, small_npz, zeros_bomb
+from tests.queue.stack import FAST, wait_for
+from tests.queue.test_queue import workers_online
+
+pytestmark = pytest.mark.slow
+MEMORY_MB = int(FAST["STACKLAB_IMPORT_MEMORY_MB"])
+TIMEOUT_S = int(FAST["STACKLAB_IMPORT_TIMEOUT_SECONDS"])
+# Growth of the worker process's peak resident memory that an import may cause: the old
+# in-process parser reached 19 GB on the label bomb and 1.2 GB on the zeros.
+MAX_WORKER_GROWTH_MB = 100
+
+CASES = {
+    # The parsers refuse the label before building 2**40 class names (max_classes).
+    "label-bomb": (label_bomb, "bomb.npz", False, "1,000 classes"),
+    "zeros-bomb": (
+        zeros_bomb,
+        "zeros.npz",
+        False,
+        f"the import needed more than {MEMORY_MB} MiB of memory (STACKLAB_IMPORT_MEMORY_MB)",
+    ),
+    "too-slow": (
+        slow_zip,
+        "slow.zip",
+        True,
+        f"the import took longer than {TIMEOUT_S} s and was stopped "
+        "(STACKLAB_IMPORT_TIMEOUT_SECONDS)",
+    ),
+}
+
+
+def start(path: Path, name: str, *, resize: bool = False) -> int:
+    with session_scope() as session:
+        started = imports.start_import(
+            session=session, path=path, name=name, filename=path.name, resize=resize
+        )
+    return started["import_id"]
+
+
+def read(import_id: int) -> DatasetImport:
+    with session_scope() as session:
+        return session.get(DatasetImport, import_id)
+
+
+def ended(import_id: int, timeout: float = 90) -> DatasetImport:
+    return wait_for(
+        lambda: (row := read(import_id)).state in ("done", "failed") and row,
+        timeout=timeout,
+        what=f"import {import_id} to end",
+    )
+
+
+def proc_status(pid: int, key: str) -> float:
+    """A /proc/<pid>/status value in MiB (VmHWM: peak resident memory)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"{key} not in /proc/{pid}/status")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def is_parser(pid: int) -> bool:
+    try:
+        return b"worker.import_sandbox" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+
+
+def pool_children(stack) -> list[int]:
+    return [child for proc in stack["workers"].procs for child in children(proc.pid)]
+
+
+def worker_pid(row: DatasetImport) -> int:
+    return int(row.worker.rsplit(":", 1)[1])
+
+
+def nothing_left(name: str, row: DatasetImport) -> None:
+    with session_scope() as session:
+        uploads = select(func.count()).where(
+            Artifact.kind == "upload", Artifact.name.startswith(f"{name}/")
+        )
+        assert session.scalar(uploads) == 0 and row.upload_artifact_id is None
+        assert session.scalar(select(DatasetRecord).where(DatasetRecord.name == name)) is None
+
+
+def imports_again(name: str, tmp_path: Path) -> None:
+    """The name is free: a good file under it imports at once."""
+    again = ended(start(small_npz(tmp_path / "good.npz"), name), timeout=120)
+    assert again.state == "done", again.message
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_hostile_upload_fails_plainly_and_the_worker_lives_on(stack, tmp_path, case):
+    make, filename, resize, expected = CASES[case]
+    wait_for(lambda: workers_online() >= 2, timeout=120, what="two workers online")
+    peak_before = {pid: proc_status(pid, "VmHWM") for pid in pool_children(stack)}
+    name = f"hostile-{case}-{uuid.uuid4().hex[:6]}"
+
+    row = ended(start(make(tmp_path / filename), name, resize=resize))
+
+    assert row.state == "failed", row.message
+    assert expected in row.message, row.message
+    pid = worker_pid(row)
+    assert alive(pid), "the worker process that took the import died"
+    growth = proc_status(pid, "VmHWM") - peak_before[pid]
+    print(f"{case}: worker {pid} peak RSS {proc_status(pid, 'VmHWM'):.0f} MiB (+{growth:.0f})")
+    assert growth < MAX_WORKER_GROWTH_MB
+    assert not [c for c in children(pid) if is_parser(c)]  # the parser child is gone
+    nothing_left(name, row)
+    imports_again(name, tmp_path)
+
+
+def test_an_import_whose_worker_is_killed_fails_and_frees_its_name(stack, tmp_path):
+    wait_for(lambda: workers_online() >= 2, timeout=120, what="two workers online")
+    name = f"killed-{uuid.uuid4().hex[:6]}"
+    import_id = start(slow_zip(tmp_path / "slow.zip"), name, resize=True)
+    row = wait_for(
+        lambda: (r := read(import_id)).state == "running" and r, timeout=60, what="a worker on it"
+    )
+    pid = worker_pid(row)
+    parser = wait_for(
+        lambda: next((c for c in children(pid) if is_parser(c)), None),
+        timeout=20,
+        what="the parser child",
+        every=0.05,
+    )
+    os.kill(pid, signal.SIGKILL)  # the OOM killer, a crash: no goodbye
+
+    row = ended(import_id, timeout=60)
+    assert row.state == "failed", row.message
+    assert row.message.startswith("the worker stopped while importing"), row.message
+    wait_for(lambda: not alive(parser), timeout=10, what="the parser to die with its worker")
+    nothing_left(name, row)
+    imports_again(name, tmp_path)
