@@ -6,6 +6,8 @@ unknown Host, a redirect and a static file all carry the same headers.
 
 from __future__ import annotations
 
+import socket
+
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -108,15 +110,27 @@ def _pattern(item: str) -> str:
 def serve_allowed_hosts(bind_host: str) -> str:
     """A STACKLAB_ALLOWED_HOSTS for `stacklab serve --host X`: loopback plus X.
 
-    A wildcard bind (0.0.0.0, ::) answers on every address, which cannot be listed here:
-    loopback only, and the README says to set the variable to the names people use.
+    A wildcard bind (0.0.0.0, ::) answers on every address: loopback plus this machine's
+    host name, full name and addresses; other names (a DNS alias, a proxy's name) need
+    the variable set, as the README says.
     """
     hosts = list(LOOPBACK)
-    if bind_host not in WILDCARD_BINDS:
-        host = f"[{bind_host}]" if ":" in bind_host and not bind_host.startswith("[") else bind_host
+    names = _this_machine() if bind_host in WILDCARD_BINDS else [bind_host]
+    for name in names:
+        host = f"[{name}]" if ":" in name and not name.startswith("[") else name
         if host.lower() not in hosts:
             hosts.append(host.lower())
     return ",".join(hosts)
+
+
+def _this_machine() -> list[str]:
+    """The machine's own names and addresses: what a wildcard bind is reached by on a LAN."""
+    names = [socket.gethostname(), socket.getfqdn()]
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:  # no resolvable name: the names alone
+        infos = []
+    return [*names, *(info[4][0] for info in infos)]
 
 
 def install(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ bad upload or one bug cannot take the whole service down. Ctrl-C or SIGTERM stop
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -112,6 +113,14 @@ def serve(host: str, port: int, workers: int) -> None:
         Supervised(f"worker{i + 1}", worker_command(settings.queue, f"worker{i + 1}"))
         for i in range(workers)
     ]
+    if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
+        from backend.hardening import serve_allowed_hosts
+
+        os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
+    typer.echo(
+        f"host names: {os.environ.get('STACKLAB_ALLOWED_HOSTS', settings.allowed_hosts)} "
+        "(others get 400; set STACKLAB_ALLOWED_HOSTS for more)"
+    )
     services.append(Supervised("web", web_command(host, port)))
     # A service manager stops us with SIGTERM: take the web app and workers down too.
     signal.signal(signal.SIGTERM, _interrupt)
