@@ -93,3 +93,40 @@ def heatmap_layout(title: str | None, *, height: int, left: int = 90) -> dict:
     if title:
         layout["title"] = {"text": title, "font": {"size": 14}}
     return layout
+
+
+# A confusion heatmap stays readable (and a page stays small) however many classes a data
+# set has: up to MAX_HEATMAP_CLASSES classes are drawn, counts written in the cells up to
+# MAX_CELL_TEXT_CLASSES.
+MAX_HEATMAP_CLASSES = 40
+MAX_CELL_TEXT_CLASSES = 20
+
+
+def heatmap_classes(matrices: list[list[list[float]]], limit: int = MAX_HEATMAP_CLASSES):
+    """Indices of the classes a confusion heatmap shows: all of them up to `limit`, else
+    the `limit` classes with the most errors (off-diagonal cells of their row and column,
+    summed over the matrices), in class order."""
+    size = len(matrices[0]) if matrices else 0
+    if size <= limit:
+        return list(range(size))
+    errors = [0.0] * size
+    for matrix in matrices:
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                if i != j:
+                    errors[i] += abs(value)
+                    errors[j] += abs(value)
+    worst = sorted(range(size), key=lambda c: (-errors[c], c))[:limit]
+    return sorted(worst)
+
+
+def submatrix(matrix: list[list[float]], keep: list[int]) -> list[list[float]]:
+    """The rows and columns of `keep` only."""
+    return [[matrix[i][j] for j in keep] for i in keep]
+
+
+def classes_note(shown: int, total: int) -> str:
+    """Said under a heatmap that shows only some classes ('' when it shows all)."""
+    if shown >= total:
+        return ""
+    return f"{shown} of {total:,} classes: those with the most errors"

@@ -47,37 +47,50 @@ def curves(title: str, traces: list[dict]) -> dict:
 
 
 def confusion(title: str, matrix: list[list[float]], class_names: list[str]) -> dict:
-    """A confusion matrix heatmap (rows true, columns predicted)."""
+    """A confusion matrix heatmap (rows true, columns predicted), at most
+    plotting.MAX_HEATMAP_CLASSES classes (those with the most errors)."""
+    keep = plotting.heatmap_classes([matrix])
+    shown = plotting.submatrix(matrix, keep)
+    names = [class_names[i] for i in keep]
     trace = {
         "type": "heatmap",
-        "z": matrix,
-        "x": class_names,
-        "y": class_names,
+        "z": shown,
+        "x": names,
+        "y": names,
         "colorscale": plotting.colorscale("Blues"),
-        "text": matrix,
-        "texttemplate": "%{text}",
         "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
     }
-    return plotting.figure([trace], plotting.heatmap_layout(title, height=380))
+    if len(keep) <= plotting.MAX_CELL_TEXT_CLASSES:
+        trace |= {"text": shown, "texttemplate": "%{text}"}
+    note = plotting.classes_note(len(keep), len(matrix))
+    return plotting.figure(
+        [trace], plotting.heatmap_layout(f"{title} ({note})" if note else title, height=380)
+    )
 
 
 def difference(title: str, matrix: list[list[float]], class_names: list[str]) -> dict:
-    """B minus A, diverging around zero: red where B has more, blue where it has fewer."""
-    peak = max([abs(v) for row in matrix for v in row] + [1])
+    """B minus A, diverging around zero: red where B has more, blue where it has fewer
+    (at most plotting.MAX_HEATMAP_CLASSES classes: those that changed most)."""
+    keep = plotting.heatmap_classes([matrix])
+    shown = plotting.submatrix(matrix, keep)
+    peak = max([abs(v) for row in shown for v in row] + [1])
     trace = {
         "type": "heatmap",
-        "z": matrix,
-        "x": class_names,
-        "y": class_names,
+        "z": shown,
+        "x": [class_names[i] for i in keep],
+        "y": [class_names[i] for i in keep],
         "colorscale": plotting.colorscale("RdBu"),
         "reversescale": True,
         "zmin": -peak,
         "zmax": peak,
-        "text": matrix,
-        "texttemplate": "%{text:+d}",
         "hovertemplate": "true %{y}<br>predicted %{x}<br>%{z:+d}<extra></extra>",
     }
-    return plotting.figure([trace], plotting.heatmap_layout(title, height=380))
+    if len(keep) <= plotting.MAX_CELL_TEXT_CLASSES:
+        trace |= {"text": shown, "texttemplate": "%{text:+d}"}
+    note = plotting.classes_note(len(keep), len(matrix)).replace("most errors", "most change")
+    return plotting.figure(
+        [trace], plotting.heatmap_layout(f"{title} ({note})" if note else title, height=380)
+    )
 
 
 def bands(title: str, arms: dict[str, list[dict]], percent: bool = False) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from backend import plotting
 from backend.artifacts import service as artifacts_service
 from backend.compare import figures
 from backend.datasets import service as datasets_service
@@ -183,6 +184,9 @@ def _best(cells: dict, goal: str, field: str) -> str | None:
     return pick(cells, key=lambda run_id: cells[run_id][field])
 
 
+MAX_RECALL_SENTENCES = 40
+
+
 def confusion_section(runs: list[Run]) -> dict:
     """Each evaluated run's matrix, and each later one minus the first, with recall changes."""
     evaluated = [
@@ -246,11 +250,13 @@ def difference(base: Run, other: Run) -> dict:
                 "text": text + (f" ({change:+.1f} points)." if verb != "kept" else "."),
             }
         )
+    if len(sentences) > MAX_RECALL_SENTENCES:  # many classes: the biggest changes only
+        sentences = sorted(sentences, key=lambda s: -abs(s["change"]))[:MAX_RECALL_SENTENCES]
     return {
         "a": base.id,
         "b": other.id,
         "title": title,
-        "matrix": matrix,
+        "matrix": matrix if len(matrix) <= plotting.MAX_HEATMAP_CLASSES else None,
         "figure": figures.difference(title, matrix, a["class_names"]),
         "sentences": sentences,
         "problem": None,

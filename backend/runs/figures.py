@@ -138,25 +138,29 @@ def _stage_order(stage: str) -> tuple:
 
 def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> dict:
     """Heatmap of true (rows) vs predicted (columns) with counts and row-normalised colour."""
-    counts = np.asarray(matrix, dtype=float)
-    totals = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    names = [str(c) for c in class_names]
+    full = np.asarray(matrix, dtype=float)
+    totals = full.sum(axis=1, keepdims=True)  # a row's share counts every class it went to
+    share = np.divide(full, totals, out=np.zeros_like(full), where=totals > 0)
+    keep = plotting.heatmap_classes([matrix])
+    counts, share = full[np.ix_(keep, keep)], share[np.ix_(keep, keep)]
+    names = [str(class_names[i]) for i in keep]
     trace = {
         "type": "heatmap",
-        "z": share.tolist(),
+        "z": share.round(4).tolist(),
         "x": names,
         "y": names,
         "text": counts.astype(int).tolist(),
-        "texttemplate": "%{text}",
         "colorscale": plotting.colorscale("Blues"),
         "zmin": 0,
         "zmax": 1,
         "colorbar": {"title": {"text": "share of row"}},
         "hovertemplate": "true %{y}<br>predicted %{x}<br>%{text} images (%{z:.0%})<extra></extra>",
     }
-    height = max(360, 40 * len(names) + 160)
-    return plotting.figure([trace], plotting.heatmap_layout(None, height=height))
+    if len(keep) <= plotting.MAX_CELL_TEXT_CLASSES:
+        trace["texttemplate"] = "%{text}"
+    height = max(360, min(40 * len(names), 1200) + 160)
+    title = plotting.classes_note(len(keep), len(matrix)) or None
+    return plotting.figure([trace], plotting.heatmap_layout(title, height=height))
 
 
 def reconstructions_png(npz: io.BytesIO | bytes, *, scale: int = 3, gap: int = 2) -> bytes:

@@ -38,9 +38,22 @@ def page(
     rows = session.scalars(
         query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)
     )
-    return RunPage(
-        items=[RunRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return RunPage(items=[_listed(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+# A list of runs stays small whatever the data sets: per-class detail of a run with more
+# classes than this is left to GET /api/runs/{id} (a 1,000-class matrix is ~3 MB of JSON).
+LIST_MAX_CLASSES = 40
+
+
+def _listed(run: Run) -> RunRead:
+    item = RunRead.model_validate(run)
+    evaluation = (item.result or {}).get("evaluation") or {}
+    if len(evaluation.get("class_names") or []) > LIST_MAX_CLASSES:
+        short = {k: v for k, v in evaluation.items() if k not in ("confusion_matrix", "per_class")}
+        short["detail"] = f"per-class results: GET /api/runs/{run.id}"
+        item.result = {**item.result, "evaluation": short}
+    return item
 
 
 # --- The queue panel: who works on what, what waits, and when it should run. ---

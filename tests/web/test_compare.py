@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from backend.compare import router as compare_router
+from backend.db import session_scope
+from backend.runs.models import Run
 from tests.api import conftest as api_conftest
 from tests.web.factories import finetune_result, make_group, make_run, npz_bytes
 
@@ -199,3 +201,45 @@ def test_running_study_shows_what_is_done(client):
 def test_unknown_group_is_404(client):
     assert client.get("/api/groups/999999/augmentation").status_code == 404
     assert client.get("/groups/999999").status_code == 404
+
+
+def test_confusion_heatmaps_of_many_classes_stay_small(client):
+    names = [f"class-{i}" for i in range(1000)]
+    rng = np.random.default_rng(0)
+    matrices = []
+    for _ in range(2):
+        matrix = (np.eye(1000, dtype=int) * 5).tolist()
+        for i, j in rng.integers(0, 1000, size=(300, 2)):
+            matrix[int(i)][int(j)] += 1
+        matrices.append(matrix)
+    matrices[1][7][3] += 50  # the class that changed most must be among those shown
+    results = [_result(m, 0.5) for m in matrices]
+    for result in results:
+        result["evaluation"]["class_names"] = names
+    a, b = (make_run("finetune", result=result) for result in results)
+    for run in (a, b):
+        with session_scope() as session:
+            evaluation = session.get(Run, run).result["evaluation"]
+            assert len(evaluation["confusion_matrix"]) == 1000
+    api = client.get(f"/api/runs/{a}/confusion")
+    heatmap = api.json()["figure"]["data"][0]
+    assert len(heatmap["x"]) == len(heatmap["z"]) == 40 and "texttemplate" not in heatmap
+    assert "40 of 1,000 classes" in api.text
+    compare = client.get(f"/api/compare?ids={a},{b}")
+    diff = compare.json()["confusion"]["differences"][0]
+    assert (
+        "class-7" in diff["figure"]["data"][0]["y"] and "class-3" in diff["figure"]["data"][0]["x"]
+    )
+    assert diff["matrix"] is None and len(diff["sentences"]) <= 40
+    page = client.get(f"/compare?ids={a},{b}")
+    # the run results hold two million cells; what reaches a browser is a small part of it
+    assert len(api.content) < 100_000 and len(compare.content) < 1_000_000, (
+        len(api.content),
+        len(compare.content),
+    )
+    listed = client.get("/api/runs?kind=finetune&limit=500")
+    items = {item["id"]: item for item in listed.json()["items"]}
+    assert "confusion_matrix" not in items[a]["result"]["evaluation"]
+    assert len(client.get(f"/api/runs/{a}").json()["result"]["evaluation"]["class_names"]) == 1000
+    print("many classes:", len(api.content), len(compare.content), len(page.content))
+    assert page.status_code == 200 and len(page.content) < 1_000_000
