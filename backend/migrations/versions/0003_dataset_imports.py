@@ -61,6 +61,19 @@ def upgrade() -> None:
             postgresql_where=ACTIVE,
         )
     _adopt_pending_uploads()
+    _drop_leftovers()
+
+
+def _drop_leftovers() -> None:
+    """Old `import-<id>.error` artifacts (an import's outcome lives in its row now) and a
+    second upload pending under a name already adopted: deleted, chunks first."""
+    bind = op.get_bind()
+    leftovers = (
+        "SELECT id FROM artifacts WHERE kind = 'import-error' OR (kind = 'upload' AND id NOT IN "
+        "(SELECT upload_artifact_id FROM dataset_imports WHERE upload_artifact_id IS NOT NULL))"
+    )
+    bind.execute(sa.text(f"DELETE FROM artifact_chunks WHERE artifact_id IN ({leftovers})"))
+    bind.execute(sa.text(f"DELETE FROM artifacts WHERE id IN ({leftovers})"))
 
 
 def _adopt_pending_uploads() -> None:
