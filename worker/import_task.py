@@ -22,7 +22,7 @@ from backend.datasets import lifecycle
 from backend.datasets import service as datasets_service
 from backend.db import session_scope
 from backend.errors import InvalidRequest, NotFound
-from worker import device, import_sandbox
+from worker import device, import_sandbox, liveness
 from worker.ml.data import DataError, Dataset
 from worker.ml.limits import ImportLimits
 
@@ -41,9 +41,16 @@ class Job:
     upload_id: int | None
 
 
+class WorkerStopping(Exception):
+    """This worker was told to stop (SIGTERM): the import goes back to the queue."""
+
+
 def import_dataset(import_id: int, *_legacy) -> str:
     """Import `import_id` (a queued dataset_imports row). Older messages carried the name,
     resize and source too: the row is what counts."""
+    if liveness.DRAINING.is_set():
+        liveness.refuse_new_work()
+        raise WorkerStopping(f"not taking import {import_id}: this worker is stopping")
     worker = device.worker_name()
     with session_scope() as session:
         row = lifecycle.claim(session=session, import_id=import_id, worker=worker)
@@ -55,6 +62,7 @@ def import_dataset(import_id: int, *_legacy) -> str:
     tmp = ""
     try:
         with (
+            liveness.hand_back_on_sigterm(),
             Heartbeat(import_id, worker, settings.heartbeat_seconds) as beats,
             tempfile.TemporaryDirectory(prefix="stacklab-import-") as tmp,
         ):
@@ -63,6 +71,11 @@ def import_dataset(import_id: int, *_legacy) -> str:
     except lifecycle.ImportSuperseded as err:
         log.warning("import %s (%s) given up: %s", import_id, job.name, err)
         return f"given up: {err}"
+    except WorkerStopping:
+        with session_scope() as session:
+            lifecycle.hand_back(session=session, import_id=import_id, worker=worker)
+        log.warning("import %s (%s) handed back: this worker is stopping", import_id, job.name)
+        return "handed back: this worker is stopping"
     except Exception as err:
         message = _message(err, tmp)
         log.warning("import %s (%s) failed: %s", import_id, job.name, message)
@@ -168,8 +181,12 @@ class Heartbeat:
         self.thread.join()
 
     def check(self) -> None:
+        """Called while the parser runs: stop it when the import is not ours any more, or
+        when this worker was told to stop (the import then goes back to the queue)."""
         if self.lost.is_set():
             raise lifecycle.ImportSuperseded(f"import {self.import_id} was failed by the upkeep")
+        if liveness.DRAINING.is_set():
+            raise WorkerStopping(f"import {self.import_id}: this worker is stopping")
 
     def _loop(self) -> None:
         while not self.stop.wait(self.every):

@@ -45,6 +45,10 @@ def finetune(run_id: int) -> str:
 @app.task(name="stacklab.import_dataset")
 def import_dataset(import_id: int, *_legacy) -> str:
     """Import a queued upload (or CIFAR-10 download) as a data set, or record why not."""
+    from worker.import_task import WorkerStopping as ImportStopping
     from worker.import_task import import_dataset as run_import
 
-    return run_import(import_id)
+    try:
+        return run_import(import_id)
+    except ImportStopping as err:  # not started here: back to the broker for another worker
+        raise Reject(str(err), requeue=True) from err

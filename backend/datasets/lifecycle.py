@@ -130,6 +130,18 @@ def fail(*, session: Session, import_id: int, message: str, worker: str | None =
     return bool(touched)
 
 
+def hand_back(*, session: Session, import_id: int, worker: str) -> bool:
+    """running -> queued, unsent: a stopping worker's import goes to the next worker (the
+    upkeep sends it again); False when it was no longer this worker's."""
+    touched = session.execute(
+        update(DatasetImport)
+        .where(_held(import_id, worker))
+        .values(state="queued", worker=None, started_at=None, heartbeat_at=None, sent_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return bool(touched)
+
+
 def drop_upload(session: Session, import_id: int) -> None:
     """Delete the import's uploaded file (its outcome is in the row now)."""
     artifact_id = session.scalar(

@@ -22,7 +22,9 @@ from tests.queue.test_faults import (
     steps,
     two_idle_workers,
 )
-from tests.queue.test_queue import finished, launch
+from tests.queue.test_hostile_imports import children, ended, is_parser, read, slow_zip
+from tests.queue.test_hostile_imports import start as start_import
+from tests.queue.test_queue import finished, launch, workers_online
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +51,23 @@ def test_a_worker_told_to_stop_hands_its_run_back_to_resume_elsewhere(stack):
     assert [(a.number, a.outcome) for a in rows] == [(1, "interrupted"), (2, "succeeded")]
     assert rows[1].resumed_from["epoch"] >= 1
     assert steps(run.id) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_worker_told_to_stop_mid_import_hands_the_import_back(stack, tmp_path):
+    if stack["kind"] == "embedded":
+        pytest.skip("run on Redis + PostgreSQL only, to keep the suite short")
+    wait_for(lambda: workers_online() >= 1, timeout=120, what="a worker online")
+    import_id = start_import(slow_zip(tmp_path / "slow.zip"), "stopped-import", resize=True)
+    row = wait_for(lambda: (r := read(import_id)).state == "running" and r, timeout=60, what="it")
+    child = int(row.worker.rsplit(":", 1)[1])
+    wait_for(lambda: any(is_parser(c) for c in children(child)), timeout=20, what="the parser")
+    main_pid = parent_pid(child)
+    proc = next(p for p in stack["workers"].procs if p.pid == main_pid)
+    os.kill(main_pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    row = read(import_id)
+    assert (row.state, row.worker, row.message) == ("queued", None, None)  # not failed
+    stack["workers"].start("w-after-stop")  # the next worker takes it up
+    row = ended(import_id, timeout=120)
+    assert row.worker and int(row.worker.rsplit(":", 1)[1]) != child
+    assert "STACKLAB_IMPORT_TIMEOUT_SECONDS" in row.message  # the file is too slow anywhere
