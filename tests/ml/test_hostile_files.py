@@ -225,32 +225,72 @@ def test_npz_member_declaring_more_data_than_it_holds_is_refused_before_allocati
         load_dataset(str(path))
 
 
-def test_cifar_labels_of_shared_nested_lists_are_refused_before_numpy_expands_them(tmp_path):
+# The probes as files (also uploaded through real workers in tests/queue/test_hostile_imports).
+
+
+def nested_labels_cifar(path: Path) -> Path:
+    """A 15 KB CIFAR archive whose labels are shared nested lists (numpy would expand them)."""
     bomb = cifar_batch(1, 3, labels=shared_nested_list(k=40, levels=5))
     assert len(bomb) < 15_000
-    path = cifar_tar(tmp_path / "cifar-10-python.tar.gz", data_batch_1=bomb)
+    return cifar_tar(path, data_batch_1=bomb)
+
+
+def inflating_zip(path: Path) -> Path:
+    """An image zip with an entry that says 1,000 bytes and inflates to 400 MiB."""
+    lie = (
+        "train/cat/9.png",
+        deflated_zeros(400),
+        zipfile.ZIP_DEFLATED,
+        zlib.crc32(bytes(1000)),
+        1000,
+    )
+    return raw_zip(path, [lie, *(stored(name, data) for name, data in tree().items())])
+
+
+def many_members_tar(path: Path) -> Path:
+    """A CIFAR-named tar.gz of 200,000 empty members."""
+    block = tarfile.TarInfo(f"{CIFAR_DIR}/pad").tobuf()
+    path.write_bytes(gzip.compress(block * 200_000 + bytes(1024), compresslevel=1))
+    return path
+
+
+def overlapping_zip(path: Path) -> Path:
+    """Two central-directory entries pointing at the same local data."""
+    members = [stored(name, data) for name, data in tree().items()]
+    return raw_zip(path, members, aliases=(("train/cat/0.png", 0),))
+
+
+def many_class_names_npz(path: Path, classes: int = 5000) -> Path:
+    """A tiny npz naming 5,000 classes."""
+    x = np.zeros((1, 32, 32, 3), np.uint8)
+    names = np.array([f"c{i}" for i in range(classes)])
+    y = np.array([0])
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y, class_names=names)
+    return path
+
+
+def test_cifar_labels_of_shared_nested_lists_are_refused_before_numpy_expands_them(tmp_path):
+    path = nested_labels_cifar(tmp_path / "cifar-10-python.tar.gz")
     assert_refused_cheaply(path, "data_batch_1 labels must be a flat list of 3 integers")
 
 
 def test_zip_member_inflating_past_its_declared_size_is_refused_streaming(tmp_path):
-    bomb = deflated_zeros(400)
-    lie = ("train/cat/9.png", bomb, zipfile.ZIP_DEFLATED, zlib.crc32(bytes(1000)), 1000)
-    honest = [stored(name, data) for name, data in tree().items()]
-    path = raw_zip(tmp_path / "inflates.zip", [lie, *honest])
+    path = inflating_zip(tmp_path / "inflates.zip")
     assert_refused_cheaply(path, "'train/cat/9.png' inflates to more than its declared 1,000")
 
 
 def test_tar_with_200k_empty_members_is_refused_at_the_member_cap(tmp_path):
-    block = tarfile.TarInfo(f"{CIFAR_DIR}/pad").tobuf()
-    path = tmp_path / "members.tar.gz"
-    path.write_bytes(gzip.compress(block * 200_000 + bytes(1024), compresslevel=1))
+    path = many_members_tar(tmp_path / "members.tar.gz")
     assert_refused_cheaply(path, "more than 1,000 members")
 
 
 def test_zip_entries_sharing_local_data_are_refused_as_overlapping(tmp_path):
-    members = [stored(name, data) for name, data in tree().items()]
-    path = raw_zip(tmp_path / "overlap.zip", members, aliases=(("train/cat/0.png", 0),))
+    path = overlapping_zip(tmp_path / "overlap.zip")
     assert_refused_cheaply(path, "overlap")
+
+
+def test_npz_naming_5000_classes_is_refused(tmp_path):
+    assert_refused_cheaply(many_class_names_npz(tmp_path / "names.npz"), "5,000 classes")
 
 
 def test_image_header_over_the_pixel_cap_is_refused_even_if_pil_allows_it(tmp_path, monkeypatch):

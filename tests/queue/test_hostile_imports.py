@@ -16,6 +16,13 @@ from backend.artifacts.models import Artifact
 from backend.datasets import imports
 from backend.datasets.models import DatasetImport, DatasetRecord
 from backend.db import session_scope
+from tests.ml.test_hostile_files import (
+    inflating_zip,
+    many_class_names_npz,
+    many_members_tar,
+    nested_labels_cifar,
+    overlapping_zip,
+)
 from tests.ml.test_import_sandbox import label_bomb, slow_zip, small_npz, zeros_bomb
 from tests.queue.stack import FAST, wait_for
 from tests.queue.test_queue import workers_online
@@ -43,6 +50,14 @@ CASES = {
         f"the import took longer than {TIMEOUT_S} s and was stopped "
         "(STACKLAB_IMPORT_TIMEOUT_SECONDS)",
     ),
+}
+# The parsers' other probes, uploaded too (on Redis + PostgreSQL only: the path is the same).
+PARSER_CASES = {
+    "nested-labels": (nested_labels_cifar, "cifar-10-python.tar.gz", False, "flat list"),
+    "inflating-entry": (inflating_zip, "inflates.zip", False, "inflates to more than"),
+    "many-members": (many_members_tar, "cifar-10-python.tar.gz", False, "members"),
+    "overlapping-entries": (overlapping_zip, "overlap.zip", False, "overlap"),
+    "many-class-names": (many_class_names_npz, "names.npz", False, "5,000 classes"),
 }
 
 
@@ -130,9 +145,11 @@ def imports_again(name: str, tmp_path: Path) -> None:
     assert again.state == "done", again.message
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [*CASES, *PARSER_CASES])
 def test_a_hostile_upload_fails_plainly_and_the_worker_lives_on(stack, tmp_path, case):
-    make, filename, resize, expected = CASES[case]
+    if case in PARSER_CASES and stack["kind"] == "embedded":
+        pytest.skip("parser probes run on Redis + PostgreSQL only, to keep the suite short")
+    make, filename, resize, expected = {**CASES, **PARSER_CASES}[case]
     wait_for(lambda: workers_online() >= 2, timeout=120, what="two workers online")
     peak_before = {pid: proc_status(pid, "VmHWM") for pid in celery_processes()}
     name = f"hostile-{case}-{uuid.uuid4().hex[:6]}"
