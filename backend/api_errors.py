@@ -118,16 +118,22 @@ def _int_fields(dependant) -> list[tuple[str, str]]:
     return fields
 
 
+_INT_FIELDS: dict[int, list[tuple[str, str]]] = {}
+
+
 def ids_in_range(request: Request) -> None:
     """An app-wide dependency: an int parameter the database cannot hold is refused.
 
     /api/runs/99999999999999999999 is a 404 (no such run can exist) and ?clone= of the same
     a 422, where they were the database driver's overflow error (a 500).
     """
-    dependant = getattr(request.scope.get("route"), "dependant", None)
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    for where, name in _int_fields(dependant):
+    if id(route) not in _INT_FIELDS:  # routes are built once: walk each one once
+        _INT_FIELDS[id(route)] = _int_fields(dependant)
+    for where, name in _INT_FIELDS[id(route)]:
         raw = (request.path_params if where == "path" else request.query_params).get(name)
         try:  # a {name:int} path convertor has made it an int already
             value = raw if isinstance(raw, int) else int(raw) if _ascii(raw) else None
@@ -194,9 +200,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def invalid(request: Request, err: InvalidRequest) -> Response:
-        detail = [
-            {"loc": ["body", *err.field.split(".")], "msg": err.reason, "type": "invalid_request"}
-        ]
+        # the field can be a key the request chose (a clone's edits): clipped like the reason
+        loc = ["body", *(_clip(part, 100) for part in err.field.split(".")[:10])]
+        msg = _clip(err.reason, 2 * ECHO_LIMIT)
+        detail = [{"loc": loc, "msg": msg, "type": "invalid_request"}]
         return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(HTTPException)

@@ -16,7 +16,9 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Kind
-    dataset: str = Field(..., min_length=1, description="Name of a data set in the store")
+    dataset: str = Field(
+        ..., min_length=1, max_length=100, description="Name of a data set in the store"
+    )
     name: str | None = Field(None, max_length=1000)
     tags: list[str] = Field(default_factory=list, max_length=1000)
     params: dict = Field(default_factory=dict, description="The job's parameters (jobspec)")
@@ -31,7 +33,7 @@ class AugmentationStudyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(..., min_length=1)
+    dataset: str = Field(..., min_length=1, max_length=100)
     name: str | None = Field(None, max_length=1000)
     params: dict = Field(default_factory=dict, description="Finetune parameters (augment is set)")
     parent_run_id: int | None = None

@@ -242,3 +242,12 @@ def test_queued_runs_per_token_when_several_are_configured(client):
             )
             page = guarded.get(f"/runs/{run_id}", headers=ana).text
             assert "Launched by" in page and "ana" in page
+
+
+def test_refusals_do_not_echo_long_input(client):
+    run = _launch(client, "pretrain", ONE_EPOCH).json()[0]
+    key = "k" * 500_000  # a clone edit may name any field: the answer names it briefly
+    response = client.post(f"/api/runs/{run['id']}/clone", json={key: 1})
+    assert response.status_code == 422 and len(response.content) < 2_000
+    long_name = _launch(client, "pretrain", ONE_EPOCH, dataset="d" * 500_000)
+    assert long_name.status_code == 422 and len(long_name.content) < 2_000
