@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
-from backend import queue
-from backend.config import get_settings
-from backend.errors import InvalidRequest, NotFound
+from store import queue
+from store.errors import InvalidRequest, NotFound
+from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ async def readiness() -> JSONResponse:
 def _ping_database() -> None:
     from sqlalchemy import text
 
-    from backend.db import get_engine
+    from store.db import get_engine
 
     with get_engine().connect() as conn:
         conn.execute(text("SELECT 1"))

@@ -14,7 +14,7 @@ import json
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.config import get_settings
+from store.settings import get_settings
 
 STREAMED_PATHS = ("/api/datasets/upload",)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from backend.db import get_session
+from store.db import get_session
 
 SessionDep = Annotated[Session, Depends(get_session)]
 

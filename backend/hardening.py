@@ -6,14 +6,12 @@ unknown Host, a redirect and a static file all carry the same headers.
 
 from __future__ import annotations
 
-import socket
-
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.config import get_settings
+from store.settings import Settings, get_settings
 
 # Scripts only from this site and never inline (pages pass data in <script
 # type="application/json">, which is not run). Styles may be inline: Plotly, ReDoc and the
@@ -43,8 +41,7 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
-LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
-WILDCARD_BINDS = {"0.0.0.0", "::", "[::]", ""}
+LOOPBACK = tuple(Settings.model_fields["allowed_hosts"].default.split(","))
 PROBES = {"/api/health", "/api/ready"}
 
 
@@ -105,32 +102,6 @@ def _pattern(item: str) -> str:
     if "*" in host and host != "*" and not (host.startswith("*.") and "*" not in host[1:]):
         raise ValueError(f"STACKLAB_ALLOWED_HOSTS: {item!r}: use '*' or '*.example.com'")
     return host
-
-
-def serve_allowed_hosts(bind_host: str) -> str:
-    """A STACKLAB_ALLOWED_HOSTS for `stacklab serve --host X`: loopback plus X.
-
-    A wildcard bind (0.0.0.0, ::) answers on every address: loopback plus this machine's
-    host name, full name and addresses; other names (a DNS alias, a proxy's name) need
-    the variable set, as the README says.
-    """
-    hosts = list(LOOPBACK)
-    names = _this_machine() if bind_host in WILDCARD_BINDS else [bind_host]
-    for name in names:
-        host = f"[{name}]" if ":" in name and not name.startswith("[") else name
-        if host.lower() not in hosts:
-            hosts.append(host.lower())
-    return ",".join(hosts)
-
-
-def _this_machine() -> list[str]:
-    """The machine's own names and addresses: what a wildcard bind is reached by on a LAN."""
-    names = [socket.gethostname(), socket.getfqdn()]
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None)
-    except OSError:  # no resolvable name: the names alone
-        infos = []
-    return [*names, *(info[4][0] for info in infos)]
 
 
 def install(app: FastAPI) -> None:

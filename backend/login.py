@@ -8,8 +8,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from backend import security
-from backend.config import get_settings
 from backend.web import render
+from store.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
 

@@ -8,19 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from backend import api_errors, apidocs, hardening, login, queue, security, web
+from backend import api_errors, apidocs, hardening, login, security, web
 from backend.body_limit import BodyLimit
 from backend.compare import pages as compare_pages
 from backend.compare import router as compare_router
-from backend.config import get_settings
 from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
-from backend.db import session_scope, upgrade_schema
 from backend.runs import pages as runs_pages
 from backend.runs import router as runs_router
-from backend.runs.upkeep import Upkeep
 from backend.studies import pages as studies_pages
 from backend.workers import router as workers_router
+from store import queue
+from store.db import session_scope, upgrade_schema
+from store.runs.upkeep import Upkeep
+from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from backend.config import SHARED_TOKEN, get_settings
 from backend.throttle import Throttle
+from store.settings import SHARED_TOKEN, get_settings
 
 SESSION_COOKIE = "stacklab_session"
 CSRF_COOKIE = "stacklab_csrf"

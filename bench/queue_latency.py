@@ -6,10 +6,10 @@ started the way the queue tests start theirs:
   embedded        the defaults: SQLite store and kombu's SQLAlchemy transport on SQLite,
                   which an idle worker polls every STACKLAB_EMBEDDED_POLL_SECONDS
 
-(a) start latency: launch a tiny pretrain run through backend.runs.launch, read
+(a) start latency: launch a tiny pretrain run through store.runs.launch, read
     started_at - created_at from its row (and the wall time from just before launch() until
     started_at is seen), cancel it, and wait until the worker is idle again.
-(b) metric writes: backend.runs.metrics.log_epoch, one epoch of 6 values in its own
+(b) metric writes: store.runs.metrics.log_epoch, one epoch of 6 values in its own
     session_scope(), as the worker's recorder writes them.
 
     python bench/queue_latency.py [--runs 8] [--writes 200]
@@ -125,7 +125,7 @@ def _forget_redis_queue(queue: str) -> None:
 
 
 def _prepare_store() -> None:
-    from backend.db import upgrade_schema
+    from store.db import upgrade_schema
     from worker.datasets import register
     from worker.ml.demo_data import make_demo
 
@@ -135,9 +135,9 @@ def _prepare_store() -> None:
 
 def launch_run(name: str) -> tuple[int, str]:
     """A tiny pretrain run, committed and queued; its id and task id."""
-    from backend.db import session_scope
-    from backend.runs import launch as launcher
-    from backend.runs.schemas import RunCreate
+    from store.db import session_scope
+    from store.runs import launch as launcher
+    from store.runs.schemas import RunCreate
 
     request = RunCreate(kind="pretrain", dataset=DATASET, name=name, params=PARAMS)
     with session_scope() as session:
@@ -149,8 +149,8 @@ def run_times(run_id: int) -> tuple[str, object, object]:
     """(status, created_at, started_at), read fresh."""
     from sqlalchemy import select
 
-    from backend.db import session_scope
-    from backend.runs.models import Run
+    from store.db import session_scope
+    from store.runs.models import Run
 
     with session_scope() as session:
         return tuple(
@@ -162,10 +162,10 @@ def run_times(run_id: int) -> tuple[str, object, object]:
 
 def finish(current: Stack, run_id: int, task_id: str, *, cancel: bool) -> str:
     """Cancel (if asked), wait for the run to end and for the worker to be idle again."""
-    from backend.db import session_scope
-    from backend.errors import InvalidRequest
-    from backend.runs import launch as launcher
-    from backend.runs.models import FINISHED
+    from store.db import session_scope
+    from store.errors import InvalidRequest
+    from store.runs import launch as launcher
+    from store.runs.models import FINISHED
 
     if cancel:
         with contextlib.suppress(InvalidRequest), session_scope() as session:
@@ -186,7 +186,7 @@ def finish(current: Stack, run_id: int, task_id: str, *, cancel: bool) -> str:
 
 def start_latency(current: Stack, runs: int) -> dict:
     """Launch, see it start, cancel, wait for idle; runs times. Milliseconds."""
-    from backend.timeutil import aware
+    from store.timeutil import aware
 
     db_ms, wall_ms, launch_ms, statuses = [], [], [], []
     for i in range(runs):
@@ -206,8 +206,8 @@ def start_latency(current: Stack, runs: int) -> dict:
 
 def write_cost(run_id: int, writes: int, warm_up: int = 5) -> list[float]:
     """Milliseconds per log_epoch of len(EPOCH) values in its own session_scope()."""
-    from backend.db import session_scope
-    from backend.runs.metrics import log_epoch
+    from store.db import session_scope
+    from store.runs.metrics import log_epoch
 
     samples = []
     for step in range(warm_up + writes):
@@ -230,7 +230,7 @@ def spread(samples: list[float]) -> dict:
 
 def bench(kind: str, runs: int, writes: int) -> dict:
     """Both measurements on one set-up."""
-    from backend.config import get_settings
+    from store.settings import get_settings
 
     with stack(kind) as current:
         settings = get_settings()

@@ -34,9 +34,9 @@ def seed(n_runs: int, epochs: int) -> list[int]:
     """Finished finetune runs with full metric series and summaries, inserted in bulk."""
     from sqlalchemy import insert
 
-    from backend.db import session_scope, upgrade_schema
-    from backend.runs.models import Metric, MetricSummary, Run
-    from backend.timeutil import utcnow
+    from store.db import session_scope, upgrade_schema
+    from store.runs.models import Metric, MetricSummary, Run
+    from store.timeutil import utcnow
     from worker.datasets import register
     from worker.ml.demo_data import make_demo
 

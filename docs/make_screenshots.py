@@ -126,7 +126,7 @@ def main() -> None:
         with stack_env(env):
             import os
 
-            from backend.db import upgrade_schema
+            from store.db import upgrade_schema
             from worker.datasets import register
             from worker.ml.demo_data import make_demo
 

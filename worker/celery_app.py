@@ -11,8 +11,8 @@ import logging
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
-from backend.config import get_settings
-from backend.queue import configure
+from store.queue import configure
+from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ app = configure(Celery("stacklab", include=["worker.tasks"]), get_settings())
 
 @worker_process_init.connect
 def _warm_up_child(**_kwargs) -> None:
-    from backend.db import get_engine, reset_caches
+    from store.db import get_engine, reset_caches
     from worker import device, liveness
 
     # Never share the parent's pooled connections with a forked child.
@@ -36,7 +36,7 @@ def _warm_up_child(**_kwargs) -> None:
 
 @worker_ready.connect
 def _on_ready(**_kwargs) -> None:
-    from backend.db import upgrade_schema
+    from store.db import upgrade_schema
 
     upgrade_schema()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from backend.datasets import service as datasets_service
-from backend.db import session_scope
-from backend.errors import NotFound
+from store.datasets import service as datasets_service
+from store.db import session_scope
+from store.errors import NotFound
 from worker.ml.data import Dataset, load_dataset
 
 BUILTIN = ("demo", "demo-imbalanced")

@@ -1,7 +1,7 @@
 """The worker's side of a web import: claim it, parse the file in a child under budgets,
 register the data set, or say why not.
 
-The import's row (backend.datasets.lifecycle) ends done, with the data set registered in the
+The import's row (store.datasets.lifecycle) ends done, with the data set registered in the
 same transaction, or failed with a message; the upload is deleted either way. The parse runs
 in a spawned child (worker.import_sandbox) so an upload that needs too much memory or time
 fails only that child; this process beats the row's heartbeat meanwhile.
@@ -15,13 +15,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend import models  # noqa: F401  (every table, so foreign keys resolve)
-from backend.artifacts import service as artifacts_service
-from backend.config import Settings, get_settings
-from backend.datasets import lifecycle
-from backend.datasets import service as datasets_service
-from backend.db import session_scope
-from backend.errors import InvalidRequest, NotFound
+from store import models  # noqa: F401  (every table, so foreign keys resolve)
+from store.artifacts import service as artifacts_service
+from store.datasets import lifecycle
+from store.datasets import service as datasets_service
+from store.db import session_scope
+from store.errors import InvalidRequest, NotFound
+from store.settings import Settings, get_settings
 from worker import device, import_sandbox, liveness
 from worker.ml.data import DataError, Dataset
 from worker.ml.limits import ImportLimits

@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from backend import queue
-from backend.config import get_settings
-from backend.db import session_scope
-from backend.runs.upkeep import Upkeep
-from backend.workers import service as workers_service
+from store import queue
+from store.db import session_scope
+from store.runs.upkeep import Upkeep
+from store.settings import get_settings
+from store.workers import service as workers_service
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The run's link to the store while it trains: the training thread never waits for it.
 
 The job reports into memory (progress, epoch metrics, checkpoints, trials); a background
-thread writes them, each write fenced by the attempt (see backend.runs.attempts), and
+thread writes them, each write fenced by the attempt (see store.runs.attempts), and
 beats for the whole job, exports and uploads included. A store outage only delays the
 writes: they stay buffered and are retried with backoff while training goes on. A
 refused write (another attempt owns the run now) stops the job at its next batch.
@@ -15,12 +15,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from backend.db import is_transient, session_scope
-from backend.errors import AttemptSuperseded
-from backend.runs import attempts
-from backend.runs import checkpoints as checkpoints_service
-from backend.runs import metrics as metrics_service
-from backend.workers import service as workers_service
+from store.db import is_transient, session_scope
+from store.errors import AttemptSuperseded
+from store.runs import attempts
+from store.runs import checkpoints as checkpoints_service
+from store.runs import metrics as metrics_service
+from store.workers import service as workers_service
 from worker.ml.callbacks import Progress, Reporter, TrialReport
 
 log = logging.getLogger(__name__)

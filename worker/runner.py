@@ -1,7 +1,7 @@
 """Run one stored run: claim an attempt, fetch its inputs, call the training core (resuming
 from the run's checkpoint when it has one), store the outcome.
 
-Every store write of the attempt is fenced (backend.runs.attempts); the final write (files,
+Every store write of the attempt is fenced (store.runs.attempts); the final write (files,
 result, status) is retried through store outages for final_write_timeout_seconds.
 """
 
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from backend import queue
-from backend.artifacts import service as artifacts_service
-from backend.config import get_settings
-from backend.db import is_transient, session_scope
-from backend.errors import AttemptSuperseded, NotFound
-from backend.runs import attempts
-from backend.runs import checkpoints as checkpoints_service
-from backend.runs import service as runs_service
+from store import queue
+from store.artifacts import service as artifacts_service
+from store.db import is_transient, session_scope
+from store.errors import AttemptSuperseded, NotFound
+from store.runs import attempts
+from store.runs import checkpoints as checkpoints_service
+from store.runs import service as runs_service
+from store.settings import get_settings
 from worker import device, liveness
 from worker.datasets import load_from_store
 from worker.recorder import StoreRecorder

@@ -8,13 +8,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.artifacts import service as artifacts_service
 from backend.compare import figures, stats
-from backend.config import get_settings
-from backend.datasets import service as datasets_service
-from backend.errors import NotFound
-from backend.runs import metrics as metrics_service
-from backend.runs.models import FINISHED, Run, RunGroup
+from store.artifacts import service as artifacts_service
+from store.datasets import service as datasets_service
+from store.errors import NotFound
+from store.runs import metrics as metrics_service
+from store.runs.models import FINISHED, Run, RunGroup
+from store.settings import get_settings
 
 ARMS = ("off", "on")
 CURVES = (("finetune/val_accuracy", "val_accuracy", True), ("finetune/val_loss", "val_loss", False))

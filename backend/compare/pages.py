@@ -12,13 +12,13 @@ from sqlalchemy import select
 
 from backend.compare import augmentation
 from backend.compare import service as compare_service
-from backend.datasets import service as datasets_service
 from backend.deps import SessionDep
-from backend.errors import InvalidRequest, NotFound
 from backend.runs import form
-from backend.runs import service as runs_service
-from backend.runs.models import Run
 from backend.web import render
+from store.datasets import service as datasets_service
+from store.errors import InvalidRequest, NotFound
+from store.runs import service as runs_service
+from store.runs.models import Run
 
 router = APIRouter(include_in_schema=False)
 

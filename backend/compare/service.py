@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from backend import plotting
-from backend.artifacts import service as artifacts_service
 from backend.compare import figures
-from backend.datasets import service as datasets_service
-from backend.errors import InvalidRequest
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.models import FINISHED, Run
+from store.artifacts import service as artifacts_service
+from store.datasets import service as datasets_service
+from store.errors import InvalidRequest
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import FINISHED, Run
 
 MAX_ID = 2**63 - 1  # what the id column holds
 METRIC_ORDER = ["val_accuracy", "val_loss", "accuracy", "loss"]

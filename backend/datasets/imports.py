@@ -1,7 +1,7 @@
 """Data set imports from the web: stream an upload to disk, store it, queue the worker's task.
 
 The web never parses the data itself: the worker's `stacklab.import_dataset` task does. An
-import is a `dataset_imports` row (backend.datasets.lifecycle): queued here with its upload,
+import is a `dataset_imports` row (store.datasets.lifecycle): queued here with its upload,
 claimed and finished (done or failed, with the message) by a worker, or failed by the
 upkeep when its worker dies. Its name is taken while it is queued or running.
 """
@@ -22,15 +22,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from backend import queue
-from backend.artifacts import service as artifacts_service
-from backend.artifacts.models import Artifact, ArtifactChunk
-from backend.config import get_settings
-from backend.datasets import lifecycle
-from backend.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport, DatasetRecord
-from backend.db import session_scope
-from backend.errors import InvalidRequest, NotFound
-from backend.timeutil import aware
+from store import queue
+from store.artifacts import service as artifacts_service
+from store.artifacts.models import Artifact, ArtifactChunk
+from store.datasets import lifecycle
+from store.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport, DatasetRecord
+from store.db import session_scope
+from store.errors import InvalidRequest, NotFound
+from store.settings import get_settings
+from store.timeutil import aware
 
 UPLOAD_KIND = "upload"
 ACCEPTED_SUFFIXES = (".npz", ".zip", ".tar.gz", ".tgz", ".tar")

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from backend.datasets import imports, views
-from backend.datasets import service as datasets_service
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
 from backend.web import render
+from store.datasets import service as datasets_service
 
 router = APIRouter(include_in_schema=False)
 SAMPLES_PER_CLASS = 8

@@ -7,9 +7,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from backend.datasets import imports, views
-from backend.datasets import service as datasets_service
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
+from store.datasets import service as datasets_service
 
 router = APIRouter(tags=["datasets"])
 

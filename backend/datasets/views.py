@@ -14,9 +14,9 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from backend import plotting
-from backend.config import get_settings
-from backend.datasets import service as datasets_service
-from backend.datasets.models import DatasetRecord
+from store.datasets import service as datasets_service
+from store.datasets.models import DatasetRecord
+from store.settings import get_settings
 
 TILE, GAP = 32, 2
 HEADER_READERS = {

@@ -8,12 +8,12 @@ import io
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.artifacts import service as artifacts_service
-from backend.errors import NotFound
 from backend.runs import figures
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.models import Run, RunGroup
+from store.artifacts import service as artifacts_service
+from store.errors import NotFound
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import Run, RunGroup
 
 MAX_NPZ_BYTES = 64 * 1024 * 1024  # probe images are a few hundred KiB; refuse anything odd
 

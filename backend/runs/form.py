@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.config import get_settings
 from jobspec.params import JOB_PARAMS, FinetuneConfig
+from store.settings import get_settings
 
 FORM_KINDS = ("pretrain", "tune", "finetune", "augmentation")
 KIND_TITLES = {

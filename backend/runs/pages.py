@@ -9,15 +9,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from backend.artifacts import service as artifacts_service
-from backend.config import get_settings
-from backend.datasets import service as datasets_service
 from backend.deps import SessionDep
 from backend.runs import detail, queries, views
-from backend.runs import service as runs_service
-from backend.runs.models import STATUSES
-from backend.timeutil import aware, utcnow
 from backend.web import render
+from store.artifacts import service as artifacts_service
+from store.datasets import service as datasets_service
+from store.runs import service as runs_service
+from store.runs.models import STATUSES
+from store.settings import get_settings
+from store.timeutil import aware, utcnow
 
 router = APIRouter(include_in_schema=False)
 

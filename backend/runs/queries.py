@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from backend.config import get_settings
-from backend.runs.models import Metric, Run
-from backend.runs.schemas import RunPage, RunRead
-from backend.timeutil import aware, utcnow
-from backend.workers import service as workers_service
+from store.runs.models import Metric, Run
+from store.runs.schemas import RunPage, RunRead
+from store.settings import get_settings
+from store.timeutil import aware, utcnow
+from store.workers import service as workers_service
 
 
 def page(

@@ -7,21 +7,21 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
-from backend.artifacts import service as artifacts_service
-from backend.config import get_settings
-from backend.db import session_scope
 from backend.deps import SessionDep, UserDep
 from backend.runs import detail, queries, views
-from backend.runs import launch as launcher
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.schemas import (
+from store.artifacts import service as artifacts_service
+from store.db import session_scope
+from store.runs import launch as launcher
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.schemas import (
     AttemptRead,
     AugmentationStudyCreate,
     RunCreate,
     RunPage,
     RunRead,
 )
+from store.settings import get_settings
 
 router = APIRouter(tags=["runs"])
 

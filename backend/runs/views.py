@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy import Float, String, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from backend.datasets.models import DatasetRecord
-from backend.runs.models import MetricSummary, Run
-from backend.timeutil import aware, utcnow
+from store.datasets.models import DatasetRecord
+from store.runs.models import MetricSummary, Run
+from store.timeutil import aware, utcnow
 
 PRETRAIN_STAGES = ("ae03", "ae02", "ae01")  # the last trained stage's val_loss counts
 SUMMARY_KEYS = ("finetune/val_accuracy", "finetune/val_loss") + tuple(

@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import plotting
-from backend.config import get_settings
-from backend.datasets import service as datasets_service
-from backend.errors import NotFound
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.models import FINISHED, Run
 from jobspec.params import DEFAULT_LEARNING_RATES
+from store.datasets import service as datasets_service
+from store.errors import NotFound
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import FINISHED, Run
+from store.settings import get_settings
 
 PLOTS = {
     "history": vis.plot_optimization_history,

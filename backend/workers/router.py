@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.config import get_settings
 from backend.deps import SessionDep
-from backend.timeutil import aware
-from backend.workers import service as workers_service
+from store.settings import get_settings
+from store.timeutil import aware
+from store.workers import service as workers_service
 
 router = APIRouter(tags=["workers"])
 

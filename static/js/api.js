@@ -1,4 +1,5 @@
-// Small helpers shared by every page: JSON fetches and polling that pauses when hidden.
+// Talking to the JSON API, shared by every page: fetches (with the CSRF header on posts) and
+// polling that pauses while the tab is hidden. Building nodes and formatting live in dom.js.
 "use strict";
 
 const api = {
@@ -32,11 +33,4 @@ const api = {
     tick();
     return () => clearTimeout(timer);
   },
-  fmtSeconds(s) {
-    if (s == null || !isFinite(s)) return "–";
-    s = Math.round(s);
-    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-    return h ? `${h}h ${m}m` : m ? `${m}m ${sec}s` : `${sec}s`;
-  },
-  text(el, value) { el.textContent = value == null ? "–" : String(value); },
 };

@@ -2,22 +2,9 @@
 "use strict";
 
 (function () {
-  const CONFIG = { displaylogo: false, responsive: true };
+  const { el, cell, row, plot, fmt } = dom;
   const initial = JSON.parse(document.getElementById("compare-data").textContent);
   const ids = initial.runs.map((r) => r.id).join(",");
-
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function fmt(v) {
-    if (v == null) return "–";
-    if (typeof v !== "number") return String(v);
-    return Math.abs(v) >= 1000 || Number.isInteger(v) ? String(v) : v.toPrecision(4);
-  }
 
   // Plot containers are kept between polls so Plotly.react only updates what changed.
   function drawFigures(container, items, keyOf) {
@@ -31,26 +18,17 @@
       if (!div) { div = el("div", { class: "plot", "data-key": key }); container.appendChild(div); }
       return div;
     });
-    items.forEach((item, i) => Plotly.react(divs[i], item.figure.data, item.figure.layout, CONFIG));
+    items.forEach((item, i) => plot(divs[i], item.figure));
   }
 
+  // One row per metric, one column per run; the best run's cell in bold.
   function table(runs, rows, labelOf, cellText) {
-    const t = el("table");
-    const head = el("tr");
-    head.appendChild(el("th", {}, "metric"));
-    runs.forEach((r) => head.appendChild(el("th", { class: "num" }, `#${r.id} ${r.name}`)));
-    t.appendChild(el("thead")).appendChild(head);
-    const body = t.appendChild(el("tbody"));
-    rows.forEach((row) => {
-      const tr = body.appendChild(el("tr"));
-      tr.appendChild(el("td", { class: "mono" }, labelOf(row)));
-      runs.forEach((r) => {
-        const cell = row.cells[String(r.id)];
-        const td = tr.appendChild(el("td", { class: "num" }, cell ? cellText(cell, row) : "–"));
-        if (row.best_run === String(r.id)) td.style.fontWeight = "700";
-      });
-    });
-    return t;
+    const head = row([cell("metric", null, "th"), ...runs.map((r) => cell(`#${r.id} ${r.name}`, "num", "th"))]);
+    const body = rows.map((line) => row([cell(labelOf(line), "mono"), ...runs.map((r) => {
+      const value = line.cells[String(r.id)];
+      return cell(value ? cellText(value, line) : "–", line.best_run === String(r.id) ? "num lead" : "num");
+    })]));
+    return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
   }
 
   function draw(data) {
@@ -65,11 +43,11 @@
     tests.replaceChildren();
     if (data.tests.length) {
       tests.appendChild(table(data.runs, data.tests, (r) => r.label,
-        (c, row) => (row.goal === "max" ? `${(c.value * 100).toFixed(1)}%` : fmt(c.value))));
+        (c, line) => (line.goal === "max" ? fmt.pct(c.value) : fmt.metric(c.value))));
     }
     document.getElementById("metrics").replaceChildren(
       table(data.runs, data.metrics, (r) => r.key,
-        (c) => `${fmt(c.final)} · best ${fmt(c.best)} @${c.best_epoch}`));
+        (c) => `${fmt.metric(c.final)} · best ${fmt.metric(c.best)} @${c.best_epoch}`));
 
     const conf = data.confusion;
     drawFigures(document.getElementById("confusion"), conf.matrices, (m) => `m${m.run_id}`);
@@ -78,10 +56,10 @@
     conf.differences.forEach((d) => {
       const box = diffs.appendChild(el("div", { class: "grid" }));
       if (d.problem) { box.appendChild(el("p", { class: "muted" }, `${d.title}: ${d.problem}`)); return; }
-      const plot = box.appendChild(el("div", { class: "plot" }));
+      const chart = box.appendChild(el("div", { class: "plot" }));
       const list = box.appendChild(el("ul", { class: "recall-changes" }));
       d.sentences.forEach((s) => list.appendChild(el("li", { class: s.verb }, s.text)));
-      Plotly.react(plot, d.figure.data, d.figure.layout, CONFIG);
+      plot(chart, d.figure);
     });
     document.getElementById("no-confusion").hidden = conf.matrices.length > 0;
   }

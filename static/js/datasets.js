@@ -2,32 +2,19 @@
 "use strict";
 
 const datasetPages = (() => {
-  const el = (tag, text, cls) => {
-    const node = document.createElement(tag);
-    if (text !== undefined) node.textContent = text;
-    if (cls) node.className = cls;
-    return node;
-  };
+  const { el, cell, row, plot, fmt } = dom;
 
   const chart = document.getElementById("class-distribution");
-  if (chart) {
-    const fig = JSON.parse(document.getElementById("class-distribution-data").textContent);
-    Plotly.react(chart, fig.data, fig.layout, { displaylogo: false, responsive: true });
-  }
+  if (chart) plot(chart, JSON.parse(document.getElementById("class-distribution-data").textContent));
 
   async function refreshList() {
     const body = document.getElementById("datasets");
     const datasets = await api.get("/api/datasets");
-    body.replaceChildren(...datasets.map((d) => {
-      const tr = el("tr"), link = el("a", d.name), name = el("td");
-      link.href = `/datasets/${encodeURIComponent(d.name)}`;
-      name.append(link);
-      const fp = el("td", d.fingerprint.slice(0, 12), "mono");
-      fp.title = d.fingerprint;
-      tr.append(name, el("td", d.source), el("td", d.n_train, "num"), el("td", d.n_test, "num"),
-        el("td", d.class_names.length, "num"), fp, el("td", d.created_at.slice(0, 19).replace("T", " ")));
-      return tr;
-    }));
+    body.replaceChildren(...datasets.map((d) => row([
+      el("a", { href: `/datasets/${encodeURIComponent(d.name)}` }, d.name), d.source,
+      cell(d.n_train, "num"), cell(d.n_test, "num"), cell(d.class_names.length, "num"),
+      el("td", { class: "mono", title: d.fingerprint }, d.fingerprint.slice(0, 12)), fmt.stamp(d.created_at),
+    ])));
   }
 
   // One row per import; polled until the worker registers the data set or says why not.
@@ -36,9 +23,8 @@ const datasetPages = (() => {
     const body = document.getElementById("imports");
     if (!body) return;
     card.hidden = false;
-    const tr = el("tr"), state = el("td", "queued: waiting for a worker");
-    tr.append(el("td", item.name), el("td", item.file || ""), state);
-    body.prepend(tr);
+    const state = cell("queued: waiting for a worker");
+    body.prepend(row([item.name, item.file || "", state]));
     api.poll(async () => {
       const status = await api.get(`/api/datasets/imports/${item.import_id}`);
       if (status.state === "pending") {
@@ -47,12 +33,11 @@ const datasetPages = (() => {
       }
       state.replaceChildren();
       if (status.state === "done") {
-        const link = el("a", "open the data set");
-        link.href = `/datasets/${encodeURIComponent(item.name)}`;
-        state.append(el("span", "imported", "badge succeeded"), " ", link);
+        const link = el("a", { href: `/datasets/${encodeURIComponent(item.name)}` }, "open the data set");
+        state.append(el("span", { class: "badge succeeded" }, "imported"), " ", link);
         refreshList().catch(console.error);
       } else {
-        state.append(el("span", "failed", "badge failed"), el("div", status.message || "", "error"));
+        state.append(el("span", { class: "badge failed" }, "failed"), el("div", { class: "error" }, status.message || ""));
       }
       return false;
     }, 1500);

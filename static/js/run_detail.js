@@ -6,37 +6,29 @@
   const state = JSON.parse(document.getElementById("run-state").textContent);
   const id = state.id;
   const LIVE = new Set(["queued", "running"]);
-  const PLOT_CONFIG = { displaylogo: false, responsive: true };
+  const { el, cell, row, plot, fmt } = dom;
   const $ = (sel) => document.getElementById(sel);
   const show = (node, on) => { if (node) node.hidden = !on; };
   let lastEpochKey = null;
   let stopPolling = null;
 
-  const el = (tag, attrs = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) { if (k === "class") node.className = v; else node.setAttribute(k, v); }
-    for (const c of children) if (c != null) node.append(c);
-    return node;
-  };
-
   async function drawCurves() {
     const data = await api.get(`/api/runs/${id}/curves?max_points=500`);
     if (!data.points) return;
     show($("curves-empty"), false);
-    Plotly.react($("curves"), data.figure.data, data.figure.layout, PLOT_CONFIG);
+    plot($("curves"), data.figure);
   }
 
   async function drawConfusion() {
     let data;
     try { data = await api.get(`/api/runs/${id}/confusion`); } catch { return; }
     show($("eval-card"), true);
-    Plotly.react($("confusion"), data.figure.data, data.figure.layout, PLOT_CONFIG);
-    const fmt = (v, d) => (v == null ? "–" : Number(v).toFixed(d));
-    $("eval-acc").textContent = fmt(data.accuracy, 4);
-    $("eval-bacc").textContent = fmt(data.balanced_accuracy, 4);
-    $("per-class").replaceChildren(...Object.entries(data.per_class).map(([cls, s]) => el("tr", {},
-      el("td", {}, cls), el("td", { class: "num" }, fmt(s.precision, 3)), el("td", { class: "num" }, fmt(s.recall, 3)),
-      el("td", { class: "num" }, fmt(s.f1, 3)), el("td", { class: "num" }, String(s.support)))));
+    plot($("confusion"), data.figure);
+    $("eval-acc").textContent = fmt.fixed(data.accuracy, 4);
+    $("eval-bacc").textContent = fmt.fixed(data.balanced_accuracy, 4);
+    $("per-class").replaceChildren(...Object.entries(data.per_class).map(([cls, s]) => row([cls,
+      cell(fmt.fixed(s.precision, 3), "num"), cell(fmt.fixed(s.recall, 3), "num"),
+      cell(fmt.fixed(s.f1, 3), "num"), cell(s.support, "num")])));
   }
 
   async function showFiles() {
@@ -44,7 +36,7 @@
     const wanted = files.filter((a) => a.name.endsWith(".weights.h5") || a.name.endsWith(".keras"));
     $("downloads").replaceChildren(...wanted.map((a) => el("a",
       { class: "button", href: `/api/runs/${id}/artifacts/${encodeURIComponent(a.name)}`, download: "" },
-      `${a.name} `, el("span", { class: "muted small" }, `${(a.size / 1048576).toFixed(1)} MiB`))));
+      `${a.name} `, el("span", { class: "muted small" }, fmt.mib(a.size)))));
     if (state.kind === "pretrain" && files.some((a) => a.name === "reconstructions.npz") && !$("recon-img")) {
       // The page was rendered before the file existed: reload once to get its row labels.
       window.location.reload();
@@ -57,13 +49,13 @@
     const within = ((p.epoch || 1) - 1 + (p.step || 0) / steps) / epochs;
     const count = Math.max(p.stage_count || 1, 1);
     const fraction = Math.min(1, Math.max(0, ((p.stage_index || 1) - 1 + within) / count));
-    $("p-bar").style.width = `${(fraction * 100).toFixed(1)}%`;
+    $("p-bar").style.width = `${fmt.fixed(fraction * 100, 1)}%`;
     $("p-stage").textContent = p.stage ? `${p.stage}${p.stage_count ? ` (${p.stage_index}/${p.stage_count})` : ""}` : "–";
     $("p-epoch").textContent = p.epoch ? `${p.epoch}/${p.epochs}` : "–";
     $("p-step").textContent = p.step ? `${p.step}/${p.steps}` : "–";
-    $("p-rate").textContent = p.images_per_sec ? Math.round(p.images_per_sec) : "–";
-    $("p-eta").textContent = api.fmtSeconds(p.eta_seconds);
-    $("p-pct").textContent = `${Math.round(fraction * 100)}%`;
+    $("p-rate").textContent = p.images_per_sec ? fmt.int(p.images_per_sec) : "–";
+    $("p-eta").textContent = fmt.duration(p.eta_seconds);
+    $("p-pct").textContent = `${fmt.int(fraction * 100)}%`;
     return `${p.stage}:${p.epoch}`;
   }
 
@@ -84,8 +76,8 @@
     $("run-worker").textContent = run.worker_host ? `${run.worker_host}${run.device ? ` · ${run.device}` : ""}` : "–";
     if (run.started_at) {
       const end = run.finished_at ? new Date(run.finished_at) : new Date();
-      $("run-duration").textContent = api.fmtSeconds((end - new Date(run.started_at)) / 1000);
-      if ($("run-started").textContent === "–") $("run-started").textContent = new Date(run.started_at).toLocaleString();
+      $("run-duration").textContent = fmt.duration((end - new Date(run.started_at)) / 1000);
+      if ($("run-started").textContent === "–") $("run-started").textContent = fmt.localLong(run.started_at);
     }
     show($("error-card"), !!run.error);
     $("error-msg").textContent = run.error || "";
@@ -134,10 +126,7 @@
   $("btn-requeue").addEventListener("click", () => act(`/api/runs/${id}/requeue`, "Run it again? It resumes from its last checkpoint when it has one, keeping the epochs before it."));
   $("btn-restart").addEventListener("click", () => act(`/api/runs/${id}/requeue?fresh=true`, "Start over? Its metrics and files so far are cleared when a worker picks it up."));
 
-  document.querySelectorAll("time[datetime]").forEach((t) => {
-    t.title = t.getAttribute("datetime");
-    t.textContent = new Date(t.getAttribute("datetime")).toLocaleString();
-  });
+  dom.localTimes(document, fmt.localLong);
   drawCurves().catch(console.error);
   if (state.kind === "finetune" && $("eval-card") && !$("eval-card").hidden) drawConfusion();
   if (LIVE.has(state.status)) startPolling();

@@ -9,24 +9,7 @@
   const LIVE = new Set(["queued", "running"]);
   const FAST = 2000, SLOW = 10000;
 
-  const el = (tag, attrs = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (k === "class") node.className = v; else node.setAttribute(k, v);
-    }
-    for (const c of children) if (c != null) node.append(c);
-    return node;
-  };
-  const pad = (n) => String(n).padStart(2, "0");
-  const fmtWhen = (iso) => {
-    if (!iso) return "–";
-    const d = new Date(iso);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  };
-  const localTimes = (root) => root.querySelectorAll("time[datetime]").forEach((t) => {
-    t.textContent = fmtWhen(t.getAttribute("datetime"));
-    t.title = t.getAttribute("datetime");
-  });
+  const { el, cell, row, fill, fmt } = dom;
 
   // ---- one row ----
   function statusCell(r) {
@@ -34,19 +17,19 @@
     const p = r.progress;
     if (p) {
       const bar = el("span");
-      bar.style.width = `${(p.fraction * 100).toFixed(1)}%`;
-      td.append(el("div", { class: "progress", title: `${Math.round(p.fraction * 100)}%` }, bar));
+      bar.style.width = `${fmt.fixed(p.fraction * 100, 1)}%`;
+      td.append(el("div", { class: "progress", title: `${fmt.int(p.fraction * 100)}%` }, bar));
       const stage = p.stage
         ? `${p.stage}${p.stage_count ? ` (${p.stage_index}/${p.stage_count})` : ""} · epoch ${p.epoch}/${p.epochs} · step ${p.step}/${p.steps}`
         : "starting…";
-      const eta = p.eta_seconds != null ? ` · ETA ${api.fmtSeconds(p.eta_seconds)}` : "";
+      const eta = p.eta_seconds != null ? ` · ETA ${fmt.duration(p.eta_seconds)}` : "";
       td.append(el("div", { class: "sub" }, stage + eta));
     }
     return td;
   }
 
   function fillRow(tr, r) {
-    const box = tr.querySelector("input.pick") || el("input", { type: "checkbox", class: "pick", value: r.id });
+    const box = tr.querySelector("input.pick") || el("input", { type: "checkbox", class: "pick", value: r.id, "aria-label": `select run ${r.id}` });
     box.checked = selected.has(String(r.id));
     tr.dataset.id = r.id;
     tr.dataset.status = r.status;
@@ -58,15 +41,14 @@
     });
     const best = el("td", { class: "num best" });
     if (r.best) {
-      best.append(el("b", {}, r.best.value.toFixed(4)),
+      best.append(el("b", {}, fmt.fixed(r.best.value, 4)),
         el("div", { class: "small muted" }, r.best.label + (r.best.epoch ? ` @ ${r.best.epoch}` : "")));
     } else best.append(el("span", { class: "muted" }, "–"));
-    tr.replaceChildren(
-      el("td", {}, box), el("td", { class: "num muted" }, String(r.id)), el("td", {}, r.kind), name,
-      statusCell(r), el("td", { class: "ds" }, r.dataset), params, best,
-      el("td", { class: "num dur" }, api.fmtSeconds(r.duration_seconds)),
-      el("td", { class: "when" }, el("time", { datetime: r.created_at }, fmtWhen(r.created_at))),
-    );
+    tr.replaceChildren(...row([
+      box, cell(r.id, "num muted"), r.kind, name, statusCell(r), cell(r.dataset, "ds"), params, best,
+      cell(fmt.duration(r.duration_seconds), "num dur"),
+      cell(el("time", { datetime: r.created_at, title: r.created_at }, fmt.localWhen(r.created_at)), "when"),
+    ]).children);
     tr.classList.toggle("selected", box.checked);
   }
 
@@ -84,20 +66,19 @@
   }
 
   // ---- queue panel ----
-  function runLink(id, name) { return el("a", { href: `/runs/${id}` }, name || `#${id}`); }
-  function emptyRow(text) { return el("tr", {}, el("td", { class: "muted" }, text)); }
+  const runLink = (id, name) => el("a", { href: `/runs/${id}` }, name || `#${id}`);
 
   function renderQueue(q) {
-    const workers = q.workers.map((w) => el("tr", {}, el("td", {}, w.host), el("td", { class: "muted" }, w.device),
-      el("td", {}, w.current_run_id ? runLink(w.current_run_id, w.current_run_name) : el("span", { class: "muted" }, "idle"))));
-    document.getElementById("queue-workers").replaceChildren(...(workers.length ? workers : [emptyRow("No worker online.")]));
-    const running = q.running.map((r) => el("tr", {}, el("td", {}, runLink(r.id, r.name)),
-      el("td", { class: "num muted" }, `ETA ${api.fmtSeconds(r.eta_seconds)}`)));
-    document.getElementById("queue-running").replaceChildren(...(running.length ? running : [emptyRow("Nothing running.")]));
-    const queued = q.queued.map((r, i) => el("tr", {}, el("td", { class: "muted" }, `${i + 1}.`), el("td", {}, runLink(r.id, r.name)),
-      el("td", { class: "num muted", title: r.blocked ? "" : (r.starts_at || r.waiting) }, r.blocked ? r.waiting : `starts in ${api.fmtSeconds(r.starts_in_seconds)}`),
-      el("td", { class: "num muted", title: r.finishes_at || "" }, `done in ${api.fmtSeconds(r.finishes_in_seconds)}`)));
-    document.getElementById("queue-queued").replaceChildren(...(queued.length ? queued : [emptyRow("The queue is empty.")]));
+    fill(document.getElementById("queue-workers"), q.workers.map((w) => row([w.host, cell(w.device, "muted"),
+      w.current_run_id ? runLink(w.current_run_id, w.current_run_name) : el("span", { class: "muted" }, "idle")])),
+    "No worker online.");
+    fill(document.getElementById("queue-running"), q.running.map((r) => row([runLink(r.id, r.name),
+      cell(`ETA ${fmt.duration(r.eta_seconds)}`, "num muted")])), "Nothing running.");
+    fill(document.getElementById("queue-queued"), q.queued.map((r, i) => row([cell(`${i + 1}.`, "muted"), runLink(r.id, r.name),
+      el("td", { class: "num muted", title: r.blocked ? "" : (r.starts_at || r.waiting) },
+        r.blocked ? r.waiting : `starts in ${fmt.duration(r.starts_in_seconds)}`),
+      el("td", { class: "num muted", title: r.finishes_at || "" }, `done in ${fmt.duration(r.finishes_in_seconds)}`)])),
+    "The queue is empty.");
     return q.running.length + q.queued.length > 0;
   }
 
@@ -140,7 +121,7 @@
     }
     timer = setTimeout(tick, live ? FAST : SLOW);
   }
-  localTimes(document);
+  dom.localTimes(document);
   updateCompare();
   const liveNow = [...body.querySelectorAll("tr[data-status]")].some((tr) => LIVE.has(tr.dataset.status));
   timer = setTimeout(tick, liveNow ? FAST : SLOW);

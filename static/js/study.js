@@ -2,16 +2,8 @@
 "use strict";
 
 (() => {
-  const PLOT_CONFIG = { displaylogo: false, responsive: true };
+  const { el, cell, row, fill, plot, fmt } = dom;
   let view = JSON.parse(document.getElementById("study-data").textContent);
-
-  const el = (tag, text, cls) => {
-    const node = document.createElement(tag);
-    if (text !== undefined) node.textContent = text;
-    if (cls) node.className = cls;
-    return node;
-  };
-  const fmt = (v) => (v == null ? "–" : Number(v).toPrecision(5).replace(/\.?0+$/, ""));
 
   function drawFigures(figures, missing) {
     for (const node of document.querySelectorAll("[id^='fig-']")) {
@@ -20,53 +12,34 @@
       const note = document.getElementById(`missing-${key}`);
       note.textContent = missing[key] || "";
       node.hidden = !fig;
-      if (fig) Plotly.react(node, fig.data, fig.layout, PLOT_CONFIG);
+      if (fig) plot(node, fig);
       else Plotly.purge(node);
     }
   }
 
   function drawRuns(runs) {
-    const body = document.getElementById("runs");
-    body.replaceChildren(...runs.map((r) => {
-      const tr = el("tr"), link = el("a", r.name);
-      link.href = `/runs/${r.id}`;
-      tr.append(el("td"), el("td"), el("td", r.worker_host || "–"));
-      tr.children[0].append(link);
-      tr.children[1].append(el("span", r.status, `badge ${r.status}`));
-      return tr;
-    }));
+    document.getElementById("runs").replaceChildren(...runs.map((r) => row([
+      el("a", { href: `/runs/${r.id}` }, r.name), el("span", { class: `badge ${r.status}` }, r.status),
+      r.worker_host || "–"])));
   }
 
   function drawTrials(trials) {
-    const body = document.getElementById("trials");
-    if (!trials.length) {
-      const td = el("td", "No trials yet.", "muted");
-      td.colSpan = 6;
-      body.replaceChildren(el("tr"));
-      body.firstChild.append(td);
-      return;
-    }
-    body.replaceChildren(...trials.map((t) => {
-      const tr = el("tr"), params = el("td"), run = el("td");
-      for (const [k, v] of Object.entries(t.params)) params.append(el("span", `${k}=${v}`, "tag"));
-      if (t.run_id) {
-        const link = el("a", t.run_name);
-        link.href = `/runs/${t.run_id}`;
-        run.append(link);
-      } else run.textContent = "–";
-      tr.append(el("td", t.number, "num"), params, el("td", fmt(t.value), "num"),
-        el("td", t.state), el("td", t.seconds == null ? "–" : `${t.seconds.toFixed(1)} s`, "num"), run);
-      return tr;
-    }));
+    fill(document.getElementById("trials"), trials.map((t) => row([
+      cell(t.number, "num"),
+      Object.entries(t.params).map(([k, v]) => el("span", { class: "tag" }, `${k}=${v}`)),
+      cell(fmt.general(t.value, 5), "num"), t.state,
+      cell(t.seconds == null ? "–" : `${fmt.fixed(t.seconds, 1)} s`, "num"),
+      t.run_id ? el("a", { href: `/runs/${t.run_id}` }, t.run_name) : "–",
+    ])), "No trials yet.", 6);
   }
 
   function drawBest(best, request) {
     const box = document.getElementById("best");
     document.getElementById("pretrain").disabled = !request;
-    if (!best) { box.replaceChildren(el("p", "No trial has completed yet.", "muted")); return; }
-    const dl = el("dl", undefined, "kv");
-    dl.append(el("dt", "Trial"), el("dd", `#${best.number}`), el("dt", "Value"), el("dd", fmt(best.value)));
-    for (const [k, v] of Object.entries(best.params)) dl.append(el("dt", k), el("dd", String(v)));
+    if (!best) { box.replaceChildren(el("p", { class: "muted" }, "No trial has completed yet.")); return; }
+    const dl = el("dl", { class: "kv" }, el("dt", {}, "Trial"), el("dd", {}, `#${best.number}`),
+      el("dt", {}, "Value"), el("dd", {}, fmt.general(best.value, 5)));
+    for (const [k, v] of Object.entries(best.params)) dl.append(el("dt", {}, k), el("dd", {}, String(v)));
     box.replaceChildren(dl);
   }
 
@@ -75,7 +48,7 @@
     drawTrials(data.trials);
     drawBest(data.best, data.pretrain_request);
     if (data.figures) drawFigures(data.figures, data.missing || {});
-    document.getElementById("live").style.display = data.live ? "" : "none";  // .badge beats [hidden]
+    document.getElementById("live").hidden = !data.live;
     view = { ...data, figures: data.figures || view.figures };
   }
 

@@ -21,7 +21,7 @@ def app_env(request, tmp_path_factory):
         env["DATABASE_URL"], drop = create_pg_database()
         env["REDIS_URL"] = REDIS_URL
     with stack_env(env):
-        from backend.db import upgrade_schema
+        from store.db import upgrade_schema
         from worker.datasets import register
         from worker.ml.demo_data import make_demo
 

@@ -12,10 +12,11 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from backend import hardening
-from backend.config import get_settings
 from backend.datasets.imports import check_name_syntax
-from backend.errors import InvalidRequest
 from backend.main import create_app
+from store.errors import InvalidRequest
+from store.settings import get_settings
+from worker.cli.serve import serve_allowed_hosts
 
 HEADERS = {
     "content-security-policy",
@@ -160,10 +161,10 @@ def test_host_patterns_are_read_forgivingly_and_checked():
     assert hardening.allowed_hosts("") == ["localhost", "127.0.0.1", "[::1]"]
     with pytest.raises(ValueError, match="STACKLAB_ALLOWED_HOSTS"):
         hardening.allowed_hosts("lab.*.example")
-    wildcard = hardening.serve_allowed_hosts("0.0.0.0").split(",")
+    wildcard = serve_allowed_hosts("0.0.0.0").split(",")
     assert wildcard[:3] == ["localhost", "127.0.0.1", "[::1]"]
     assert socket.gethostname().lower() in wildcard  # reachable by this machine's name
-    assert hardening.serve_allowed_hosts("gpu-box") == "localhost,127.0.0.1,[::1],gpu-box"
+    assert serve_allowed_hosts("gpu-box") == "localhost,127.0.0.1,[::1],gpu-box"
 
 
 # --- API docs from local files ------------------------------------------------------------

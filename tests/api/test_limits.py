@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from backend.config import get_settings
 from jobspec import budget
 from jobspec.params import FinetuneConfig
+from store.settings import get_settings
 
 ONE_EPOCH = {"ae01": {"epochs": 1}, "ae02": {"epochs": 1}, "ae03": {"epochs": 1}}
 
@@ -129,8 +129,8 @@ def test_seeds_per_study_and_runs_per_request(client):
 
 
 def test_queued_runs_in_total(client):
-    from backend.db import session_scope
-    from backend.runs.models import FINISHED, Run
+    from store.db import session_scope
+    from store.runs.models import FINISHED, Run
 
     with session_scope() as session:
         active = session.query(Run).filter(Run.status.not_in(FINISHED)).count()

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend import security
-from backend.config import get_settings
 from backend.main import create_app
 from backend.security import SESSION_COOKIE
 from backend.throttle import Throttle
+from store.settings import get_settings
 
 TOKEN = "s3cret-token"
 

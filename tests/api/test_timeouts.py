@@ -20,7 +20,7 @@ def limits(monkeypatch, tmp_path):
 
 
 def test_postgres_connections_carry_statement_and_lock_timeouts(limits):
-    from backend.db import make_engine
+    from store.db import make_engine
 
     engine = make_engine(PG_ADMIN_URL)
     try:
@@ -32,7 +32,7 @@ def test_postgres_connections_carry_statement_and_lock_timeouts(limits):
 
 
 def test_sqlite_busy_timeout_is_the_lock_timeout(limits):
-    from backend.db import make_engine
+    from store.db import make_engine
 
     engine = make_engine(f"sqlite:///{limits / 'x.db'}")
     try:
@@ -45,14 +45,14 @@ def test_sqlite_busy_timeout_is_the_lock_timeout(limits):
 
 
 def test_embedded_queue_check_passes_on_a_writable_data_dir(limits):
-    from backend import queue
+    from store import queue
 
     queue.check()
     assert queue.broker_name() == "the embedded queue file"
 
 
 def test_an_unreachable_broker_is_named_without_its_password(limits, monkeypatch):
-    from backend import queue
+    from store import queue
     from tests.queue.stack import reset_process_state
 
     monkeypatch.setenv("REDIS_URL", "redis://:s3cret@127.0.0.1:1/0")  # nothing listens on 1

@@ -66,8 +66,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         with stack_env(env):
             from fastapi.testclient import TestClient
 
-            from backend.db import upgrade_schema
             from backend.main import create_app
+            from store.db import upgrade_schema
             from worker.datasets import register
             from worker.ml.demo_data import make_demo
 
@@ -160,7 +160,7 @@ def test_cancel_succeeds_when_only_the_revoke_fails(stack):
 
 
 def test_a_send_that_fails_after_the_commit_leaves_the_run_queued(stack, monkeypatch):
-    from backend import queue
+    from store import queue
 
     monkeypatch.setattr(queue, "check", lambda: None)  # the broker goes between check and send
     stack.broker.refuse()

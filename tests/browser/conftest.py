@@ -35,7 +35,7 @@ def live(tmp_path_factory):
         **FAST,
     }
     with stack_env(env):
-        from backend.db import upgrade_schema
+        from store.db import upgrade_schema
         from worker.datasets import register
         from worker.ml.demo_data import make_demo
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from backend import queue
+from store import queue
 from tests.chaos import TcpProxy
 from tests.queue.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
@@ -32,7 +32,7 @@ def stack(request, tmp_path_factory):
         proxy = TcpProxy.for_url(url, 5432)  # started by the with-statement below
         env["DATABASE_URL"], env["REDIS_URL"] = proxy.rewrite(url), REDIS_URL
     with stack_env(env), proxy or contextlib.nullcontext():
-        from backend.db import upgrade_schema
+        from store.db import upgrade_schema
         from worker.datasets import register
         from worker.ml.demo_data import make_demo
 

@@ -62,8 +62,8 @@ STACK_VARS = (
 
 def reset_process_state() -> None:
     """Forget cached settings, engine and Celery client, so a new environment takes."""
-    from backend import queue
-    from backend.db import reset_caches
+    from store import queue
+    from store.db import reset_caches
 
     reset_caches()
     queue.client.cache_clear()

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from backend.db import session_scope
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.schemas import AttemptRead, RunRead
+from store.db import session_scope
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.schemas import AttemptRead, RunRead
 from tests.queue.stack import wait_for
 from tests.queue.test_queue import finished, launch, read, workers_online
 
@@ -40,7 +40,7 @@ def attempt_rows(run_id: int) -> list[AttemptRead]:
 
 
 def wall_times(run_id: int) -> dict[int, float]:
-    from backend.runs.models import Metric
+    from store.runs.models import Metric
 
     with session_scope() as session:
         rows = session.query(Metric.step, Metric.wall_time).filter(
@@ -124,7 +124,7 @@ def test_a_worker_killed_in_epoch_3_of_6_is_resumed_at_epoch_3(stack):
 
 
 def test_a_run_whose_message_never_reached_the_broker_is_sent_and_finishes(stack):
-    from backend.datasets import service as datasets_service
+    from store.datasets import service as datasets_service
 
     with session_scope() as session:  # the web process died between commit and send
         run = runs_service.create_run(

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from backend.artifacts.models import Artifact
 from backend.datasets import imports
-from backend.datasets.models import DatasetImport, DatasetRecord
-from backend.db import session_scope
+from store.artifacts.models import Artifact
+from store.datasets.models import DatasetImport, DatasetRecord
+from store.db import session_scope
 from tests.ml.test_hostile_files import (
     inflating_zip,
     many_class_names_npz,

@@ -8,12 +8,12 @@ import signal
 
 import pytest
 
-from backend.db import session_scope
-from backend.errors import InvalidRequest
-from backend.runs import launch as launcher
-from backend.runs import metrics as metrics_service
-from backend.runs.models import Run
-from backend.runs.schemas import AugmentationStudyCreate, RunCreate, RunRead
+from store.db import session_scope
+from store.errors import InvalidRequest
+from store.runs import launch as launcher
+from store.runs import metrics as metrics_service
+from store.runs.models import Run
+from store.runs.schemas import AugmentationStudyCreate, RunCreate, RunRead
 from tests.queue.stack import wait_for
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_pretrain_then_finetune_through_the_queue(stack, tmp_path):
         series = metrics_service.series(session, fine.id)
         summary = metrics_service.summaries(session, fine.id)
         pre_series = metrics_service.series(session, pre.id)
-        from backend.artifacts import service as artifacts_service
+        from store.artifacts import service as artifacts_service
 
         artifact = artifacts_service.run_artifact(session, fine.id, "classifier.weights.h5")
         data = b"".join(artifacts_service.iter_chunks(session, artifact.id))
@@ -157,7 +157,7 @@ def test_cancel_a_running_run_keeps_its_metrics_and_a_queued_one_never_starts(st
         assert done.status == "cancelled"
         with session_scope() as session:
             assert len(metrics_service.series(session, run.id)["ae01/loss"]) >= 2
-            from backend.artifacts import service as artifacts_service
+            from store.artifacts import service as artifacts_service
 
             assert artifacts_service.run_artifact(session, run.id, "ae01.weights.h5").size > 0
     after = read(queued.id)
@@ -193,7 +193,7 @@ def test_a_killed_worker_leaves_no_run_running(stack):
 
 
 def workers_online() -> int:
-    from backend.workers import service as workers_service
+    from store.workers import service as workers_service
 
     with session_scope() as session:
         return len(workers_service.online(session, within_seconds=2))

@@ -15,7 +15,7 @@ def store(request, tmp_path_factory):
     if request.param == "postgres":
         env["DATABASE_URL"], drop = create_pg_database()
     with stack_env(env):
-        from backend.db import upgrade_schema
+        from store.db import upgrade_schema
         from worker.datasets import register
         from worker.ml.demo_data import make_demo
 

@@ -10,16 +10,17 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from backend.artifacts import service as artifacts_service
-from backend.artifacts.models import Artifact
-from backend.datasets import imports, lifecycle
-from backend.datasets.models import DatasetImport
-from backend.db import session_scope
-from backend.errors import InvalidRequest
-from backend.runs import upkeep
-from backend.timeutil import utcnow
-from backend.workers import service as workers_service
-from backend.workers.models import WorkerRecord
+from backend.datasets import imports
+from store.artifacts import service as artifacts_service
+from store.artifacts.models import Artifact
+from store.datasets import lifecycle
+from store.datasets.models import DatasetImport
+from store.db import session_scope
+from store.errors import InvalidRequest
+from store.runs import upkeep
+from store.timeutil import utcnow
+from store.workers import service as workers_service
+from store.workers.models import WorkerRecord
 
 
 def new_import(tmp_path, name: str | None = None) -> tuple[int, int]:

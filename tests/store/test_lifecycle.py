@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from backend.artifacts import service as artifacts_service
-from backend.db import session_scope
-from backend.errors import AttemptSuperseded, InvalidRequest
-from backend.runs import attempts, checkpoints, upkeep
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.models import Metric, Run
-from backend.timeutil import utcnow
-from backend.workers import service as workers_service
+from store.artifacts import service as artifacts_service
+from store.db import session_scope
+from store.errors import AttemptSuperseded, InvalidRequest
+from store.runs import attempts, checkpoints, upkeep
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import Metric, Run
+from store.timeutil import utcnow
+from store.workers import service as workers_service
 
 
 def new_run(dataset_id: int, max_attempts: int = 2, **fields) -> int:

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from backend.db import alembic_config
+from store.db import alembic_config
 from tests.queue.stack import create_pg_database
 
 

@@ -11,15 +11,15 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from backend.artifacts import service as artifacts_service
-from backend.datasets import service as datasets_service
-from backend.db import session_scope
-from backend.errors import InvalidRequest
-from backend.runs import attempts, upkeep
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.models import Run
-from backend.timeutil import utcnow
+from store.artifacts import service as artifacts_service
+from store.datasets import service as datasets_service
+from store.db import session_scope
+from store.errors import InvalidRequest
+from store.runs import attempts, upkeep
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import Run
+from store.timeutil import utcnow
 
 
 def new_run(dataset_id: int, params: dict | None = None, **fields) -> int:
@@ -159,8 +159,8 @@ def test_dataset_names_are_unique(store, tmp_path):
 def test_the_migrations_match_the_models(store):
     from alembic import command
 
-    from backend.config import get_settings
-    from backend.db import alembic_config
+    from store.db import alembic_config
+    from store.settings import get_settings
 
     # Raises when the ORM models and the Alembic history disagree (Optuna's tables aside).
     command.check(alembic_config(get_settings().sqlalchemy_url))

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert
 
-from backend.artifacts import service as artifacts_service
-from backend.datasets import service as datasets_service
-from backend.db import session_scope
-from backend.runs import attempts
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
-from backend.runs.models import FINISHED, Metric, MetricSummary, RunGroup
-from backend.timeutil import utcnow
-from backend.workers import service as workers_service
 from jobspec.params import JOB_PARAMS
+from store.artifacts import service as artifacts_service
+from store.datasets import service as datasets_service
+from store.db import session_scope
+from store.runs import attempts
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import FINISHED, Metric, MetricSummary, RunGroup
+from store.timeutil import utcnow
+from store.workers import service as workers_service
 
 CLASS_NAMES = ["airplane", "automobile", "bird"]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from backend.compare import router as compare_router
-from backend.db import session_scope
-from backend.runs.models import Run
+from store.db import session_scope
+from store.runs.models import Run
 from tests.api import conftest as api_conftest
 from tests.web.factories import finetune_result, make_group, make_run, npz_bytes
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from backend.artifacts.models import Artifact
 from backend.datasets import imports
-from backend.datasets.models import DatasetImport
-from backend.db import session_scope
+from store.artifacts.models import Artifact
+from store.datasets.models import DatasetImport
+from store.db import session_scope
 from tests.api.conftest import app_env, client  # noqa: F401
 from worker.import_task import import_dataset
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from backend.timeutil import utcnow
+from store.timeutil import utcnow
 from tests.api.conftest import app_env, client  # noqa: F401
 from tests.web.factories import (
     finetune_result,
@@ -253,8 +253,8 @@ def test_metrics_csv_and_json(client, runs):
 
 
 def test_queue_panel_says_why_a_queued_run_cannot_start_instead_of_0_s(client, runs):
-    from backend.db import session_scope
-    from backend.runs.models import Run
+    from store.db import session_scope
+    from store.runs.models import Run
 
     make_worker("idle-worker", current_run_id=None)
     parent = make_run("pretrain", "queued", name="parent-waiting")
@@ -275,9 +275,9 @@ def test_queue_panel_says_why_a_queued_run_cannot_start_instead_of_0_s(client, r
 
 
 def test_run_page_lists_attempts_and_offers_resume_or_start_over(client):
-    from backend.db import session_scope
-    from backend.runs import attempts, checkpoints, upkeep
-    from backend.runs.models import Run
+    from store.db import session_scope
+    from store.runs import attempts, checkpoints, upkeep
+    from store.runs.models import Run
 
     run_id = make_run("finetune", "running", name="twice-tried", worker_host="first:1")
     with session_scope() as session:

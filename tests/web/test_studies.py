@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from backend.config import get_settings
-from backend.db import session_scope
-from backend.runs import metrics as metrics_service
-from backend.runs import service as runs_service
+from store.db import session_scope
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.settings import get_settings
 from tests.api.conftest import app_env, client  # noqa: F401
 from tests.web.factories import make_group, make_run
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 import typer
+
+from store.settings import Settings
 
 POLL_SECONDS = 0.5
 FIRST_BACKOFF_SECONDS = 1.0
@@ -96,8 +99,8 @@ class Supervised:
 
 def serve(host: str, port: int, workers: int) -> None:
     """Start uvicorn and `workers` Celery workers, restart any that dies; stop all on Ctrl-C."""
-    from backend.config import get_settings
-    from backend.db import upgrade_schema
+    from store.db import upgrade_schema
+    from store.settings import get_settings
     from worker.datasets import ensure_builtin
 
     settings = get_settings()
@@ -106,7 +109,7 @@ def serve(host: str, port: int, workers: int) -> None:
         ensure_builtin(name)
     queue = "embedded SQLite queue" if settings.embedded_broker else settings.celery_broker_url
     typer.echo(f"database: {settings.sqlalchemy_url}\nqueue:    {queue}")
-    from backend import queue as job_queue
+    from store import queue as job_queue
 
     job_queue.declare()  # before the workers: two creating it at once would crash one
     services = [
@@ -114,8 +117,6 @@ def serve(host: str, port: int, workers: int) -> None:
         for i in range(workers)
     ]
     if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
-        from backend.hardening import serve_allowed_hosts
-
         os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
     typer.echo(
         f"host names: {os.environ.get('STACKLAB_ALLOWED_HOSTS', settings.allowed_hosts)} "
@@ -153,3 +154,32 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+WILDCARD_BINDS = {"0.0.0.0", "::", "[::]", ""}
+
+
+def serve_allowed_hosts(bind_host: str) -> str:
+    """A STACKLAB_ALLOWED_HOSTS for `stacklab serve --host X`: loopback plus X.
+
+    A wildcard bind (0.0.0.0, ::) answers on every address: loopback plus this machine's
+    host name, full name and addresses; other names (a DNS alias, a proxy's name) need
+    the variable set, as the README says.
+    """
+    hosts = Settings.model_fields["allowed_hosts"].default.split(",")
+    names = _this_machine() if bind_host in WILDCARD_BINDS else [bind_host]
+    for name in names:
+        host = f"[{name}]" if ":" in name and not name.startswith("[") else name
+        if host.lower() not in hosts:
+            hosts.append(host.lower())
+    return ",".join(hosts)
+
+
+def _this_machine() -> list[str]:
+    """The machine's own names and addresses: what a wildcard bind is reached by on a LAN."""
+    names = [socket.gethostname(), socket.getfqdn()]
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:  # no resolvable name: the names alone
+        infos = []
+    return [*names, *(info[4][0] for info in infos)]

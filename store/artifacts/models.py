@@ -15,8 +15,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.db import Base
-from backend.timeutil import utcnow
+from store.base import Base
+from store.timeutil import utcnow
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.artifacts import service as artifacts_service
-from backend.artifacts.models import Artifact
-from backend.datasets.models import DatasetRecord
-from backend.errors import InvalidRequest, NotFound
+from store.artifacts import service as artifacts_service
+from store.artifacts.models import Artifact
+from store.datasets.models import DatasetRecord
+from store.errors import InvalidRequest, NotFound
 
 SUMMARY_FIELDS = (
     "source",

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from backend import queue
-from backend.config import get_settings
-from backend.datasets import service as datasets_service
-from backend.errors import InvalidRequest, NotFound
-from backend.runs import limits
-from backend.runs import service as runs_service
-from backend.runs.models import FINISHED, Run, RunGroup
-from backend.runs.schemas import AugmentationStudyCreate, RunCreate
 from jobspec.params import JOB_PARAMS
+from store import queue
+from store.datasets import service as datasets_service
+from store.errors import InvalidRequest, NotFound
+from store.runs import limits
+from store.runs import service as runs_service
+from store.runs.models import FINISHED, Run, RunGroup
+from store.runs.schemas import AugmentationStudyCreate, RunCreate
+from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 

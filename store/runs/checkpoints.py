@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from backend.artifacts import service as artifacts_service
-from backend.artifacts.models import Artifact
-from backend.errors import NotFound
-from backend.runs.service import get_run
-from backend.timeutil import utcnow
+from store.artifacts import service as artifacts_service
+from store.artifacts.models import Artifact
+from store.errors import NotFound
+from store.runs.service import get_run
+from store.timeutil import utcnow
 
 NAME = "checkpoint.npz"
 KIND = "checkpoint"

@@ -8,7 +8,7 @@ from collections import defaultdict
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backend.runs.models import Metric, MetricSummary, TuneTrial
+from store.runs.models import Metric, MetricSummary, TuneTrial
 
 
 def goal_of(key: str) -> str:

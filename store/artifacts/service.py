@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from backend.artifacts.models import CHUNK_BYTES, Artifact, ArtifactChunk
-from backend.errors import NotFound
+from store.artifacts.models import CHUNK_BYTES, Artifact, ArtifactChunk
+from store.errors import NotFound
 
 KINDS = {
     ".weights.h5": "weights",

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
-from backend.artifacts.models import Artifact
-from backend.config import get_settings
-from backend.errors import AttemptSuperseded
-from backend.runs import metrics as metrics_service
-from backend.runs.models import FINISHED, Metric, MetricSummary, Run, RunAttempt, TuneTrial
-from backend.runs.service import check_transition
-from backend.timeutil import utcnow
+from store.artifacts.models import Artifact
+from store.errors import AttemptSuperseded
+from store.runs import metrics as metrics_service
+from store.runs.models import FINISHED, Metric, MetricSummary, Run, RunAttempt, TuneTrial
+from store.runs.service import check_transition
+from store.settings import get_settings
+from store.timeutil import utcnow
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from backend.datasets import lifecycle as imports_lifecycle
-from backend.runs.attempts import end_attempt
-from backend.runs.models import Run
-from backend.timeutil import utcnow
-from backend.workers.models import WorkerRecord
+from store.datasets import lifecycle as imports_lifecycle
+from store.runs.attempts import end_attempt
+from store.runs.models import Run
+from store.timeutil import utcnow
+from store.workers.models import WorkerRecord
 
 log = logging.getLogger(__name__)
 

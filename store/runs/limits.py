@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.config import Settings
-from backend.errors import InvalidRequest
-from backend.runs.models import FINISHED, Run
 from jobspec import budget
+from store.errors import InvalidRequest
+from store.runs.models import FINISHED, Run
+from store.settings import Settings
 
 STAGES = ("ae01", "ae02", "ae03")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from backend import models  # noqa: F401  (fills the metadata)
-from backend.db import VERSION_TABLE, Base, make_engine, no_request_timeouts
+from store import models  # noqa: F401  (fills the metadata)
+from store.base import Base
+from store.db import VERSION_TABLE, make_engine, no_request_timeouts
 
 config = context.config
 

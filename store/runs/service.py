@@ -1,7 +1,7 @@
 """A run's life as users drive it: created queued, sent, cancelled, re-queued.
 
 What workers write for a run (claim, progress, metrics, finish) goes through
-`backend.runs.attempts`, where every write is fenced by the attempt that makes it.
+`store.runs.attempts`, where every write is fenced by the attempt that makes it.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.errors import InvalidRequest, NotFound
-from backend.runs.models import FINISHED, TRANSITIONS, Run, RunAttempt
-from backend.timeutil import utcnow
+from store.errors import InvalidRequest, NotFound
+from store.runs.models import FINISHED, TRANSITIONS, Run, RunAttempt
+from store.timeutil import utcnow
 
 
 def create_run(*, session: Session, **fields) -> Run:

@@ -13,10 +13,10 @@ from datetime import timedelta
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from backend.artifacts.models import Artifact, ArtifactChunk
-from backend.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport
-from backend.timeutil import utcnow
-from backend.workers.models import WorkerRecord
+from store.artifacts.models import Artifact, ArtifactChunk
+from store.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport
+from store.timeutil import utcnow
+from store.workers.models import WorkerRecord
 
 MAX_MESSAGE = 4000
 # Finished imports (done or failed) are kept this long for their status, then purged.

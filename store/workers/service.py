@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.timeutil import utcnow
-from backend.workers.models import WorkerRecord
+from store.timeutil import utcnow
+from store.workers.models import WorkerRecord
 
 
 def report(

@@ -8,33 +8,16 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from backend.config import Settings, get_settings
+from store import models  # noqa: F401  (every table, so foreign keys resolve anywhere)
+from store.settings import Settings, get_settings
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
 # Optuna keeps its studies in the same database with its own Alembic table; ours differs.
 VERSION_TABLE = "stacklab_alembic_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-def load_models() -> None:
-    """Import every ORM model, so foreign keys resolve in any process."""
-    from backend import models  # noqa: F401
-
-
-class Base(DeclarativeBase):
-    """Declarative base with a naming convention, so migrations name constraints stably."""
-
-    metadata = MetaData(naming_convention=NAMING)
 
 
 def _sqlite_pragmas(busy_ms: int):
@@ -102,7 +85,6 @@ def get_engine() -> Engine:
 
 @lru_cache
 def _factory() -> sessionmaker[Session]:
-    load_models()
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.db import Base
-from backend.timeutil import utcnow
+from store.base import Base
+from store.timeutil import utcnow
 
 
 class DatasetRecord(Base):

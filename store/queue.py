@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
-from backend.config import Settings, get_settings
+from store.settings import Settings, get_settings
 
 TASKS = {
     "pretrain": "stacklab.pretrain",
