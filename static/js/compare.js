@@ -6,7 +6,7 @@
   const initial = JSON.parse(document.getElementById("compare-data").textContent);
   const ids = initial.runs.map((r) => r.id).join(",");
 
-  // Plot containers are kept between polls so Plotly.react only updates what changed.
+  // Plot containers are kept between polls so Plotly only redraws what changed.
   function drawFigures(container, items, keyOf) {
     const seen = new Set(items.map(keyOf));
     container.querySelectorAll("[data-key]").forEach((d) => { if (!seen.has(d.dataset.key)) d.remove(); });

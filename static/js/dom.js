@@ -60,6 +60,9 @@ const dom = (() => {
     return Plotly.react(node, figure.data, figure.layout, { ...plotConfig });
   }
 
+  // Removes a drawn figure (and Plotly's listeners) from a node.
+  function unplot(node) { Plotly.purge(node); }
+
   // ---- numbers, the Python way ----
   // The double's decimal expansion: toExponential picks the digits by exact arithmetic,
   // and 100 of them settle every tie the formats below can meet.
@@ -132,9 +135,31 @@ const dom = (() => {
     return n === 0 ? 0 : n;
   }
 
+  // Python's str() of a value that came through JSON (Jinja's {{ v }}): True, None, 1e-05.
+  // JSON cannot tell 3.0 from 3, so a whole float prints as Python prints the int.
+  function pyStr(v) {
+    if (v == null) return "None";
+    if (typeof v === "boolean") return v ? "True" : "False";
+    if (typeof v !== "number") return String(v);
+    if (!Number.isFinite(v)) return special(v);
+    if (Number.isInteger(v)) return BigInt(v).toString();
+    const [mantissa, exp] = v.toExponential().split("e");  // the shortest digits, as repr's
+    const e = Number(exp), digits = mantissa.replace(/^-/, "").replace(".", "");
+    if (e < -4 || e >= 16) {
+      const mant = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+      return `${sign(v)}${mant}e${e < 0 ? "-" : "+"}${String(Math.abs(e)).padStart(2, "0")}`;
+    }
+    const text = e >= 0
+      ? `${digits.slice(0, e + 1).padEnd(e + 1, "0")}.${digits.slice(e + 1) || "0"}`
+      : `0.${"0".repeat(-e - 1)}${digits}`;
+    return sign(v) + text;
+  }
+
   const missing = (v) => v == null;  // NaN prints "nan", as in Python
 
   const fmt = {
+    // py(1e-05) -> "1e-05", py(true) -> "True": a parameter value as Jinja's {{ v }} shows it.
+    py: pyStr,
     // fixed(0.12345, 4) -> "0.1235": Jinja's '%.4f'|format(v); "–" when missing.
     fixed: (v, places) => (missing(v) ? DASH : fixed(Number(v), places)),
     // general(0.000123456, 5) -> "0.00012346": Jinja's "%.5g"|format(v).
@@ -188,5 +213,5 @@ const dom = (() => {
     });
   }
 
-  return { DASH, el, cell, row, table, fill, plotConfig, plot, fmt, localTimes };
+  return { DASH, el, cell, row, table, fill, plotConfig, plot, unplot, fmt, localTimes };
 })();

@@ -14,9 +14,9 @@
   }
   tabs.forEach((t) => t.addEventListener("click", () => showKind(t.dataset.tab)));
 
-  function typed(el, raw) {
-    const type = el.dataset.type;
-    if (raw === "" && el.hasAttribute("data-nullable")) return null;
+  function typed(input, raw) {
+    const type = input.dataset.type;
+    if (raw === "" && input.hasAttribute("data-nullable")) return null;
     if (raw === "") return undefined; // left empty: the server's default applies
     if (type === "integer" || type === "number") return Number(raw);
     return raw;
@@ -31,15 +31,15 @@
   function collectParams(form) {
     const params = {};
     const lists = {};
-    form.querySelectorAll("[name^='params.']").forEach((el) => {
-      const parts = el.name.split(".").slice(1);
-      if (el.hasAttribute("data-list")) {
-        lists[el.name] = lists[el.name] || { parts, values: [] };
-        if (el.checked) lists[el.name].values.push(typed(el, el.value));
-      } else if (el.type === "checkbox") {
-        setPath(params, parts, el.checked);
+    form.querySelectorAll("[name^='params.']").forEach((input) => {
+      const parts = input.name.split(".").slice(1);
+      if (input.hasAttribute("data-list")) {
+        lists[input.name] = lists[input.name] || { parts, values: [] };
+        if (input.checked) lists[input.name].values.push(typed(input, input.value));
+      } else if (input.type === "checkbox") {
+        setPath(params, parts, input.checked);
       } else {
-        const value = typed(el, el.value);
+        const value = typed(input, input.value);
         if (value !== undefined) setPath(params, parts, value);
       }
     });
@@ -48,8 +48,8 @@
   }
 
   function value(form, name) {
-    const el = form.querySelector(`[name="${name}"]`);
-    return el ? el.value.trim() : "";
+    const input = form.querySelector(`[name="${name}"]`);
+    return input ? input.value.trim() : "";
   }
 
   function body(form) {
@@ -82,8 +82,8 @@
   function fieldFor(form, loc) {
     const parts = loc[0] === "body" ? loc.slice(1) : loc.slice();
     for (let n = parts.length; n > 0; n--) {
-      const el = form.querySelector(`[data-field="${CSS.escape(parts.slice(0, n).join("."))}"]`);
-      if (el) return el;
+      const field = form.querySelector(`[data-field="${CSS.escape(parts.slice(0, n).join("."))}"]`);
+      if (field) return field;
     }
     return null;
   }

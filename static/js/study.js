@@ -13,7 +13,7 @@
       note.textContent = missing[key] || "";
       node.hidden = !fig;
       if (fig) plot(node, fig);
-      else Plotly.purge(node);
+      else dom.unplot(node);
     }
   }
 
@@ -26,7 +26,7 @@
   function drawTrials(trials) {
     fill(document.getElementById("trials"), trials.map((t) => row([
       cell(t.number, "num"),
-      Object.entries(t.params).map(([k, v]) => el("span", { class: "tag" }, `${k}=${v}`)),
+      Object.entries(t.params).map(([k, v]) => el("span", { class: "tag" }, `${k}=${fmt.py(v)}`)),
       cell(fmt.general(t.value, 5), "num"), t.state,
       cell(t.seconds == null ? "–" : `${fmt.fixed(t.seconds, 1)} s`, "num"),
       t.run_id ? el("a", { href: `/runs/${t.run_id}` }, t.run_name) : "–",
@@ -39,7 +39,7 @@
     if (!best) { box.replaceChildren(el("p", { class: "muted" }, "No trial has completed yet.")); return; }
     const dl = el("dl", { class: "kv" }, el("dt", {}, "Trial"), el("dd", {}, `#${best.number}`),
       el("dt", {}, "Value"), el("dd", {}, fmt.general(best.value, 5)));
-    for (const [k, v] of Object.entries(best.params)) dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+    for (const [k, v] of Object.entries(best.params)) dl.append(el("dt", {}, k), el("dd", {}, fmt.py(v)));
     box.replaceChildren(dl);
   }
 

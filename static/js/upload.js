@@ -6,6 +6,7 @@
   if (!form) return;
   const NAME = /^[A-Za-z0-9._-]{1,100}$/;
   const $ = (id) => document.getElementById(id);
+  const { fmt } = dom;
   const bar = $("upload-progress"), barFill = bar.querySelector("span"), barText = $("upload-progress-text");
 
   const explain = (status, data) => {
@@ -24,8 +25,8 @@
       xhr.upload.addEventListener("progress", (e) => {
         if (!e.lengthComputable) return;
         const pct = (100 * e.loaded) / e.total;
-        barFill.style.width = `${pct.toFixed(1)}%`;
-        barText.textContent = `${(e.loaded / 2 ** 20).toFixed(1)} of ${(e.total / 2 ** 20).toFixed(1)} MiB sent`;
+        barFill.style.width = `${fmt.fixed(pct, 1)}%`;
+        barText.textContent = `${fmt.fixed(e.loaded / 2 ** 20, 1)} of ${fmt.mib(e.total)} sent`;
       });
       xhr.addEventListener("load", () => {
         if (xhr.status === 202) resolve(xhr.response);

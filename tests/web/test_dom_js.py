@@ -16,11 +16,13 @@ import subprocess
 import jinja2
 import pytest
 
-from tests.conftest import REPO_ROOT
+from worker.devstack import REPO_ROOT
 
 DOM_JS = REPO_ROOT / "static" / "js" / "dom.js"
 JINJA = jinja2.Environment()
 
+# Sample tables: exact ties (0.125, 2.5, 99999.5), zeros, tiny, huge and special values.
+# fmt: off
 NUMBERS = [
     0.0, -0.0, 0.125, 0.375, -0.125, 0.5, 1.5, 2.5, -2.5, 0.45, 0.55, 2.675, 1 / 3, 2 / 3,
     0.00005, 5e-5, 0.99995, 1.00005, 12.34567, 123456.789, 1e-7, -1e-7, 12000.0, 99999.5,
@@ -31,7 +33,14 @@ DURATIONS = [
     None, math.nan, 0, 0.4, 0.5, 1.5, 2.5, 59.5, 60, 61, 119.5, 3599.5, 3600, 3725, 86399.6,
     90061, -5, -0.4, -3600.5, 1e9, 12.345, 7200, 3540,
 ]
-MOMENTS = [None, "", "2024-05-01T12:34:56.789+00:00", "2023-12-31T23:59:00+00:00", "2024-01-02T03:04"]
+VALUES = [  # no whole floats: JSON hands JS 3.0 as 3, which dom.fmt.py shows as the int
+    None, True, False, "adam", 3, -12, 10**17, 0.001, 1e-5, 5.3e-05, 0.0001, 0.00023, 1 / 3,
+    -2.5, 123456.789, 1.5e-16, 2.5e-300, -7.5e-8, 0.1 + 0.2,
+]
+MOMENTS = [
+    None, "", "2024-05-01T12:34:56.789+00:00", "2023-12-31T23:59:00+00:00", "2024-01-02T03:04",
+]
+# fmt: on
 
 
 def _fmt(template: str, value) -> str:
@@ -46,10 +55,14 @@ def _python_side() -> dict[str, list]:
     return {
         "duration": [fmt_duration(v) for v in DURATIONS],
         "when": [fmt_when(v) for v in MOMENTS],
+        "py": [_fmt("{{ v }}", v) for v in VALUES],
         "stamp": [_fmt('{{ v[:19]|replace("T", " ") }}', v) for v in MOMENTS if v],
         # '%.4f'|format(v) in the runs table and a run's page, '%.3f' per class, '%.1f s'
         # for study trials, "%.5g" for study values, v|round|int for counts and percents.
-        **{f"fixed{n}": [_fmt(f"{{{{ '%.{n}f'|format(v) }}}}", v) for v in NUMBERS] for n in (0, 1, 3, 4)},
+        **{
+            f"fixed{n}": [_fmt(f"{{{{ '%.{n}f'|format(v) }}}}", v) for v in NUMBERS]
+            for n in (0, 1, 3, 4)
+        },
         "general5": [_fmt("{{ '%.5g'|format(v) }}", v) for v in NUMBERS],
         "int": [_fmt("{{ v|round|int }}", v) for v in finite if abs(v) < 1e15],
         "pct": [f"{v:.1%}" for v in NUMBERS],
@@ -77,6 +90,7 @@ const nums = d(s.numbers), finite = nums.filter((v) => Number.isFinite(v));
 const out = {
   duration: d(s.durations).map(dom.fmt.duration),
   when: s.moments.map(dom.fmt.when),
+  py: s.values.map(dom.fmt.py),
   stamp: s.moments.filter(Boolean).map(dom.fmt.stamp),
   fixed0: nums.map((v) => dom.fmt.fixed(v, 0)),
   fixed1: nums.map((v) => dom.fmt.fixed(v, 1)),
@@ -96,6 +110,7 @@ def _samples_js() -> str:
         "numbers": [_encode(v) for v in NUMBERS],
         "durations": [_encode(v) for v in DURATIONS],
         "moments": MOMENTS,
+        "values": VALUES,
     }
     return f"const SAMPLES = {json.dumps(samples)};\n"
 
@@ -108,7 +123,7 @@ def _run_in_node(node: str) -> dict:
 
 
 def _run_in_chromium() -> dict:
-    from tests.browser.conftest import CHROMIUM
+    from tests.browser.chromium import CHROMIUM
 
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.os.path.exists(CHROMIUM):
@@ -129,11 +144,11 @@ def js_side() -> dict:
     return _run_in_node(node) if node else _run_in_chromium()
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["duration", "when", "stamp", "fixed0", "fixed1", "fixed3", "fixed4", "general5", "int", "pct",
-     "pValue", "mib"],
-)
+FORMATS = ["duration", "when", "stamp", "py", "fixed0", "fixed1", "fixed3", "fixed4", "general5"]
+FORMATS += ["int", "pct", "pValue", "mib"]
+
+
+@pytest.mark.parametrize("name", FORMATS)
 def test_dom_js_formats_like_the_server(js_side, name):
     python = _python_side()[name]
     assert js_side[name] == python
@@ -147,14 +162,3 @@ def test_the_samples_cover_the_cases_where_js_and_python_used_to_differ():
     assert (0.125).__format__(".2f") == "0.12" and _fmt("{{ v|round|int }}", 12.5) == "12"
     assert fmt_duration(3725) == "1h 02m" and fmt_duration(2.5) == "2s"
     assert _fmt("{{ '%.5g'|format(v) }}", 12000.0) == "12000"
-
-
-def test_no_page_script_keeps_its_own_helpers():
-    """dom.js holds the one `el`, Plotly config and formatter set; page modules use it."""
-    for path in sorted((REPO_ROOT / "static" / "js").glob("*.js")):
-        if path.name in ("dom.js", "swagger-init.js"):
-            continue
-        text = path.read_text()
-        for copy in ("const el =", "function el(", "displaylogo", "toFixed(", "toPrecision(",
-                     "Math.round(", "fmtSeconds", "padStart("):
-            assert copy not in text, f"{path.name} still has its own {copy!r}"
