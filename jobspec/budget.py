@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from jobspec import kinds
+from jobspec.stages import STAGES
+
 BYTES_PER_FLOAT = 4
 # Measured on TF-CPU 2.21 (peak RSS of two fit() steps at batch 32 and 256, per image):
 # stacked classifier 5.3 MB, single 2.5 MB, AE02 4.6 MB: 1.0-1.5x the float32 activations.
@@ -28,7 +31,6 @@ _HEAD = {
     "stacked": 2 * 8 * 8 * 512 + 512 + 3 * 1024,
     "single": 3 * 32 * 32 * 64 + 16 * 16 * 64 + 6 * 16 * 16 * 128 + 8 * 8 * 128 + 512 + 3 * 512,
 }
-STAGES = ("ae01", "ae02", "ae03")
 
 
 def _stage_floats(stage: str) -> int:
@@ -43,21 +45,20 @@ def _classifier_floats(architecture: str) -> int:
 
 
 def batch_memory_mb(kind: str, config: BaseModel) -> float:
-    """Estimated memory (MiB) of one training step at the job's batch size, largest stage."""
+    """Estimated memory (MiB) of one training step at the job's batch size, largest stage;
+    0 for a kind whose models this module does not know."""
     if kind == "pretrain":
         steps = [(_stage_floats(s), config.stage(s).batch_size) for s in STAGES]
     elif kind == "tune":
         steps = [(_stage_floats(config.stage), config.batch_size)]
-    else:
+    elif kind == "finetune":
         steps = [(_classifier_floats(config.model_architecture), config.batch_size)]
+    else:
+        return 0.0
     worst = max(floats * batch for floats, batch in steps)
     return worst * BYTES_PER_FLOAT * TRAINING_FACTOR / 2**20
 
 
 def total_epochs(kind: str, config: BaseModel) -> int:
-    """Epochs the job may train at most: stages summed, or trials times epochs per trial."""
-    if kind == "pretrain":
-        return sum(config.stage(s).epochs for s in STAGES)
-    if kind == "tune":
-        return config.n_trials * config.epochs
-    return config.epochs
+    """Epochs the job may train at most: its stage plan summed (a tune: trials x epochs)."""
+    return sum(kinds.get(kind).plan(config).values())

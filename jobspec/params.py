@@ -10,9 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from jobspec.stages import STAGES
+
 KernelSize = Literal[3, 5, 7]
 OptimizerName = Literal["sgd", "adam", "rmsprop"]
-Stage = Literal["ae01", "ae02", "ae03"]
+Stage = Literal[STAGES]
 Encoder = Literal["stacked", "single", "scratch"]
 Architecture = Literal["stacked", "single"]
 
@@ -99,7 +101,7 @@ class StageConfig(_Config):
 
 
 class PretrainConfig(_Config):
-    """Layer-wise pretraining AE01 -> AE02 -> AE03."""
+    """Layer-wise pretraining of the three autoencoders AE01 → AE02 → AE03."""
 
     ae01: StageConfig = Field(default_factory=StageConfig)
     ae02: StageConfig = Field(default_factory=StageConfig)
@@ -121,7 +123,7 @@ class PretrainConfig(_Config):
 
 
 class TuneConfig(_Config):
-    """Optuna search over kernel size x optimizer (x learning rate) for one stage."""
+    """Optuna search over kernel size × optimizer (× learning rate) for one stage."""
 
     stage: Stage = Field("ae01", description="Which autoencoder to tune (the seed tuned AE01)")
     n_trials: int = Field(9, ge=1, le=10_000, description="Trials this process runs")
@@ -156,7 +158,7 @@ class EarlyStoppingConfig(_Config):
 
 
 class FinetuneConfig(_Config):
-    """Classifier on a pretrained (or scratch) encoder, with or without augmentation."""
+    """A classifier on a pretrained (or scratch) encoder."""
 
     encoder: Encoder = Field("stacked", description="stacked (AE01-03), single (AE01), scratch")
     architecture: Architecture | None = Field(
@@ -200,8 +202,11 @@ class FinetuneConfig(_Config):
         return self.learning_rate or DEFAULT_LEARNING_RATES[self.optimizer]
 
 
-JOB_PARAMS: dict[str, type[_Config]] = {
-    "pretrain": PretrainConfig,
-    "tune": TuneConfig,
-    "finetune": FinetuneConfig,
-}
+def __getattr__(name: str):
+    # JOB_PARAMS (kind -> model) is read from the registry, so it includes every kind
+    # registered; imported lazily because the registry imports these models.
+    if name == "JOB_PARAMS":
+        from jobspec import kinds
+
+        return kinds.job_params()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

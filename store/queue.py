@@ -14,14 +14,20 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
+from jobspec import kinds
 from store.settings import Settings, get_settings
 
-TASKS = {
-    "pretrain": "stacklab.pretrain",
-    "tune": "stacklab.tune",
-    "finetune": "stacklab.finetune",
-    "import": "stacklab.import_dataset",  # its id is a dataset_imports row's
-}
+IMPORT_TASK = "stacklab.import_dataset"  # its id is a dataset_imports row's
+
+
+def task_name(kind: str) -> str:
+    """The Celery task a run of this kind (or "import", a data set import) is sent to."""
+    return IMPORT_TASK if kind == "import" else kinds.get(kind).task
+
+
+def tasks() -> dict[str, str]:
+    """Every task name the worker must register, by kind."""
+    return {**kinds.task_names(), "import": IMPORT_TASK}
 
 
 class QueueUnavailable(Exception):
@@ -105,7 +111,7 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 def enqueue(kind: str, run_id: int) -> str:
     """Queue the task for a committed run (or import); returns the task id, or
     QueueUnavailable."""
-    name = TASKS[kind]
+    name = task_name(kind)
     try:
         return client().send_task(name, args=[run_id]).id
     except _broker_errors() as err:

@@ -157,6 +157,8 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
             spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc()
         )
     finally:
+        # Keras lives in the pool child only (it imported it at start-up); this module is
+        # also imported by the Celery main process, which must not load it.
         from worker.ml.training import release_memory
 
         release_memory()
@@ -282,9 +284,12 @@ def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -
 
 
 def _stage_plan(spec: RunSpec) -> dict[str, int]:
-    if spec.kind == "pretrain":
-        return {s: spec.params.get(s, {}).get("epochs", 10) for s in ("ae01", "ae02", "ae03")}
-    return {}
+    """Stage -> epochs from the job registry, for an ETA across stages (a one-stage job's
+    own progress carries its ETA)."""
+    from jobspec import kinds
+
+    plan = kinds.get(spec.kind).stage_plan(spec.params) if spec.kind in kinds.names() else {}
+    return plan if len(plan) > 1 else {}
 
 
 def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
@@ -303,6 +308,7 @@ def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
 
 
 def _call_job(spec: RunSpec, checkpoint: bytes | None, out_dir: Path, recorder, settings):
+    # Deferred like release_memory above: both import Keras.
     from worker import jobs
     from worker.ml.checkpoint import Checkpoint
 

@@ -58,17 +58,17 @@ def new_run_page(
 ):
     """One form per kind, generated from the job parameter models; clone prefills one."""
     source = runs_service.get_run(session, clone) if clone is not None else None
-    kind = kind if kind in form.FORM_KINDS else (source.kind if source else None)
+    kind = kind if kind in form.form_kinds() else (source.kind if source else None)
     kind = kind or ("finetune" if parent is not None else "pretrain")
     values = form.clone_values(source.params, kind) if source else {}
     forms = [
         {
             "kind": k,
-            "title": form.KIND_TITLES[k],
-            "help": form.KIND_HELP[k],
+            "title": form.kind_title(k),
+            "help": form.kind_help(k),
             "fields": form.build_fields(k, values if k == kind else None),
         }
-        for k in form.FORM_KINDS
+        for k in form.form_kinds()
     ]
     prefill = {
         "name": f"{source.name} (clone)" if source else "",

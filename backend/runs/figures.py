@@ -8,21 +8,17 @@ import numpy as np
 
 from backend import plotting
 from backend.runs.downsample import downsample
+from jobspec.metrics import metric
 
 PALETTE = ["#2f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
-SKIP = ("epoch_seconds", "images_per_sec", "learning_rate", "lr")
+CURVE_PANELS = ("loss", "accuracy")  # timings and rates have their own views
 RECON_ROWS = ("input", "ae01", "ae02", "ae03")
 
 
 def _panel(name: str) -> str | None:
-    """Which panel a metric goes to: loss, accuracy, or none (timings, rates)."""
-    if name in SKIP:
-        return None
-    if "loss" in name:
-        return "loss"
-    if "acc" in name:
-        return "accuracy"
-    return None
+    """Which panel of the curves a metric goes to: loss, accuracy, or none."""
+    panel = metric(name).panel
+    return panel if panel in CURVE_PANELS else None
 
 
 def curves_figure(
@@ -33,9 +29,8 @@ def curves_figure(
     best_epoch: drawn as a vertical line (early stopping's pick) on both panels.
     """
     stages = sorted({key.rsplit("/", 1)[0] for key in series}, key=_stage_order)
-    panels = [
-        p for p in ("loss", "accuracy") if any(_panel(k.rsplit("/", 1)[1]) == p for k in series)
-    ] or ["loss"]
+    present = {_panel(key.rsplit("/", 1)[1]) for key in series}
+    panels = [p for p in CURVE_PANELS if p in present] or ["loss"]
     data = []
     for key in sorted(series):
         stage, name = key.rsplit("/", 1)

@@ -8,23 +8,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobspec.params import JOB_PARAMS, FinetuneConfig
+from jobspec import kinds
+from jobspec.params import FinetuneConfig
 from store.settings import get_settings
 
-FORM_KINDS = ("pretrain", "tune", "finetune", "augmentation")
-KIND_TITLES = {
-    "pretrain": "Pretrain",
-    "tune": "Tune",
-    "finetune": "Finetune",
-    "augmentation": "Augmentation study",
-}
-KIND_HELP = {
-    "pretrain": "Layer-wise pretraining of the three autoencoders AE01 → AE02 → AE03.",
-    "tune": "Optuna search over kernel size × optimizer (× learning rate) for one stage.",
-    "finetune": "A classifier on a pretrained (or scratch) encoder.",
-    "augmentation": "The same finetune with augmentation off and on, once per seed, "
-    "as one group; the group page says whether augmentation helped.",
-}
+# The form's own kind: a group of finetunes (POST /api/augmentation-studies), not a job kind.
+STUDY_KIND = "augmentation"
+STUDY_HELP = (
+    "The same finetune with augmentation off and on, once per seed, "
+    "as one group; the group page says whether augmentation helped."
+)
+
+
+def form_kinds() -> tuple[str, ...]:
+    """A tab per registered job kind, then the augmentation study."""
+    return (*kinds.names(), STUDY_KIND)
+
+
+def __getattr__(name: str):
+    # FORM_KINDS stays importable and live: it reads the registry each time.
+    if name == "FORM_KINDS":
+        return form_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def kind_title(kind: str) -> str:
+    """The tab's title."""
+    return "Augmentation study" if kind == STUDY_KIND else kinds.get(kind).label
+
+
+def kind_help(kind: str) -> str:
+    """One line under the tab on what the job does (its model's docstring)."""
+    return STUDY_HELP if kind == STUDY_KIND else kinds.get(kind).help
+
+
 # Fields whose input maximum is a limit of work (backend/runs/limits.py), by setting.
 LIMITED = {"epochs": "max_epochs", "batch_size": "max_batch_size", "n_trials": "max_trials"}
 # The study sets these per run itself.
@@ -33,13 +50,13 @@ STUDY_OMITS = {"augment", "seed"}
 
 def model_for(kind: str):
     """The jobspec model whose parameters a form kind edits."""
-    return FinetuneConfig if kind == "augmentation" else JOB_PARAMS[kind]
+    return FinetuneConfig if kind == STUDY_KIND else kinds.get(kind).params
 
 
 def build_fields(kind: str, values: dict | None = None) -> list[dict]:
     """The form's fields for a kind, prefilled with values (defaults where absent)."""
     schema = model_for(kind).model_json_schema()
-    omit = STUDY_OMITS if kind == "augmentation" else set()
+    omit = STUDY_OMITS if kind == STUDY_KIND else set()
     return _fields(schema, schema, "params", values or {}, omit)
 
 

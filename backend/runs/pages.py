@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from backend.deps import SessionDep
 from backend.runs import detail, queries, views
 from backend.web import render
+from jobspec import kinds
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.runs import service as runs_service
@@ -21,7 +22,6 @@ from store.timeutil import aware, utcnow
 
 router = APIRouter(include_in_schema=False)
 
-KINDS = ("pretrain", "tune", "finetune")
 PAGE_SIZE = 50
 
 
@@ -61,7 +61,7 @@ def runs_page(
         sort=sort,
         order=order,
         query={**filters, "sort": sort, "order": order, "offset": offset, "limit": PAGE_SIZE},
-        kinds=KINDS,
+        kinds=kinds.names(),
         statuses=STATUSES,
         datasets=[d.name for d in datasets_service.list_all(session)],
         fmt_duration=fmt_duration,

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from jobspec import kinds
 from store.runs.models import Metric, Run
 from store.runs.schemas import RunPage, RunRead
 from store.settings import get_settings
@@ -202,20 +203,15 @@ def _epoch_medians(session: Session, groups: set[tuple[str, int]]) -> dict:
         by_stage: dict[str, list[float]] = {}
         for key, value in rows:
             stage = key.rsplit("/", 1)[0]
-            by_stage.setdefault("trial" if stage.startswith("trial-") else stage, []).append(value)
+            trial = stage.startswith(f"{kinds.TRIAL_STAGE}-")
+            by_stage.setdefault(kinds.TRIAL_STAGE if trial else stage, []).append(value)
         out[(kind, dataset_id)] = {s: statistics.median(v) for s, v in by_stage.items()}
     return out
 
 
 def _estimate(run: Run, medians: dict[str, float]) -> float | None:
     """Planned epochs x median epoch seconds, per stage; None without any measurement."""
-    params = run.params or {}
-    if run.kind == "pretrain":
-        plan = {s: params.get(s, {}).get("epochs", 0) for s in ("ae01", "ae02", "ae03")}
-    elif run.kind == "tune":
-        plan = {"trial": params.get("n_trials", 0) * params.get("epochs", 0)}
-    else:
-        plan = {"finetune": params.get("epochs", 0)}
+    plan = kinds.get(run.kind).stage_plan(run.params) if run.kind in kinds.names() else {}
     if not medians:
         return None
     fallback = statistics.median(medians.values())

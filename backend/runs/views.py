@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 from sqlalchemy import Float, String, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from jobspec import kinds
 from store.datasets.models import DatasetRecord
 from store.runs.models import MetricSummary, Run
 from store.timeutil import aware, utcnow
 
-PRETRAIN_STAGES = ("ae03", "ae02", "ae01")  # the last trained stage's val_loss counts
-SUMMARY_KEYS = ("finetune/val_accuracy", "finetune/val_loss") + tuple(
-    f"{s}/val_loss" for s in PRETRAIN_STAGES
-)
-TRIAL_LOSS = "trial-%/val_loss"
 SORTS = ("created", "duration", "best", "name")
 
 
@@ -84,43 +81,56 @@ def _duration_expr(session: Session):
     return func.extract("epoch", end - Run.started_at)
 
 
+def _rank_keys() -> list[kinds.RankKey]:
+    """Every kind's ranking keys, in each kind's order of preference."""
+    return [rank for name in kinds.names() for rank in kinds.get(name).ranking]
+
+
+def _like(rank: kinds.RankKey) -> str:
+    """A ranking key as a LIKE pattern ("trial-*/val_loss" -> "trial-%/val_loss")."""
+    return rank.key.replace("%", r"\%").replace("_", r"\_").replace("*", "%")
+
+
 def _by_best(query, descending: bool):
-    """Classifiers by best val accuracy, then autoencoders and tunes by best val loss."""
-    acc = aliased(MetricSummary)
-    query = query.outerjoin(acc, (acc.run_id == Run.id) & (acc.key == "finetune/val_accuracy"))
-    losses = []
-    for stage in PRETRAIN_STAGES:
+    """Runs ranked by an accuracy-like score first (classifiers), then by a loss-like one
+    (autoencoders, tunes): each run by the first of its kind's ranking keys it has."""
+    best: dict[str, list] = {"max": [], "min": []}
+    for rank in _rank_keys():
+        if rank.pattern:
+            pick = func.min if rank.metric.goal == "min" else func.max
+            sub = (
+                select(MetricSummary.run_id, pick(MetricSummary.best_value).label("v"))
+                .where(MetricSummary.key.like(_like(rank), escape="\\"))
+                .group_by(MetricSummary.run_id)
+                .subquery()
+            )
+            query = query.outerjoin(sub, sub.c.run_id == Run.id)
+            best[rank.metric.goal].append(sub.c.v)
+            continue
         alias = aliased(MetricSummary)
-        query = query.outerjoin(
-            alias, (alias.run_id == Run.id) & (alias.key == f"{stage}/val_loss")
-        )
-        losses.append(alias.best_value)
-    trials = (
-        select(MetricSummary.run_id, func.min(MetricSummary.best_value).label("loss"))
-        .where(MetricSummary.key.like(TRIAL_LOSS))
-        .group_by(MetricSummary.run_id)
-        .subquery()
-    )
-    query = query.outerjoin(trials, trials.c.run_id == Run.id)
-    loss = cast(func.coalesce(*losses, trials.c.loss), Float)
-    return query.order_by(
-        acc.best_value.is_(None),
-        acc.best_value.desc() if descending else acc.best_value.asc(),
-        loss.is_(None),
-        loss.asc() if descending else loss.desc(),
-        Run.id.desc(),
-    )
+        query = query.outerjoin(alias, (alias.run_id == Run.id) & (alias.key == rank.key))
+        best[rank.metric.goal].append(alias.best_value)
+    order = []
+    for goal, values in (("max", best["max"]), ("min", best["min"])):
+        if not values:
+            continue
+        value = cast(func.coalesce(*values), Float) if len(values) > 1 else values[0]
+        higher_first = descending == (goal == "max")
+        order += [value.is_(None), value.desc() if higher_first else value.asc()]
+    return query.order_by(*order, Run.id.desc())
 
 
 def _summaries(session: Session, run_ids: list[int]) -> dict[int, dict[str, MetricSummary]]:
     """The summaries the rows show, for all runs of the page in one query."""
     if not run_ids:
         return {}
+    ranks = _rank_keys()
+    exact = [rank.key for rank in ranks if not rank.pattern]
+    patterns = [MetricSummary.key.like(_like(r), escape="\\") for r in ranks if r.pattern]
     out: dict[int, dict[str, MetricSummary]] = {}
     rows = session.scalars(
         select(MetricSummary).where(
-            MetricSummary.run_id.in_(run_ids),
-            or_(MetricSummary.key.in_(SUMMARY_KEYS), MetricSummary.key.like(TRIAL_LOSS)),
+            MetricSummary.run_id.in_(run_ids), or_(MetricSummary.key.in_(exact), *patterns)
         )
     )
     for summary in rows:
@@ -164,71 +174,37 @@ def duration_of(run: Run, now: datetime) -> float | None:
 
 def key_params(kind: str, params: dict) -> list[list[str]]:
     """The few parameters that tell runs apart in a list, as [label, value] pairs."""
-    if kind == "pretrain":
-        stages = [params.get(s, {}) for s in ("ae01", "ae02", "ae03")]
-        optimizers = {s.get("optimizer") for s in stages}
-        return [
-            ["kernels", "/".join(str(s.get("kernel_size", "?")) for s in stages)],
-            [
-                "optimizer",
-                "/".join(s.get("optimizer", "?") for s in stages)
-                if len(optimizers) > 1
-                else str(optimizers.pop()),
-            ],
-            ["epochs", "/".join(str(s.get("epochs", "?")) for s in stages)],
-        ]
-    if kind == "finetune":
-        pairs = [
-            ["encoder", str(params.get("encoder", "?"))],
-            ["augment", "on" if params.get("augment") else "off"],
-        ]
-        if params.get("freeze_encoder"):
-            pairs.append(["encoder", "frozen"])
-        if params.get("encoder") == "scratch":
-            pairs.append(["kernel", str(params.get("kernel_size", "?"))])
-        return pairs
-    if kind == "tune":
-        return [
-            ["stage", str(params.get("stage", "?"))],
-            ["trials", str(params.get("n_trials", "?"))],
-            ["kernels", ",".join(str(k) for k in params.get("kernel_sizes", []))],
-        ]
-    return []
+    return kinds.table_columns(kind, params)
 
 
 def best_of(run: Run, summaries: dict) -> dict | None:
     """The score a run is judged by: {label, value, epoch, goal} or None yet."""
-    if run.kind == "finetune":
-        for key, label in (("finetune/val_accuracy", "val acc"), ("finetune/val_loss", "val loss")):
-            if key in summaries:
-                s = summaries[key]
-                return {"label": label, "value": s.best_value, "epoch": s.best_step, "goal": s.goal}
+    if run.kind not in kinds.names():
         return None
-    if run.kind == "pretrain":
-        for stage in PRETRAIN_STAGES:
-            s = summaries.get(f"{stage}/val_loss")
-            if s is not None:
-                label = f"{stage} val loss"
-                return {"label": label, "value": s.best_value, "epoch": s.best_step, "goal": "min"}
-        return None
-    trials = [s for key, s in summaries.items() if key.startswith("trial-")]
-    if run.result.get("best_value") is not None:
-        return {
-            "label": "best val loss",
-            "value": run.result["best_value"],
-            "epoch": None,
-            "goal": "min",
-        }
-    if trials:
-        best = min(trials, key=lambda s: s.best_value)
-        return {
-            "label": "best val loss",
-            "value": best.best_value,
-            "epoch": best.best_step,
-            "goal": "min",
-            "trial": best.key.split("/")[0],
-        }
+    kind = kinds.get(run.kind)
+    score = (run.result or {}).get(kind.result_score) if kind.result_score else None
+    if score is not None and kind.ranking:  # the job's own verdict (a tune's best trial)
+        rank = kind.ranking[0]
+        return {"label": rank.label, "value": score, "epoch": None, "goal": rank.metric.goal}
+    for rank in kind.ranking:
+        if rank.pattern:
+            found = [s for key, s in summaries.items() if fnmatchcase(key, rank.key)]
+            if found:
+                pick = min if rank.metric.goal == "min" else max
+                s = pick(found, key=lambda s: s.best_value)
+                return {**_score(rank, s), "trial": s.key.split("/")[0]}
+        elif rank.key in summaries:
+            return _score(rank, summaries[rank.key])
     return None
+
+
+def _score(rank: kinds.RankKey, summary) -> dict:
+    return {
+        "label": rank.label,
+        "value": summary.best_value,
+        "epoch": summary.best_step,
+        "goal": rank.metric.goal,
+    }
 
 
 def progress_of(run: Run) -> dict:

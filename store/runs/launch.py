@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from jobspec.params import JOB_PARAMS
+from jobspec import kinds
 from store import queue
 from store.datasets import service as datasets_service
 from store.errors import InvalidRequest, NotFound
@@ -22,30 +22,20 @@ from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-ENCODER_STAGES = {"stacked": ["ae01", "ae02", "ae03"], "single": ["ae01"]}
-
 
 def validate_params(kind: str, params: dict) -> BaseModel:
     """The job's parameters, or InvalidRequest naming the first bad field."""
     try:
-        return JOB_PARAMS[kind](**params)
+        return kinds.get(kind).params(**params)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(["params", *(str(part) for part in first["loc"])])
         raise InvalidRequest(field, first["msg"]) from err
 
 
-def _stages_needed(kind: str, config: BaseModel) -> list[str]:
-    if kind == "finetune" and config.encoder != "scratch":
-        return ENCODER_STAGES[config.encoder]
-    if kind == "tune" and config.stage != "ae01":
-        return ["ae01", "ae02", "ae03"][: ["ae01", "ae02", "ae03"].index(config.stage)]
-    return []
-
-
 def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int | None):
     """The pretrain run whose weights this run needs: it must exist and be able to provide them."""
-    needed = _stages_needed(kind, config)
+    needed = kinds.parent_stages(kind, config)
     if not needed:
         if parent_id is not None:
             raise InvalidRequest("parent_run_id", "this run uses no pretrained weights")

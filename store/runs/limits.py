@@ -15,8 +15,6 @@ from store.errors import InvalidRequest
 from store.runs.models import FINISHED, Run
 from store.settings import Settings
 
-STAGES = ("ae01", "ae02", "ae03")
-
 
 def over(field: str, what: str, limit: int, setting: str) -> InvalidRequest:
     return InvalidRequest(field, f"{what}; the limit is {limit:,} (STACKLAB_{setting.upper()})")
@@ -35,21 +33,22 @@ def check_labels(settings: Settings, *, name: str | None, tags: list[str]) -> No
             raise over(f"tags.{index}", what, settings.max_tag_length, "max_tag_length")
 
 
-def _epoch_fields(kind: str, config: BaseModel) -> list[tuple[str, int]]:
-    if kind == "pretrain":
-        return [(f"params.{s}.epochs", config.stage(s).epochs) for s in STAGES]
-    return [("params.epochs", config.epochs)]
-
-
-def _batch_fields(kind: str, config: BaseModel) -> list[tuple[str, int]]:
-    if kind == "pretrain":
-        return [(f"params.{s}.batch_size", config.stage(s).batch_size) for s in STAGES]
-    return [("params.batch_size", config.batch_size)]
+def _fields_named(config: BaseModel, name: str, prefix: str = "params") -> list[tuple[str, int]]:
+    """Every integer field called `name` in a job's config and its nested settings (a
+    pretrain's per-stage epochs), by dotted path, so any kind's limits are checked."""
+    out: list[tuple[str, int]] = []
+    for key in type(config).model_fields:
+        value = getattr(config, key)
+        if key == name and isinstance(value, int):
+            out.append((f"{prefix}.{key}", value))
+        elif isinstance(value, BaseModel):
+            out.extend(_fields_named(value, name, f"{prefix}.{key}"))
+    return out
 
 
 def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
     """Epochs, trials, total epochs, batch size and its estimated memory."""
-    for field, epochs in _epoch_fields(kind, config):
+    for field, epochs in _fields_named(config, "epochs"):
         if epochs > settings.max_epochs:
             raise over(field, f"{epochs:,} epochs", settings.max_epochs, "max_epochs")
     if kind == "tune" and config.n_trials > settings.max_trials:
@@ -60,7 +59,7 @@ def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
         field = "params.n_trials" if kind == "tune" else "params"
         what = f"the run would train up to {total:,} epochs in all"
         raise over(field, what, settings.max_total_epochs, "max_total_epochs")
-    batches = _batch_fields(kind, config)
+    batches = _fields_named(config, "batch_size")
     for field, batch in batches:
         if batch > settings.max_batch_size:
             raise over(field, f"batch of {batch:,}", settings.max_batch_size, "max_batch_size")

@@ -8,13 +8,10 @@ from collections import defaultdict
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from jobspec.metrics import goal_of
 from store.runs.models import Metric, MetricSummary, TuneTrial
 
-
-def goal_of(key: str) -> str:
-    """Losses and times are minimised; accuracies and rates maximised."""
-    name = key.rsplit("/", 1)[-1]
-    return "min" if ("loss" in name or name.endswith("seconds")) else "max"
+__all__ = ["goal_of"]  # read by the compare page and test factories from here
 
 
 def log_epoch(

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Kind = Literal["pretrain", "tune", "finetune"]
+from jobspec import kinds
+
+
+def _registered(kind: str) -> str:
+    """A kind from the registry (read per request, so every registered kind is accepted)."""
+    known = kinds.names()
+    if kind not in known:
+        raise ValueError(f"unknown kind; should be one of {', '.join(known)}")
+    return kind
+
+
+Kind = Annotated[
+    str,
+    AfterValidator(_registered),
+    Field(json_schema_extra=lambda schema: schema.update(enum=list(kinds.names()))),
+]
 
 
 class RunCreate(BaseModel):

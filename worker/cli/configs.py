@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from jobspec.stages import STAGES  # no imports of its own: --help stays instant
 from worker.cli.errors import CliError
 
 if TYPE_CHECKING:  # the config module imports Keras; only the commands that train load it
@@ -12,7 +13,6 @@ if TYPE_CHECKING:  # the config module imports Keras; only the commands that tra
 
     from jobspec.params import FinetuneConfig, PretrainConfig, TuneConfig
 
-STAGES = ("ae01", "ae02", "ae03")
 # Per-stage pretrain settings: the StageConfig field and how to read one value of it.
 STAGE_FIELDS: dict[str, Callable[[str], Any]] = {
     "kernel_size": int,

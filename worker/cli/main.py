@@ -133,7 +133,9 @@ def tune(
             raise CliError(
                 f"--storage: expected a database URL like sqlite:///study.db, got {storage!r}"
             )
-        earlier = configs.STAGES[: configs.STAGES.index(config.stage)]
+        from jobspec.kinds import parent_stages
+
+        earlier = parent_stages("tune", config)
         if earlier:
             pretrained = jobs.check_pretrained(pretrained, earlier, why=f"tuning {config.stage}")
         dataset = jobs.load_data(
@@ -227,7 +229,7 @@ def finetune(
             seed=seed,
             runtime=configs.runtime(mixed_precision, jit_compile),
         )
-        pretrained = _finetune_pretrained(config.encoder, pretrained)
+        pretrained = _finetune_pretrained(config, pretrained)
         dataset = jobs.load_data(
             data, resize=resize, train_limit=train_limit, test_limit=test_limit
         )
@@ -236,14 +238,16 @@ def finetune(
     summaries.finish(out, summary, summaries.finetune_lines(summary))
 
 
-def _finetune_pretrained(encoder: str, pretrained: Path | None) -> Path | None:
+def _finetune_pretrained(config, pretrained: Path | None) -> Path | None:
     """The checked --pretrained folder for a pretrained encoder; None for scratch."""
-    if encoder == "scratch":
+    from jobspec.kinds import parent_stages
+
+    stages = parent_stages("finetune", config)
+    if not stages:
         if pretrained is not None:
-            raise CliError("--pretrained: not used with --encoder scratch; leave it out")
+            raise CliError(f"--pretrained: not used with --encoder {config.encoder}; leave it out")
         return None
-    stages = configs.STAGES if encoder == "stacked" else configs.STAGES[:1]
-    return jobs.check_pretrained(pretrained, stages, why=f"--encoder {encoder}")
+    return jobs.check_pretrained(pretrained, stages, why=f"--encoder {config.encoder}")
 
 
 @app.command(no_args_is_help=True)

@@ -10,7 +10,7 @@ import keras
 from jobspec.params import FinetuneConfig
 from worker.ml import artifacts
 from worker.ml.augment import build_augmenter
-from worker.ml.callbacks import FitState, Reporter
+from worker.ml.callbacks import FitState
 from worker.ml.checkpoint import (
     Checkpoint,
     ResumableEarlyStopping,
@@ -19,7 +19,7 @@ from worker.ml.checkpoint import (
     restore_training,
     run_key,
 )
-from worker.ml.data import Dataset
+from worker.ml.datasets.dataset import Dataset
 from worker.ml.evaluate import Evaluation, evaluate, export_evaluation
 from worker.ml.models import (
     build_classifier,
@@ -29,9 +29,16 @@ from worker.ml.models import (
 )
 from worker.ml.pipeline import make_input
 from worker.ml.pretrain import load_pretrained, pretrained_kernel_sizes
+from worker.ml.reporting import Reporter
 from worker.ml.training import fit, make_optimizer, runtime
 
-PRETRAINED_STAGES = {"stacked": ("ae01", "ae02", "ae03"), "single": ("ae01",)}
+
+def pretrained_stages(config: FinetuneConfig) -> tuple[str, ...]:
+    """The stages whose encoders the classifier loads: the registry's answer, the same one
+    the launch checks the parent run against."""
+    from jobspec.kinds import parent_stages  # pure; kept beside its one use
+
+    return parent_stages("finetune", config)
 
 
 @dataclass
@@ -54,7 +61,7 @@ def build_model(config: FinetuneConfig, num_classes: int, pretrained_dir: Path |
     kernel_sizes = pretrained_kernel_sizes(pretrained_dir)
     classifier = build_classifier(config.model_architecture, kernel_sizes, num_classes)
     copied = []
-    for autoencoder in load_pretrained(pretrained_dir, PRETRAINED_STAGES[config.encoder]).values():
+    for autoencoder in load_pretrained(pretrained_dir, pretrained_stages(config)).values():
         copied += transfer_weights(autoencoder, classifier)
     return classifier, copied
 
