@@ -14,9 +14,12 @@ from backend.compare import pages as compare_pages
 from backend.compare import router as compare_router
 from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
+from backend.groups import pages as groups_pages
+from backend.groups import router as groups_router
 from backend.runs import pages as runs_pages
 from backend.runs import router as runs_router
 from backend.studies import pages as studies_pages
+from backend.studies import router as studies_router
 from backend.workers import router as workers_router
 from store import queue
 from store.db import session_scope, upgrade_schema
@@ -65,9 +68,16 @@ def create_app() -> FastAPI:
     hardening.install(app)
     apidocs.install(app)
     app.include_router(login.router)
-    for api in (runs_router, datasets_router, workers_router, compare_router):
+    for api in (
+        runs_router,
+        datasets_router,
+        workers_router,
+        compare_router,
+        groups_router,
+        studies_router,
+    ):
         app.include_router(api.router, prefix="/api")
-    for pages in (runs_pages, compare_pages, studies_pages, datasets_pages):
+    for pages in (runs_pages, compare_pages, groups_pages, studies_pages, datasets_pages):
         app.include_router(pages.router)
 
     @app.get("/api/health", tags=["meta"])

@@ -1,4 +1,5 @@
-"""HTML pages of the runs domain: the runs table with its queue panel, and one run's page.
+"""HTML pages of the runs domain: the runs table with its queue panel, one run's page and
+the new-run form.
 
 The pages render their first state on the server (escaped by Jinja); small scripts then
 poll the JSON API and update them in place while runs progress.
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from backend.deps import SessionDep
-from backend.runs import detail, queries, views
+from backend.runs import detail, form, queries, views
 from backend.web import render
 from jobspec import kinds
 from store.artifacts import service as artifacts_service
@@ -147,3 +148,44 @@ def fmt_when(moment) -> str:
         return "–"
     text = moment if isinstance(moment, str) else aware(moment).isoformat()
     return text[:16].replace("T", " ")
+
+
+@router.get("/runs/new", response_class=HTMLResponse)
+def new_run_page(
+    request: Request,
+    session: SessionDep,
+    kind: str | None = None,
+    clone: int | None = None,
+    parent: int | None = None,
+):
+    """One form per kind, generated from the job parameter models; clone prefills one."""
+    source = runs_service.get_run(session, clone) if clone is not None else None
+    kind = kind if kind in form.form_kinds() else (source.kind if source else None)
+    kind = kind or ("finetune" if parent is not None else "pretrain")
+    values = form.clone_values(source.params, kind) if source else {}
+    forms = [
+        {
+            "kind": k,
+            "title": form.kind_title(k),
+            "help": form.kind_help(k),
+            "fields": form.build_fields(k, values if k == kind else None),
+        }
+        for k in form.form_kinds()
+    ]
+    prefill = {
+        "name": f"{source.name} (clone)" if source else "",
+        "tags": ", ".join(source.tags) if source else "",
+        "dataset": datasets_service.get(session, source.dataset_id).name if source else None,
+        "parent": parent if parent is not None else (source.parent_run_id if source else None),
+    }
+    return render(
+        request,
+        "runs/new.html",
+        nav="new",
+        kind=kind,
+        forms=forms,
+        source=source,
+        prefill=prefill,
+        datasets=datasets_service.list_all(session),
+        parents=runs_service.parent_choices(session=session, selected=prefill["parent"]),
+    )

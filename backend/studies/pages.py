@@ -17,9 +17,3 @@ def study_page(run_id: int, request: Request, session: SessionDep) -> HTMLRespon
     """A tune run's study (every worker's part of a parallel tune)."""
     view = studies_service.study_view(session, run_id)
     return render(request, "studies/detail.html", nav="runs", view=view)
-
-
-@router.get("/api/studies/{run_id}")
-def study_json(run_id: int, session: SessionDep, version: str | None = None) -> dict:
-    """Trials, best trial and figures; figures are null when `version` is still current."""
-    return studies_service.study_view(session, run_id, known_version=version)

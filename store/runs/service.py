@@ -90,3 +90,19 @@ def list_attempts(session: Session, run_id: int) -> list[RunAttempt]:
             select(RunAttempt).where(RunAttempt.run_id == run_id).order_by(RunAttempt.number)
         )
     )
+
+
+def parent_choices(*, session: Session, selected: int | None) -> list[Run]:
+    """Pretrain runs whose weights can be used now or soon (plus the preselected one)."""
+    query = (
+        select(Run)
+        .where(Run.kind == "pretrain", Run.status.in_(("succeeded", "running")))
+        .order_by(Run.id.desc())
+        .limit(200)
+    )
+    runs = list(session.scalars(query))
+    if selected is not None and all(run.id != selected for run in runs):
+        extra = session.get(Run, selected)
+        if extra is not None and extra.kind == "pretrain":
+            runs.insert(0, extra)
+    return runs

@@ -48,7 +48,7 @@ def _fmt(template: str, value) -> str:
 
 
 def _python_side() -> dict[str, list]:
-    from backend.compare.augmentation import format_p
+    from backend.groups.augmentation import format_p
     from backend.runs.pages import fmt_duration, fmt_when
 
     finite = [v for v in NUMBERS if math.isfinite(v)]

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from backend.compare import stats
-from backend.compare.augmentation import band, verdict
 from backend.compare.figures import downsample
+from backend.groups.augmentation import band, verdict
 
 
 def test_mean_ci_matches_hand_computed_t_interval():
