@@ -7,6 +7,8 @@ poll the JSON API and update them in place while runs progress.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -18,6 +20,7 @@ from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.runs import service as runs_service
 from store.runs.models import STATUSES
+from store.runs.schemas import RunFilter
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
 
@@ -36,11 +39,7 @@ def home() -> RedirectResponse:
 def runs_page(
     request: Request,
     session: SessionDep,
-    kind: str | None = None,
-    status: str | None = None,
-    tag: str | None = None,
-    dataset: str | None = None,
-    q: str | None = Query(None, max_length=200),
+    run_filter: Annotated[RunFilter, Query()],
     sort: str = "created",
     order: str = "desc",
     offset: int = Query(0, ge=0),
@@ -48,9 +47,10 @@ def runs_page(
     """Every run, filtered, sorted and paged, with the queue panel on top."""
     sort = sort if sort in views.SORTS else "created"
     order = "asc" if order == "asc" else "desc"
-    filters = {"kind": kind, "status": status, "tag": tag, "dataset": dataset, "q": q}
-    filters = {key: value for key, value in filters.items() if value}
-    page = views.table(session, **filters, sort=sort, order=order, limit=PAGE_SIZE, offset=offset)
+    filters = run_filter.active()
+    page = views.table(
+        session, run_filter=run_filter, sort=sort, order=order, limit=PAGE_SIZE, offset=offset
+    )
     queue = queries.queue_panel(session, online_within=get_settings().stale_after_seconds)
     return render(
         request,

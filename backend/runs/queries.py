@@ -11,30 +11,17 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
+from store.runs import service as runs_service
 from store.runs.models import Metric, Run
-from store.runs.schemas import RunPage, RunRead
+from store.runs.schemas import RunFilter, RunPage, RunRead
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
 from store.workers import service as workers_service
 
 
-def page(
-    session: Session,
-    *,
-    kind: str | None,
-    status: str | None,
-    group_id: int | None,
-    limit: int,
-    offset: int,
-) -> RunPage:
+def page(session: Session, *, run_filter: RunFilter, limit: int, offset: int) -> RunPage:
     """One page of runs, newest first, with the total count."""
-    query = select(Run)
-    if kind:
-        query = query.where(Run.kind == kind)
-    if status:
-        query = query.where(Run.status == status)
-    if group_id is not None:
-        query = query.where(Run.group_id == group_id)
+    query = runs_service.filtered(select(Run), run_filter)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     rows = session.scalars(
         query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)

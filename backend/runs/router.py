@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
@@ -18,6 +18,7 @@ from store.runs.schemas import (
     AttemptRead,
     AugmentationStudyCreate,
     RunCreate,
+    RunFilter,
     RunPage,
     RunRead,
 )
@@ -44,43 +45,27 @@ def create_augmentation_study(
 @router.get("/runs", response_model=RunPage)
 def list_runs(
     session: SessionDep,
-    kind: str | None = None,
-    status: str | None = None,
-    group_id: int | None = None,
+    run_filter: Annotated[RunFilter, Query()],
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ):
     """Runs, newest first, filtered."""
-    return queries.page(
-        session, kind=kind, status=status, group_id=group_id, limit=limit, offset=offset
-    )
+    return queries.page(session, run_filter=run_filter, limit=limit, offset=offset)
 
 
 @router.get("/runs/table")
 def runs_table(
     session: SessionDep,
-    kind: str | None = None,
-    status: str | None = None,
-    tag: str | None = None,
-    dataset: str | None = None,
-    q: str | None = Query(None, max_length=200, description="Name contains (any case)"),
+    run_filter: Annotated[RunFilter, Query()],
     sort: Literal["created", "duration", "best", "name"] = "created",
     order: Literal["asc", "desc"] = "desc",
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> dict:
-    """Rows of the runs page: data set, key params, best score and epoch, duration, progress."""
+    """Rows of the runs page (the same filters): data set, key params, best score and epoch,
+    duration, progress."""
     return views.table(
-        session,
-        kind=kind,
-        status=status,
-        tag=tag,
-        dataset=dataset,
-        q=q,
-        sort=sort,
-        order=order,
-        limit=limit,
-        offset=offset,
+        session, run_filter=run_filter, sort=sort, order=order, limit=limit, offset=offset
     )
 
 

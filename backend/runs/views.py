@@ -6,16 +6,17 @@ parameters, the best validation score and its epoch, duration and live progress.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import Float, String, cast, func, or_, select
+from sqlalchemy import Float, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from jobspec import kinds
 from store.datasets.models import DatasetRecord
+from store.runs import service as runs_service
 from store.runs.models import MetricSummary, Run
+from store.runs.schemas import RunFilter
 from store.timeutil import aware, utcnow
 
 SORTS = ("created", "duration", "best", "name")
@@ -24,11 +25,7 @@ SORTS = ("created", "duration", "best", "name")
 def table(
     session: Session,
     *,
-    kind: str | None = None,
-    status: str | None = None,
-    tag: str | None = None,
-    dataset: str | None = None,
-    q: str | None = None,
+    run_filter: RunFilter,
     sort: str = "created",
     order: str = "desc",
     limit: int = 50,
@@ -36,17 +33,7 @@ def table(
 ) -> dict:
     """One page of table rows, filtered and sorted, with the total count."""
     query = select(Run, DatasetRecord.name).join(DatasetRecord, DatasetRecord.id == Run.dataset_id)
-    if kind:
-        query = query.where(Run.kind == kind)
-    if status:
-        query = query.where(Run.status == status)
-    if dataset:
-        query = query.where(DatasetRecord.name == dataset)
-    if q:
-        query = query.where(func.lower(Run.name).contains(q.lower(), autoescape=True))
-    if tag:
-        # Tags are a JSON list; its text holds each tag JSON-quoted on every backend.
-        query = query.where(cast(Run.tags, String).contains(json.dumps(tag), autoescape=True))
+    query = runs_service.filtered(query, run_filter)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     query = _sorted(session, query, sort, order)
     rows = session.execute(query.limit(limit).offset(offset)).all()

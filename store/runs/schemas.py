@@ -114,3 +114,18 @@ class RunPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class RunFilter(BaseModel):
+    """Which runs a list shows: one model for every list (the API's and the runs page)."""
+
+    kind: str | None = Field(None, max_length=40, description="Job kind")
+    status: str | None = Field(None, max_length=20, description="Run status")
+    group_id: int | None = Field(None, description="Runs launched together")
+    tag: str | None = Field(None, max_length=200, description="Has this tag")
+    dataset: str | None = Field(None, max_length=100, description="Trained on this data set")
+    q: str | None = Field(None, max_length=200, description="Name contains (any case)")
+
+    def active(self) -> dict:
+        """The filters set, for links and forms."""
+        return {key: value for key, value in self.model_dump().items() if value not in (None, "")}

@@ -6,11 +6,15 @@ What workers write for a run (claim, progress, metrics, finish) goes through
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import json
+
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
+from store.datasets.models import DatasetRecord
 from store.errors import InvalidRequest, NotFound
 from store.runs.models import FINISHED, TRANSITIONS, Run, RunAttempt
+from store.runs.schemas import RunFilter
 from store.timeutil import utcnow
 
 
@@ -106,3 +110,23 @@ def parent_choices(*, session: Session, selected: int | None) -> list[Run]:
         if extra is not None and extra.kind == "pretrain":
             runs.insert(0, extra)
     return runs
+
+
+def filtered(query, run_filter: RunFilter):
+    """`query` (over Run) narrowed to the runs `run_filter` asks for."""
+    f = run_filter
+    if f.kind:
+        query = query.where(Run.kind == f.kind)
+    if f.status:
+        query = query.where(Run.status == f.status)
+    if f.group_id is not None:
+        query = query.where(Run.group_id == f.group_id)
+    if f.dataset:
+        named = select(DatasetRecord.id).where(DatasetRecord.name == f.dataset)
+        query = query.where(Run.dataset_id.in_(named))
+    if f.q:
+        query = query.where(func.lower(Run.name).contains(f.q.lower(), autoescape=True))
+    if f.tag:
+        # Tags are a JSON list; its text holds each tag JSON-quoted on every backend.
+        query = query.where(cast(Run.tags, String).contains(json.dumps(f.tag), autoescape=True))
+    return query

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT
+from worker.devstack import REPO_ROOT
 
 PRETRAIN = {"ae01": {"epochs": 1}, "ae02": {"epochs": 1}, "ae03": {"epochs": 1}}
 
@@ -132,3 +132,15 @@ def test_the_web_process_never_imports_tensorflow_or_keras(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_both_run_lists_take_the_same_filters(client):
+    tagged = client.post(
+        "/api/runs",
+        json={"kind": "pretrain", "dataset": "demo-tiny", "params": PRETRAIN, "tags": ["filt"]},
+    ).json()[0]
+    query = {"tag": "filt", "dataset": "demo-tiny", "kind": "pretrain", "q": "PRETRAIN"}
+    listed = client.get("/api/runs", params=query).json()
+    table = client.get("/api/runs/table", params=query).json()
+    assert [r["id"] for r in listed["items"]] == [r["id"] for r in table["items"]] == [tagged["id"]]
+    assert client.get("/api/runs", params={"tag": "t" * 201}).status_code == 422
