@@ -36,15 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.queue.stack import (  # noqa: E402
+from worker.devstack import (  # noqa: E402
     FAST,
     REDIS_URL,
-    STACK_VARS,  # noqa: E402
     Workers,
     create_pg_database,
+    stack_env,
 )
-from tests.queue.stack import reset_process_state as _reset_process_state  # noqa: E402
-from tests.queue.stack import wait_for as _wait_for  # noqa: E402
+from worker.devstack import wait_for as _wait_for  # noqa: E402
 
 SETUPS = ("redis+postgres", "embedded")
 DATASET = "bench-tiny"
@@ -84,32 +83,22 @@ class Stack:
 @contextlib.contextmanager
 def stack(kind: str) -> Iterator[Stack]:
     """Environment, schema, a tiny data set and one worker, as tests/queue/conftest.py does."""
-    saved = {key: os.environ.get(key) for key in STACK_VARS}
-    drop = workers = None
     queue = f"bench-{uuid.uuid4().hex[:8]}"
+    drop = None
     with tempfile.TemporaryDirectory(prefix="stacklab-bench-") as tmp:
         try:
-            env = {"STACKLAB_DATA_DIR": tmp, "STACKLAB_QUEUE": queue}
+            env = {**FAST, "STACKLAB_DATA_DIR": tmp, "STACKLAB_QUEUE": queue}
             if kind == "redis+postgres":
                 env["DATABASE_URL"], drop = create_pg_database()
                 env["REDIS_URL"] = REDIS_URL
-            for key in STACK_VARS:
-                os.environ.pop(key, None)
-            os.environ.update({**FAST, **env})
-            _reset_process_state()
-            _prepare_store()
-            current = Stack(Path(tmp))
-            workers = current.workers
-            yield current
+            with stack_env(env):
+                _prepare_store()
+                current = Stack(Path(tmp))
+                try:
+                    yield current
+                finally:
+                    current.workers.stop_all()
         finally:
-            if workers:
-                workers.stop_all()
-            _reset_process_state()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             if drop:
                 drop()
             if kind == "redis+postgres":
@@ -127,7 +116,7 @@ def _forget_redis_queue(queue: str) -> None:
 def _prepare_store() -> None:
     from store.db import upgrade_schema
     from worker.datasets import register
-    from worker.ml.demo_data import make_demo
+    from worker.ml.datasets.demo import make_demo
 
     upgrade_schema()
     register(make_demo(n_train=100, n_test=20), name=DATASET)

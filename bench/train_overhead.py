@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 
 from jobspec.params import EarlyStoppingConfig, FinetuneConfig  # noqa: E402
-from worker.ml.callbacks import Reporter  # noqa: E402
-from worker.ml.data import load_dataset  # noqa: E402
+from worker.ml.datasets.load import load_dataset  # noqa: E402
 from worker.ml.finetune import finetune  # noqa: E402
 from worker.ml.models import build_stacked_classifier  # noqa: E402
+from worker.ml.reporting import Reporter  # noqa: E402
 from worker.ml.training import make_optimizer  # noqa: E402
 
 

@@ -15,9 +15,7 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from worker.devstack import stack_env, start_web  # noqa: E402
 
 TARGET_MS = 100.0
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
@@ -38,7 +38,7 @@ def seed(n_runs: int, epochs: int) -> list[int]:
     from store.runs.models import Metric, MetricSummary, Run
     from store.timeutil import utcnow
     from worker.datasets import register
-    from worker.ml.demo_data import make_demo
+    from worker.ml.datasets.demo import make_demo
 
     upgrade_schema()
     dataset_id = register(make_demo(seed=0, n_train=100, n_test=20), name="bench")
@@ -94,36 +94,6 @@ def seed(n_runs: int, epochs: int) -> list[int]:
     return ids
 
 
-def serve(env: dict) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "backend.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the app did not start")
-
-
 def timings(client, url: str, n: int) -> dict:
     client.get(url)  # warm caches
     samples = []
@@ -146,15 +116,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["STACKLAB_DATA_DIR"] = tmp
-        for key in ("DATABASE_URL", "REDIS_URL", "STACKLAB_TOKEN"):
-            os.environ.pop(key, None)
+    with tempfile.TemporaryDirectory() as tmp, stack_env({"STACKLAB_DATA_DIR": tmp}):
         t0 = time.perf_counter()
         ids = seed(args.runs, args.epochs)
         seed_s = time.perf_counter() - t0
-        proc, base = serve({**os.environ})
-        try:
+        with start_web(os.environ, log_level="warning") as web:
             import httpx
 
             one, ten = ids[len(ids) // 2], ",".join(str(i) for i in ids[-10:])
@@ -166,11 +132,8 @@ def main() -> None:
                 "compare 10 (HTML)": f"/compare?ids={ten}",
                 "compare 10 (API)": f"/api/compare?ids={ten}",
             }
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=web.url, timeout=30) as client:
                 results = {name: timings(client, url, args.requests) for name, url in urls.items()}
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
     print(
         f"{args.runs} runs x {args.epochs} epochs x {len(KEYS)} metrics seeded in {seed_s:.1f} s; "
         f"SQLite, uvicorn, {args.requests} sequential requests each\n"

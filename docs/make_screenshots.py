@@ -9,8 +9,6 @@ with headless Chromium into docs/screenshots/.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,16 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from tests.queue.stack import Workers, stack_env, wait_for  # noqa: E402
+from worker.devstack import Workers, stack_env, start_web, wait_for  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 STAGE = {"epochs": 3, "batch_size": 32}
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _finished(base: str, run_ids: list[int], timeout: float) -> None:
@@ -128,42 +120,18 @@ def main() -> None:
 
             from store.db import upgrade_schema
             from worker.datasets import register
-            from worker.ml.demo_data import make_demo
+            from worker.ml.datasets.demo import make_demo
 
             upgrade_schema()
             register(make_demo(seed=0, n_train=1200, n_test=400), name="demo-small")
-            port = _port()
-            web = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "backend.main:app",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env={**os.environ},
-            )
-            workers = Workers({**os.environ}, Path(tmp))
+            workers = Workers(os.environ, Path(tmp))
             workers.start("shots")
-            base = f"http://127.0.0.1:{port}"
             try:
-                wait_for(lambda: _up(base), timeout=60, what="the app")
-                photograph(base, experiment(base))
+                with start_web(os.environ, log_level="warning") as web:
+                    photograph(web.url, experiment(web.url))
             finally:
-                web.terminate()
                 workers.stop_all()
     print(f"screenshots in {OUT}")
-
-
-def _up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/api/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

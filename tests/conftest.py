@@ -1,9 +1,13 @@
-"""Shared fixtures: small demo data and one tiny pretrain run reused across tests."""
+"""Shared fixtures: small demo data and one tiny pretrain run reused across tests.
+
+Fixtures more than one test folder uses live in tests/fixtures/ and come in through
+`pytest_plugins`; a folder's own fixtures sit in its conftest.py. Never import a conftest
+or a fixture by hand: pytest finds them.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,14 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TestClient sends Host: testserver; the web refuses hosts it was not told about.
 os.environ.setdefault("STACKLAB_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,[::1]")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+pytest_plugins = ["tests.fixtures.app"]
 
 
 @pytest.fixture(scope="session")
 def demo_small():
     """400 train / 100 test demo images: enough to learn something in seconds."""
-    from worker.ml.demo_data import make_demo
+    from worker.ml.datasets.demo import make_demo
 
     return make_demo(seed=0, n_train=400, n_test=100)
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from worker.devstack import REPO_ROOT
 
 yaml = pytest.importorskip("yaml")
 

@@ -11,8 +11,10 @@ import logging
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
+from store.db import get_engine, reset_caches, upgrade_schema
 from store.queue import configure
 from store.settings import get_settings
+from worker import device, liveness
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,6 @@ app = configure(Celery("stacklab", include=["worker.tasks"]), get_settings())
 
 @worker_process_init.connect
 def _warm_up_child(**_kwargs) -> None:
-    from store.db import get_engine, reset_caches
-    from worker import device, liveness
-
     # Never share the parent's pooled connections with a forked child.
     get_engine().dispose(close=False)
     reset_caches()
@@ -36,13 +35,9 @@ def _warm_up_child(**_kwargs) -> None:
 
 @worker_ready.connect
 def _on_ready(**_kwargs) -> None:
-    from store.db import upgrade_schema
-
     upgrade_schema()
 
 
 @worker_shutting_down.connect
 def _on_shutdown(**_kwargs) -> None:
-    from worker import liveness
-
     liveness.forward_stop_to_children()  # their running runs go back to the queue

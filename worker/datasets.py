@@ -8,7 +8,9 @@ from pathlib import Path
 from store.datasets import service as datasets_service
 from store.db import session_scope
 from store.errors import NotFound
-from worker.ml.data import Dataset, load_dataset
+from worker.ml.datasets import npz
+from worker.ml.datasets.dataset import Dataset
+from worker.ml.datasets.load import load_dataset
 
 BUILTIN = ("demo", "demo-imbalanced")
 
@@ -40,4 +42,4 @@ def load_from_store(dataset_id: int, cache_dir: Path) -> Dataset:
         path = datasets_service.fetch_to_cache(
             session=session, dataset_id=dataset_id, cache_dir=cache_dir
         )
-    return Dataset.load(path)
+    return npz.load_saved(path)

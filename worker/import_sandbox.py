@@ -138,7 +138,9 @@ def _wait(child: subprocess.Popen, timeout: float, beat, every: float) -> bool:
 
 def _read_back(work_dir: Path, budget: Budget, exitcode: int, max_bytes: int) -> Parsed:
     """The child's data set, after checking what it said and how big its file is."""
-    from worker.ml.data import DataError, Dataset
+    # Deferred (NumPy): this module's top level stays standard-library only, see above.
+    from worker.ml.datasets.dataset import DataError
+    from worker.ml.datasets.npz import load_saved
 
     outcome = _outcome(work_dir / OUTCOME)
     error = outcome.get("error")
@@ -155,7 +157,7 @@ def _read_back(work_dir: Path, budget: Budget, exitcode: int, max_bytes: int) ->
     if not 0 < size <= max_bytes:
         raise ImportFailed(f"the import left a result of {size:,} bytes (limit {max_bytes:,})")
     return Parsed(
-        Dataset.load(result),
+        load_saved(result),
         float(outcome.get("peak_rss_mb", 0)),
         float(outcome.get("peak_vm_mb", 0)),
     )
@@ -224,9 +226,10 @@ def _cap(memory_bytes: int | None, cpu_seconds: int) -> None:
 
 
 def _parse(spec: str, work_dir: Path, resize: bool, limits: dict | None) -> dict:
-    try:
-        from worker.ml.data import DataError, load_dataset
-        from worker.ml.limits import ImportLimits
+    try:  # NumPy and the readers load only now, under the budgets set above
+        from worker.ml.datasets.dataset import DataError
+        from worker.ml.datasets.limits import ImportLimits
+        from worker.ml.datasets.load import load_dataset
     except MemoryError:  # a budget too small for NumPy itself
         return {"error": "memory"}
     try:

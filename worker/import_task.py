@@ -23,8 +23,8 @@ from store.db import session_scope
 from store.errors import InvalidRequest, NotFound
 from store.settings import Settings, get_settings
 from worker import device, import_sandbox, liveness
-from worker.ml.data import DataError, Dataset
-from worker.ml.limits import ImportLimits
+from worker.ml.datasets.dataset import DataError, Dataset
+from worker.ml.datasets.limits import ImportLimits
 
 log = logging.getLogger(__name__)
 

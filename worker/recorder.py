@@ -21,7 +21,7 @@ from store.runs import attempts
 from store.runs import checkpoints as checkpoints_service
 from store.runs import metrics as metrics_service
 from store.workers import service as workers_service
-from worker.ml.callbacks import Progress, Reporter, TrialReport
+from worker.ml.reporting import Progress, Reporter, TrialReport
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 15.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery.exceptions import Reject
 
+from worker import import_task
 from worker.celery_app import app
 from worker.runner import ParentNotReady, StoreNotReady, WorkerStopping, execute
 
@@ -45,10 +46,7 @@ def finetune(run_id: int) -> str:
 @app.task(name="stacklab.import_dataset")
 def import_dataset(import_id: int, *_legacy) -> str:
     """Import a queued upload (or CIFAR-10 download) as a data set, or record why not."""
-    from worker.import_task import WorkerStopping as ImportStopping
-    from worker.import_task import import_dataset as run_import
-
     try:
-        return run_import(import_id)
-    except ImportStopping as err:  # not started here: back to the broker for another worker
+        return import_task.import_dataset(import_id)
+    except import_task.WorkerStopping as err:  # not started here: back to the broker
         raise Reject(str(err), requeue=True) from err

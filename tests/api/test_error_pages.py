@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from tests.queue.stack import stack_env
+from worker.devstack import stack_env
 
 
 @pytest.fixture

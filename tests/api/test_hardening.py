@@ -78,7 +78,7 @@ def test_every_response_carries_the_security_headers(raw, path, status):
 
 def test_pages_run_no_inline_script():
     """The CSP forbids inline code: templates may hold JSON data blocks, nothing to execute."""
-    from tests.conftest import REPO_ROOT
+    from worker.devstack import REPO_ROOT
 
     offenders = []
     for path in (REPO_ROOT / "templates").rglob("*.html"):

@@ -7,7 +7,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.queue.stack import PG_ADMIN_URL, stack_env
+from worker.devstack import PG_ADMIN_URL, stack_env
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_embedded_queue_check_passes_on_a_writable_data_dir(limits):
 
 def test_an_unreachable_broker_is_named_without_its_password(limits, monkeypatch):
     from store import queue
-    from tests.queue.stack import reset_process_state
+    from worker.devstack import reset_process_state
 
     monkeypatch.setenv("REDIS_URL", "redis://:s3cret@127.0.0.1:1/0")  # nothing listens on 1
     reset_process_state()

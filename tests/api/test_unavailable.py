@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chaos import TcpProxy
-from tests.queue.stack import PG_ADMIN_URL, REDIS_URL, create_pg_database, stack_env
+from worker.devstack import PG_ADMIN_URL, REDIS_URL, create_pg_database, stack_env
 
 LOCK_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 2.0
@@ -69,7 +69,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             from backend.main import create_app
             from store.db import upgrade_schema
             from worker.datasets import register
-            from worker.ml.demo_data import make_demo
+            from worker.ml.datasets.demo import make_demo
 
             upgrade_schema()
             register(make_demo(seed=0, n_train=60, n_test=20), name="demo-tiny")

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.queue.stack import FAST, Workers, stack_env, wait_for
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.browser.chromium import CHROMIUM
+from worker.devstack import FAST, Workers, stack_env, start_web
 
 
 @pytest.fixture(scope="session")
@@ -37,38 +24,17 @@ def live(tmp_path_factory):
     with stack_env(env):
         from store.db import upgrade_schema
         from worker.datasets import register
-        from worker.ml.demo_data import make_demo
+        from worker.ml.datasets.demo import make_demo
 
         upgrade_schema()
         register(make_demo(seed=0, n_train=300, n_test=60), name="demo-ui")
-        port = _free_port()
-        log = (data_dir / "web.log").open("w")
-        web = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env={**os.environ},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        workers = Workers({**os.environ}, data_dir)
-        workers.start("ui-worker")
-        base = f"http://127.0.0.1:{port}"
+        workers = Workers(os.environ, data_dir)
+        workers.start("ui-worker")  # starts while the web app does
         try:
-            wait_for(lambda: _answers(base), timeout=60, what="the web app to answer")
-            yield base
+            with start_web(os.environ, log=data_dir / "web.log") as web:
+                yield web.url
         finally:
-            web.terminate()
-            web.wait(timeout=20)
             workers.stop_all()
-
-
-def _answers(base: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{base}/api/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -116,11 +82,3 @@ def page(browser, live):
     page.js_errors = errors
     yield page
     context.close()
-
-
-def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot as a test artifact."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -13,7 +13,7 @@ import re
 import httpx
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.chromium import screenshot
 
 pytestmark = pytest.mark.slow
 

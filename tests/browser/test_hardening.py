@@ -84,7 +84,7 @@ def test_pages_draw_without_csp_violations(watched, link_runs, path):
     elif path == "/study":  # Optuna's plots: contour, slice, history, importances
         from tests.web.test_studies import TRIALS, _tune_study
         from worker.datasets import register
-        from worker.ml.demo_data import make_demo
+        from worker.ml.datasets.demo import make_demo
 
         register(make_demo(seed=0, n_train=60, n_test=20), name="demo-tiny")  # the helper's
         page.goto(f"/studies/{_tune_study(TRIALS)[0]}")

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.ml.data import DataError, Dataset, Split, load_dataset
-from worker.ml.demo_data import CLASS_NAMES, make_demo
+from worker.ml.datasets.dataset import DataError, Dataset, Split
+from worker.ml.datasets.demo import CLASS_NAMES, make_demo
+from worker.ml.datasets.load import load_dataset
+from worker.ml.datasets.npz import load_saved
 
 REPO_ROOT = Path(__file__).parents[2]
 
@@ -234,7 +236,7 @@ def test_summary_is_json_serialisable(small):
 
 def test_save_and_load_round_trip_without_leftover_files(tmp_path, small):
     target = small.save(tmp_path / "sets" / "demo.npz")
-    loaded = Dataset.load(target)
+    loaded = load_saved(target)
     assert [p.name for p in target.parent.iterdir()] == ["demo.npz"]
     assert loaded.fingerprint() == small.fingerprint()
     assert (loaded.name, loaded.source, loaded.class_names) == ("demo", "demo", CLASS_NAMES)
@@ -256,7 +258,7 @@ def test_failed_overwrite_keeps_the_previous_file(tmp_path, small, monkeypatch):
     monkeypatch.setattr(np, "savez", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         small.save(target)
-    assert Dataset.load(target).fingerprint() == tiny().fingerprint()
+    assert load_saved(target).fingerprint() == tiny().fingerprint()
     assert [p.name for p in tmp_path.iterdir()] == ["d.npz"]
 
 
@@ -264,7 +266,7 @@ def test_load_refuses_a_plain_npz(tmp_path):
     path = tmp_path / "plain.npz"
     np.savez(path, x_train=np.zeros((1, 32, 32, 3), np.uint8))
     with pytest.raises(DataError, match="plain.npz: not a stacklab dataset file"):
-        Dataset.load(path)
+        load_saved(path)
 
 
 # --- load_dataset -------------------------------------------------------------------------
@@ -292,7 +294,7 @@ def test_load_dataset_refuses_unknown_file_types(tmp_path):
 
 def test_data_modules_import_no_web_db_or_keras_frameworks():
     code = (
-        "import sys, worker.ml.data, worker.ml.demo_data, worker.ml.importers\n"
+        "import sys, worker.ml.datasets.load\n"
         "banned = ('fastapi', 'celery', 'sqlalchemy', 'backend', 'keras', 'tensorflow')\n"
         "print([m for m in banned if m in sys.modules])"
     )

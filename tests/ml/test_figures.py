@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO_ROOT
+from worker.devstack import REPO_ROOT
 
 # Runs in a fresh interpreter so its peak resident memory (VmHWM) is the picture's alone.
 MEASURE = """

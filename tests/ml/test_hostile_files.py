@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.ml.archive_safety import read_tar_files, read_zip_files
-from worker.ml.data import DataError, load_dataset
-from worker.ml.demo_data import make_demo
-from worker.ml.limits import ImportLimits
-from worker.ml.pickle_safety import safe_unpickle
+from worker.ml.datasets.archive_safety import read_tar_files, read_zip_files
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.demo import make_demo
+from worker.ml.datasets.limits import ImportLimits
+from worker.ml.datasets.load import load_dataset
+from worker.ml.datasets.pickle_safety import safe_unpickle
 
 REPO_ROOT = Path(__file__).parents[2]
 CIFAR_DIR = "cifar-10-batches-py"
@@ -33,8 +34,8 @@ CLASSES = ("cat", "dog")
 # address-space cap keeps a regression from eating the machine: it fails as a MemoryError.
 CHILD = r"""
 import json, resource, sys, time
-from worker.ml import importers
-from worker.ml.data import DataError, load_dataset
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.load import load_dataset
 
 def vm_bytes():
     with open("/proc/self/status") as fh:

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO_ROOT
+from worker.devstack import REPO_ROOT
 from worker.import_sandbox import Budget, ImportFailed, parse_in_child
-from worker.ml.data import DataError
-from worker.ml.limits import ImportLimits
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.limits import ImportLimits
 
 ONE = np.zeros((1, 32, 32, 3), np.uint8)
 

@@ -19,14 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.ml import importers
-from worker.ml.data import DataError, load_dataset
-from worker.ml.importers import (
-    import_cifar_archive,
-    import_image_folder,
-    import_npz,
-    load_cifar10_keras,
-)
+from worker.ml.datasets import cifar as importers
+from worker.ml.datasets.cifar import import_cifar_archive, load_cifar10_keras
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.image_folder import import_image_folder
+from worker.ml.datasets.load import load_dataset
+from worker.ml.datasets.npz import import_npz
 
 SUBSET_ZIP = Path(__file__).parents[2].parent / "shared/data/cifar10-jpeg-subset.zip"
 CIFAR_NAMES = importers.CIFAR10_CLASSES

@@ -15,9 +15,9 @@ from jobspec.params import (
     TuneConfig,
 )
 from worker.ml import artifacts
-from worker.ml.callbacks import Reporter
 from worker.ml.finetune import finetune
 from worker.ml.pretrain import pretrain
+from worker.ml.reporting import Reporter
 from worker.ml.tune import tune
 
 pytestmark = pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobspec.params import FinetuneConfig, PretrainConfig, StageConfig, TuneConfig
-from tests.conftest import REPO_ROOT
+from worker.devstack import REPO_ROOT
 from worker.ml.evaluate import score
 
 FORBIDDEN = ("fastapi", "starlette", "celery", "kombu", "sqlalchemy", "backend")
@@ -19,14 +20,59 @@ FORBIDDEN = ("fastapi", "starlette", "celery", "kombu", "sqlalchemy", "backend")
 def test_worker_ml_imports_no_web_queue_or_sql_framework():
     code = (
         "import pkgutil, importlib, sys, worker.ml as ml\n"
-        "for m in pkgutil.iter_modules(ml.__path__):\n"
-        "    importlib.import_module(f'worker.ml.{m.name}')\n"
+        "for m in pkgutil.walk_packages(ml.__path__, 'worker.ml.'):\n"
+        "    importlib.import_module(m.name)\n"
         f"print([name for name in {FORBIDDEN!r} if name in sys.modules])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# TensorFlow is not fork-safe and costs seconds: the process that forks the pool stays free
+# of it, and of the web's frameworks.
+MAIN_PROCESS_FORBIDDEN = (
+    "tensorflow", "keras", "fastapi", "starlette", "jinja2", "plotly", "backend",
+)  # fmt: skip
+
+
+def _run_python(code: str, env: dict | None = None) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_celery_main_process_imports_no_keras_or_web_framework():
+    code = (
+        "import sys, worker.celery_app, worker.tasks\n"
+        f"print([name for name in {MAIN_PROCESS_FORBIDDEN!r} if name in sys.modules])\n"
+    )
+    assert _run_python(code) == "[]"
+
+
+def test_the_pool_child_imports_keras_once_when_it_starts(tmp_path):
+    # What a forked pool child runs (worker_process_init), without the store upkeep thread.
+    code = (
+        "import sys\n"
+        "from celery.signals import worker_process_init\n"
+        "import worker.celery_app, worker.tasks\n"
+        "from worker import liveness\n"
+        "liveness.start_upkeep = lambda **kwargs: None\n"
+        "before = 'tensorflow' in sys.modules or 'keras' in sys.modules\n"
+        "worker_process_init.send(sender=None)\n"
+        "keras = sys.modules.get('keras')\n"
+        "import worker.jobs, worker.ml.training\n"
+        "print(before, keras is not None, sys.modules['keras'] is keras)\n"
+    )
+    env = {**os.environ, "STACKLAB_DATA_DIR": str(tmp_path)}
+    assert _run_python(code, env) == "False True True"
 
 
 @pytest.mark.parametrize(

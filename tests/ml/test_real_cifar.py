@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from jobspec.params import FinetuneConfig
-from tests.conftest import SHARED_DATA
-from worker.ml.data import load_dataset
+from worker.devstack import REPO_ROOT
+from worker.ml.datasets.load import load_dataset
 from worker.ml.finetune import finetune
 
-SUBSET = SHARED_DATA / "cifar10-jpeg-subset.zip"
+SUBSET = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg-subset.zip"
 
 pytestmark = [
     pytest.mark.slow,

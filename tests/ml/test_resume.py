@@ -18,11 +18,11 @@ from jobspec.params import (
     TuneConfig,
 )
 from worker.ml import artifacts
-from worker.ml.callbacks import Reporter
 from worker.ml.checkpoint import Checkpoint, CheckpointError, capture, restore
 from worker.ml.finetune import finetune
 from worker.ml.pipeline import _numpy_batches, make_input
 from worker.ml.pretrain import pretrain
+from worker.ml.reporting import Reporter
 from worker.ml.tune import tune
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from store import queue
 from tests.chaos import TcpProxy
-from tests.queue.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
+from worker.devstack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
 
 @pytest.fixture(scope="package", params=["redis-postgres", "embedded"])
@@ -34,7 +34,7 @@ def stack(request, tmp_path_factory):
     with stack_env(env), proxy or contextlib.nullcontext():
         from store.db import upgrade_schema
         from worker.datasets import register
-        from worker.ml.demo_data import make_demo
+        from worker.ml.datasets.demo import make_demo
 
         upgrade_schema()
         register(make_demo(seed=0, n_train=200, n_test=50), name="demo-tiny")

@@ -13,8 +13,8 @@ from store.db import session_scope
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.schemas import AttemptRead, RunRead
-from tests.queue.stack import wait_for
 from tests.queue.test_queue import finished, launch, read, workers_online
+from worker.devstack import wait_for
 
 pytestmark = pytest.mark.slow
 # About a second an epoch on 2 CPU cores: long enough that a fault lands mid-run, short

@@ -24,8 +24,8 @@ from tests.ml.test_hostile_files import (
     overlapping_zip,
 )
 from tests.ml.test_import_sandbox import label_bomb, slow_zip, small_npz, zeros_bomb
-from tests.queue.stack import FAST, wait_for
 from tests.queue.test_queue import workers_online
+from worker.devstack import FAST, wait_for
 
 pytestmark = pytest.mark.slow
 MEMORY_MB = int(FAST["STACKLAB_IMPORT_MEMORY_MB"])

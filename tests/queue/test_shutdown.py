@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.queue.stack import wait_for
 from tests.queue.test_faults import (
     SIX_EPOCHS,
     attempt_rows,
@@ -25,6 +24,7 @@ from tests.queue.test_faults import (
 from tests.queue.test_hostile_imports import children, ended, is_parser, read, slow_zip
 from tests.queue.test_hostile_imports import start as start_import
 from tests.queue.test_queue import finished, launch, workers_online
+from worker.devstack import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.queue.stack import create_pg_database, stack_env
+from worker.devstack import create_pg_database, stack_env
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -17,7 +17,7 @@ def store(request, tmp_path_factory):
     with stack_env(env):
         from store.db import upgrade_schema
         from worker.datasets import register
-        from worker.ml.demo_data import make_demo
+        from worker.ml.datasets.demo import make_demo
 
         upgrade_schema()
         yield register(make_demo(seed=1, n_train=40, n_test=10), name="demo-store")

@@ -129,7 +129,7 @@ def test_artifacts_stream_in_bounded_memory_and_keep_their_checksum(store, tmp_p
 
 
 def test_a_dataset_is_fetched_once_into_the_cache_by_fingerprint(store, tmp_path):
-    from worker.ml.data import Dataset
+    from worker.ml.datasets.npz import load_saved
 
     with session_scope() as session:
         first = datasets_service.fetch_to_cache(
@@ -142,7 +142,7 @@ def test_a_dataset_is_fetched_once_into_the_cache_by_fingerprint(store, tmp_path
         )
         record = datasets_service.get(session, store)
     assert first == second and second.stat().st_mtime_ns == mtime
-    loaded = Dataset.load(first)
+    loaded = load_saved(first)
     assert loaded.fingerprint() == record.fingerprint == first.stem
     assert np.array_equal(np.bincount(loaded.y_train), list(record.train_counts.values()))
 

@@ -8,10 +8,7 @@ import pytest
 from backend.compare import router as compare_router
 from store.db import session_scope
 from store.runs.models import Run
-from tests.api import conftest as api_conftest
 from tests.web.factories import finetune_result, make_group, make_run, npz_bytes
-
-app_env = api_conftest.app_env  # the API tests' fixture: fresh database, demo-tiny
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +119,7 @@ def test_compare_links_reconstructions_of_pretrain_runs(client, pair):
 
 
 def _y_test() -> np.ndarray:
-    from worker.ml.demo_data import make_demo  # the fixture's data set, same seed and size
+    from worker.ml.datasets.demo import make_demo  # the fixture's data set, same seed and size
 
     return make_demo(seed=0, n_train=60, n_test=20).y_test
 

@@ -14,7 +14,6 @@ from backend.datasets import imports
 from store.artifacts.models import Artifact
 from store.datasets.models import DatasetImport
 from store.db import session_scope
-from tests.api.conftest import app_env, client  # noqa: F401
 from worker.import_task import import_dataset
 
 
@@ -42,7 +41,7 @@ def _upload_id(import_id: int) -> int:
         return session.get(DatasetImport, import_id).upload_artifact_id
 
 
-def _upload(client, name, data: bytes, filename: str = "images.npz", **params):  # noqa: F811
+def _upload(client, name, data: bytes, filename: str = "images.npz", **params):
     return client.post(
         "/api/datasets/upload",
         data={"name": name, **params},
@@ -55,10 +54,10 @@ def _unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tricky_dataset(client):  # noqa: F811
+def tricky_dataset(client):
     """A data set whose class names are HTML."""
     from worker.datasets import register
-    from worker.ml.data import Dataset
+    from worker.ml.datasets.dataset import Dataset
 
     rng = np.random.default_rng(1)
     register(
@@ -76,7 +75,7 @@ def tricky_dataset(client):  # noqa: F811
     return "tricky"
 
 
-def test_list_page_shows_data_sets_and_the_import_form(client):  # noqa: F811
+def test_list_page_shows_data_sets_and_the_import_form(client):
     info = client.get("/api/datasets/demo-tiny").json()
     html = client.get("/datasets").text
     assert 'href="/datasets/demo-tiny"' in html
@@ -85,7 +84,7 @@ def test_list_page_shows_data_sets_and_the_import_form(client):  # noqa: F811
     assert "/static/js/upload.js" in html and "cdn" not in html.lower()
 
 
-def test_detail_page_has_class_chart_and_labelled_samples(client):  # noqa: F811
+def test_detail_page_has_class_chart_and_labelled_samples(client):
     info = client.get("/api/datasets/demo-tiny").json()
     html = client.get("/datasets/demo-tiny").text
     assert 'id="class-distribution-data"' in html and '"barmode": "group"' in html
@@ -95,7 +94,7 @@ def test_detail_page_has_class_chart_and_labelled_samples(client):  # noqa: F811
     assert client.get("/datasets/no-such-set").status_code == 404
 
 
-def test_samples_png_has_one_row_per_class(client):  # noqa: F811
+def test_samples_png_has_one_row_per_class(client):
     n_classes = len(client.get("/api/datasets/demo-tiny").json()["class_names"])
     response = client.get("/api/datasets/demo-tiny/samples.png", params={"per_class": 5})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
@@ -105,7 +104,7 @@ def test_samples_png_has_one_row_per_class(client):  # noqa: F811
     assert client.get("/api/datasets/nope/samples.png").status_code == 404
 
 
-def test_class_names_are_escaped(client, tricky_dataset):  # noqa: F811
+def test_class_names_are_escaped(client, tricky_dataset):
     html = client.get(f"/datasets/{tricky_dataset}").text
     assert "<b>x</b>" not in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html
@@ -113,7 +112,7 @@ def test_class_names_are_escaped(client, tricky_dataset):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", ["", "has space", "x" * 101, "../up", "demo-tiny", "é"])
-def test_upload_refuses_bad_names_before_storing(client, name):  # noqa: F811
+def test_upload_refuses_bad_names_before_storing(client, name):
     before = _uploads()
     response = _upload(client, name, _npz_bytes())
     assert response.status_code == 422, response.text
@@ -121,7 +120,7 @@ def test_upload_refuses_bad_names_before_storing(client, name):  # noqa: F811
     assert _uploads() == before
 
 
-def test_upload_refuses_unknown_file_types_and_oversize_files(client, monkeypatch):  # noqa: F811
+def test_upload_refuses_unknown_file_types_and_oversize_files(client, monkeypatch):
     response = _upload(client, _unique("txt"), b"hello", filename="notes.txt")
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "file"]
@@ -130,7 +129,7 @@ def test_upload_refuses_unknown_file_types_and_oversize_files(client, monkeypatc
     assert not list((imports.get_settings().data_dir / "uploads").glob("upload-*"))
 
 
-def test_npz_upload_is_stored_queued_and_imported_by_the_worker_task(client):  # noqa: F811
+def test_npz_upload_is_stored_queued_and_imported_by_the_worker_task(client):
     name = _unique("upl")
     response = client.post(
         f"/api/datasets/upload?name={name}",
@@ -159,7 +158,7 @@ def test_npz_upload_is_stored_queued_and_imported_by_the_worker_task(client):  #
     assert status["state"] == "done" and status["dataset_id"] == info["id"]
 
 
-def test_import_status_answers_by_id_only(client):  # noqa: F811
+def test_import_status_answers_by_id_only(client):
     name = _unique("byid")
     import_id = _upload(client, name, _npz_bytes()).json()["import_id"]
     # a data set named demo-tiny exists: that says nothing about this import
@@ -170,7 +169,7 @@ def test_import_status_answers_by_id_only(client):  # noqa: F811
     assert import_dataset(import_id).startswith("imported")
 
 
-def test_corrupt_zip_leaves_no_data_set_and_an_error_message(client):  # noqa: F811
+def test_corrupt_zip_leaves_no_data_set_and_an_error_message(client):
     name = _unique("bad")
     response = _upload(client, name, b"PK\x03\x04 this is not really a zip", filename="pics.zip")
     assert response.status_code == 202
@@ -190,7 +189,7 @@ def test_corrupt_zip_leaves_no_data_set_and_an_error_message(client):  # noqa: F
     assert _upload(client, name, _npz_bytes()).status_code == 202
 
 
-def test_cifar10_download_is_queued_as_an_import(client):  # noqa: F811
+def test_cifar10_download_is_queued_as_an_import(client):
     response = client.post("/api/datasets/cifar10", json={"name": _unique("cifar")})
     assert response.status_code == 202
     status = client.get(f"/api/datasets/imports/{response.json()['import_id']}").json()
@@ -199,13 +198,13 @@ def test_cifar10_download_is_queued_as_an_import(client):  # noqa: F811
     assert client.get("/api/datasets/imports/999999").status_code == 404
 
 
-def test_thousands_of_classes_keep_the_samples_grid_and_page_small(client):  # noqa: F811
+def test_thousands_of_classes_keep_the_samples_grid_and_page_small(client):
     """A data set stored with 5,000 classes (before the class limit) once grew the web by
     1.26 GB for its samples grid: now the grid shows the first 100 classes."""
     import tracemalloc
 
     from worker.datasets import register
-    from worker.ml.data import Dataset
+    from worker.ml.datasets.dataset import Dataset
 
     n = 5000
     rng = np.random.default_rng(2)

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from tests.api.conftest import app_env, client  # noqa: F401
 from worker.devstack import REPO_ROOT
 
 JS = REPO_ROOT / "static" / "js"
@@ -69,7 +68,7 @@ def _page_scripts(html: str) -> list[str]:
         ("/datasets/demo-tiny", True),
     ],
 )
-def test_plotly_loads_only_on_pages_with_charts(client, path, charts):  # noqa: F811
+def test_plotly_loads_only_on_pages_with_charts(client, path, charts):
     html = client.get(path).text
     assert (PLOTLY in html) is charts
     scripts = _page_scripts(html)

@@ -7,10 +7,7 @@ import re
 import pytest
 
 from backend.runs import form
-from tests.api import conftest as api_conftest
 from tests.web.factories import make_run
-
-app_env, client = api_conftest.app_env, api_conftest.client  # the API tests' fixtures
 
 
 @pytest.mark.parametrize("kind", form.FORM_KINDS)

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from backend import plotting
-from tests.api.conftest import app_env, client  # noqa: F401
 from tests.web.factories import finetune_result, make_run
 
 LINK = '<a href="https://example.com">CLICK</a>'
@@ -64,7 +63,7 @@ def test_optuna_hover_text_keeps_its_line_breaks_only():
 
 
 @pytest.fixture(scope="module")
-def tricky_runs(client):  # noqa: F811
+def tricky_runs(client):
     metrics = {"finetune/val_accuracy": [0.5, 0.7], "finetune/val_loss": [1.0, 0.8]}
     return [
         make_run(
@@ -78,7 +77,7 @@ def tricky_runs(client):  # noqa: F811
     ]
 
 
-def test_compare_figures_show_run_and_class_names_as_written(client, tricky_runs):  # noqa: F811
+def test_compare_figures_show_run_and_class_names_as_written(client, tricky_runs):
     a, b = tricky_runs
     data = client.get(f"/api/compare?ids={a},{b}").json()
     figures = [c["figure"] for c in data["curves"]]
@@ -93,7 +92,7 @@ def test_compare_figures_show_run_and_class_names_as_written(client, tricky_runs
     assert figures[-1]["data"][0]["x"] == ["&lt;b&gt;cat&lt;/b&gt;", "dog &amp; co"]
 
 
-def test_compare_page_embeds_escaped_figures(client, tricky_runs):  # noqa: F811
+def test_compare_page_embeds_escaped_figures(client, tricky_runs):
     a, b = tricky_runs
     html = client.get(f"/compare?ids={a},{b}").text
     assert LINK not in html  # Jinja escapes the page; the figures inside are escaped too
@@ -103,7 +102,7 @@ def test_compare_page_embeds_escaped_figures(client, tricky_runs):  # noqa: F811
         assert_no_markup(item["figure"])
 
 
-def test_run_figures_escape_class_names(client, tricky_runs):  # noqa: F811
+def test_run_figures_escape_class_names(client, tricky_runs):
     run_id = tricky_runs[0]
     confusion = client.get(f"/api/runs/{run_id}/confusion").json()
     figure = confusion.get("figure", confusion)

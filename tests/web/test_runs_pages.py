@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.api.conftest are parameters here)
 """The runs pages and their JSON: table, queue panel, run page, curves, files, escaping."""
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from datetime import timedelta
 import pytest
 
 from store.timeutil import utcnow
-from tests.api.conftest import app_env, client  # noqa: F401
 from tests.web.factories import (
     finetune_result,
     make_run,

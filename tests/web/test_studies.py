@@ -12,7 +12,6 @@ from store.db import session_scope
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.settings import get_settings
-from tests.api.conftest import app_env, client  # noqa: F401
 from tests.web.factories import make_group, make_run
 
 DISTRIBUTIONS = {
@@ -70,11 +69,11 @@ def _tune_study(trials: list[tuple[int, str, float]], *, parts: int = 1) -> list
 
 
 @pytest.fixture(scope="module")
-def parallel_study(client):  # noqa: F811
+def parallel_study(client):
     return _tune_study(TRIALS, parts=2)
 
 
-def test_study_json_lists_every_worker_part_with_best_trial_and_figures(client, parallel_study):  # noqa: F811
+def test_study_json_lists_every_worker_part_with_best_trial_and_figures(client, parallel_study):
     first, second = parallel_study
     data = client.get(f"/api/studies/{second}").json()
     assert [r["id"] for r in data["runs"]] == [first, second]
@@ -89,7 +88,7 @@ def test_study_json_lists_every_worker_part_with_best_trial_and_figures(client, 
     assert data["live"] is False
 
 
-def test_study_json_skips_figures_while_the_study_is_unchanged(client, parallel_study):  # noqa: F811
+def test_study_json_skips_figures_while_the_study_is_unchanged(client, parallel_study):
     run_id = parallel_study[0]
     version = client.get(f"/api/studies/{run_id}").json()["version"]
     again = client.get(f"/api/studies/{run_id}", params={"version": version}).json()
@@ -98,7 +97,7 @@ def test_study_json_skips_figures_while_the_study_is_unchanged(client, parallel_
 
 
 def test_pretrain_button_request_queues_a_pretrain_with_the_best_stage_settings(
-    client,  # noqa: F811
+    client,
     parallel_study,
 ):
     request = client.get(f"/api/studies/{parallel_study[0]}").json()["pretrain_request"]
@@ -115,7 +114,7 @@ def test_pretrain_button_request_queues_a_pretrain_with_the_best_stage_settings(
     assert run["params"]["ae01"]["kernel_size"] == 3  # other stages keep their defaults
 
 
-def test_study_page_renders_trials_and_plots_locally(client, parallel_study):  # noqa: F811
+def test_study_page_renders_trials_and_plots_locally(client, parallel_study):
     page = client.get(f"/studies/{parallel_study[0]}")
     assert page.status_code == 200
     html = page.text
@@ -125,7 +124,7 @@ def test_study_page_renders_trials_and_plots_locally(client, parallel_study):  #
     assert 'id="study-data"' in html and "/static/js/study.js" in html
 
 
-def test_single_completed_trial_explains_missing_importances(client):  # noqa: F811
+def test_single_completed_trial_explains_missing_importances(client):
     (run_id,) = _tune_study(TRIALS[:1])
     data = client.get(f"/api/studies/{run_id}").json()
     assert "importances" not in data["figures"]
@@ -135,7 +134,7 @@ def test_single_completed_trial_explains_missing_importances(client):  # noqa: F
     assert "at least 2 completed trials" in page
 
 
-def test_tune_run_without_a_study_yet_shows_no_figures(client):  # noqa: F811
+def test_tune_run_without_a_study_yet_shows_no_figures(client):
     run_id = make_run("tune", status="queued")
     data = client.get(f"/api/studies/{run_id}").json()
     assert data["trials"] == [] and data["best"] is None and data["live"] is True
@@ -143,7 +142,7 @@ def test_tune_run_without_a_study_yet_shows_no_figures(client):  # noqa: F811
     assert data["pretrain_request"] is None
 
 
-def test_unknown_and_non_tune_runs_are_404(client):  # noqa: F811
+def test_unknown_and_non_tune_runs_are_404(client):
     assert client.get("/api/studies/999999").status_code == 404
     page = client.get("/studies/999999")
     assert page.status_code == 404 and "text/html" in page.headers["content-type"]

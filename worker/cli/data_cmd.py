@@ -13,7 +13,7 @@ from worker.cli.errors import CliError, data_errors, user_errors
 from worker.cli.summaries import table
 
 if TYPE_CHECKING:
-    from worker.ml.data import Dataset
+    from worker.ml.datasets.dataset import Dataset
 
 data_app = typer.Typer(
     help="Import datasets into stacklab's .npz form and inspect them.", no_args_is_help=True

@@ -35,7 +35,7 @@ def user_errors() -> Iterator[None]:
 @contextlib.contextmanager
 def data_errors(option: str = "--data") -> Iterator[None]:
     """Re-raise the core's DataError as a CliError that names the option."""
-    from worker.ml.data import DataError  # light: NumPy only
+    from worker.ml.datasets.dataset import DataError  # light: NumPy only
 
     try:
         yield

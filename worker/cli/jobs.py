@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 from worker.cli.errors import CliError, data_errors
 
 if TYPE_CHECKING:
-    from worker.ml.data import Dataset
+    from worker.ml.datasets.dataset import Dataset
+
+# TensorFlow's C++ start-up chatter (oneDNN, CPU feature notices) hides the command's output;
+# set before any command imports it. (The worker's child sets it in worker.device.prepare.)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SUBSET_SEED = 0  # fixed, so every job of a workflow sees the same subset whatever --seed is
 
@@ -26,7 +31,7 @@ def load_data(
     option: str = "--data",
 ) -> Dataset:
     """The dataset named by --data, cut to the limits; bad data is a CliError."""
-    from worker.ml.data import load_dataset
+    from worker.ml.datasets.load import load_dataset
 
     with data_errors(option):
         dataset = load_dataset(spec, resize=resize)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from worker.ml.callbacks import Progress, Reporter, TrialReport
+from worker.ml.reporting import Progress, Reporter, TrialReport
 
 # The metrics worth a place in the bar's postfix, in the order shown.
 POSTFIX_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")

@@ -11,54 +11,19 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import typer
 
 from store.settings import Settings
+from worker.devstack import web_command, worker_command
 
 POLL_SECONDS = 0.5
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 # A process that ran this long before exiting was healthy: its next restart comes quickly.
 STABLE_AFTER_SECONDS = 60.0
-
-
-def worker_command(queue: str, name: str) -> list[str]:
-    """One prefork worker with one child: one job at a time per GPU."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=1",
-        "-Q",
-        queue,
-        "-n",
-        f"{name}@%h",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-
-
-def web_command(host: str, port: int) -> list[str]:
-    """uvicorn serving the dashboard and the API."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "backend.main:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
 
 
 @dataclass

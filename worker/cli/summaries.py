@@ -13,7 +13,7 @@ import typer
 from worker.cli.errors import CANCELLED_EXIT_CODE
 
 if TYPE_CHECKING:
-    from worker.ml.data import Dataset
+    from worker.ml.datasets.dataset import Dataset
 
 SUMMARY_FILE = "summary.json"
 TRIAL_KEYS = ("number", "state", "value", "params", "seconds")

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from worker.ml import artifacts, figures
-from worker.ml.data import Dataset
+from worker.ml.datasets.dataset import Dataset
 from worker.ml.pipeline import to_float
 
 

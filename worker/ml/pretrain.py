@@ -11,7 +11,7 @@ from keras import ops
 
 from jobspec.params import PretrainConfig, StageConfig
 from worker.ml import artifacts, figures
-from worker.ml.callbacks import FitState, Reporter
+from worker.ml.callbacks import FitState
 from worker.ml.checkpoint import (
     Checkpoint,
     capture,
@@ -21,7 +21,7 @@ from worker.ml.checkpoint import (
     restore_training,
     run_key,
 )
-from worker.ml.data import Dataset
+from worker.ml.datasets.dataset import Dataset
 from worker.ml.models import (
     STAGES,
     build_autoencoder,
@@ -32,6 +32,7 @@ from worker.ml.models import (
     transfer_weights,
 )
 from worker.ml.pipeline import make_input, to_float
+from worker.ml.reporting import Reporter
 from worker.ml.training import fit, make_optimizer, runtime
 
 

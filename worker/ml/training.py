@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import keras
 
 from jobspec.params import RuntimeOptions
-from worker.ml.callbacks import FitState, Reporter, ReporterCallback
+from worker.ml.callbacks import FitState, ReporterCallback
 from worker.ml.checkpoint import Checkpoint
 from worker.ml.pipeline import InputData
+from worker.ml.reporting import Reporter
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -11,12 +11,12 @@ import optuna
 
 from jobspec.params import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml import artifacts
-from worker.ml.callbacks import Reporter, TrialReport
 from worker.ml.checkpoint import Checkpoint, check_resume, run_key
-from worker.ml.data import Dataset
+from worker.ml.datasets.dataset import Dataset
 from worker.ml.models import STAGES, build_autoencoder, encoder_of, set_bn_momentum
 from worker.ml.pipeline import make_input
 from worker.ml.pretrain import FeatureReconstruction, load_pretrained
+from worker.ml.reporting import Reporter, TrialReport
 from worker.ml.training import fit, make_optimizer, runtime
 
 

@@ -14,12 +14,11 @@ from typing import IO
 
 import numpy as np
 
-from worker.ml import zip_safety
-from worker.ml.data import DataError
-from worker.ml.limits import DEFAULT_LIMITS, ImportLimits
-from worker.ml.pickle_safety import safe_unpickle
+from worker.ml.datasets import zip_safety
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
 
-__all__ = ["MAX_ARCHIVE_BYTES", "read_npz", "read_tar_files", "read_zip_files", "safe_unpickle"]
+__all__ = ["MAX_ARCHIVE_BYTES", "read_npz", "read_tar_files", "read_zip_files"]
 
 MAX_ARCHIVE_BYTES = DEFAULT_LIMITS.max_bytes
 CHUNK = zip_safety.CHUNK

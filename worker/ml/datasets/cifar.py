@@ -1,4 +1,5 @@
-"""Importers for external dataset formats: .npz, image folders, CIFAR-10 archives, Keras."""
+"""CIFAR-10 in its python form: the official tar.gz, its extracted batches folder, or
+keras.datasets' download."""
 
 from __future__ import annotations
 
@@ -10,26 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.ml.archive_safety import (
-    MAX_ARCHIVE_BYTES,
-    Parts,
-    check_class_count,
-    read_npz,
-    read_tar_files,
-)
-from worker.ml.data import NPZ_KEYS, SAVED_KEYS, DataError, Dataset, dataset_from_arrays
-from worker.ml.image_folder import import_image_folder
-from worker.ml.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
-from worker.ml.pickle_safety import safe_unpickle
-
-__all__ = [
-    "MAX_ARCHIVE_BYTES",
-    "import_npz",
-    "import_image_folder",
-    "import_cifar_archive",
-    "is_cifar_batches_dir",
-    "load_cifar10_keras",
-]
+from worker.ml.datasets.archive_safety import Parts, check_class_count, read_tar_files
+from worker.ml.datasets.dataset import DataError, Dataset
+from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
+from worker.ml.datasets.pickle_safety import safe_unpickle
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -43,53 +28,6 @@ CIFAR_HOST = ("www.cs.toronto.edu", 443)
 # The official archive holds 9 entries; far fewer than a hostile tar of empty members.
 CIFAR_MAX_MEMBERS = 1000
 PROBE_TIMEOUT_S = 3.0
-
-
-def import_npz(
-    path: str | Path, *, limits: ImportLimits = DEFAULT_LIMITS, max_bytes: int | None = None
-) -> Dataset:
-    """Read x_train, y_train, x_test, y_test (+ optional class_names) from an .npz file."""
-    path = Path(path)
-    limits = with_max_bytes(limits, max_bytes)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    arrays = read_npz(path, SAVED_KEYS, limits)
-    missing = [k for k in NPZ_KEYS if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{path}: missing array(s) {', '.join(missing)}; "
-            f"expected {', '.join(NPZ_KEYS)} (+ optional class_names)"
-        )
-    for key in ("y_train", "y_test"):
-        # Keras-style labels come as (N, 1); anything else keeps its shape and is refused later.
-        if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
-            arrays[key] = arrays[key].reshape(-1)
-    if "class_names" in arrays:
-        check_class_count(str(path), arrays["class_names"].size, limits)
-    else:
-        arrays["class_names"] = _default_class_names(path, arrays, limits)
-    # Our own saved files carry their name and source; plain ones are named after the file.
-    name = str(arrays["name"]) if "name" in arrays else path.stem
-    source = str(arrays["source"]) if "source" in arrays else "npz"
-    return dataset_from_arrays(path, arrays, name=name, source=source)
-
-
-def _default_class_names(
-    path: Path, arrays: dict[str, np.ndarray], limits: ImportLimits
-) -> np.ndarray:
-    """Class names '0'..'K-1' where K is one more than the largest label."""
-    labels = [arrays["y_train"], arrays["y_test"]]
-    if not all(np.issubdtype(y.dtype, np.integer) and y.size for y in labels):
-        dtypes = ", ".join(str(y.dtype) for y in labels)
-        raise DataError(f"{path}: labels must be non-empty integer arrays, got dtypes {dtypes}")
-    top = max(int(y.max()) for y in labels)
-    # Checked before the names are built: one label of 2**40 would ask for 10**12 of them.
-    if top >= limits.max_classes:
-        raise DataError(
-            f"{path}: labels go up to {top:,}, more than the {limits.max_classes:,} classes "
-            "allowed (max_classes); labels must be class indices 0..K-1"
-        )
-    return np.array([str(i) for i in range(max(top, 0) + 1)])
 
 
 def is_cifar_batches_dir(path: Path) -> bool:
@@ -264,7 +202,9 @@ def load_cifar10_keras() -> Dataset:
                 f"{PROBE_TIMEOUT_S:g} s) and no copy in the Keras cache"
             )
         )
-    import keras  # imported here: TensorFlow start-up costs seconds
+    # Deferred, not a cycle: Keras brings TensorFlow, seconds of start-up that only
+    # this download needs.
+    import keras
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

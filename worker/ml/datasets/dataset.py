@@ -1,4 +1,7 @@
-"""The Dataset type: validated image arrays plus the generic operations training needs."""
+"""The Dataset type: validated image arrays plus the generic operations training needs.
+
+A leaf: it imports none of the readers (npz, image folder, CIFAR, demo), which all build
+a Dataset; `worker.ml.datasets.load` picks the reader for a spec."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from worker.ml.atomic import atomic_write
-from worker.ml.limits import DEFAULT_LIMITS, ImportLimits
 
 IMAGE_SHAPE = (32, 32, 3)
 SPLITS = ("train", "test")
@@ -184,7 +186,7 @@ class Dataset:
 
     def class_weights(self) -> dict[int, float]:
         """'Balanced' class weights over the training labels; absent classes get 1.0."""
-        from sklearn.utils.class_weight import compute_class_weight
+        from sklearn.utils.class_weight import compute_class_weight  # deferred, as above
 
         present = np.unique(self.y_train)
         weights = compute_class_weight("balanced", classes=present, y=self.y_train)
@@ -226,7 +228,8 @@ class Dataset:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write an .npz atomically: a temp file in the same folder, then os.replace."""
+        """Write an .npz atomically: a temp file in the same folder, then os.replace. Read it
+        back with worker.ml.datasets.npz.load_saved (the bounded npz reader)."""
         path = Path(path)
         with atomic_write(path) as fh:
             np.savez(
@@ -237,19 +240,6 @@ class Dataset:
                 source=np.array(self.source),
             )
         return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Dataset:
-        """Read a dataset written by save()."""
-        from worker.ml.archive_safety import read_npz
-
-        arrays = read_npz(Path(path), SAVED_KEYS)
-        missing = [k for k in SAVED_KEYS if k not in arrays]
-        if missing:
-            raise DataError(f"{path}: not a stacklab dataset file, missing {', '.join(missing)}")
-        return dataset_from_arrays(
-            path, arrays, name=str(arrays["name"]), source=str(arrays["source"])
-        )
 
 
 def dataset_from_arrays(
@@ -268,42 +258,3 @@ def dataset_from_arrays(
         )
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
-
-
-ACCEPTED_SPECS = (
-    "'demo', 'demo-imbalanced', 'cifar10', or a path to: a .npz file "
-    "(x_train, y_train, x_test, y_test), an image folder (directory or .zip with "
-    "train/<class>/ and test/<class>/), cifar-10-python.tar.gz (.tgz/.tar) or an "
-    "extracted cifar-10-batches-py/ directory"
-)
-
-
-def load_dataset(
-    spec: str, *, resize: bool = False, seed: int = 0, limits: ImportLimits = DEFAULT_LIMITS
-) -> Dataset:
-    """Load a dataset by name ('demo', 'demo-imbalanced', 'cifar10') or from a file/folder;
-    files are read within limits (sizes, counts, pixels, classes)."""
-    # Imported here: demo_data and importers both import this module.
-    from worker.ml import demo_data, importers
-
-    if spec == "demo":
-        return demo_data.make_demo(seed=seed)
-    if spec == "demo-imbalanced":
-        return demo_data.make_demo(seed=seed, imbalance=0.1)
-    if spec == "cifar10":
-        return importers.load_cifar10_keras()
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DataError(f"{spec}: no such dataset or file; accepted: {ACCEPTED_SPECS}")
-    if path.is_dir():
-        if importers.is_cifar_batches_dir(path):
-            return importers.import_cifar_archive(path, limits=limits)
-        return importers.import_image_folder(path, resize=resize, limits=limits)
-    name = path.name.lower()
-    if name.endswith(".npz"):
-        return importers.import_npz(path, limits=limits)
-    if name.endswith(".zip"):
-        return importers.import_image_folder(path, resize=resize, limits=limits)
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return importers.import_cifar_archive(path, limits=limits)
-    raise DataError(f"{spec}: unrecognised file type; accepted: {ACCEPTED_SPECS}")

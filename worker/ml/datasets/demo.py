@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from worker.ml.data import IMAGE_SHAPE, DataError, Dataset
+from worker.ml.datasets.dataset import IMAGE_SHAPE, DataError, Dataset
 
 CLASS_NAMES = (
     "circle", "square", "triangle", "cross", "ring",

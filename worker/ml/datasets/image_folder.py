@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from worker.ml.archive_safety import Parts, check_class_count, is_ignored, read_zip_files
-from worker.ml.data import IMAGE_SHAPE, SPLITS, DataError, Dataset
-from worker.ml.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
+from worker.ml.datasets.archive_safety import Parts, check_class_count, is_ignored, read_zip_files
+from worker.ml.datasets.dataset import IMAGE_SHAPE, SPLITS, DataError, Dataset
+from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGE_FORMATS = ("PNG", "JPEG")

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.ml.data import DataError
-from worker.ml.limits import DEFAULT_LIMITS, ImportLimits
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
 
 # Opcodes that build a new container from what they pop; its depth is one more than theirs.
 _BUILDERS = {

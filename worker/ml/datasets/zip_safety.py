@@ -8,8 +8,8 @@ import zlib
 from pathlib import Path
 from typing import IO
 
-from worker.ml.data import DataError
-from worker.ml.limits import ImportLimits
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.limits import ImportLimits
 
 CHUNK = 1 << 20
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # 30 bytes, then name and extra field

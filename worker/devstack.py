@@ -1,0 +1,235 @@
+"""A development stack: the web app under uvicorn, Celery workers, PostgreSQL databases.
+
+One place for what `stacklab serve`, the tests, `bench/` and `docs/make_screenshots.py`
+all start: the command lines, a web app on a free port that answers, worker processes with
+their logs, a throw-away database, and an environment swapped in and out. It imports the
+store (to forget cached settings) but never the web: the web runs as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PG_ADMIN_URL = os.environ.get(
+    "STACKLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("STACKLAB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+# Short intervals so a dead worker is noticed in seconds, not the default half-minute.
+FAST = {
+    "STACKLAB_HEARTBEAT_SECONDS": "0.5",
+    "STACKLAB_STALE_AFTER_SECONDS": "4",
+    "STACKLAB_PROGRESS_INTERVAL_SECONDS": "0.2",
+    "STACKLAB_EMBEDDED_POLL_SECONDS": "0.1",
+    "STACKLAB_RESEND_AFTER_SECONDS": "3",
+    # Small import budgets, so hostile uploads hit them in a second or two.
+    "STACKLAB_IMPORT_MEMORY_MB": "768",
+    "STACKLAB_IMPORT_TIMEOUT_SECONDS": "5",
+}
+
+# What stack_env swaps: where the data lives, which database, broker and queue, the token.
+STACK_VARS = (
+    "STACKLAB_DATA_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STACKLAB_QUEUE",
+    "STACKLAB_TOKEN",
+    *FAST,
+)
+
+
+def worker_command(queue: str, name: str) -> list[str]:
+    """One prefork worker with one child: one job at a time per GPU."""
+    return [
+        *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
+        *("--pool=prefork", "--concurrency=1", "-Q", queue, "-n", f"{name}@%h"),
+        *("--loglevel=INFO", "--without-gossip", "--without-mingle"),
+    ]
+
+
+def web_command(host: str, port: int, *, log_level: str | None = None) -> list[str]:
+    """uvicorn serving the dashboard and the API."""
+    command = [sys.executable, "-m", "uvicorn", "backend.main:app"]
+    command += ["--host", host, "--port", str(port)]
+    return command + (["--log-level", log_level] if log_level else [])
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WaitTimeout(AssertionError):
+    """wait_for gave up; an AssertionError, so a test fails rather than errors."""
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.2):
+    """Poll until predicate() is truthy; returns its value or fails saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class Web:
+    """A running web app: its base URL and its uvicorn process."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def answers(self) -> bool:
+        """The health check answers 200; an exited process fails at once."""
+        import httpx
+
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the web app exited with code {self.proc.returncode}")
+        try:
+            return httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Web:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_web(
+    env: Mapping[str, str],
+    *,
+    log: Path | None = None,
+    log_level: str | None = None,
+    timeout: float = 60,
+) -> Web:
+    """uvicorn on a free loopback port with this environment, once it answers.
+
+    Output goes to `log` (a file) when given, else to this process's stdout and stderr.
+    """
+    port = free_port()
+    out = log.open("w") if log else None
+    proc = subprocess.Popen(
+        web_command("127.0.0.1", port, log_level=log_level),
+        cwd=REPO_ROOT,
+        env=dict(env),
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+    )
+    if out:
+        out.close()  # the child holds its own copy
+    web = Web(f"http://127.0.0.1:{port}", proc)
+    try:
+        wait_for(web.answers, timeout=timeout, what="the web app to answer", every=0.1)
+    except BaseException:
+        web.stop()
+        raise
+    return web
+
+
+class Workers:
+    """Celery worker processes started with one environment, each logging to a file."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path):
+        self.env = dict(env)
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> subprocess.Popen:
+        """A prefork worker with one child, on the environment's queue; logs to <name>.log."""
+        with (self.log_dir / f"{name}.log").open("w") as log:
+            proc = subprocess.Popen(
+                worker_command(self.env["STACKLAB_QUEUE"], name),
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so it can be killed whole
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self, timeout: float = 20) -> None:
+        """SIGTERM every worker's group, SIGKILL what is still there after `timeout`."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def create_pg_database() -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL database; returns its URL and a function that drops it."""
+    import sqlalchemy as sa
+
+    name = f"stacklab_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+def reset_process_state() -> None:
+    """Forget cached settings, engine and Celery client, so a new environment takes."""
+    from store import queue
+    from store.db import reset_caches
+
+    reset_caches()
+    queue.client.cache_clear()
+
+
+@contextmanager
+def stack_env(env: Mapping[str, str]) -> Iterator[None]:
+    """Run with exactly these stacklab variables set, then restore the old ones."""
+    saved = {key: os.environ.get(key) for key in STACK_VARS}
+    for key in STACK_VARS:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    reset_process_state()
+    try:
+        yield
+    finally:
+        reset_process_state()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
