@@ -200,13 +200,3 @@ class FinetuneConfig(_Config):
     def lr(self) -> float:
         """The learning rate in force."""
         return self.learning_rate or DEFAULT_LEARNING_RATES[self.optimizer]
-
-
-def __getattr__(name: str):
-    # JOB_PARAMS (kind -> model) is read from the registry, so it includes every kind
-    # registered; imported lazily because the registry imports these models.
-    if name == "JOB_PARAMS":
-        from jobspec import kinds
-
-        return kinds.job_params()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobspec.params import JOB_PARAMS
+from jobspec import kinds
 from worker.ml.checkpoint import Checkpoint
 from worker.ml.datasets.dataset import Dataset
 from worker.ml.reporting import Reporter
@@ -27,9 +27,9 @@ def run(
     resume: Checkpoint | None = None,
 ):
     """Returns (status, result, files) for the run; resume continues from a checkpoint."""
-    if kind not in JOB_PARAMS:
+    if kind not in kinds.names():
         raise ValueError(f"unknown run kind {kind!r}")
-    config = JOB_PARAMS[kind](**params)
+    config = kinds.get(kind).params(**params)
     if kind == "pretrain":
         from worker.ml.pretrain import pretrain
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from jobspec import kinds
 from store import queue
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
@@ -286,8 +287,6 @@ def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -
 def _stage_plan(spec: RunSpec) -> dict[str, int]:
     """Stage -> epochs from the job registry, for an ETA across stages (a one-stage job's
     own progress carries its ETA)."""
-    from jobspec import kinds
-
     plan = kinds.get(spec.kind).stage_plan(spec.params) if spec.kind in kinds.names() else {}
     return plan if len(plan) > 1 else {}
 

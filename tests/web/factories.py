@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert
 
-from jobspec.params import JOB_PARAMS
+from jobspec import kinds
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.db import session_scope
@@ -180,7 +180,7 @@ def finetune_result(
 
 
 def _params(kind: str, overrides: dict) -> dict:
-    merged = JOB_PARAMS[kind]().model_dump(mode="json")
+    merged = kinds.get(kind).params().model_dump(mode="json")
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}

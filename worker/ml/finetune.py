@@ -7,6 +7,7 @@ from pathlib import Path
 
 import keras
 
+from jobspec import kinds
 from jobspec.params import FinetuneConfig
 from worker.ml import artifacts
 from worker.ml.augment import build_augmenter
@@ -36,9 +37,7 @@ from worker.ml.training import fit, make_optimizer, runtime
 def pretrained_stages(config: FinetuneConfig) -> tuple[str, ...]:
     """The stages whose encoders the classifier loads: the registry's answer, the same one
     the launch checks the parent run against."""
-    from jobspec.kinds import parent_stages  # pure; kept beside its one use
-
-    return parent_stages("finetune", config)
+    return kinds.parent_stages("finetune", config)
 
 
 @dataclass

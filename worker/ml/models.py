@@ -12,9 +12,10 @@ from collections.abc import Iterator, Sequence
 import keras
 from keras import layers
 
+from jobspec.stages import STAGES
+
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
-STAGES = ("ae01", "ae02", "ae03")
 # What each stage's autoencoder reads: the image, then the previous encoder's features.
 STAGE_INPUT_SHAPES = {"ae01": IMAGE_SHAPE, "ae02": (32, 32, 64), "ae03": (16, 16, 128)}
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import keras
 import optuna
 
+from jobspec import kinds
 from jobspec.params import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml import artifacts
 from worker.ml.checkpoint import Checkpoint, check_resume, run_key
 from worker.ml.datasets.dataset import Dataset
-from worker.ml.models import STAGES, build_autoencoder, encoder_of, set_bn_momentum
+from worker.ml.models import build_autoencoder, encoder_of, set_bn_momentum
 from worker.ml.pipeline import make_input
 from worker.ml.pretrain import FeatureReconstruction, load_pretrained
 from worker.ml.reporting import Reporter, TrialReport
@@ -94,7 +95,7 @@ def tune(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out_dir)
-    earlier = STAGES[: STAGES.index(config.stage)]
+    earlier = kinds.parent_stages("tune", config)
     if earlier and pretrained_dir is None:
         raise ValueError(f"tuning {config.stage} needs a pretrain output folder for {earlier}")
     key = run_key(config, dataset)
