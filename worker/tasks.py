@@ -1,9 +1,12 @@
-"""Celery tasks: each takes a run id and hands it to the runner."""
+"""Celery tasks: one per registered job kind (named by the registry, taking a run id and
+handing it to the runner), and the data set import."""
 
 from __future__ import annotations
 
 from celery.exceptions import Reject
 
+from jobspec import kinds
+from store import queue
 from worker import import_task
 from worker.celery_app import app
 from worker.runner import ParentNotReady, StoreNotReady, WorkerStopping, execute
@@ -25,25 +28,20 @@ def _run(run_id: int) -> str:
         raise Reject(str(err), requeue=True) from err
 
 
-@app.task(name="stacklab.pretrain", **RETRY)
-def pretrain(run_id: int) -> str:
-    """Layer-wise pretraining of AE01-AE03."""
-    return _run(run_id)
+def _register(kind: kinds.JobKind):
+    def run(run_id: int) -> str:
+        return _run(run_id)
+
+    run.__name__ = run.__qualname__ = kind.name
+    run.__doc__ = kind.help
+    return app.task(name=kind.task, **RETRY)(run)
 
 
-@app.task(name="stacklab.tune", **RETRY)
-def tune(run_id: int) -> str:
-    """This worker's share of an Optuna study."""
-    return _run(run_id)
+# Every job kind in the registry, under the task name the queue contract sends it to.
+RUN_TASKS = {name: _register(kinds.get(name)) for name in kinds.names()}
 
 
-@app.task(name="stacklab.finetune", **RETRY)
-def finetune(run_id: int) -> str:
-    """A classifier on a pretrained or scratch encoder (waits for its pretrain run)."""
-    return _run(run_id)
-
-
-@app.task(name="stacklab.import_dataset")
+@app.task(name=queue.IMPORT_TASK)
 def import_dataset(import_id: int, *_legacy) -> str:
     """Import a queued upload (or CIFAR-10 download) as a data set, or record why not."""
     try:
