@@ -10,12 +10,16 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from backend import formatting
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 templates = Jinja2Templates(directory=TEMPLATES)  # autoescapes .html: user text is safe
+templates.env.filters["duration"] = formatting.fmt_duration  # one formatter, every page
+templates.env.filters["when"] = formatting.fmt_when
 vendor = APIRouter()
 
 

@@ -65,8 +65,6 @@ def runs_page(
         kinds=kinds.names(),
         statuses=STATUSES,
         datasets=[d.name for d in datasets_service.list_all(session)],
-        fmt_duration=fmt_duration,
-        fmt_when=fmt_when,
     )
 
 
@@ -96,8 +94,6 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         best_epoch=detail.best_epoch(session, run),
         attempts=[_attempt_row(a) for a in runs_service.list_attempts(session, run_id)],
         state={"id": run.id, "kind": run.kind, "status": run.status, "attempts": run.attempts},
-        fmt_duration=fmt_duration,
-        fmt_when=fmt_when,
         started=aware(run.started_at),
     )
 
@@ -128,26 +124,6 @@ def flatten(params: dict, prefix: str = "") -> list[tuple[str, str]]:
         else:
             out.append((name, str(value)))
     return out
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """1h 02m, 3m 05s, 42s; an en dash when unknown."""
-    if not isinstance(seconds, int | float) or seconds != seconds:  # None, undefined, NaN
-        return "–"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
-def fmt_when(moment) -> str:
-    """An ISO string or datetime as 'YYYY-MM-DD HH:MM' UTC (the browser shows local time)."""
-    if not moment:
-        return "–"
-    text = moment if isinstance(moment, str) else aware(moment).isoformat()
-    return text[:16].replace("T", " ")
 
 
 @router.get("/runs/new", response_class=HTMLResponse)

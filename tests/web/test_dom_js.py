@@ -48,8 +48,8 @@ def _fmt(template: str, value) -> str:
 
 
 def _python_side() -> dict[str, list]:
+    from backend.formatting import fmt_duration, fmt_when
     from backend.groups.augmentation import format_p
-    from backend.runs.pages import fmt_duration, fmt_when
 
     finite = [v for v in NUMBERS if math.isfinite(v)]
     return {
@@ -155,7 +155,7 @@ def test_dom_js_formats_like_the_server(js_side, name):
 
 
 def test_the_samples_cover_the_cases_where_js_and_python_used_to_differ():
-    from backend.runs.pages import fmt_duration
+    from backend.formatting import fmt_duration
 
     # JS's toFixed and Math.round round an exact tie up, Python to even; the old JS
     # duration had no zero padding; toPrecision(5) then stripping zeros turned 12000 into 12.

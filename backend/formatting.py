@@ -1,0 +1,26 @@
+"""How pages write durations and times; Jinja filters `duration` and `when` (registered in
+backend/web.py), mirrored by static/js/dom.js's `dom.fmt` (tests/web/test_dom_js.py)."""
+
+from __future__ import annotations
+
+from store.timeutil import aware
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """1h 02m, 3m 05s, 42s; an en dash when unknown."""
+    if not isinstance(seconds, int | float) or seconds != seconds:  # None, undefined, NaN
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def fmt_when(moment) -> str:
+    """An ISO string or datetime as 'YYYY-MM-DD HH:MM' UTC (the browser shows local time)."""
+    if not moment:
+        return "–"
+    text = moment if isinstance(moment, str) else aware(moment).isoformat()
+    return text[:16].replace("T", " ")
