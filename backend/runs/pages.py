@@ -12,15 +12,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
 from backend.runs import detail, form, queries, views
 from backend.web import render
 from jobspec import kinds
 from store.artifacts import service as artifacts_service
+from store.artifacts.schemas import ArtifactRead
 from store.datasets import service as datasets_service
 from store.runs import service as runs_service
 from store.runs.models import STATUSES
-from store.runs.schemas import RunFilter
+from store.runs.schemas import RunFilter, RunRead
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
 
@@ -73,15 +75,18 @@ def run_page(request: Request, run_id: int, session: SessionDep):
     """One run: status, live progress, curves, results, parameters, lineage, downloads."""
     run = runs_service.get_run(session, run_id)
     dataset = datasets_service.get(session, run.dataset_id)
-    artifacts = artifacts_service.list_run_artifacts(session, run_id)
+    artifacts = [
+        ArtifactRead.model_validate(a)
+        for a in artifacts_service.list_run_artifacts(session, run_id)
+    ]
     names = {a.name for a in artifacts}
     evaluation = (run.result or {}).get("evaluation") or {}
     return render(
         request,
         "runs/detail.html",
         nav="runs",
-        run=run,
-        dataset=dataset,
+        run=RunRead.model_validate(run),  # templates get plain objects, never ORM rows
+        dataset=DatasetRead.model_validate(dataset),
         row=views.row_of(run, dataset.name, {}, utcnow()),
         progress=views.progress_of(run),
         params=flatten(run.params or {}),
@@ -160,8 +165,11 @@ def new_run_page(
         nav="new",
         kind=kind,
         forms=forms,
-        source=source,
+        source=RunRead.model_validate(source) if source else None,
         prefill=prefill,
-        datasets=datasets_service.list_all(session),
-        parents=runs_service.parent_choices(session=session, selected=prefill["parent"]),
+        datasets=[DatasetRead.model_validate(d) for d in datasets_service.list_all(session)],
+        parents=[
+            RunRead.model_validate(p)
+            for p in runs_service.parent_choices(session=session, selected=prefill["parent"])
+        ],
     )

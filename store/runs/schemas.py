@@ -129,3 +129,15 @@ class RunFilter(BaseModel):
     def active(self) -> dict:
         """The filters set, for links and forms."""
         return {key: value for key, value in self.model_dump().items() if value not in (None, "")}
+
+
+class GroupRead(BaseModel):
+    """Runs launched together, as pages and the API show them."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    name: str
+    params: dict
+    created_at: datetime
