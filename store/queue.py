@@ -66,6 +66,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,  # one GPU job at a time per worker
         worker_concurrency=1,
         worker_hijack_root_logger=False,
+        # The pool child imports TensorFlow at start (the main process never does): on a
+        # busy machine that outlasts Celery's 4 s wait for the child, which then kills it
+        # and starts another, forever.
+        worker_proc_alive_timeout=120,
     )
     if not settings.embedded_broker:
         app.conf.broker_transport_options = {
