@@ -24,3 +24,22 @@ def fmt_when(moment) -> str:
         return "–"
     text = moment if isinstance(moment, str) else aware(moment).isoformat()
     return text[:16].replace("T", " ")
+
+
+def flatten(params: dict, prefix: str = "") -> dict:
+    """Nested parameters as dotted keys: {"ae01": {"epochs": 3}} -> {"ae01.epochs": 3}."""
+    out = {}
+    for key, value in params.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def readable(value) -> str:
+    """A parameter's value as the run page writes it: lists joined, None as 'default'."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "default" if value is None else str(value)

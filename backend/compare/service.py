@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from backend import plotting
 from backend.compare import figures
+from backend.formatting import flatten
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.errors import InvalidRequest
@@ -93,18 +94,6 @@ def curve_figures(runs: list[Run], series: dict[int, dict]) -> list[dict]:
             by_name.setdefault(name, []).append({"label": label, "points": points, "color": color})
     order = sorted(by_name, key=lambda n: (METRIC_ORDER.index(n) if n in METRIC_ORDER else 99, n))
     return [{"metric": name, "figure": figures.curves(name, by_name[name])} for name in order]
-
-
-def flatten(params: dict, prefix: str = "") -> dict:
-    """Nested parameters as dotted keys: {"ae01": {"epochs": 3}} -> {"ae01.epochs": 3}."""
-    out = {}
-    for key, value in params.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{path}."))
-        else:
-            out[path] = value
-    return out
 
 
 def params_table(session: Session, runs: list[Run]) -> list[dict]:

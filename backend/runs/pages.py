@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
+from backend.formatting import flatten, readable
 from backend.runs import detail, form, queries, views
 from backend.web import render
 from jobspec import kinds
@@ -89,7 +90,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         dataset=DatasetRead.model_validate(dataset),
         row=views.row_of(run, dataset.name, {}, utcnow()),
         progress=views.progress_of(run),
-        params=flatten(run.params or {}),
+        params=[(key, readable(value)) for key, value in flatten(run.params or {}).items()],
         lineage=detail.lineage(session, run),
         artifacts=artifacts,
         downloads=[a for a in artifacts if a.name.endswith((".weights.h5", ".keras"))],
@@ -113,22 +114,6 @@ def _attempt_row(attempt) -> dict:
         "note": attempt.note,
         "resumed_from": attempt.resumed_from,
     }
-
-
-def flatten(params: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested parameters as (dotted key, readable value) pairs."""
-    out: list[tuple[str, str]] = []
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.extend(flatten(value, f"{name}."))
-        elif isinstance(value, list):
-            out.append((name, ", ".join(str(v) for v in value)))
-        elif value is None:
-            out.append((name, "default"))
-        else:
-            out.append((name, str(value)))
-    return out
 
 
 @router.get("/runs/new", response_class=HTMLResponse)
