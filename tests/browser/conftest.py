@@ -34,7 +34,7 @@ def live(tmp_path_factory):
             with start_web(os.environ, log=data_dir / "web.log") as web:
                 yield web.url
         finally:
-            workers.stop_all()
+            workers.stop_all(timeout=5)  # the stack ends here: no need to wait politely
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,6 @@ def stack(request, tmp_path_factory):
         finally:
             if proxy:
                 proxy.restore()
-            workers.stop_all()
+            workers.stop_all(timeout=5)  # the stack ends here: no need to wait politely
     if drop:
         drop()
