@@ -28,18 +28,19 @@ WORKDIR /app
 # land in one package folder, whichever was unpacked last winning: drop the CPU build's
 # files and put the CUDA build's back.
 COPY pyproject.toml README.md ./
-RUN mkdir -p backend worker jobspec \
-    && touch backend/__init__.py worker/__init__.py jobspec/__init__.py \
+RUN mkdir -p backend store worker jobspec \
+    && touch backend/__init__.py store/__init__.py worker/__init__.py jobspec/__init__.py \
     && pip install ".${EXTRAS:+[$EXTRAS]}" \
     && if [ "$EXTRAS" = "gpu" ]; then \
          tf_version="$(pip show tensorflow | sed -n 's/^Version: //p')" \
          && pip uninstall -y tensorflow-cpu \
          && pip install --no-deps --force-reinstall "tensorflow==${tf_version}"; \
        fi \
-    && rm -rf backend worker jobspec build ./*.egg-info
+    && rm -rf backend store worker jobspec build ./*.egg-info
 
 COPY alembic.ini ./
 COPY jobspec/ jobspec/
+COPY store/ store/
 COPY backend/ backend/
 COPY worker/ worker/
 COPY templates/ templates/

@@ -1,6 +1,6 @@
 """Limits of work: what one launch may ask for, checked before anything is created.
 
-Each limit is a setting (backend/config.py, `STACKLAB_MAX_*`); a request past one is
+Each limit is a setting (store/settings.py, `STACKLAB_MAX_*`); a request past one is
 refused with InvalidRequest naming the field, the value and the setting that bounds it.
 """
 
