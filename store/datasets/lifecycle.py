@@ -13,10 +13,10 @@ from datetime import timedelta
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from store import resend
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport
 from store.timeutil import utcnow
-from store.workers.models import WorkerRecord
 
 MAX_MESSAGE = 4000
 # Finished imports (done or failed) are kept this long for their status, then purged.
@@ -193,18 +193,9 @@ def reap(*, session: Session, stale_after: float, timeout: float) -> list[tuple[
 def due_for_send(session: Session, *, resend_after: float, idle_within: float) -> list[int]:
     """Queued imports sent resend_after seconds ago and not claimed while a worker sat idle:
     their message was lost (a broker restart without persistence, a purge)."""
-    now = utcnow()
-    idle = session.scalar(
-        select(WorkerRecord.name)
-        .where(
-            WorkerRecord.current_run_id.is_(None),
-            WorkerRecord.last_seen >= now - timedelta(seconds=idle_within),
-        )
-        .limit(1)
-    )
-    if idle is None:
+    if not resend.a_worker_is_idle(session, within=idle_within):
         return []
-    cutoff = now - timedelta(seconds=resend_after)
+    cutoff = utcnow() - timedelta(seconds=resend_after)
     return list(
         session.scalars(
             select(DatasetImport.id)
@@ -219,19 +210,8 @@ def due_for_send(session: Session, *, resend_after: float, idle_within: float) -
 
 def take_for_send(session: Session, import_id: int, *, resend_after: float) -> bool:
     """Claim the right to send import_id's message again now (one process wins)."""
-    cutoff = utcnow() - timedelta(seconds=resend_after)
-    return bool(
-        session.execute(
-            update(DatasetImport)
-            .where(
-                DatasetImport.id == import_id,
-                DatasetImport.state == "queued",
-                or_(DatasetImport.sent_at.is_(None), DatasetImport.sent_at < cutoff),
-            )
-            .values(sent_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    )
+    waiting = DatasetImport.state == "queued"
+    return resend.claim_send(session, DatasetImport, import_id, waiting, resend_after=resend_after)
 
 
 def purge_finished(session: Session, *, keep: timedelta = KEEP_FINISHED) -> int:

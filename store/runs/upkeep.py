@@ -18,11 +18,11 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from store import resend
 from store.datasets import lifecycle as imports_lifecycle
 from store.runs.attempts import end_attempt
 from store.runs.models import Run
 from store.timeutil import utcnow
-from store.workers.models import WorkerRecord
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +87,8 @@ def due_for_send(
     sent long ago while a worker sat idle. Runs waiting for their parent are left alone."""
     now = utcnow()
     parent = aliased(Run)
-    idle = session.scalar(
-        select(WorkerRecord.name)
-        .where(
-            WorkerRecord.current_run_id.is_(None),
-            WorkerRecord.last_seen >= now - timedelta(seconds=idle_within),
-        )
-        .limit(1)
-    )
     lost = and_(Run.sent_at.is_(None), Run.queued_at < now - timedelta(seconds=never_sent_grace))
-    if idle is not None:
+    if resend.a_worker_is_idle(session, within=idle_within):
         lost = or_(lost, Run.sent_at < now - timedelta(seconds=resend_after))
     rows = session.execute(
         select(Run.id, Run.kind)
@@ -110,19 +102,8 @@ def due_for_send(
 
 def take_for_send(session: Session, run_id: int, *, resend_after: float) -> bool:
     """Claim the right to send run_id's message now (one process wins)."""
-    cutoff = utcnow() - timedelta(seconds=resend_after)
-    return bool(
-        session.execute(
-            update(Run)
-            .where(
-                Run.id == run_id,
-                Run.status == "queued",
-                or_(Run.sent_at.is_(None), Run.sent_at < cutoff),
-            )
-            .values(sent_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    )
+    waiting = Run.status == "queued"
+    return resend.claim_send(session, Run, run_id, waiting, resend_after=resend_after)
 
 
 def send_failed(session: Session, run_id: int) -> None:

@@ -1,0 +1,30 @@
+"""Re-sending lost queue messages, for runs and data set imports alike: is some worker idle
+(so a queued message should have been taken), and one process's claim to send again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from store.timeutil import utcnow
+from store.workers.models import WorkerRecord
+
+
+def a_worker_is_idle(session: Session, *, within: float) -> bool:
+    """Some worker reported in the last `within` seconds with nothing to do."""
+    idle = select(WorkerRecord.name).where(
+        WorkerRecord.current_run_id.is_(None),
+        WorkerRecord.last_seen >= utcnow() - timedelta(seconds=within),
+    )
+    return session.scalar(idle.limit(1)) is not None
+
+
+def claim_send(session: Session, model, row_id: int, waiting, *, resend_after: float) -> bool:
+    """Compare-and-set on `model.sent_at`: the row is still `waiting` and unsent (or sent
+    over `resend_after` s ago); True for the one process that gets to send it now."""
+    cutoff = utcnow() - timedelta(seconds=resend_after)
+    stale = or_(model.sent_at.is_(None), model.sent_at < cutoff)
+    claim = update(model).where(model.id == row_id, waiting, stale).values(sent_at=utcnow())
+    return bool(session.execute(claim.execution_options(synchronize_session=False)).rowcount)
