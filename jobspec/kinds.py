@@ -15,11 +15,11 @@ from inspect import cleandoc
 
 from pydantic import BaseModel, ValidationError
 
-from jobspec.metrics import Metric, metric
+from jobspec.metrics import Goal, Metric, metric
 from jobspec.params import FinetuneConfig, PretrainConfig, TuneConfig
 from jobspec.stages import STAGES
 
-__all__ = ["STAGES", "JobKind", "RankKey", "get", "names", "register", "registered"]
+__all__ = ["STAGES", "JobKind", "Keep", "RankKey", "get", "names", "register", "registered"]
 
 TASK_PREFIX = "stacklab."
 TRIAL_STAGE = "trial"  # a tune's epochs are logged under trial-0, trial-1, ...
@@ -40,6 +40,30 @@ class RankKey:
     def pattern(self) -> bool:
         """Whether the key matches many stored keys (one per trial)."""
         return "*" in self.key
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Which epoch's model a stage keeps: the best by `monitor` (early stopping restoring
+    its best weights), improving by more than `min_delta` as Keras counts it. A stage
+    without a Keep keeps its last epoch."""
+
+    stage: str
+    monitor: str
+    goal: Goal
+    min_delta: float = 0.0
+
+    def improves(self, value: float, kept: float | None) -> bool:
+        """Whether `value` replaces the kept epoch whose monitor value is `kept`."""
+        if kept is None:
+            return True
+        if self.goal == "min":
+            return value + self.min_delta < kept
+        return value - self.min_delta > kept
+
+
+def _no_keep(config: BaseModel) -> Keep | None:
+    return None
 
 
 def _no_parents(config: BaseModel) -> tuple[str, ...]:
@@ -67,6 +91,15 @@ class JobKind:
     result_score: str | None = None
     columns: Callable[[dict], list[list[str]]] = _no_columns
     title: str = ""  # default: the name, capitalised
+    keeps: Callable[[BaseModel], Keep | None] = _no_keep
+
+    def kept_epoch_rule(self, params: dict) -> Keep | None:
+        """The Keep of a run's stored params (None: every stage keeps its last epoch)."""
+        try:
+            config = self.params(**(params or {}))
+        except ValidationError:
+            return None
+        return self.keeps(config)
 
     @property
     def task(self) -> str:
@@ -188,6 +221,13 @@ def _finetune_parents(config: FinetuneConfig) -> tuple[str, ...]:
     return {"stacked": STAGES, "single": STAGES[:1]}.get(config.encoder, ())
 
 
+def _finetune_keeps(config: FinetuneConfig) -> Keep | None:
+    stopping = config.early_stopping
+    if not stopping.restore_best_weights:
+        return None
+    return Keep("finetune", stopping.monitor, stopping.mode, stopping.min_delta)
+
+
 def _finetune_columns(params: dict) -> list[list[str]]:
     pairs = [
         ["encoder", str(params.get("encoder", "?"))],
@@ -232,5 +272,6 @@ register(
             RankKey("finetune/val_loss", "val loss"),
         ),
         columns=_finetune_columns,
+        keeps=_finetune_keeps,
     )
 )

@@ -30,6 +30,9 @@ METRICS: dict[str, Metric] = {
     for m in (
         Metric("loss", "min", "loss", panel="loss"),
         Metric("accuracy", "max", "acc", unit="fraction", panel="accuracy"),
+        # Mean recall over classes: chance is 1/classes however imbalanced the data.
+        Metric("balanced_accuracy", "max", "balanced acc", unit="fraction", panel="accuracy"),
+        Metric("macro_f1", "max", "macro F1", unit="fraction", panel="accuracy"),
         Metric("epoch_seconds", "min", "epoch time", unit="s", panel="time"),
         Metric("images_per_sec", "max", "images/s", unit="images/s", panel="throughput"),
         Metric("learning_rate", "max", "learning rate", panel="optimizer"),

@@ -17,8 +17,20 @@ OptimizerName = Literal["sgd", "adam", "rmsprop"]
 Stage = Literal[STAGES]
 Encoder = Literal["stacked", "single", "scratch"]
 Architecture = Literal["stacked", "single"]
+DecoderOutput = Literal["bn_relu", "sigmoid", "linear"]
+# Validation metrics early stopping can watch; "balanced" ones stay fair on imbalanced data.
+Monitor = Literal["val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1"]
 
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "adam": 1e-3, "rmsprop": 1e-3}
+
+
+def _split_seed_field():
+    return Field(
+        None,
+        ge=0,
+        description="Seed of the stratified train/validation split (default: the run's seed). "
+        "Runs that share it, its validation fraction and the data set share one split",
+    )
 
 
 def _bn_momentum_field():
@@ -107,10 +119,21 @@ class PretrainConfig(_Config):
     ae02: StageConfig = Field(default_factory=StageConfig)
     ae03: StageConfig = Field(default_factory=StageConfig)
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Held out from train")
-    seed: int = Field(0, ge=0, description="Seed for the split, init and shuffling")
+    seed: int = Field(0, ge=0, description="Seed for init and shuffling (and the split)")
+    split_seed: int | None = _split_seed_field()
     probe_images: int = Field(10, ge=1, le=100, description="Test images shown reconstructed")
+    decoder_output: DecoderOutput = Field(
+        "bn_relu",
+        description="Last layer of AE01's decoder (the image it reconstructs): the seed's "
+        "BatchNorm + ReLU, a sigmoid, or linear",
+    )
     bn_momentum: float = _bn_momentum_field()
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+
+    @property
+    def split(self) -> int:
+        """The seed of the train/validation split in force."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def stage(self, name: str) -> StageConfig:
         """Settings of one stage by name."""
@@ -137,6 +160,7 @@ class TuneConfig(_Config):
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     pruning: bool = Field(True, description="Stop poor trials early (median pruner)")
     seed: int = Field(0, ge=0)
+    split_seed: int | None = _split_seed_field()
     study_name: str = Field("stacklab", min_length=1, max_length=200)
     bn_momentum: float = _bn_momentum_field()
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
@@ -147,14 +171,28 @@ class TuneConfig(_Config):
             raise ValueError("learning_rate_min must be below learning_rate_max")
         return self
 
+    @property
+    def split(self) -> int:
+        """The seed of the train/validation split in force."""
+        return self.seed if self.split_seed is None else self.split_seed
+
 
 class EarlyStoppingConfig(_Config):
     """Stop when the monitored value stops improving; keep the best epoch's weights."""
 
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    monitor: Monitor = Field(
+        "val_loss",
+        description="Validation metric to watch; val_balanced_accuracy or val_macro_f1 stay "
+        "comparable with and without class weights",
+    )
     patience: int = Field(5, ge=0, le=1000, description="Epochs without improvement")
     min_delta: float = Field(0.0, ge=0)
     restore_best_weights: bool = True
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        """Whether the monitored value improves downwards (a loss) or upwards."""
+        return "min" if self.monitor == "val_loss" else "max"
 
 
 class FinetuneConfig(_Config):
@@ -167,6 +205,11 @@ class FinetuneConfig(_Config):
     kernel_size: KernelSize = Field(
         3, description="Kernel size for scratch; pretrained uses its own"
     )
+    kernel_sizes: tuple[KernelSize, KernelSize, KernelSize] | None = Field(
+        None,
+        description="For scratch: one kernel size per stage (AE01-03), overriding kernel_size "
+        "(a pretraining study copies its pretrain's, so both arms share the architecture)",
+    )
     freeze_encoder: bool = Field(False, description="Train only the head")
     augment: bool = Field(False, description="Random augmentation while training")
     augmentation: AugmentSettings = Field(default_factory=AugmentSettings)
@@ -178,7 +221,8 @@ class FinetuneConfig(_Config):
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     class_weights: bool = Field(False, description="Weight the loss against class imbalance")
     bn_momentum: float = _bn_momentum_field()
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="Seed for init, augmentation and data order")
+    split_seed: int | None = _split_seed_field()
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
     @model_validator(mode="after")
@@ -187,7 +231,19 @@ class FinetuneConfig(_Config):
             raise ValueError("architecture is only for encoder='scratch'")
         if self.freeze_encoder and self.encoder == "scratch":
             raise ValueError("freeze_encoder needs a pretrained encoder, not scratch")
+        if self.kernel_sizes is not None and self.encoder != "scratch":
+            raise ValueError("kernel_sizes is only for encoder='scratch'")
         return self
+
+    @property
+    def split(self) -> int:
+        """The seed of the train/validation split in force."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def scratch_kernel_sizes(self) -> tuple[int, int, int]:
+        """Per-stage kernel sizes of a scratch classifier."""
+        return self.kernel_sizes or (self.kernel_size,) * 3
 
     @property
     def model_architecture(self) -> Architecture:

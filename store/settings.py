@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     max_name_length: int = Field(200, ge=1, description="Characters of a run or study name")
     max_tags: int = Field(20, ge=0, description="Tags per run")
     max_tag_length: int = Field(64, ge=1, description="Characters per tag")
+    max_notes_chars: int = Field(
+        20_000, ge=0, description="Characters of a run's (or experiment's) notes"
+    )
     max_request_kb: int = Field(
         1024, ge=1, description="Largest request body (KiB) outside data set uploads"
     )

@@ -15,6 +15,7 @@ from store.runs import launch as launcher
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.schemas import (
+    AblationCreate,
     AttemptRead,
     AugmentationStudyCreate,
     RunCreate,
@@ -33,13 +34,30 @@ def create_runs(run_in: RunCreate, session: SessionDep, user: UserDep):
     return launcher.launch(session=session, run_in=run_in, launched_by=user)
 
 
+@router.post("/ablations", status_code=201)
+def create_ablation(study_in: AblationCreate, session: SessionDep, user: UserDep) -> dict:
+    """Queue a factor's two arms for each seed as one group (an ablation study); every
+    other setting shared, one train/validation split for all seeds."""
+    group = launcher.launch_ablation(session=session, study_in=study_in, launched_by=user)
+    return _group_created(group)
+
+
 @router.post("/augmentation-studies", status_code=201)
 def create_augmentation_study(
     study_in: AugmentationStudyCreate, session: SessionDep, user: UserDep
 ) -> dict:
-    """Queue the same finetune with augmentation off and on for each seed, as one group."""
+    """The augmentation ablation (kept for its callers; POST /api/ablations does every factor)."""
     group = launcher.launch_augmentation_study(session=session, study_in=study_in, launched_by=user)
-    return {"group_id": group.id, "name": group.name}
+    return _group_created(group)
+
+
+def _group_created(group) -> dict:
+    return {
+        "group_id": group.id,
+        "name": group.name,
+        "url": f"/groups/{group.id}",
+        "warnings": (group.params or {}).get("warnings", []),
+    }
 
 
 @router.get("/runs", response_model=RunPage)

@@ -8,8 +8,9 @@ from collections import defaultdict
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from jobspec.metrics import goal_of
-from store.runs.models import Metric, MetricSummary, TuneTrial
+from jobspec import kinds
+from jobspec.metrics import goal_of, split_key
+from store.runs.models import Metric, MetricSummary, Run, TuneTrial
 
 __all__ = ["goal_of"]  # read by the compare page and test factories from here
 
@@ -39,9 +40,17 @@ def log_epoch(
         return
     # A step already stored (a duplicate delivery) changes nothing, its summary included.
     stored = set(session.scalars(_insert_new(session, rows).returning(Metric.key)))
-    for row in rows:
-        if row["key"] in stored:
-            _update_summary(session, row)
+    fresh = [row for row in rows if row["key"] in stored]
+    if fresh:
+        _update_summaries(session, run_id, stage, step, fresh, keep_rule(session, run_id))
+
+
+def keep_rule(session: Session, run_id: int) -> kinds.Keep | None:
+    """Which epoch a run keeps (its kind's rule on its params); None: the last."""
+    run = session.get(Run, run_id)
+    if run is None or run.kind not in kinds.names():
+        return None
+    return kinds.get(run.kind).kept_epoch_rule(run.params or {})
 
 
 def _insert_new(session: Session, rows: list[dict]):
@@ -58,16 +67,44 @@ def _insert_new(session: Session, rows: list[dict]):
 
 
 def rebuild_summaries(session: Session, run_id: int) -> None:
-    """Recompute a run's latest/best summaries from its metric rows (after rows were dropped)."""
+    """Recompute a run's latest/best/kept summaries from its metric rows (after rows were
+    dropped), replaying the epochs in order."""
     session.execute(delete(MetricSummary).where(MetricSummary.run_id == run_id))
     session.flush()
+    rule = keep_rule(session, run_id)
     query = select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id)
-    for key, step, value in session.execute(query.order_by(Metric.key, Metric.step)).all():
-        _update_summary(session, {"run_id": run_id, "key": key, "step": step, "value": value})
+    epochs: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for key, step, value in session.execute(query.order_by(Metric.step, Metric.key)).all():
+        stage, _ = split_key(key)
+        row = {"run_id": run_id, "key": key, "step": step, "value": value}
+        epochs[(stage or "", step)].append(row)
+    for (stage, step), rows in sorted(epochs.items(), key=lambda item: item[0][1]):
+        _update_summaries(session, run_id, stage, step, rows, rule)
         session.flush()
 
 
-def _update_summary(session: Session, row: dict) -> None:
+def _update_summaries(
+    session: Session,
+    run_id: int,
+    stage: str,
+    step: int,
+    rows: list[dict],
+    rule: kinds.Keep | None,
+) -> None:
+    """Fold one epoch of a stage into its keys' summaries: latest, best, and kept (this
+    epoch replaces the kept one when the rule says its monitor improved, or always when
+    the stage keeps its last epoch)."""
+    kept = True
+    if rule is not None and rule.stage == stage:
+        by_name = {split_key(row["key"])[1]: row["value"] for row in rows}
+        monitor = session.get(MetricSummary, (run_id, f"{stage}/{rule.monitor}"))
+        value = by_name.get(rule.monitor)
+        kept = value is not None and rule.improves(value, monitor and monitor.kept_value)
+    for row in rows:
+        _update_summary(session, row, kept)
+
+
+def _update_summary(session: Session, row: dict, kept: bool) -> None:
     summary = session.get(MetricSummary, (row["run_id"], row["key"]))
     value, step = row["value"], row["step"]
     if summary is None:
@@ -79,14 +116,19 @@ def _update_summary(session: Session, row: dict) -> None:
                 last_step=step,
                 best_value=value,
                 best_step=step,
+                kept_value=value if kept else None,
+                kept_step=step if kept else None,
                 goal=goal_of(row["key"]),
             )
         )
+        session.flush()  # the next epoch's rule reads the monitor's row
         return
     summary.last_value, summary.last_step = value, step
     better = value < summary.best_value if summary.goal == "min" else value > summary.best_value
     if better:
         summary.best_value, summary.best_step = value, step
+    if kept:
+        summary.kept_value, summary.kept_step = value, step
 
 
 def series(session: Session, run_id: int, keys: list[str] | None = None) -> dict[str, list]:
@@ -122,6 +164,8 @@ def summaries(session: Session, run_id: int) -> dict[str, dict]:
             "last_step": s.last_step,
             "best_value": s.best_value,
             "best_step": s.best_step,
+            "kept_value": s.kept_value,
+            "kept_step": s.kept_step,
             "goal": s.goal,
         }
         for s in rows

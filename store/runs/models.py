@@ -45,7 +45,7 @@ ATTEMPT_OUTCOMES = (
 
 
 class RunGroup(Base):
-    """Runs launched together: an augmentation study, a parallel tune."""
+    """Runs launched together: an ablation study, a parallel tune."""
 
     __tablename__ = "run_groups"
 
@@ -101,6 +101,8 @@ class Run(Base):
     checkpoint: Mapped[dict | None] = mapped_column(JSON)
     # The name of the token that launched the run (None on an open site).
     launched_by: Mapped[str | None] = mapped_column(String(40))
+    # The researcher's notes (markdown, shown escaped); a pretrain's are its experiment's.
+    notes: Mapped[str | None] = mapped_column(Text)
 
 
 class RunAttempt(Base):
@@ -145,6 +147,10 @@ class MetricSummary(Base):
     last_step: Mapped[int] = mapped_column(Integer)
     best_value: Mapped[float] = mapped_column(Float)
     best_step: Mapped[int] = mapped_column(Integer)
+    # The value at the epoch whose model the run keeps (early stopping's restored epoch;
+    # otherwise the last): what lists and compares call "best".
+    kept_value: Mapped[float | None] = mapped_column(Float)
+    kept_step: Mapped[int | None] = mapped_column(Integer)
     goal: Mapped[str] = mapped_column(String(3))  # "min" | "max"
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from jobspec import kinds
+from jobspec import ablations, kinds
 
 
 def _registered(kind: str) -> str:
@@ -55,6 +55,35 @@ class AugmentationStudyCreate(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
 
 
+class AblationCreate(BaseModel):
+    """One factor of a finetune switched between its two arms, over several seeds, as one
+    group; every other setting shared, one train/validation split for all seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(..., min_length=1, max_length=100)
+    factor: str = Field(
+        ...,
+        description="augmentation, pretraining, encoder, class_weights or freeze_encoder",
+        json_schema_extra={"enum": list(ablations.FACTORS)},
+    )
+    name: str | None = Field(None, max_length=1000)
+    params: dict = Field(default_factory=dict, description="Shared finetune parameters")
+    parent_run_id: int | None = Field(None, description="The pretrain run the encoders come from")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
+    split_seed: Annotated[int, Field(ge=0)] | Literal["per_seed"] | None = Field(
+        None,
+        description="The seed of the one train/validation split every seed uses; null: the "
+        'parent pretrain\'s split (else 0); "per_seed": each seed its own split',
+    )
+    metric: str | None = Field(
+        None,
+        description="What the verdict is about: accuracy, balanced_accuracy, macro_f1 or "
+        "minority_recall (default: balanced accuracy on imbalanced training data)",
+        json_schema_extra={"enum": [*ablations.STUDY_METRICS, None]},
+    )
+
+
 class RunRead(BaseModel):
     """A run as the API shows it."""
 
@@ -90,6 +119,7 @@ class RunRead(BaseModel):
     sent_at: datetime | None
     checkpoint: dict | None = Field(None, description="{stage, epoch}: where a re-try resumes")
     launched_by: str | None = Field(None, description="Name of the token that launched it")
+    notes: str | None = Field(None, description="The researcher's notes (markdown)")
 
 
 class AttemptRead(BaseModel):

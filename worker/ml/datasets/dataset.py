@@ -24,14 +24,41 @@ class DataError(ValueError):
     """Bad data: message names the file and the problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
-    """A stratified train/validation split of a dataset's training images."""
+    """A stratified train/validation split of a dataset's training images.
+
+    `val_indices` index the data set's training images, in the order of x_val. The
+    fingerprint names the split itself (data set, fraction, which images validate), so two
+    runs can tell whether they validated on the same images whatever seed made the split.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    val_indices: np.ndarray
+    seed: int
+    fraction: float
+    fingerprint: str
+
+    def record(self) -> dict[str, Any]:
+        """What a run's result and manifest keep of its split (JSON-able)."""
+        return {
+            "seed": self.seed,
+            "fraction": self.fraction,
+            "n_train": len(self.y_train),
+            "n_val": len(self.y_val),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def split_fingerprint(dataset_fingerprint: str, fraction: float, val_indices: np.ndarray) -> str:
+    """First 16 hex digits of SHA-256 over the data set, the fraction and the sorted
+    validation indices: equal exactly when two splits validate on the same images."""
+    digest = hashlib.sha256(f"{dataset_fingerprint};{float(fraction)!r};".encode())
+    digest.update(np.sort(np.asarray(val_indices, dtype=np.int64)).astype("<i8").tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _check_images(key: str, x: Any) -> np.ndarray:
@@ -180,9 +207,15 @@ class Dataset:
         except ValueError as exc:
             raise DataError(f"{self.name}: cannot split off {fraction:.0%}: {exc}") from exc
         return Split(
-            self.x_train[train_idx], self.y_train[train_idx],
-            self.x_train[val_idx], self.y_train[val_idx],
-        )  # fmt: skip
+            x_train=self.x_train[train_idx],
+            y_train=self.y_train[train_idx],
+            x_val=self.x_train[val_idx],
+            y_val=self.y_train[val_idx],
+            val_indices=_read_only(val_idx.astype(np.int64, copy=False)),
+            seed=seed,
+            fraction=fraction,
+            fingerprint=split_fingerprint(self.fingerprint(), fraction, val_idx),
+        )
 
     def class_weights(self) -> dict[int, float]:
         """'Balanced' class weights over the training labels; absent classes get 1.0."""
