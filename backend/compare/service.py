@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from backend import plotting
 from backend.compare import figures
 from backend.formatting import flatten
+from jobspec import ablations
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.errors import InvalidRequest
@@ -19,6 +20,8 @@ METRIC_ORDER = ["val_accuracy", "val_loss", "accuracy", "loss"]
 TEST_ROWS = [
     ("accuracy", "test accuracy", "max"),
     ("balanced_accuracy", "balanced accuracy", "max"),
+    ("macro_f1", "macro-F1", "max"),
+    ("minority_recall", "recall of the rarest classes", "max"),
     ("test_reconstruction_loss", "test reconstruction loss", "min"),
 ]
 
@@ -50,7 +53,7 @@ def compare(*, session: Session, ids: list[int]) -> dict:
         "curves": curve_figures(runs, series),
         "params": params_table(session, runs),
         "metrics": metrics_table(runs, summaries),
-        "tests": test_table(runs),
+        "tests": test_table(session, runs),
         "confusion": confusion_section(runs),
     }
 
@@ -121,7 +124,9 @@ def params_table(session: Session, runs: list[Run]) -> list[dict]:
 
 
 def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
-    """Per metric key: each run's final, best and best epoch, and which run did best."""
+    """Per metric key: each run's final value, its value at the kept epoch (the epoch whose
+    model the run keeps: early stopping's restored one, else the last) and that epoch, and
+    which run did best there."""
     keys = sorted(
         {key for run in runs for key in summaries[run.id]},
         key=lambda k: (
@@ -135,10 +140,11 @@ def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
         for run in runs:
             summary = summaries[run.id].get(key)
             if summary:
+                kept = summary["kept_step"] is not None
                 cells[str(run.id)] = {
                     "final": summary["last_value"],
-                    "best": summary["best_value"],
-                    "best_epoch": summary["best_step"],
+                    "best": summary["kept_value"] if kept else summary["last_value"],
+                    "best_epoch": summary["kept_step"] if kept else summary["last_step"],
                     "epochs": summary["last_step"],
                 }
         goal = metrics_service.goal_of(key)
@@ -148,14 +154,20 @@ def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
     return rows
 
 
-def test_table(runs: list[Run]) -> list[dict]:
-    """Test-set numbers from each run's result, where it has them."""
+def test_table(session: Session, runs: list[Run]) -> list[dict]:
+    """Test-set numbers from each run's result, where it has them: accuracy, balanced
+    accuracy, macro-F1, the rarest classes' recall, reconstruction loss."""
+    counts = {run.id: datasets_service.get(session, run.dataset_id).train_counts for run in runs}
     rows = []
     for field, label, goal in TEST_ROWS:
         cells = {}
         for run in runs:
             result = run.result or {}
-            value = (result.get("evaluation") or {}).get(field, result.get(field))
+            evaluation = result.get("evaluation") or {}
+            if field in ablations.STUDY_METRICS and evaluation:
+                value = ablations.metric_value(field, evaluation, counts[run.id] or {})
+            else:
+                value = evaluation.get(field, result.get(field))
             if isinstance(value, int | float):
                 cells[str(run.id)] = {"value": float(value)}
         if cells:

@@ -96,7 +96,8 @@ def _by_best(query, descending: bool):
             continue
         alias = aliased(MetricSummary)
         query = query.outerjoin(alias, (alias.run_id == Run.id) & (alias.key == rank.key))
-        best[rank.metric.goal].append(alias.best_value)
+        # The value at the kept epoch (early stopping's restored one), as the row shows it.
+        best[rank.metric.goal].append(func.coalesce(alias.kept_value, alias.last_value))
     order = []
     for goal, values in (("max", best["max"]), ("min", best["min"])):
         if not values:
@@ -165,7 +166,9 @@ def key_params(kind: str, params: dict) -> list[list[str]]:
 
 
 def best_of(run: Run, summaries: dict) -> dict | None:
-    """The score a run is judged by: {label, value, epoch, goal} or None yet."""
+    """The score a run is judged by: {label, value, epoch, goal} or None yet. For a model
+    that is kept (a finetune, a pretrain stage) it is the kept epoch's; for a tune, its
+    best trial's."""
     if run.kind not in kinds.names():
         return None
     kind = kinds.get(run.kind)
@@ -186,10 +189,13 @@ def best_of(run: Run, summaries: dict) -> dict | None:
 
 
 def _score(rank: kinds.RankKey, summary) -> dict:
+    """The value at the epoch whose model the run keeps (early stopping's restored epoch,
+    else the last), not the best of any epoch."""
+    kept = summary.kept_step is not None
     return {
         "label": rank.label,
-        "value": summary.best_value,
-        "epoch": summary.best_step,
+        "value": summary.kept_value if kept else summary.last_value,
+        "epoch": summary.kept_step if kept else summary.last_step,
         "goal": rank.metric.goal,
     }
 

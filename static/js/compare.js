@@ -47,7 +47,7 @@
     }
     document.getElementById("metrics").replaceChildren(
       table(data.runs, data.metrics, (r) => r.key,
-        (c) => `${fmt.metric(c.final)} · best ${fmt.metric(c.best)} @${c.best_epoch}`));
+        (c) => `${fmt.metric(c.final)} · kept ${fmt.metric(c.best)} @${c.best_epoch}`));
 
     const conf = data.confusion;
     drawFigures(document.getElementById("confusion"), conf.matrices, (m) => `m${m.run_id}`);

@@ -62,3 +62,78 @@ def test_0003_adopts_pending_uploads_and_drops_the_old_error_files(url):
     command.downgrade(config, "0002")
     command.upgrade(config, "head")
     engine.dispose()
+
+
+def test_0005_replays_old_runs_to_find_the_epoch_each_one_keeps(url):
+    """Runs stored before 0005 get kept-epoch values: early stopping's restored epoch for a
+    finetune (its monitor from the params), the last epoch otherwise."""
+    config = alembic_config(url)
+    command.upgrade(config, "0004")
+    engine = sa.create_engine(url)
+    now = datetime.now(UTC)
+    empty = "{}"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO datasets (id, name, source, fingerprint, n_train, n_test, "
+                "image_shape, class_names, train_counts, test_counts, created_at) VALUES "
+                "(1, 'd', 'demo', 'f', 1, 1, '[]', '[]', :e, :e, :now)"
+            ),
+            {"e": empty, "now": now},
+        )
+        stopping = '{"early_stopping": {"monitor": "val_loss"}}'
+        for run_id, kind, params in ((1, "finetune", stopping), (2, "pretrain", empty)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO runs (id, kind, name, tags, status, params, seed, dataset_id, "
+                    "created_at, cancel_requested, versions, progress, result, attempts) VALUES "
+                    "(:id, :kind, 'r', '[]', 'succeeded', :params, 0, 1, :now, false, :e, :e, "
+                    ":e, 1)"
+                ),
+                {"id": run_id, "kind": kind, "params": params, "e": empty, "now": now},
+            )
+            stage = "finetune" if kind == "finetune" else "ae01"
+            epochs = [(1.0, 0.5), (0.8, 0.55), (0.9, 0.6)]
+            for step, (loss, acc) in enumerate(epochs, start=1):
+                for name, value in (("val_loss", loss), ("val_accuracy", acc)):
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO metrics (run_id, key, step, value, wall_time) "
+                            "VALUES (:r, :k, :s, :v, 0)"
+                        ),
+                        {"r": run_id, "k": f"{stage}/{name}", "s": step, "v": value},
+                    )
+            for name, goal, best, best_step in (
+                ("val_loss", "min", 0.8, 2),
+                ("val_accuracy", "max", 0.6, 3),
+            ):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO metric_summaries (run_id, key, last_value, last_step, "
+                        "best_value, best_step, goal) VALUES (:r, :k, :lv, 3, :bv, :bs, :g)"
+                    ),
+                    {
+                        "r": run_id,
+                        "k": f"{stage}/{name}",
+                        "lv": epochs[-1][0 if name == "val_loss" else 1],
+                        "bv": best,
+                        "bs": best_step,
+                        "g": goal,
+                    },
+                )
+
+    command.upgrade(config, "head")
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT run_id, key, kept_value, kept_step FROM metric_summaries "
+                "ORDER BY run_id, key"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (1, "finetune/val_accuracy", 0.55, 2),  # val_loss's best epoch: the restored model
+        (1, "finetune/val_loss", 0.8, 2),
+        (2, "ae01/val_accuracy", 0.6, 3),  # a pretrain stage keeps its last epoch
+        (2, "ae01/val_loss", 0.9, 3),
+    ]

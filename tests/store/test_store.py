@@ -22,11 +22,11 @@ from store.runs.models import Run
 from store.timeutil import utcnow
 
 
-def new_run(dataset_id: int, params: dict | None = None, **fields) -> int:
+def new_run(dataset_id: int, params: dict | None = None, kind: str = "pretrain", **fields) -> int:
     with session_scope() as session:
         return runs_service.create_run(
             session=session,
-            kind="pretrain",
+            kind=kind,
             name="t",
             params=params or {},
             dataset_id=dataset_id,
@@ -75,10 +75,73 @@ def test_summary_keeps_the_best_epoch_not_just_the_last(store):
         "last_step": 3,
         "best_value": 0.5,
         "best_step": 2,
+        "kept_value": 0.7,  # a pretrain keeps its last epoch
+        "kept_step": 3,
         "goal": "min",
     }
     assert summary["finetune/val_accuracy"]["best_value"] == 0.6
     assert series == {"finetune/val_loss": [(1, 1.0), (2, 0.5), (3, 0.7)]}
+
+
+EPOCHS = [  # val_loss, val_accuracy, val_balanced_accuracy
+    (1.0, 0.50, 0.30),
+    (0.8, 0.55, 0.32),  # val_loss's best: what early stopping on val_loss restores
+    (0.9, 0.60, 0.36),  # the best val_accuracy of any epoch, but not the kept model
+    (0.85, 0.58, 0.361),  # balanced accuracy up by 0.001: below a min_delta of 0.01
+]
+
+
+def _finetune_with(store, stopping: dict) -> int:
+    run_id = new_run(store, params={"early_stopping": stopping}, kind="finetune")
+    for epoch, (loss, acc, balanced) in enumerate(EPOCHS, start=1):
+        with session_scope() as session:
+            metrics_service.log_epoch(
+                session=session,
+                run_id=run_id,
+                stage="finetune",
+                step=epoch,
+                values={"val_loss": loss, "val_accuracy": acc, "val_balanced_accuracy": balanced},
+            )
+    return run_id
+
+
+def _kept(run_id: int) -> dict:
+    with session_scope() as session:
+        summary = metrics_service.summaries(session, run_id)
+    return {key: (s["kept_value"], s["kept_step"]) for key, s in summary.items()}
+
+
+@pytest.mark.parametrize(
+    ("stopping", "step"),
+    [
+        ({"monitor": "val_loss"}, 2),
+        ({"monitor": "val_accuracy"}, 3),
+        ({"monitor": "val_balanced_accuracy"}, 4),
+        ({"monitor": "val_balanced_accuracy", "min_delta": 0.01}, 3),
+        ({"monitor": "val_loss", "restore_best_weights": False}, 4),  # the last epoch is kept
+    ],
+)
+def test_best_is_the_epoch_early_stopping_keeps(store, stopping, step):
+    """Lists and compares show the kept epoch's values (Keras' rule, min_delta included),
+    also after the summaries are rebuilt from the rows."""
+    run_id = _finetune_with(store, stopping)
+    loss, acc, balanced = EPOCHS[step - 1]
+    expected = {
+        "finetune/val_loss": (loss, step),
+        "finetune/val_accuracy": (acc, step),
+        "finetune/val_balanced_accuracy": (balanced, step),
+    }
+    assert _kept(run_id) == expected
+    with session_scope() as session:
+        metrics_service.rebuild_summaries(session, run_id)
+    assert _kept(run_id) == expected
+    with session_scope() as session:
+        from backend.runs import views
+
+        run = session.get(Run, run_id)
+        summaries = views._summaries(session, [run_id])[run_id]
+        best = views.best_of(run, summaries)
+    assert (best["value"], best["epoch"]) == (acc, step)  # "val acc" at the kept epoch
 
 
 def test_runs_without_a_heartbeat_are_reaped_and_can_be_requeued(store):

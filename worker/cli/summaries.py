@@ -148,9 +148,12 @@ def finetune_lines(summary: dict) -> list[str]:
     """Epochs, best epoch and test scores."""
     training, scores = summary["training"], summary["evaluation"]
     best = training.get("best_epoch")
+    ran = f"{training['epochs_run']} epoch(s)"
+    if training.get("stopped_early") and training.get("epochs_planned"):
+        ran = f"stopped early at epoch {training['epochs_run']} of {training['epochs_planned']}"
     lines = [
-        f"finetune finished in {duration(summary['seconds'])}: {training['epochs_run']} "
-        f"epoch(s), best epoch {best if best is not None else '-'} "
+        f"finetune finished in {duration(summary['seconds'])}: {ran}, "
+        f"kept epoch {best if best is not None else '-'} "
         f"({training.get('monitor', 'val_loss')} {number(training.get('best_value'))})"
     ]
     if scores:
