@@ -16,6 +16,8 @@ from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
 from backend.groups import pages as groups_pages
 from backend.groups import router as groups_router
+from backend.reports import pages as reports_pages
+from backend.reports import router as reports_router
 from backend.runs import pages as runs_pages
 from backend.runs import router as runs_router
 from backend.studies import pages as studies_pages
@@ -75,9 +77,17 @@ def create_app() -> FastAPI:
         compare_router,
         groups_router,
         studies_router,
+        reports_router,
     ):
         app.include_router(api.router, prefix="/api")
-    for pages in (runs_pages, compare_pages, groups_pages, studies_pages, datasets_pages):
+    for pages in (
+        runs_pages,
+        compare_pages,
+        groups_pages,
+        studies_pages,
+        datasets_pages,
+        reports_pages,
+    ):
         app.include_router(pages.router)
 
     @app.get("/api/health", tags=["meta"])

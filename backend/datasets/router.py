@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from backend.datasets import imports, views
@@ -60,3 +60,13 @@ def download_cifar10(session: SessionDep, body: Cifar10Import | None = None) -> 
 def import_status(import_id: int, session: SessionDep, name: str | None = None) -> dict:
     """pending, done (the data set exists) or failed with the worker's message."""
     return imports.import_status(session=session, import_id=import_id, name=name)
+
+
+@router.get("/datasets/{name}/test-images/{index}.png", response_class=Response)
+def test_image(name: str, index: int, session: SessionDep, scale: int = Query(2, ge=1, le=8)):
+    """One test image by its index in the test set (as predictions.npz orders them), enlarged."""
+    record = datasets_service.get_by_name(session, name)
+    png = views.test_image_png(session=session, record=record, index=index, scale=scale)
+    etag = f'"{record.fingerprint[:16]}-{index}-{scale}"'
+    headers = {"Cache-Control": "max-age=3600", "ETag": etag}
+    return Response(png, media_type="image/png", headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from backend import plotting
 from store.datasets import service as datasets_service
 from store.datasets.models import DatasetRecord
+from store.errors import NotFound
 from store.settings import get_settings
 
 TILE, GAP = 32, 2
@@ -130,3 +132,16 @@ def _read_rows(archive: zipfile.ZipFile, member: str, rows: np.ndarray) -> np.nd
             fh.seek(start + int(row) * size)  # forward only: rows are sorted
             out[i] = np.frombuffer(fh.read(size), dtype=np.uint8).reshape(TILE, TILE, 3)
         return out
+
+
+def test_image_png(*, session: Session, record: DatasetRecord, index: int, scale: int) -> bytes:
+    """One test image as a PNG, each pixel a `scale` x `scale` block (for thumbnails)."""
+    if not 0 <= index < record.n_test:
+        raise NotFound("test image", f"{index} of data set {record.name!r} ({record.n_test})")
+    cache = get_settings().cache_dir
+    arrays = datasets_service.fetch_to_cache(session=session, dataset_id=record.id, cache_dir=cache)
+    with zipfile.ZipFile(arrays) as archive:
+        image = _read_rows(archive, "x_test.npy", np.array([index]))[0]
+    out = io.BytesIO()
+    Image.fromarray(image.repeat(scale, axis=0).repeat(scale, axis=1), "RGB").save(out, "PNG")
+    return out.getvalue()

@@ -8,7 +8,9 @@ import io
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend import plotting
 from backend.runs import figures
+from jobspec import ablations
 from store.artifacts import service as artifacts_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
@@ -56,7 +58,21 @@ def confusion(session: Session, run_id: int) -> dict:
         "per_class": evaluation.get("per_class", {}),
         "accuracy": evaluation.get("accuracy"),
         "balanced_accuracy": evaluation.get("balanced_accuracy"),
+        # the heatmap's rows and columns, as class indices (it may show only some classes)
+        "shown": plotting.heatmap_classes([evaluation["confusion_matrix"]]),
+        "errors_url": f"/api/runs/{run_id}/errors"
+        if has_artifact(session, run_id, "predictions.npz")
+        else None,
     }
+
+
+def has_artifact(session: Session, run_id: int, name: str) -> bool:
+    """Whether the run stored a file of that name."""
+    try:
+        artifacts_service.run_artifact(session, run_id, name)
+    except NotFound:
+        return False
+    return True
 
 
 def artifact_bytes(session: Session, run_id: int, name: str, limit: int = MAX_NPZ_BYTES):
@@ -139,3 +155,131 @@ def lineage(session: Session, run: Run) -> dict:
         "children": [{"id": i, "name": n, "kind": k, "status": s} for i, n, k, s in children],
         "group": {"id": group.id, "name": group.name, "kind": group.kind} if group else None,
     }
+
+
+# --- Reading a run's result for people (the run page and the experiment report). ---
+
+BASELINES = {
+    "image_mean_colour": "filling each image with its mean colour",
+    "dataset_mean_image": "the data set's mean image",
+}
+DEPTHS = {"ae01": "AE01", "ae02": "AE01-02", "ae03": "stacked AE01-03"}
+ZEROS_WORTH_SAYING = 0.05  # a share of output pixels exactly 0 worth a sentence
+
+
+def split_of(run: Run) -> dict | None:
+    """The train/validation split the run used (runs from before splits were stored: None)."""
+    split = (run.result or {}).get("split")
+    if not split:
+        return None
+    return {**split, "short": str(split.get("fingerprint") or "")[:12]}
+
+
+def kept_epoch(training: dict) -> int | None:
+    """The epoch whose model the run keeps: early stopping's restored one, else the last."""
+    if training.get("best_epoch") and training.get("restored_best_weights", True):
+        return int(training["best_epoch"])
+    return training.get("epochs_run")
+
+
+def training_state(run: Run) -> dict | None:
+    """How a finetune's training ended: 'stopped early at epoch 10 of 15', kept epoch."""
+    training = (run.result or {}).get("training") or {}
+    if run.kind != "finetune" or not training.get("epochs_run"):
+        return None
+    ran = int(training["epochs_run"])
+    planned = training.get("epochs_planned") or (run.params or {}).get("epochs") or ran
+    if "epochs_planned" in training:
+        stopped = bool(training.get("stopped_early"))
+    else:  # older runs said stopped_early even when training ran to its last epoch
+        stopped = ran < planned and not training.get("cancelled")
+    if training.get("cancelled"):
+        text = f"cancelled at epoch {ran} of {planned}"
+    elif stopped:
+        text = f"stopped early at epoch {ran} of {planned}"
+    else:
+        text = f"ran all {planned} epochs" if ran >= planned else f"ran {ran} of {planned} epochs"
+    return {
+        "epochs_run": ran,
+        "epochs_planned": planned,
+        "stopped_early": stopped,
+        "kept_epoch": kept_epoch(training),
+        "monitor": training.get("monitor"),
+        "text": text,
+    }
+
+
+def warnings_of(run: Run) -> list[str]:
+    """Every warning the worker stored with the result (training and stages)."""
+    result = run.result or {}
+    found = list(result.get("warnings") or []) + list(
+        (result.get("training") or {}).get("warnings") or []
+    )
+    for stage in (result.get("stages") or {}).values():
+        if isinstance(stage, dict):
+            found += list(stage.get("warnings") or [])
+    return [str(w) for w in dict.fromkeys(found)]
+
+
+def yardsticks(run: Run) -> dict | None:
+    """Test MSE, PSNR and exact zeros per stage beside the two baselines, each stage read
+    in a sentence, and each probe image's error; None for runs without them."""
+    result = run.result or {}
+    stages = (result.get("reconstruction") or {}).get("stages") or {}
+    if not stages:
+        return None
+    found = (result.get("reconstruction") or {}).get("baselines") or {}
+    baselines = [
+        {"name": name, "label": label, **found[name]}
+        for name, label in BASELINES.items()
+        if name in found
+    ]
+    rows = []
+    for stage, scores in stages.items():
+        zeros = scores.get("zero_fraction")
+        rows.append(
+            {
+                "stage": stage,
+                "label": DEPTHS.get(stage, stage),
+                **scores,
+                "reading": reading(scores.get("mse"), baselines),
+                "zeros_note": f"{zeros:.1%} of its output pixels are exactly 0"
+                if zeros is not None and zeros >= ZEROS_WORTH_SAYING
+                else "",
+            }
+        )
+    probes = result.get("probe_errors") or {}
+    return {
+        "stages": rows,
+        "baselines": baselines,
+        "decoder_output": result.get("decoder_output"),
+        "probe_errors": [{"stage": s, "errors": list(e)} for s, e in probes.items() if e],
+    }
+
+
+def reading(mse: float | None, baselines: list[dict]) -> str:
+    """A stage's test MSE against the baselines in words ('' without numbers)."""
+    if mse is None or not baselines:
+        return ""
+    beaten = [b["label"] for b in baselines if mse < b["mse"]]
+    lost = [b["label"] for b in baselines if mse >= b["mse"]]
+    if not lost:
+        return f"better than {_either(beaten)}"
+    if not beaten:
+        return f"worse than {_either(lost)}"
+    return f"better than {_either(beaten)} but worse than {_either(lost)}"
+
+
+def _either(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"both baselines ({'; '.join(labels)})"
+
+
+def scores(run: Run, train_counts: dict[str, int]) -> dict:
+    """A finetune's test scores: accuracy, balanced accuracy, macro-F1 and the recall of its
+    rarest training classes (jobspec.ablations), None where the evaluation lacks them."""
+    evaluation = (run.result or {}).get("evaluation") or {}
+    rare = ablations.rarest_classes(train_counts) if train_counts else []
+    return {
+        name: ablations.metric_value(name, evaluation, train_counts or {})
+        for name in ablations.STUDY_METRICS
+    } | {"rarest": rare if evaluation.get("per_class") else []}

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
 from backend.formatting import flatten, readable
+from backend.reports import notes
 from backend.runs import detail, form, queries, views
 from backend.web import render
 from jobspec import kinds
@@ -82,6 +83,10 @@ def run_page(request: Request, run_id: int, session: SessionDep):
     ]
     names = {a.name for a in artifacts}
     evaluation = (run.result or {}).get("evaluation") or {}
+    lineage = detail.lineage(session, run)
+    progress = views.progress_of(run)
+    if run.status == "succeeded":  # stopped early at epoch 10 of 15 is done, not 67%
+        progress["fraction"] = 1.0
     return render(
         request,
         "runs/detail.html",
@@ -89,9 +94,9 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         run=RunRead.model_validate(run),  # templates get plain objects, never ORM rows
         dataset=DatasetRead.model_validate(dataset),
         row=views.row_of(run, dataset.name, {}, utcnow()),
-        progress=views.progress_of(run),
+        progress=progress,
         params=[(key, readable(value)) for key, value in flatten(run.params or {}).items()],
-        lineage=detail.lineage(session, run),
+        lineage=lineage,
         artifacts=artifacts,
         downloads=[a for a in artifacts if a.name.endswith((".weights.h5", ".keras"))],
         has_confusion=bool(evaluation.get("confusion_matrix")),
@@ -99,9 +104,33 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         recon_rows=detail.recon_rows(session, run_id) if "reconstructions.npz" in names else [],
         best_epoch=detail.best_epoch(session, run),
         attempts=[_attempt_row(a) for a in runs_service.list_attempts(session, run_id)],
-        state={"id": run.id, "kind": run.kind, "status": run.status, "attempts": run.attempts},
+        state={
+            "id": run.id,
+            "kind": run.kind,
+            "status": run.status,
+            "attempts": run.attempts,
+            "dataset": dataset.name,
+            "predictions": "predictions.npz" in names,
+        },
+        **_readings(run, dataset, lineage),
         started=aware(run.started_at),
     )
+
+
+def _readings(run, dataset, lineage: dict) -> dict:
+    """What the run page says about its result: split, warnings, how training ended,
+    reconstruction yardsticks, imbalance-aware scores, notes, its experiment."""
+    parent = lineage["parent"]
+    return {
+        "split": detail.split_of(run),
+        "warnings": detail.warnings_of(run),
+        "training": detail.training_state(run),
+        "yardsticks": detail.yardsticks(run) if run.kind == "pretrain" else None,
+        "scores": detail.scores(run, dataset.train_counts or {}),
+        "notes_html": notes.render(run.notes),
+        "max_notes": get_settings().max_notes_chars,
+        "experiment_id": run.id if run.kind == "pretrain" else (parent or {}).get("id"),
+    }
 
 
 def _attempt_row(attempt) -> dict:

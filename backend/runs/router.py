@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from backend.deps import SessionDep, UserDep
+from backend.reports import errors, notes
+from backend.reports.schemas import RunEdit, RunEdited
 from backend.runs import detail, queries, views
 from store.artifacts import service as artifacts_service
 from store.db import session_scope
@@ -196,3 +198,32 @@ def run_metrics_csv(run_id: int, session: SessionDep) -> Response:
 def run_metrics_json(run_id: int, session: SessionDep) -> dict:
     """Every series as steps and values, plus the latest/best summaries."""
     return detail.metrics_json(session, run_id)
+
+
+# --- Notes and labels, and looking at a finetune's errors (backend/reports). ---
+
+
+@router.patch("/runs/{run_id}", response_model=RunEdited)
+def edit_run(run_id: int, edit: RunEdit, session: SessionDep) -> dict:
+    """Change a run's notes (markdown), name or tags; fields left out stay as they are."""
+    run = notes.edit_run(session=session, run_id=run_id, edit=edit)
+    return {**RunRead.model_validate(run).model_dump(), "notes_html": str(notes.render(run.notes))}
+
+
+@router.get("/runs/{run_id}/errors")
+def run_errors(
+    run_id: int,
+    session: SessionDep,
+    true: int = Query(..., ge=0, description="True class (a confusion-matrix row)"),
+    pred: int = Query(..., ge=0, description="Predicted class (a column)"),
+    limit: int = Query(48, ge=1, le=200),
+) -> dict:
+    """The test images of one confusion-matrix cell, most confident first, with their
+    predicted probabilities (images: /api/datasets/{name}/test-images/{index}.png)."""
+    return errors.cell(session=session, run_id=run_id, true=true, pred=pred, limit=limit)
+
+
+@router.get("/runs/{run_id}/mistakes")
+def run_mistakes(run_id: int, session: SessionDep, per_class: int = Query(5, ge=1, le=20)) -> dict:
+    """Per true class, the finetune's most confident mistakes on the test set."""
+    return errors.mistakes(session=session, run_id=run_id, per_class=per_class)

@@ -1,5 +1,7 @@
 // One run's page: live status and progress, curves re-drawn when a new epoch lands,
-// evaluation and downloads filled in once it finishes, cancel and re-run buttons.
+// evaluation and downloads filled in once it finishes, cancel and re-run buttons; on a
+// finetune, a click on a confusion-matrix cell lists its test images, and each class's most
+// confident mistakes are shown.
 "use strict";
 
 (() => {
@@ -19,11 +21,78 @@
     plot($("curves"), data.figure);
   }
 
+  // ---- looking at the errors ----
+  const image = (index) => el("img", {
+    src: `/api/datasets/${encodeURIComponent(state.dataset)}/test-images/${index}.png?scale=2`,
+    alt: `test image ${index}`, loading: "lazy", width: 64, height: 64,
+  });
+
+  // One test image with what the model made of it: "#12 cat 93%", then "true dog 2%".
+  function thumb(item, names) {
+    const pred = names[item.predicted], truth = names[item.true];
+    const caption = [el("span", { class: "idx" }, `#${item.index}`), " ",
+      el("b", {}, pred), item.p_predicted == null ? "" : ` ${fmt.pct(item.p_predicted, 0)}`];
+    if (item.true !== item.predicted) {
+      caption.push(el("br"), el("span", { class: "muted" },
+        `true ${truth}${item.p_true == null ? "" : ` ${fmt.pct(item.p_true, 0)}`}`));
+    }
+    const title = item.top.map((t) => `${t.name} ${fmt.pct(t.p)}`).join(", ");
+    return el("figure", { class: "thumb", title: title || null, "data-index": item.index },
+      image(item.index), el("figcaption", {}, ...caption));
+  }
+
+  async function showCell(trueClass, predClass) {
+    const data = await api.get(`/api/runs/${id}/errors?true=${trueClass}&pred=${predClass}&limit=48`);
+    const names = data.class_names;
+    $("cell-title").textContent = trueClass === predClass
+      ? `${data.true.name}: correctly predicted (${data.total})`
+      : `true ${data.true.name}, predicted ${data.pred.name} (${data.total})`;
+    $("cell-note").textContent = data.total > data.items.length
+      ? `The ${data.items.length} most confident of ${data.total}.`
+      : (data.total ? "Most confident first." : "No test images in this cell.");
+    $("cell-thumbs").replaceChildren(...data.items.map((item) => thumb(item, names)));
+    show($("cell-errors"), true);
+    $("cell-errors").scrollIntoView({ block: "nearest" });
+  }
+
+  async function drawMistakes() {
+    const data = await api.get(`/api/runs/${id}/mistakes?per_class=5`);
+    const rows = data.classes.filter((c) => c.items.length).map((c) => el("div", { class: "mistake-row" },
+      el("div", { class: "mistake-class" }, el("b", {}, c.name), el("br"),
+        el("span", { class: "muted small" }, `${c.errors} wrong`)),
+      el("div", { class: "thumbs" }, ...c.items.map((item) => thumb(item, data.class_names)))));
+    $("mistakes").replaceChildren(...rows);
+    show($("mistakes-card"), rows.length > 0);
+  }
+
+  // Plotly reports the clicked heatmap cell by row and column of what it shows; `shown`
+  // maps those back to class indices (a big data set's heatmap shows some classes only).
+  function cellOf(point, shown) {
+    const [r, c] = Array.isArray(point.pointIndex) ? point.pointIndex : [point.pointNumber[0], point.pointNumber[1]];
+    return [shown[r], shown[c]];
+  }
+
+  let clickable = false;
+  function listenForCells(node, data) {
+    node.dataset.shown = JSON.stringify(data.shown || []);
+    if (clickable || !data.errors_url) return;
+    clickable = true;
+    node.classList.add("clickable");
+    node.on("plotly_click", (event) => {
+      const point = event.points && event.points[0];
+      if (!point) return;
+      const [t, p] = cellOf(point, JSON.parse(node.dataset.shown));
+      if (t != null && p != null) showCell(t, p).catch(console.error);
+    });
+  }
+
   async function drawConfusion() {
     let data;
     try { data = await api.get(`/api/runs/${id}/confusion`); } catch { return; }
     show($("eval-card"), true);
-    plot($("confusion"), data.figure);
+    await plot($("confusion"), data.figure);
+    listenForCells($("confusion"), data);
+    if (data.errors_url) drawMistakes().catch(console.error);
     $("eval-acc").textContent = fmt.fixed(data.accuracy, 4);
     $("eval-bacc").textContent = fmt.fixed(data.balanced_accuracy, 4);
     $("per-class").replaceChildren(...Object.entries(data.per_class).map(([cls, s]) => row([cls,
@@ -122,6 +191,7 @@
     }
   }
 
+  if ($("cell-close")) $("cell-close").addEventListener("click", () => show($("cell-errors"), false));
   $("btn-cancel").addEventListener("click", () => act(`/api/runs/${id}/cancel`, "Cancel this run? A running job stops after its current batch."));
   $("btn-requeue").addEventListener("click", () => act(`/api/runs/${id}/requeue`, "Run it again? It resumes from its last checkpoint when it has one, keeping the epochs before it."));
   $("btn-restart").addEventListener("click", () => act(`/api/runs/${id}/requeue?fresh=true`, "Start over? Its metrics and files so far are cleared when a worker picks it up."));

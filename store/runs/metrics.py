@@ -68,19 +68,52 @@ def _insert_new(session: Session, rows: list[dict]):
 
 def rebuild_summaries(session: Session, run_id: int) -> None:
     """Recompute a run's latest/best/kept summaries from its metric rows (after rows were
-    dropped), replaying the epochs in order."""
+    dropped), replaying the epochs in order under the run's keep rule."""
     session.execute(delete(MetricSummary).where(MetricSummary.run_id == run_id))
-    session.flush()
-    rule = keep_rule(session, run_id)
     query = select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id)
-    epochs: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for key, step, value in session.execute(query.order_by(Metric.step, Metric.key)).all():
-        stage, _ = split_key(key)
-        row = {"run_id": run_id, "key": key, "step": step, "value": value}
-        epochs[(stage or "", step)].append(row)
-    for (stage, step), rows in sorted(epochs.items(), key=lambda item: item[0][1]):
-        _update_summaries(session, run_id, stage, step, rows, rule)
-        session.flush()
+    rows = session.execute(query.order_by(Metric.step, Metric.key)).all()
+    session.add_all(summaries_of(run_id, rows, keep_rule(session, run_id)))
+    session.flush()
+
+
+def summaries_of(run_id: int, rows, rule: kinds.Keep | None) -> list[MetricSummary]:
+    """The summaries of (key, step, value) rows ordered by step, replayed epoch by epoch."""
+    out: dict[str, MetricSummary] = {}
+    epochs: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for key, step, value in rows:
+        stage, name = split_key(key)
+        epochs[(stage or "", step)][name] = value
+    for (stage, step), values in sorted(epochs.items(), key=lambda item: item[0][1]):
+        kept = True
+        if rule is not None and rule.stage == stage:
+            monitor = out.get(f"{stage}/{rule.monitor}")
+            value = values.get(rule.monitor)
+            kept = value is not None and rule.improves(value, monitor and monitor.kept_value)
+        for name, value in values.items():
+            key = f"{stage}/{name}" if stage else name
+            summary = out.get(key)
+            if summary is None:
+                out[key] = summary = MetricSummary(
+                    run_id=run_id,
+                    key=key,
+                    last_value=value,
+                    last_step=step,
+                    best_value=value,
+                    best_step=step,
+                    goal=goal_of(key),
+                )
+            _fold(summary, value, step, kept)
+    return list(out.values())
+
+
+def _fold(summary: MetricSummary, value: float, step: int, kept: bool) -> None:
+    """One epoch's value into a summary: latest, best, and kept when this epoch is kept."""
+    summary.last_value, summary.last_step = value, step
+    better = value < summary.best_value if summary.goal == "min" else value > summary.best_value
+    if better:
+        summary.best_value, summary.best_step = value, step
+    if kept:
+        summary.kept_value, summary.kept_step = value, step
 
 
 def _update_summaries(
@@ -106,29 +139,19 @@ def _update_summaries(
 
 def _update_summary(session: Session, row: dict, kept: bool) -> None:
     summary = session.get(MetricSummary, (row["run_id"], row["key"]))
-    value, step = row["value"], row["step"]
     if summary is None:
-        session.add(
-            MetricSummary(
-                run_id=row["run_id"],
-                key=row["key"],
-                last_value=value,
-                last_step=step,
-                best_value=value,
-                best_step=step,
-                kept_value=value if kept else None,
-                kept_step=step if kept else None,
-                goal=goal_of(row["key"]),
-            )
+        summary = MetricSummary(
+            run_id=row["run_id"],
+            key=row["key"],
+            last_value=row["value"],
+            last_step=row["step"],
+            best_value=row["value"],
+            best_step=row["step"],
+            goal=goal_of(row["key"]),
         )
-        session.flush()  # the next epoch's rule reads the monitor's row
-        return
-    summary.last_value, summary.last_step = value, step
-    better = value < summary.best_value if summary.goal == "min" else value > summary.best_value
-    if better:
-        summary.best_value, summary.best_step = value, step
-    if kept:
-        summary.kept_value, summary.kept_step = value, step
+        session.add(summary)
+    _fold(summary, row["value"], row["step"], kept)
+    session.flush()  # the next epoch's rule reads the monitor's row
 
 
 def series(session: Session, run_id: int, keys: list[str] | None = None) -> dict[str, list]:

@@ -10,6 +10,7 @@ import io
 import tempfile
 import time
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from store.db import session_scope
 from store.runs import attempts
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
-from store.runs.models import FINISHED, Metric, MetricSummary, RunGroup
+from store.runs.models import FINISHED, Metric, RunGroup
 from store.timeutil import utcnow
 from store.workers import service as workers_service
 
@@ -200,23 +201,9 @@ def _log_metrics(session, run_id: int, metrics: dict[str, list[float]]) -> None:
     ]
     if rows:
         session.execute(insert(Metric), rows)
-    for key, values in metrics.items():
-        if not values:
-            continue
-        goal = metrics_service.goal_of(key)
-        pick = min if goal == "min" else max
-        best = values.index(pick(values))
-        session.add(
-            MetricSummary(
-                run_id=run_id,
-                key=key,
-                last_value=float(values[-1]),
-                last_step=len(values),
-                best_value=float(values[best]),
-                best_step=best + 1,
-                goal=goal,
-            )
-        )
+    ordered = sorted(((r["key"], r["step"], r["value"]) for r in rows), key=lambda r: r[1])
+    rule = metrics_service.keep_rule(session, run_id)
+    session.add_all(metrics_service.summaries_of(run_id, ordered, rule))
     session.flush()
 
 
@@ -225,3 +212,131 @@ def _store_bytes(session, run_id: int, name: str, data: bytes) -> None:
         path = Path(tmp) / "file"
         path.write_bytes(data)
         artifacts_service.store_file(session=session, path=path, name=name, run_id=run_id)
+
+
+# --- ablation studies (and the old augmentation studies) ------------------------------
+
+
+def demo_test_labels(n_test: int = 20) -> np.ndarray:
+    """The test labels of the fixture's demo-tiny (and of any demo of seed 0 and n_test)."""
+    return _demo_test_labels(n_test).copy()
+
+
+@lru_cache
+def _demo_test_labels(n_test: int) -> np.ndarray:
+    from worker.ml.datasets.demo import make_demo  # same seed, same test stream
+
+    return make_demo(seed=0, n_train=10, n_test=n_test).y_test
+
+
+def evaluation_of(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    """A finetune's stored evaluation computed from its predictions, as the worker does."""
+    k = len(class_names)
+    matrix = np.zeros((k, k), dtype=int)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        support, predicted, hit = int(matrix[i].sum()), int(matrix[:, i].sum()), int(matrix[i, i])
+        precision = hit / predicted if predicted else 0.0
+        recall = hit / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    recalls = [s["recall"] for s in per_class.values() if s["support"]]
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def study_predictions(n_right: int, n_test: int = 20) -> np.ndarray:
+    """Test predictions whose first n_right are right (the rest one class off)."""
+    y = demo_test_labels(n_test)
+    return np.where(np.arange(n_test) < n_right, y, (y + 1) % 10)
+
+
+def make_study_run(
+    group: int,
+    *,
+    arm: str,
+    seed: int,
+    n_right: int,
+    factor: str = "augmentation",
+    legacy: bool = False,
+    status: str = "succeeded",
+    dataset: str = "demo-tiny",
+    metrics: dict[str, list[float]] | None = None,
+) -> int:
+    """One finetune of a study whose first n_right test predictions are right; tagged as
+    POST /api/ablations tags it (legacy: as the old augmentation studies did)."""
+    from worker.ml.datasets.demo import CLASS_NAMES as DEMO_CLASSES
+
+    predictions = study_predictions(n_right)
+    result = finetune_result(list(DEMO_CLASSES))
+    result["evaluation"] = evaluation_of(demo_test_labels(), predictions, list(DEMO_CLASSES))
+    tags = (
+        [f"augment:{arm}", f"seed:{seed}"]
+        if legacy
+        else [f"factor:{factor}", f"arm:{arm}", f"seed:{seed}"]
+    )
+    return make_run(
+        "finetune",
+        status,
+        name=f"study: {arm}, seed {seed}",
+        tags=tags,
+        params={"seed": seed, **({"augment": arm == "on"} if legacy else {})},
+        group_id=group,
+        dataset=dataset,
+        metrics=metrics or {"finetune/val_accuracy": [0.4, 0.5 + seed / 10]},
+        artifacts={"predictions.npz": npz_bytes(predictions=predictions)},
+        result=result if status == "succeeded" else None,
+    )
+
+
+def make_ablation(
+    factor: str,
+    right: dict[int, tuple[int, int]],
+    *,
+    metric: str = "accuracy",
+    name: str = "study",
+    dataset: str = "demo-tiny",
+    legacy: bool = False,
+    group_params: dict | None = None,
+    running: dict[int, str] | None = None,
+) -> int:
+    """A study with, per seed, (baseline, treatment) test images right of 20; `running`
+    maps a seed to the arm whose run is still training. Returns the group id."""
+    from jobspec import ablations
+
+    arms = [arm.name for arm in ablations.factor(factor).arms]
+    params = {
+        "factor": factor,
+        "arms": arms,
+        "base": {},
+        "seeds": sorted(right),
+        "split_seed": 0,
+        "metric": metric,
+        "metric_chosen": True,
+        "parent_run_id": None,
+        "warnings": [],
+        **(group_params or {}),
+    }
+    if legacy:
+        params = {"seeds": sorted(right)}
+    group = make_group("augmentation_study" if legacy else "ablation_study", name, params)
+    for seed, counts in sorted(right.items()):
+        for arm, n_right in zip(arms, counts, strict=True):
+            status = "running" if (running or {}).get(seed) == arm else "succeeded"
+            make_study_run(
+                group,
+                arm=arm,
+                seed=seed,
+                n_right=n_right,
+                factor=factor,
+                legacy=legacy,
+                status=status,
+                dataset=dataset,
+            )
+    return group

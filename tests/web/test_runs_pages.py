@@ -160,8 +160,10 @@ def test_table_rows_carry_computed_fields(client, runs):
     assert ["augment", "on"] in good["key_params"] and good["dataset"] == "demo-tiny"
     assert good["duration_seconds"] == pytest.approx(60, abs=1)
     pre = rows[runs["pre"]]
-    assert pre["best"]["label"].startswith("ae03") and pre["best"]["value"] == pytest.approx(0.05)
-    assert pre["best"]["epoch"] == 2
+    # A pretrain keeps each stage's last epoch (no early stopping): 0.07, not the 0.05 of
+    # an epoch whose weights are gone.
+    assert pre["best"]["label"].startswith("ae03") and pre["best"]["value"] == pytest.approx(0.07)
+    assert pre["best"]["epoch"] == 3
     running = rows[runs["running"]]
     assert running["progress"]["fraction"] == pytest.approx((1 + 0.5) / 4)
 

@@ -1,0 +1,31 @@
+"""What the report's API takes and returns besides the runs' own schemas."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from store.runs.schemas import RunRead
+
+
+class RunEdit(BaseModel):
+    """Changes to a run's labels and notes; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Pydantic's bounds only stop absurd bodies early; the real limits are settings.
+    notes: str | None = Field(None, max_length=1_000_000, description="Markdown; null clears")
+    name: str | None = Field(None, max_length=1000, description="The run's name (not empty)")
+    tags: list[str] | None = Field(None, max_length=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, name: str | None) -> str | None:
+        if name is not None and not name.strip():
+            raise ValueError("a name needs at least one character that is not a space")
+        return name.strip() if name is not None else None
+
+
+class RunEdited(RunRead):
+    """The run after an edit, with its notes rendered (safe HTML)."""
+
+    notes_html: str = Field("", description="The notes as HTML (markdown, raw HTML escaped)")
