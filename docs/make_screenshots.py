@@ -2,9 +2,9 @@
 
     python docs/make_screenshots.py        # about 6 minutes on 2 CPU cores
 
-Starts the app and one worker on a temporary embedded store, runs a pretrain, an
-augmentation study (3 seeds) on its weights and a small tune, then photographs the pages
-with headless Chromium into docs/screenshots/.
+Starts the app and one worker on a temporary embedded store, runs a pretrain on imbalanced
+demo data, a pretraining-benefit ablation study (3 seeds) on its weights and a small tune,
+then photographs the pages with headless Chromium into docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _finished(base: str, run_ids: list[int], timeout: float) -> None:
 
 
 def experiment(base: str) -> dict:
-    """Pretrain, then an augmentation study on its weights, then a tune."""
+    """Pretrain, then a pretraining-benefit study on its weights, then a tune."""
     post = lambda path, body: httpx.post(f"{base}{path}", json=body, timeout=30).json()  # noqa: E731
     pre = post(
         "/api/runs",
@@ -48,10 +48,11 @@ def experiment(base: str) -> dict:
     )[0]["id"]
     _finished(base, [pre], 900)
     group = post(
-        "/api/augmentation-studies",
+        "/api/ablations",
         {
             "dataset": "demo-small",
-            "name": "does augmentation help?",
+            "factor": "pretraining",
+            "name": "what does pretraining buy?",
             "parent_run_id": pre,
             "seeds": [0, 1, 2],
             "params": {
@@ -82,6 +83,15 @@ def experiment(base: str) -> dict:
     )[0]["id"]
     _finished(base, [r["id"] for r in runs] + [tune], 1800)
     finetunes = sorted(r["id"] for r in runs)
+    httpx.patch(
+        f"{base}/api/runs/{pre}",
+        json={
+            "notes": "Layer-wise pretraining on imbalanced demo data (4:1).\n\n"
+            "- AE01-03: 3 epochs each, BN momentum 0.9\n"
+            "- **Question:** does the pretrained encoder beat the same network from scratch?"
+        },
+        timeout=30,
+    )
     return {"pretrain": pre, "group": group, "tune": tune, "compare": finetunes[:2]}
 
 
@@ -92,7 +102,8 @@ def photograph(base: str, ids: dict) -> None:
         "runs": "/runs",
         "run-pretrain": f"/runs/{ids['pretrain']}",
         "run-finetune": f"/runs/{ids['compare'][0]}",
-        "augmentation-study": f"/groups/{ids['group']}",
+        "ablation-study": f"/groups/{ids['group']}",
+        "experiment-report": f"/experiments/{ids['pretrain']}",
         "compare": f"/compare?ids={ids['compare'][0]},{ids['compare'][1]}",
         "study": f"/studies/{ids['tune']}",
         "new-run-form": "/runs/new?kind=finetune",
@@ -123,7 +134,8 @@ def main() -> None:
             from worker.ml.datasets.demo import make_demo
 
             upgrade_schema()
-            register(make_demo(seed=0, n_train=1200, n_test=400), name="demo-small")
+            demo = make_demo(seed=0, n_train=1200, n_test=400, imbalance=0.25)
+            register(demo, name="demo-small")
             workers = Workers(os.environ, Path(tmp))
             workers.start("shots")
             try:
