@@ -1,16 +1,32 @@
-"""JSON API of groups: an augmentation study's answer."""
+"""JSON API of groups: an ablation study's answer."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from backend.deps import SessionDep
-from backend.groups import augmentation
+from backend.groups import ablation
 
 router = APIRouter(tags=["groups"])
 
+EffectQuery = Query(
+    None,
+    gt=0,
+    le=100,
+    description="The effect in points to size the seed count for (default: the observed one)",
+)
+
+
+@router.get("/groups/{group_id}/ablation")
+def ablation_study(group_id: int, session: SessionDep, effect: float | None = EffectQuery) -> dict:
+    """Verdict with CI, detectable effect and seeds needed; per-arm metrics, per-seed
+    differences with McNemar, pooled tests, validation curves and the runs."""
+    return ablation.study(session=session, group_id=group_id, effect=effect)
+
 
 @router.get("/groups/{group_id}/augmentation")
-def augmentation_study(group_id: int, session: SessionDep) -> dict:
-    """Per-arm curves and test metrics, paired difference with CI and t-test, McNemar, verdict."""
-    return augmentation.study(session=session, group_id=group_id)
+def augmentation_study(
+    group_id: int, session: SessionDep, effect: float | None = EffectQuery
+) -> dict:
+    """The same answer as /groups/{id}/ablation (the first study's address, kept)."""
+    return ablation.study(session=session, group_id=group_id, effect=effect)

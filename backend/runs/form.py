@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobspec import kinds
+from jobspec import ablations, kinds
 from jobspec.params import FinetuneConfig
 from store.settings import get_settings
 
-# The form's own kind: a group of finetunes (POST /api/augmentation-studies), not a job kind.
-STUDY_KIND = "augmentation"
+# The form's own kind: a group of finetunes (POST /api/ablations), not a job kind.
+STUDY_KIND = "ablation"
 STUDY_HELP = (
-    "The same finetune with augmentation off and on, once per seed, "
-    "as one group; the group page says whether augmentation helped."
+    "One factor switched between two arms, the same finetune otherwise, once per seed, "
+    "as one group; the group page says whether the factor helped, hurt or is inconclusive."
 )
+# The parameter a factor's arms set themselves: hidden on the form while it is chosen.
+FACTOR_SETS = {
+    "augmentation": "augment",
+    "encoder": "encoder",
+    "class_weights": "class_weights",
+    "freeze_encoder": "freeze_encoder",
+}
 
 
 def form_kinds() -> tuple[str, ...]:
-    """A tab per registered job kind, then the augmentation study."""
+    """A tab per registered job kind, then the ablation study."""
     return (*kinds.names(), STUDY_KIND)
 
 
@@ -34,7 +41,7 @@ def __getattr__(name: str):
 
 def kind_title(kind: str) -> str:
     """The tab's title."""
-    return "Augmentation study" if kind == STUDY_KIND else kinds.get(kind).label
+    return "Ablation study" if kind == STUDY_KIND else kinds.get(kind).label
 
 
 def kind_help(kind: str) -> str:
@@ -42,10 +49,34 @@ def kind_help(kind: str) -> str:
     return STUDY_HELP if kind == STUDY_KIND else kinds.get(kind).help
 
 
+def study_controls() -> dict:
+    """The study's own choices (factor, metric, seeds, split), rendered by the template
+    before the shared finetune fields; default_metric names "auto"'s pick per data set."""
+    return {
+        "kind": "study",
+        "path": "study",
+        "factors": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "question": f.question,
+                "note": f.note,
+                "arms": f"{f.baseline.label} vs {f.treatment.label}",
+                "needs_parent": f.needs_parent,
+                "sets": f"params.{FACTOR_SETS[f.name]}" if f.name in FACTOR_SETS else "",
+            }
+            for f in ablations.FACTORS.values()
+        ],
+        "metrics": [{"name": k, "label": v} for k, v in ablations.STUDY_METRICS.items()],
+        "default_metric": ablations.default_metric,
+        "seeds": "0, 1, 2",
+    }
+
+
 # Fields whose input maximum is a limit of work (backend/runs/limits.py), by setting.
 LIMITED = {"epochs": "max_epochs", "batch_size": "max_batch_size", "n_trials": "max_trials"}
-# The study sets these per run itself.
-STUDY_OMITS = {"augment", "seed"}
+# The study sets these per run itself (the split seed is one of its own choices).
+STUDY_OMITS = {"seed", "split_seed"}
 
 
 def model_for(kind: str):
@@ -56,8 +87,9 @@ def model_for(kind: str):
 def build_fields(kind: str, values: dict | None = None) -> list[dict]:
     """The form's fields for a kind, prefilled with values (defaults where absent)."""
     schema = model_for(kind).model_json_schema()
-    omit = STUDY_OMITS if kind == STUDY_KIND else set()
-    return _fields(schema, schema, "params", values or {}, omit)
+    if kind != STUDY_KIND:
+        return _fields(schema, schema, "params", values or {}, set())
+    return [study_controls(), *_fields(schema, schema, "params", values or {}, STUDY_OMITS)]
 
 
 def _resolve(root: dict, node: dict) -> dict:

@@ -62,8 +62,13 @@
       params: collectParams(form),
       parent_run_id: parent ? Number(parent) : null,
     };
-    if (kind === "augmentation") {
+    if (kind === "ablation") {
       out.seeds = value(form, "seeds").split(/[\s,]+/).filter(Boolean).map(Number);
+      out.factor = value(form, "factor");
+      out.metric = value(form, "metric") || null;  // "": auto, the server picks
+      const mode = value(form, "split_mode");
+      out.split_seed = mode === "per_seed" ? "per_seed"
+        : mode === "number" ? Number(value(form, "split_seed") || 0) : null;
       return out;
     }
     out.kind = kind;
@@ -109,7 +114,56 @@
     (first || general).scrollIntoView({ behavior: "smooth", block: "center" });
   }
 
+  // The study's warnings (e.g. the pretrain split differs), shown before its page opens.
+  function showWarnings(form, group) {
+    const box = form.querySelector("[data-warnings]");
+    if (!box || !group.warnings || !group.warnings.length) return false;
+    box.replaceChildren(
+      ...group.warnings.map((w) => dom.el("p", {}, w)),
+      dom.el("a", { class: "button", href: group.url }, "Open the study now"),
+    );
+    box.hidden = false;
+    form.querySelector("[data-status]").textContent = "Launched; opening the study…";
+    return true;
+  }
+
+  // The study tab: the factor's question as help, the field its arms set hidden, what
+  // "auto" picks for the chosen data set, and the split seed's number only when asked for.
+  function studyControls(form) {
+    const factor = form.querySelector("[name='factor']");
+    if (!factor) return;
+    const metric = form.querySelector("[name='metric']");
+    const dataset = form.querySelector("[name='dataset']");
+    const mode = form.querySelector("[name='split_mode']");
+    const splitSeed = form.querySelector("[name='split_seed']");
+    const labels = Object.fromEntries([...metric.options].map((o) => [o.value, o.textContent]));
+    function onFactor() {
+      const chosen = factor.selectedOptions[0];
+      const note = chosen.getAttribute("data-note");
+      form.querySelector("[data-factor-help]").textContent =
+        `${chosen.getAttribute("data-question")}${note ? ` ${note}` : ""}`;
+      const sets = chosen.getAttribute("data-sets");
+      form.querySelectorAll("[data-field^='params.']").forEach((f) => {
+        f.hidden = Boolean(sets) && f.getAttribute("data-field") === sets;
+      });
+    }
+    function onDataset() {
+      const option = dataset.selectedOptions[0];
+      const pick = option && option.getAttribute("data-default-metric");
+      const auto = metric.querySelector("[data-auto]");
+      auto.textContent = pick
+        ? `auto: ${labels[pick]} (${pick === "accuracy" ? "balanced" : "imbalanced"} training classes)`
+        : "auto";
+    }
+    const onMode = () => { splitSeed.hidden = mode.value !== "number"; };
+    factor.addEventListener("change", onFactor);
+    dataset.addEventListener("change", onDataset);
+    mode.addEventListener("change", onMode);
+    onFactor(); onDataset(); onMode();
+  }
+
   forms.forEach((form) => {
+    studyControls(form);
     // "from scratch" and the encoder select mean the same thing: keep them in step.
     const parent = form.querySelector("[name='parent_run_id']");
     const encoder = form.querySelector("[name='params.encoder']");
@@ -132,9 +186,10 @@
       button.disabled = true;
       status.textContent = "Launching…";
       try {
-        if (form.getAttribute("data-kind") === "augmentation") {
-          const group = await api.post("/api/augmentation-studies", body(form));
-          location.href = `/groups/${group.group_id}`;
+        if (form.getAttribute("data-kind") === "ablation") {
+          const group = await api.post("/api/ablations", body(form));
+          if (showWarnings(form, group)) setTimeout(() => { location.href = group.url; }, 4000);
+          else location.href = group.url;
         } else {
           const runs = await api.post("/api/runs", body(form));
           location.href = `/runs/${runs[0].id}`;

@@ -79,21 +79,22 @@ def test_launch_a_pretrain_from_the_form_and_watch_it_finish(page):
 
 
 def test_an_augmentation_study_from_the_form_gives_a_verdict(page):
-    page.goto(f"/runs/new?kind=augmentation&parent={state['pretrain']}")
-    page.locator("#augmentation-dataset").select_option("demo-ui")
-    page.locator("#augmentation-seeds").fill("0, 1")
-    form = page.locator("form[data-kind='augmentation']")
+    page.goto(f"/runs/new?kind=ablation&parent={state['pretrain']}")
+    page.locator("#ablation-dataset").select_option("demo-ui")
+    page.locator("#ablation-factor").select_option("augmentation")
+    page.locator("#ablation-seeds").fill("0, 1")
+    form = page.locator("form[data-kind='ablation']")
     form.locator("[name='params.encoder']").select_option("single")
     fill_params(
         page,
-        "augmentation",
+        "ablation",
         {"params.epochs": "2", "params.batch_size": "50", "params.bn_momentum": "0.9"},
     )
-    submit(page, "augmentation")
+    submit(page, "ablation")
     page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=30_000)
     state["group"] = int(page.url.rsplit("/", 1)[1])
     page.wait_for_function(
-        "() => /Augmentation (helped|hurt|did not)/.test("
+        "() => /^(Augmentation (helped|hurt)|Inconclusive whether augmentation)/.test("
         "document.querySelector('#verdict').textContent)",
         timeout=420_000,
     )

@@ -1,4 +1,4 @@
-"""Compare page and augmentation-study page, with their JSON, on factory-made runs."""
+"""Compare page, with its JSON, on factory-made runs (study pages: test_ablation_page.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from backend.compare import router as compare_router
 from store.db import session_scope
 from store.runs.models import Run
-from tests.web.factories import finetune_result, make_group, make_run, npz_bytes
+from tests.web.factories import finetune_result, make_run
 
 
 @pytest.fixture(scope="module")
@@ -113,91 +113,6 @@ def test_compare_links_reconstructions_of_pretrain_runs(client, pair):
     data = client.get(f"/api/compare?ids={a},{pretrain}").json()
     urls = {run["id"]: run["reconstructions"] for run in data["runs"]}
     assert urls == {a: None, pretrain: f"/api/runs/{pretrain}/reconstructions.png"}
-
-
-# --- augmentation study -------------------------------------------------------------
-
-
-def _y_test() -> np.ndarray:
-    from worker.ml.datasets.demo import make_demo  # the fixture's data set, same seed and size
-
-    return make_demo(seed=0, n_train=60, n_test=20).y_test
-
-
-def _arm(group: int, seed: int, augment: bool, n_right: int, *, status: str = "succeeded"):
-    """A finetune of the study whose first n_right test predictions are right."""
-    y = _y_test()
-    predictions = np.where(np.arange(20) < n_right, y, (y + 1) % 10)
-    result = finetune_result()
-    result["evaluation"].update(accuracy=n_right / 20, balanced_accuracy=n_right / 20)
-    return make_run(
-        "finetune",
-        status,
-        name=f"study: augment {'on' if augment else 'off'}, seed {seed}",
-        tags=[f"augment:{'on' if augment else 'off'}", f"seed:{seed}"],
-        params={"augment": augment, "seed": seed},
-        group_id=group,
-        metrics={"finetune/val_accuracy": [0.4 + 0.1 * augment, 0.5 + seed / 10]},
-        artifacts={"predictions.npz": npz_bytes(predictions=predictions)},
-        result=result if status == "succeeded" else None,
-    )
-
-
-@pytest.fixture(scope="module")
-def study(client):
-    group = make_group(name="<i>aug</i> study", params={"seeds": [0, 1]})
-    _arm(group, 0, False, 14)
-    _arm(group, 0, True, 17)
-    _arm(group, 1, False, 15)
-    _arm(group, 1, True, 16)
-    return group
-
-
-def test_augmentation_endpoint_pairs_seeds_and_tests(client, study):
-    data = client.get(f"/api/groups/{study}/augmentation").json()
-    diff = data["difference"]["accuracy"]
-    assert diff["mean"] == pytest.approx(10.0)  # +15 and +5 points
-    assert diff["low"] == pytest.approx(10 - 12.7062 * 5, abs=0.01)
-    assert data["difference"]["t_test"]["p"] == pytest.approx(0.2952, abs=1e-3)
-    assert data["arms"]["off"]["accuracy"]["mean"] == pytest.approx(72.5)
-    seed0 = data["pairs"][0]
-    assert seed0["seed"] == 0 and seed0["mcnemar"]["only_b"] == 3
-    assert seed0["mcnemar"]["only_a"] == 0 and seed0["mcnemar"]["p_exact"] == pytest.approx(0.25)
-    assert data["running"] is False
-    assert [len(c["figure"]["data"]) for c in data["curves"]] == [4, 0]
-
-
-def test_augmentation_verdict_text(client, study):
-    verdict = client.get(f"/api/groups/{study}/augmentation").json()["verdict"]
-    assert verdict["outcome"] == "unclear"
-    assert verdict["text"] == (
-        "Augmentation did not clearly help on demo-tiny: +10.0 points test accuracy "
-        "(95% CI -53.5 to +73.5, paired t-test p = 0.295, 2 seeds)."
-    )
-
-
-def test_augmentation_page_shows_verdict_and_escapes_names(client, study):
-    page = client.get(f"/groups/{study}")
-    assert page.status_code == 200
-    assert 'class="verdict unclear"' in page.text and "did not clearly help" in page.text
-    assert "&lt;i&gt;aug&lt;/i&gt; study" in page.text and "<i>aug</i>" not in page.text
-
-
-def test_running_study_shows_what_is_done(client):
-    group = make_group(name="live", params={"seeds": [0, 1]})
-    _arm(group, 0, False, 14)
-    _arm(group, 0, True, 17)
-    _arm(group, 1, False, 15, status="running")
-    data = client.get(f"/api/groups/{group}/augmentation").json()
-    assert data["running"] is True
-    assert data["verdict"]["outcome"] == "too_few" and "1 of 2" in data["verdict"]["text"]
-    assert data["difference"]["t_test"] is None
-    assert len(data["pairs"]) == 1
-
-
-def test_unknown_group_is_404(client):
-    assert client.get("/api/groups/999999/augmentation").status_code == 404
-    assert client.get("/groups/999999").status_code == 404
 
 
 def test_confusion_heatmaps_of_many_classes_stay_small(client):

@@ -49,7 +49,7 @@ def _fmt(template: str, value) -> str:
 
 def _python_side() -> dict[str, list]:
     from backend.formatting import fmt_duration, fmt_when
-    from backend.groups.augmentation import format_p
+    from backend.groups.verdict import format_p
 
     finite = [v for v in NUMBERS if math.isfinite(v)]
     return {

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from markupsafe import escape
 
 from backend.runs import form
+from jobspec import ablations
 from tests.web.factories import make_run
 
 
@@ -38,11 +40,57 @@ def test_nested_models_are_fieldsets_and_enums_selects(client):
     assert 'id="tune-parallel"' in html
 
 
-def test_augmentation_tab_sets_augment_and_seed_itself(client):
-    names = {f["path"] for f in form.build_fields("augmentation")}
-    assert "params.augment" not in names and "params.seed" not in names
-    assert "params.augmentation" in names
-    assert 'id="augmentation-seeds"' in client.get("/runs/new?kind=augmentation").text
+def test_ablation_tab_offers_every_factor_metric_and_split(client):
+    names = {f["path"] for f in form.build_fields("ablation")}
+    assert "params.seed" not in names and "params.split_seed" not in names
+    assert {"params.augment", "params.class_weights", "params.early_stopping"} <= names
+    html = client.get("/runs/new?kind=ablation").text
+    assert 'data-kind="ablation" novalidate >' in html and "Ablation study" in html
+    for factor in ablations.FACTORS.values():
+        assert f'<option value="{factor.name}" data-question="{escape(factor.question)}"' in html
+    for metric in ablations.STUDY_METRICS:
+        assert f'<option value="{metric}">' in html
+    assert '<option value="" data-auto>auto</option>' in html
+    for field in ("factor", "metric", "seeds", "split_seed", "parent_run_id"):
+        assert f'data-field="{field}"' in html
+    assert '<option value="per_seed">' in html and 'id="ablation-split-seed"' in html
+    assert 'data-sets="params.augment"' in html  # hidden while augmentation is the factor
+    assert 'id="ablation-parent"' in html
+
+
+def test_auto_metric_says_what_it_picks_for_each_data_set(client):
+    from worker.datasets import register
+    from worker.ml.datasets.demo import make_demo
+
+    register(make_demo(seed=0, n_train=60, n_test=20, imbalance=0.2), name="tiny-skewed")
+    html = client.get("/runs/new?kind=ablation").text
+    study = html[html.index('data-kind="ablation" novalidate') :]
+    assert re.search(r'<option value="demo-tiny"\s+data-default-metric="accuracy"', study)
+    assert re.search(
+        r'<option value="tiny-skewed"\s+data-default-metric="balanced_accuracy"', study
+    )
+
+
+def test_the_forms_study_body_is_accepted_and_its_errors_name_its_fields(client):
+    body = {
+        "dataset": "demo-tiny",
+        "name": None,
+        "params": {"encoder": "scratch", "epochs": 1, "batch_size": 8},
+        "parent_run_id": None,
+        "seeds": [0, 1],
+        "factor": "class_weights",
+        "metric": None,
+        "split_seed": None,
+    }
+    created = client.post("/api/ablations", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["url"] == f"/groups/{created.json()['group_id']}"
+    html = client.get("/runs/new?kind=ablation").text
+    for bad, field in (({"factor": "nope"}, "factor"), ({"split_seed": "x"}, "split_seed")):
+        response = client.post("/api/ablations", json={**body, **bad})
+        assert response.status_code == 422
+        loc = response.json()["detail"][0]["loc"]
+        assert loc[:2] == ["body", field] and f'data-field="{field}"' in html
 
 
 def test_clone_prefills_the_source_runs_params_and_escapes_its_name(client):

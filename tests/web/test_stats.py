@@ -1,15 +1,20 @@
-"""Statistics of the compare pages against hand-computed and scipy reference values."""
+"""Statistics of the compare and study pages against hand-computed and reference values
+(scipy, statsmodels, brute-force enumeration)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from backend.compare import stats
 from backend.compare.figures import downsample
-from backend.groups.augmentation import band, verdict
+from backend.groups import verdict
+from backend.groups.figures import band
 
 
 def test_mean_ci_matches_hand_computed_t_interval():
@@ -59,30 +64,6 @@ def test_mcnemar_without_discordant_samples_is_p_one():
     assert stats.mcnemar([True, False], [True, False])["p_exact"] == 1.0
 
 
-def test_judge_reads_the_interval():
-    assert stats.judge({"low": 0.5, "high": 3.0}) == stats.HELPED
-    assert stats.judge({"low": -3.0, "high": -0.1}) == stats.HURT
-    assert stats.judge({"low": -1.0, "high": 2.0}) == stats.UNCLEAR
-    assert stats.judge({"low": None, "high": None}) == stats.TOO_FEW
-
-
-def test_verdict_sentence_when_augmentation_helped():
-    ci = stats.mean_ci([3.0, 4.0, 5.0])
-    t_test = stats.paired_t([0.83, 0.84, 0.85], [0.80, 0.80, 0.80])
-    out = verdict("cifar10", ci, t_test, 3, 3)
-    assert out["outcome"] == "helped"
-    assert out["text"].startswith(
-        "Augmentation helped on cifar10: +4.0 points test accuracy (95% CI"
-    )
-    assert out["text"].endswith(f"paired t-test p = {t_test['p']:.3f}, 3 seeds).")
-
-
-def test_verdict_with_too_few_pairs_says_so():
-    out = verdict("demo", stats.mean_ci([2.0]), None, 1, 3)
-    assert out["outcome"] == "too_few"
-    assert "1 of 3" in out["text"]
-
-
 def test_band_is_mean_min_max_per_epoch():
     points = band([[(1, 0.2), (2, 0.4)], [(1, 0.4)]])
     assert points[0] == {"step": 1, "mean": pytest.approx(0.3), "low": 0.2, "high": 0.4, "n": 2}
@@ -98,3 +79,155 @@ def test_downsample_keeps_first_last_min_and_max():
     assert kept[0] == points[0] and kept[-1] == points[-1]
     assert (1235, -9.0) in kept and (3211, 9.0) in kept
     assert downsample(points[:10]) == points[:10]
+
+
+# --- ablation studies: verdicts, detectable effects, seed counts, pooled tests --------
+
+
+def test_verdict_is_helped_when_the_whole_interval_is_above_zero():
+    # d = +3, +4, +5: mean 4, sd 1, half width t(.975, 2) = 4.302653 / sqrt(3) = 2.484138
+    diff = stats.paired_difference([3.0, 4.0, 5.0])
+    assert diff["low"] == pytest.approx(4 - 2.484138, abs=1e-5)
+    assert diff["outcome"] == stats.HELPED == "helped"
+
+
+def test_verdict_is_hurt_when_the_whole_interval_is_below_zero():
+    diff = stats.paired_difference([-20.0, -25.0, -15.0])
+    assert diff["high"] == pytest.approx(-20 + 5 * 2.484138, abs=1e-4)  # sd 5
+    assert diff["outcome"] == stats.HURT == "hurt"
+
+
+def test_verdict_is_inconclusive_when_the_interval_contains_zero():
+    # The reviewer's case: 3 seeds, the CI spans about -18 to +20 points.
+    diff = stats.paired_difference([-6.0, 1.0, 8.0])
+    assert diff["low"] < 0 < diff["high"]
+    assert diff["outcome"] == stats.INCONCLUSIVE == "inconclusive"
+
+
+def test_the_same_difference_on_every_seed_is_helped_and_stays_json():
+    diff = stats.paired_difference([20.0, 20.0])
+    assert diff["outcome"] == "helped" and diff["mde"] == 0.0 and diff["seeds_needed"] == 2
+    assert diff["t_test"] == {"t": None, "p": 0.0, "df": 1}
+    json.dumps(diff, allow_nan=False)
+
+
+def test_verdict_needs_two_seed_pairs():
+    assert stats.paired_difference([2.0])["outcome"] == stats.TOO_FEW
+    assert stats.paired_difference([])["outcome"] == stats.TOO_FEW
+    assert stats.judge({"low": None, "high": None}) == "too_few"
+
+
+def test_minimum_detectable_effect_against_hand_computed_values():
+    # n = 5: t(.975, 4) = 2.776445, t(.8, 4) = 0.940965 -> 3.717410 * 2 / sqrt(5) = 3.324952
+    assert stats.mde(2.0, 5) == pytest.approx(3.324952, abs=1e-5)
+    # n = 3: t(.975, 2) = 4.302653, t(.8, 2) = 1.060660 -> 5.363313 * 10 / sqrt(3) = 30.96510
+    assert stats.mde(10.0, 3) == pytest.approx(30.96510, abs=1e-4)
+    assert stats.mde(0.0, 4) == 0.0
+    assert stats.mde(None, 1) is None and stats.mde(3.0, 1) is None
+
+
+def test_seeds_needed_against_hand_computed_values():
+    # sd 2, effect 1: n = 33 gives (2.036933 + 0.852998) * 2 / sqrt(33) = 1.00615 > 1,
+    # n = 34 gives (2.034515 + 0.852649) * 2 / sqrt(34) = 0.99029 <= 1.
+    assert stats.seeds_needed(2.0, 1.0) == 34
+    assert stats.seeds_needed(10.0, 5.0) == 34  # only sd / effect matters
+    # n = 5 detects exactly its own mde: 3.324952 (sd 2); a hair less needs a sixth seed.
+    assert stats.seeds_needed(2.0, 3.3250) == 5
+    assert stats.seeds_needed(2.0, 3.3249) == 6
+    assert stats.seeds_needed(0.0, 1.0) == 2  # no spread: the smallest study will do
+    assert stats.seeds_needed(2.0, 0.01) is None  # more than SEEDS_CAP
+    assert stats.seeds_needed(2.0, 0.0) is None and stats.seeds_needed(None, 1.0) is None
+
+
+def test_effect_defaults_to_the_observed_difference_or_the_mde():
+    assert stats.paired_difference([3.0, 4.0, 5.0])["effect"] == pytest.approx(4.0)
+    no_mean = stats.paired_difference([-1.0, 1.0])
+    assert no_mean["effect"] == pytest.approx(no_mean["mde"]) and no_mean["seeds_needed"] == 2
+    asked = stats.paired_difference([3.0, 4.0, 5.0], effect=1.0)
+    assert asked["effect"] == 1.0 and asked["effect_asked"] is True
+    # sd 1, effect 1: n = 10 gives (2.262157 + 0.883404) / sqrt(10) = 0.99471 <= 1,
+    # n = 9 gives (2.306004 + 0.888890) / sqrt(9) = 1.06496 > 1.
+    assert asked["seeds_needed"] == 10
+
+
+def _brute_force_sign_flip(diffs: list[int]) -> float:
+    observed = abs(sum(diffs))
+    patterns = list(itertools.product((1, -1), repeat=len(diffs)))
+    sums = [sum(s * d for s, d in zip(signs, diffs, strict=True)) for signs in patterns]
+    extreme = sum(abs(total) >= observed for total in sums)
+    return extreme / len(patterns)
+
+
+@pytest.mark.parametrize(
+    "diffs", [[15, 5, -5], [3, 4, 5], [1, -1], [0, 0, 0], [7, -2, 3, 9, -4, 1], [2, 2, 2, -2, 6]]
+)
+def test_sign_flip_matches_brute_force_enumeration(diffs):
+    result = stats.sign_flip([float(d) for d in diffs])
+    assert result["exact"] and result["patterns"] == 2 ** len(diffs)
+    assert result["p"] == pytest.approx(_brute_force_sign_flip(diffs))
+    assert result["p_min"] == pytest.approx(2 / 2 ** len(diffs))
+
+
+def test_sign_flip_over_many_seeds_samples_and_stays_in_range():
+    result = stats.sign_flip([1.0] * 20)
+    assert result["exact"] is False and 0 < result["p"] < 0.001
+
+
+def test_pooled_mcnemar_matches_statsmodels_stratified_table():
+    from statsmodels.stats.contingency_tables import StratifiedTable
+
+    rng = np.random.default_rng(1)
+    pairs = [(rng.random(30) < 0.6, rng.random(30) < 0.7) for _ in range(3)]
+    # One 2x2 table per image per seed: rows baseline / treatment, columns right / wrong.
+    tables = [
+        [[int(a), 1 - int(a)], [int(b), 1 - int(b)]]
+        for base, treat in pairs
+        for a, b in zip(base, treat, strict=True)
+    ]
+    reference = StratifiedTable(np.array(tables, dtype=float).transpose(1, 2, 0))
+    ours = stats.pooled_mcnemar(pairs)
+    plain = reference.test_null_odds(correction=False)
+    corrected = reference.test_null_odds(correction=True)
+    assert ours["chi2"] == pytest.approx(plain.statistic)
+    assert ours["p"] == pytest.approx(plain.pvalue)
+    assert ours["chi2_corrected"] == pytest.approx(corrected.statistic)
+    assert ours["p_corrected"] == pytest.approx(corrected.pvalue)
+    assert (ours["only_baseline"], ours["only_treatment"]) == (19, 29)  # by hand: 48 discordant
+
+
+def test_pooled_mcnemar_without_discordant_images_is_p_one():
+    same = np.array([True, False, True])
+    assert stats.pooled_mcnemar([(same, same)])["p"] == 1.0
+    assert stats.pooled_mcnemar([]) is None
+
+
+def test_verdict_sentence_names_subject_metric_ci_n_and_seeds():
+    diff = stats.paired_difference([3.0, 4.0, 5.0])
+    out = verdict.sentence(
+        subject="Pretraining",
+        arms=("from scratch", "pretrained"),
+        metric="balanced accuracy",
+        dataset="cifar10",
+        diff=diff,
+        pairs=3,
+        seeds=3,
+    )
+    assert out["outcome"] == "helped" and out["word"] == "helped"
+    assert out["text"].startswith(
+        "Pretraining helped: +4.0 points balanced accuracy on cifar10 (pretrained minus "
+        "from scratch; 95% CI +1.5 to +6.5; n = 3 seeds)."
+    )
+    assert "could detect at n = 3" in out["text"] and "is 3.1 points" in out["text"]
+    assert out["text"].endswith("about 3 seeds would detect an effect of 4.0 points.")
+
+
+def test_verdict_sentence_when_inconclusive_and_too_few():
+    words = dict(subject="The stacked encoder", arms=("single", "stacked"), metric="macro-F1")
+    out = verdict.sentence(
+        **words, dataset="d", diff=stats.paired_difference([-6.0, 1.0, 8.0]), pairs=3, seeds=3
+    )
+    assert out["text"].startswith("Inconclusive whether the stacked encoder helped: +1.0 points")
+    out = verdict.sentence(
+        **words, dataset="d", diff=stats.paired_difference([2.0]), pairs=1, seeds=3
+    )
+    assert out["outcome"] == "too_few" and "1 of 3" in out["text"]

@@ -1,0 +1,283 @@
+"""An ablation study's answer: did the factor help, by how much, how sure are we.
+
+A study is a group of finetunes: per seed, one run per arm of one factor (jobspec.ablations),
+every other setting shared. Old augmentation studies (kind "augmentation_study", tags
+"augment:on|off") read as the augmentation factor judged by test accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.compare import stats
+from backend.groups import evidence, figures, verdict
+from jobspec import ablations
+from store.datasets import service as datasets_service
+from store.errors import NotFound
+from store.runs import metrics as metrics_service
+from store.runs.models import FINISHED, Run, RunGroup
+
+STUDY_KINDS = ("ablation_study", "augmentation_study")
+LEGACY_KIND = "augmentation_study"
+# (stored key, title, in percent)
+CURVES = (
+    ("finetune/val_accuracy", "val_accuracy", True),
+    ("finetune/val_balanced_accuracy", "val_balanced_accuracy", True),
+    ("finetune/val_loss", "val_loss", False),
+)
+OPTIONAL_CURVES = {"finetune/val_balanced_accuracy"}
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a group studies: the factor, its arms and the metric the verdict is about."""
+
+    factor: ablations.Factor
+    metric: str
+    metric_chosen: bool
+    legacy: bool
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return {self.factor.baseline.name: "baseline", self.factor.treatment.name: "treatment"}
+
+
+def get_group(session: Session, group_id: int) -> RunGroup:
+    """A run group by id, or NotFound."""
+    group = session.get(RunGroup, group_id)
+    if group is None:
+        raise NotFound("group", group_id)
+    return group
+
+
+def group_runs(session: Session, group_id: int) -> list[Run]:
+    """The group's runs by id."""
+    return list(session.scalars(select(Run).where(Run.group_id == group_id).order_by(Run.id)))
+
+
+def is_study(group: RunGroup) -> bool:
+    """Whether the group is an ablation study (new or old kind)."""
+    return group.kind in STUDY_KINDS
+
+
+def design_of(group: RunGroup) -> Design:
+    """The study's factor and metric (an old augmentation study: augmentation, accuracy)."""
+    params = group.params or {}
+    if group.kind == LEGACY_KIND:
+        return Design(ablations.factor("augmentation"), "accuracy", True, True)
+    factor = ablations.factor(params.get("factor", "augmentation"))
+    metric = params.get("metric")
+    metric = metric if metric in ablations.STUDY_METRICS else "accuracy"
+    return Design(factor, metric, bool(params.get("metric_chosen")), False)
+
+
+def arm_of(run: Run, design: Design) -> str | None:
+    """The arm the run belongs to, from its tag (old studies: augment:on|off or its param)."""
+    for tag in run.tags or []:
+        if tag.startswith("arm:") and not design.legacy:
+            return tag.split(":", 1)[1]
+        if design.legacy and tag in ("augment:on", "augment:off"):
+            return tag.split(":")[1]
+    if design.legacy:
+        return "on" if (run.params or {}).get("augment") else "off"
+    return None
+
+
+def seed_of(run: Run) -> int:
+    """The seed the study gave the run."""
+    return int((run.params or {}).get("seed", run.seed))
+
+
+def study(*, session: Session, group_id: int, effect: float | None = None) -> dict:
+    """The study's verdict, statistics, arms, curves and runs (JSON-ready)."""
+    group = get_group(session, group_id)
+    if not is_study(group):
+        raise NotFound("ablation study", group_id)
+    design = design_of(group)
+    runs = group_runs(session, group_id)
+    dataset = datasets_service.get(session, runs[0].dataset_id) if runs else None
+    counts = dict((dataset.train_counts if dataset else None) or {})
+    arms = {run.id: arm_of(run, design) for run in runs}
+    pairs = _pairs(runs, arms, design, counts)
+    if dataset is not None:
+        evidence.per_seed(session, pairs, dataset.id)
+    diffs = [pair["difference"] for pair in pairs]
+    diff = stats.paired_difference(diffs, effect)
+    planned = (group.params or {}).get("seeds") or sorted({seed_of(r) for r in runs})
+    return {
+        "group": {"id": group.id, "name": group.name, "kind": group.kind},
+        **_setting(session, group, design, dataset, counts),
+        **_answer(design, dataset.name if dataset else "this data set", diff, len(planned)),
+        "difference": diff,
+        "pooled": evidence.pooled(pairs, diffs, design.metric),
+        "mcnemar_caveat": evidence.MCNEMAR_CAVEAT,
+        "pairs": pairs,
+        "arms": [_arm_summary(arm, design, runs, arms, counts) for arm in design.factor.arms],
+        "curves": _curves(session, runs, arms, design),
+        "runs": [_run_row(run, arms[run.id], design, counts) for run in runs],
+        "running": any(run.status not in FINISHED for run in runs),
+        "counts": {s: sum(r.status == s for r in runs) for s in sorted({r.status for r in runs})},
+        "seeds": planned,
+    }
+
+
+def _answer(design: Design, dataset: str, diff: dict, planned: int) -> dict:
+    """The verdict sentence and the rule that decides it."""
+    labels = (design.factor.baseline.label, design.factor.treatment.label)
+    metric = ablations.STUDY_METRICS[design.metric]
+    sentence = verdict.sentence(
+        subject=design.factor.subject,
+        arms=labels,
+        metric=metric,
+        dataset=dataset,
+        diff=diff,
+        pairs=diff["n"],
+        seeds=planned,
+    )
+    return {"verdict": sentence, "rule": verdict.rule(metric=metric, arms=labels)}
+
+
+def _setting(session, group: RunGroup, design: Design, dataset, counts: dict) -> dict:
+    """What the study is: factor, metric and why, data set, split, parent, warnings."""
+    params = group.params or {}
+    factor = design.factor
+    parent_id = params.get("parent_run_id")
+    parent = session.get(Run, parent_id) if parent_id is not None else None
+    split = params.get("split_seed") if "split_seed" in params else "unknown"
+    return {
+        "factor": {
+            "name": factor.name,
+            "label": factor.label,
+            "question": factor.question,
+            "subject": factor.subject,
+            "note": factor.note,
+        },
+        "metric": {
+            "name": design.metric,
+            "label": ablations.STUDY_METRICS[design.metric],
+            "chosen": design.metric_chosen,
+            "why": _why_metric(design, counts),
+        },
+        "metrics": [{"name": k, "label": v} for k, v in ablations.STUDY_METRICS.items()],
+        "dataset": {
+            "name": dataset.name if dataset else None,
+            "imbalanced": ablations.imbalanced(counts),
+            "rarest_classes": ablations.rarest_classes(counts) if counts else [],
+            "train_counts": counts,
+        },
+        "split_seed": "per_seed" if split is None else split,
+        "parent": (
+            {"id": parent.id, "name": parent.name, "status": parent.status}
+            if parent is not None
+            else None
+        ),
+        "warnings": list(params.get("warnings") or []),
+    }
+
+
+def _why_metric(design: Design, counts: dict) -> str:
+    if design.legacy:
+        return "augmentation studies made before ablations are judged by test accuracy"
+    if design.metric_chosen:
+        return "chosen when the study was launched"
+    if ablations.imbalanced(counts):
+        return "picked automatically: the training classes are imbalanced"
+    return "picked automatically: the training classes are balanced"
+
+
+def _evaluation(run: Run) -> dict | None:
+    evaluation = (run.result or {}).get("evaluation") or {}
+    if run.status != "succeeded" or "accuracy" not in evaluation:
+        return None
+    return evaluation
+
+
+def _points(metric: str, evaluation: dict, counts: dict) -> float | None:
+    value = ablations.metric_value(metric, evaluation, counts)
+    return None if value is None else value * 100
+
+
+def _pairs(runs: list[Run], arms: dict, design: Design, counts: dict) -> list[dict]:
+    """Seeds where both arms finished with the metric, in seed order; values in percent."""
+    by_seed: dict[int, dict] = {}
+    for run in runs:
+        evaluation = _evaluation(run)
+        value = _points(design.metric, evaluation, counts) if evaluation else None
+        role = design.roles.get(arms[run.id])
+        if value is not None and role is not None:
+            by_seed.setdefault(seed_of(run), {})[role] = {"id": run.id, "value": value}
+    return [
+        {
+            "seed": seed,
+            **sides,
+            "difference": sides["treatment"]["value"] - sides["baseline"]["value"],
+        }
+        for seed, sides in sorted(by_seed.items())
+        if len(sides) == 2
+    ]
+
+
+def _arm_summary(arm, design: Design, runs: list[Run], arms: dict, counts: dict) -> dict:
+    mine = [run for run in runs if arms[run.id] == arm.name]
+    evaluations = [e for e in map(_evaluation, mine) if e is not None]
+
+    def spread(metric: str) -> dict:
+        values = [_points(metric, e, counts) for e in evaluations]
+        return stats.mean_sd([v for v in values if v is not None])
+
+    def recall(name: str) -> dict:
+        values = [(e.get("per_class") or {}).get(name, {}).get("recall") for e in evaluations]
+        return stats.mean_sd([v * 100 for v in values if v is not None])
+
+    rare = ablations.rarest_classes(counts) if counts else []
+    return {
+        "name": arm.name,
+        "label": arm.label,
+        "role": design.roles[arm.name],
+        "runs": len(mine),
+        "finished": len(evaluations),
+        "metrics": {metric: spread(metric) for metric in ablations.STUDY_METRICS},
+        "rare_recall": [{"class": name, **recall(name)} for name in rare],
+    }
+
+
+def _curves(session: Session, runs: list[Run], arms: dict, design: Design) -> list[dict]:
+    series = metrics_service.series_many(session, [run.id for run in runs]) if runs else {}
+    out = []
+    for key, title, percent in CURVES:
+        if key in OPTIONAL_CURVES and not any(key in s for s in series.values()):
+            continue
+        lines = [
+            {
+                "label": arm.label,
+                "role": design.roles[arm.name],
+                "points": figures.band(
+                    [series[r.id].get(key, []) for r in runs if arms[r.id] == arm.name]
+                ),
+            }
+            for arm in design.factor.arms
+        ]
+        label = f"{title} (%)" if percent else title
+        out.append({"metric": title, "figure": figures.bands(label, lines, percent=percent)})
+    return out
+
+
+def _run_row(run: Run, arm: str | None, design: Design, counts: dict) -> dict:
+    evaluation = _evaluation(run) or {}
+    label = design.factor.arm(arm).label if arm in design.roles else arm
+    return {
+        "id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "arm": arm,
+        "arm_label": label,
+        "seed": seed_of(run),
+        "value": _points(design.metric, evaluation, counts) if evaluation else None,
+        "accuracy": evaluation.get("accuracy"),
+        "balanced_accuracy": evaluation.get("balanced_accuracy"),
+        "progress": run.progress or {},
+        "url": f"/runs/{run.id}",
+    }
