@@ -14,6 +14,7 @@ from store.settings import get_settings
 
 # The form's own kind: a group of finetunes (POST /api/ablations), not a job kind.
 STUDY_KIND = "ablation"
+LEGACY_KINDS = {"augmentation": STUDY_KIND}  # the tab's old name, in links people kept
 STUDY_HELP = (
     "One factor switched between two arms, the same finetune otherwise, once per seed, "
     "as one group; the group page says whether the factor helped, hurt or is inconclusive."

@@ -155,6 +155,7 @@ def new_run_page(
 ):
     """One form per kind, generated from the job parameter models; clone prefills one."""
     source = runs_service.get_run(session, clone) if clone is not None else None
+    kind = form.LEGACY_KINDS.get(kind, kind)  # old links: ?kind=augmentation
     kind = kind if kind in form.form_kinds() else (source.kind if source else None)
     kind = kind or ("finetune" if parent is not None else "pretrain")
     values = form.clone_values(source.params, kind) if source else {}

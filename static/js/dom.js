@@ -170,7 +170,7 @@ const dom = (() => {
     pct: (v, places = 1) => (missing(v) ? DASH : `${fixed(Number(v) * 100, places)}%`),
     // pts(1.25) -> "+1.2 pts": a difference in percentage points.
     pts: (v) => (missing(v) ? DASH : `${v >= 0 ? "+" : ""}${fixed(v + 0, 1)} pts`),
-    // pValue(0.0123) -> "p = 0.012": backend/compare/augmentation.py's p_text.
+    // pValue(0.0123) -> "p = 0.012": backend/groups/verdict.py's format_p.
     pValue: (p) => (missing(p) ? DASH : p < 0.001 ? "p < 0.001" : `p = ${fixed(p, 3)}`),
     // A metric value in the compare tables: integers and large values whole, else 4 digits.
     metric(v) {

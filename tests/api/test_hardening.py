@@ -202,6 +202,7 @@ def test_fastapi_cdn_docs_are_gone(raw):
         (f"/api/runs/{HUGE}/artifacts/x.h5", 404),
         (f"/groups/{HUGE}", 404),
         (f"/api/groups/{HUGE}/augmentation", 404),
+        (f"/api/groups/{HUGE}/ablation", 404),
         (f"/runs/new?clone={HUGE}", 422),
         (f"/api/runs?group_id={HUGE}", 422),
         ("/api/compare?ids=1,%C2%B2", 422),  # "²" passes str.isdigit()
