@@ -38,6 +38,9 @@ def run(
             "stages": res.stages,
             "test_reconstruction_loss": res.test_reconstruction_loss,
             "trained_stages": [s for s, v in res.stages.items() if not v["cancelled"]],
+            "decoder_output": config.decoder_output,
+            "reconstruction": res.reconstruction,
+            "probe_errors": res.probe_errors,
         }
     elif kind == "tune":
         from worker.ml.tune import tune
@@ -75,6 +78,7 @@ def run(
         }
     else:  # registered (jobspec.kinds) but not trained here: a new kind needs its branch
         raise ValueError(f"no training function for run kind {kind!r}")
+    result["split"] = res.split  # {"seed", "fraction", "n_train", "n_val", "fingerprint"}
     return ("cancelled" if res.cancelled else "succeeded"), result, res.files
 
 

@@ -21,7 +21,8 @@ MAX_NPZ_BYTES = 64 * 1024 * 1024  # probe images are a few hundred KiB; refuse a
 
 
 def best_epoch(session: Session, run: Run) -> int | None:
-    """Early stopping's pick for a finetune run: from its result, or the monitor's best so far."""
+    """Early stopping's pick for a finetune run: from its result, or the epoch it would
+    restore so far (the monitor's kept epoch, min_delta counted)."""
     if run.kind != "finetune":
         return None
     training = (run.result or {}).get("training") or {}
@@ -29,7 +30,9 @@ def best_epoch(session: Session, run: Run) -> int | None:
         return int(training["best_epoch"])
     monitor = ((run.params or {}).get("early_stopping") or {}).get("monitor", "val_loss")
     summary = metrics_service.summaries(session, run.id).get(f"finetune/{monitor}")
-    return summary["best_step"] if summary else None
+    if not summary:
+        return None
+    return summary["kept_step"] if summary["kept_step"] is not None else summary["best_step"]
 
 
 def curves(session: Session, run_id: int, max_points: int) -> dict:

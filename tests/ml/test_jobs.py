@@ -50,6 +50,13 @@ def test_pretrain_writes_every_stage_and_the_stacked_ae(pretrained_dir, demo_sma
     manifest = json.loads((pretrained_dir / "pretrain.json").read_text())
     assert manifest["trained_stages"] == ["ae01", "ae02", "ae03"]
     assert manifest["test_reconstruction_loss"] > 0
+    report = manifest["reconstruction"]
+    assert manifest["test_reconstruction_loss"] == report["stages"]["ae03"]["mse"]
+    assert set(report["stages"]) == {"ae01", "ae02", "ae03"}
+    assert set(report["baselines"]) == {"image_mean_colour", "dataset_mean_image"}
+    # The seed's decoders end in ReLU: some output pixels are exactly 0.
+    assert 0 < report["stages"]["ae01"]["zero_fraction"] < 1
+    assert {len(errors) for errors in manifest["probe_errors"].values()} == {10}
     for name in ("ae01", "ae02", "ae03", "stacked_ae"):
         assert (pretrained_dir / f"{name}.weights.h5").stat().st_size > 0
         assert (pretrained_dir / f"{name}.keras").stat().st_size > 0

@@ -210,7 +210,7 @@ def test_finetune_cut_after_epoch_two_resumes_exactly_where_it_stopped(tiny, tmp
     assert manifest["training"]["epochs_run"] == 4
     # Same batches, restored weights, optimizer slots and augmentation RNG: the resumed
     # run is bit-identical to the uninterrupted one on this machine.
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1"):
         assert cut.history(key)[:2] + again.history(key) == whole.history(key), key
     assert got.training["final"] == want.training["final"]
     assert got.evaluation.accuracy == want.evaluation.accuracy
@@ -260,13 +260,15 @@ def test_early_stopping_patience_runs_out_across_the_interruption(tiny, tmp_path
 
 
 @pytest.mark.slow
-def test_pretrain_cut_inside_ae02_resumes_without_retraining_ae01(tiny, tmp_path):
+@pytest.mark.parametrize("decoder_output", ["bn_relu", "sigmoid"])
+def test_pretrain_cut_inside_ae02_resumes_without_retraining_ae01(tiny, tmp_path, decoder_output):
     stage = StageConfig(epochs=2, batch_size=10)
     config = PretrainConfig(
         ae01=StageConfig(epochs=1, batch_size=10),
         ae02=stage,
         ae03=StageConfig(epochs=1, batch_size=10),
         validation_fraction=0.25,
+        decoder_output=decoder_output,
     )
     cut = Recorder(stop_at=("ae02", 2))
     first = pretrain(tiny, config, out_dir=tmp_path / "cut", reporter=cut)
@@ -284,6 +286,8 @@ def test_pretrain_cut_inside_ae02_resumes_without_retraining_ae01(tiny, tmp_path
     assert [got.stages[s]["epochs_run"] for s in ("ae01", "ae02", "ae03")] == [1, 2, 1]
     manifest = artifacts.read_json(tmp_path / "again" / "pretrain.json")
     assert manifest["trained_stages"] == ["ae01", "ae02", "ae03"]
+    assert manifest["decoder_output"] == decoder_output
+    assert manifest["split"] == tiny.split_validation(fraction=0.25, seed=0).record()
     rows = (tmp_path / "again" / "metrics.csv").read_text().splitlines()[1:]
     assert sorted({tuple(r.split(",")[:2]) for r in rows}) == [
         ("ae01", "1"),

@@ -22,6 +22,7 @@ from worker.ml.checkpoint import (
 )
 from worker.ml.datasets.dataset import Dataset
 from worker.ml.evaluate import Evaluation, evaluate, export_evaluation
+from worker.ml.metrics import classification_metrics
 from worker.ml.models import (
     build_classifier,
     encoder_of,
@@ -31,6 +32,7 @@ from worker.ml.models import (
 from worker.ml.pipeline import make_input
 from worker.ml.pretrain import load_pretrained, pretrained_kernel_sizes
 from worker.ml.reporting import Reporter
+from worker.ml.splits import pretrain_split_warnings
 from worker.ml.training import fit, make_optimizer, runtime
 
 
@@ -49,12 +51,14 @@ class FinetuneResult:
     evaluation: Evaluation | None
     cancelled: bool
     files: list[Path] = field(default_factory=list)
+    split: dict = field(default_factory=dict)  # Split.record() of the split trained on
 
 
 def build_model(config: FinetuneConfig, num_classes: int, pretrained_dir: Path | None):
     """The classifier, with pretrained encoder weights loaded by layer name when asked."""
     if config.encoder == "scratch":
-        return build_classifier(config.model_architecture, config.kernel_size, num_classes), []
+        sizes = config.scratch_kernel_sizes
+        return build_classifier(config.model_architecture, sizes, num_classes), []
     if pretrained_dir is None:
         raise ValueError(f"encoder={config.encoder!r} needs a pretrain output folder")
     kernel_sizes = pretrained_kernel_sizes(pretrained_dir)
@@ -97,7 +101,10 @@ def finetune(
     out_dir = Path(out_dir)
     key = run_key(config, dataset)
     check_resume(resume, stages=("finetune",), key=key)
-    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
+    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
+    warnings = []
+    if config.encoder != "scratch" and pretrained_dir is not None:
+        warnings = pretrain_split_warnings(dataset, split, pretrained_dir)
     with runtime(config.runtime, config.seed):
         classifier, copied = build_model(config, dataset.num_classes, pretrained_dir)
         set_bn_momentum(classifier, config.bn_momentum)
@@ -105,7 +112,7 @@ def finetune(
         model.compile(
             optimizer=make_optimizer(config.optimizer, config.lr),
             loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            metrics=classification_metrics(dataset.num_classes),
             jit_compile=config.runtime.jit_compile,
         )
         stopper = _early_stopping(config)
@@ -134,18 +141,21 @@ def finetune(
             start=start,
             snapshot=_snapshot(model, stopper, key),
         )
-        _describe(result, stopper, config, copied)
+        _describe(result, stopper, config, copied, warnings)
         training = result.summary()
         reporter.stage_ended("finetune", training)
         # A cancelled run stops now: its best weights are kept, scoring them can wait.
         evaluation = None if result.cancelled else evaluate(classifier, dataset)
-    files = _export(out_dir, classifier, result, training, evaluation, config, dataset)
-    return FinetuneResult(classifier, training, evaluation, result.cancelled, files)
+    record = split.record()
+    files = _export(out_dir, classifier, result, training, evaluation, config, dataset, record)
+    return FinetuneResult(classifier, training, evaluation, result.cancelled, files, record)
 
 
 def _early_stopping(config: FinetuneConfig) -> ResumableEarlyStopping:
     return ResumableEarlyStopping(
         monitor=config.early_stopping.monitor,
+        # Explicit: Keras' "auto" cannot tell which way a metric of ours should go.
+        mode=config.early_stopping.mode,
         patience=config.early_stopping.patience,
         min_delta=config.early_stopping.min_delta,
         restore_best_weights=config.early_stopping.restore_best_weights,
@@ -161,21 +171,27 @@ def _snapshot(model: keras.Model, stopper: ResumableEarlyStopping, key: dict):
     return snapshot
 
 
-def _describe(result, stopper: ResumableEarlyStopping, config: FinetuneConfig, copied) -> None:
+def _describe(result, stopper, config: FinetuneConfig, copied, warnings: list[str]) -> None:
     """Early stopping's account of the fit, for the summary."""
     if stopper.best_weights is not None or not config.early_stopping.restore_best_weights:
         result.best_epoch = stopper.best_epoch + 1
         result.best_value = None if stopper.best is None else float(stopper.best)
     result.extra = {
         "monitor": config.early_stopping.monitor,
-        "stopped_early": stopper.stopped_epoch > 0,
+        "epochs_planned": config.epochs,
+        # Only when early stopping cut training short: patience running out in the last
+        # epoch ends nothing early, and a cancelled run was stopped by its user.
+        "stopped_early": stopper.stopped_epoch > 0
+        and result.epochs_run < config.epochs
+        and not result.cancelled,
         "restored_best_weights": config.early_stopping.restore_best_weights
         and stopper.best_weights is not None,
         "pretrained_layers": len(copied),
+        "warnings": list(warnings),
     }
 
 
-def _export(out_dir, classifier, result, training, evaluation, config, dataset) -> list[Path]:
+def _export(out_dir, classifier, result, training, evaluation, config, dataset, split) -> list:
     files = artifacts.save_model(classifier, out_dir, "classifier")
     if evaluation is not None:
         files += export_evaluation(evaluation, out_dir)
@@ -185,6 +201,7 @@ def _export(out_dir, classifier, result, training, evaluation, config, dataset) 
         "job": "finetune",
         "config": config.model_dump(mode="json"),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
+        "split": split,
         "training": training,
         "evaluation": evaluation and evaluation.summary(),
         "cancelled": result.cancelled,

@@ -20,6 +20,8 @@ NUM_CLASSES = 10
 STAGE_INPUT_SHAPES = {"ae01": IMAGE_SHAPE, "ae02": (32, 32, 64), "ae03": (16, 16, 128)}
 
 KernelSizes = int | Sequence[int]
+# How AE01's decoder ends (jobspec.params.DecoderOutput); "bn_relu" is the seed's.
+DECODER_OUTPUTS = ("bn_relu", "sigmoid", "linear")
 
 
 def _kernel_sizes(kernel_size: KernelSizes) -> tuple[int, int, int]:
@@ -49,30 +51,51 @@ def build_encoder(stage: str, kernel_size: int) -> keras.Model:
     return keras.Model(inputs, x, name=f"{tag}_encoder")
 
 
-def build_decoder(stage: str, kernel_size: int) -> keras.Model:
-    """Decoder half of one autoencoder stage, back to that stage's input shape."""
+def build_decoder(stage: str, kernel_size: int, output: str = "bn_relu") -> keras.Model:
+    """Decoder half of one autoencoder stage, back to that stage's input shape.
+
+    `output` is how AE01's decoder (the one that makes the image) ends: the seed's
+    Conv + BN + ReLU ("bn_relu"), Conv then a sigmoid ("sigmoid") or the Conv alone
+    ("linear"). The conv keeps its seed name, so weights still move by name. AE02's and
+    AE03's decoders reconstruct ReLU features and always end in BN + ReLU.
+    """
+    if output not in DECODER_OUTPUTS:
+        raise ValueError(f"decoder output must be one of {DECODER_OUTPUTS}, got {output!r}")
+    if stage != "ae01" and output != "bn_relu":
+        raise ValueError(f"only AE01's decoder has an output option, not {stage}'s")
     tag = stage.upper()
     code_shape = {"ae01": (32, 32, 64), "ae02": (16, 16, 128), "ae03": (8, 8, 256)}[stage]
     inputs = keras.Input(code_shape, name=f"{tag}_decoder_input")
     x = inputs
     if stage != "ae01":
         x = layers.UpSampling2D(name=f"Unpool_{tag}_1")(x)
-    x = _conv_bn_relu(x, STAGE_INPUT_SHAPES[stage][-1], kernel_size, tag, 2)
+    channels = STAGE_INPUT_SHAPES[stage][-1]
+    if output == "bn_relu":
+        x = _conv_bn_relu(x, channels, kernel_size, tag, 2)
+    else:
+        x = layers.Conv2D(channels, kernel_size, padding="same", name=f"Dense_{tag}_2")(x)
+        if output == "sigmoid":
+            x = layers.Activation("sigmoid", name=f"Sigmoid_{tag}_2")(x)
     return keras.Model(inputs, x, name=f"{tag}_decoder")
 
 
-def build_autoencoder(stage: str, kernel_size: int) -> keras.Model:
-    """One stage's autoencoder: its encoder then its decoder."""
+def build_autoencoder(stage: str, kernel_size: int, decoder_output: str = "bn_relu") -> keras.Model:
+    """One stage's autoencoder: its encoder then its decoder.
+
+    `decoder_output` applies to AE01 only (see build_decoder); other stages ignore it, so a
+    pretrain can pass its setting to every stage.
+    """
     tag = stage.upper()
     inputs = keras.Input(STAGE_INPUT_SHAPES[stage], name=f"{tag}_input")
     code = build_encoder(stage, kernel_size)(inputs)
-    outputs = build_decoder(stage, kernel_size)(code)
+    output = decoder_output if stage == "ae01" else "bn_relu"
+    outputs = build_decoder(stage, kernel_size, output)(code)
     return keras.Model(inputs, outputs, name=tag)
 
 
-def build_ae01(kernel_size: int = 3) -> keras.Model:
+def build_ae01(kernel_size: int = 3, decoder_output: str = "bn_relu") -> keras.Model:
     """AE01: 32x32x3 image -> 32x32x64 code -> 32x32x3 reconstruction."""
-    return build_autoencoder("ae01", kernel_size)
+    return build_autoencoder("ae01", kernel_size, decoder_output)
 
 
 def build_ae02(kernel_size: int = 3) -> keras.Model:
@@ -96,21 +119,23 @@ def build_stacked_encoder(kernel_size: KernelSizes = 3, depth: int = 3) -> keras
     return keras.Model(inputs, x, name=name)
 
 
-def build_stacked_decoder(kernel_size: KernelSizes = 3) -> keras.Model:
-    """AE03, AE02 then AE01 decoders: 8x8x256 -> 32x32x3."""
+def build_stacked_decoder(
+    kernel_size: KernelSizes = 3, decoder_output: str = "bn_relu"
+) -> keras.Model:
+    """AE03, AE02 then AE01 decoders: 8x8x256 -> 32x32x3 (AE01's ending as asked)."""
     sizes = _kernel_sizes(kernel_size)
     inputs = keras.Input((8, 8, 256), name="stacked_decoder_input")
     x = inputs
     for stage, k in reversed(list(zip(STAGES, sizes, strict=True))):
-        x = build_decoder(stage, k)(x)
+        x = build_decoder(stage, k, decoder_output if stage == "ae01" else "bn_relu")(x)
     return keras.Model(inputs, x, name="stacked_decoder")
 
 
-def build_stacked_ae(kernel_size: KernelSizes = 3) -> keras.Model:
+def build_stacked_ae(kernel_size: KernelSizes = 3, decoder_output: str = "bn_relu") -> keras.Model:
     """The three autoencoders stacked: encode 1-2-3, decode 3-2-1."""
     inputs = keras.Input(IMAGE_SHAPE, name="stacked_ae_input")
     code = build_stacked_encoder(kernel_size)(inputs)
-    outputs = build_stacked_decoder(kernel_size)(code)
+    outputs = build_stacked_decoder(kernel_size, decoder_output)(code)
     return keras.Model(inputs, outputs, name="stacked_ae")
 
 

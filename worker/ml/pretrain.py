@@ -26,12 +26,16 @@ from worker.ml.models import (
     STAGES,
     build_autoencoder,
     build_stacked_ae,
-    decoder_of,
     encoder_of,
     set_bn_momentum,
     transfer_weights,
 )
-from worker.ml.pipeline import make_input, to_float
+from worker.ml.pipeline import make_input
+from worker.ml.reconstruction import (
+    probe_indices,
+    probe_reconstructions,
+    reconstruction_report,
+)
 from worker.ml.reporting import Reporter
 from worker.ml.training import fit, make_optimizer, runtime
 
@@ -76,6 +80,11 @@ class PretrainResult:
     probes: dict[str, np.ndarray]
     cancelled: bool
     files: list[Path] = field(default_factory=list)
+    # Test MSE, PSNR and exact zeros per depth beside two baselines (reconstruction.py);
+    # None for a cancelled run.
+    reconstruction: dict | None = None
+    probe_errors: dict[str, list[float]] = field(default_factory=dict)
+    split: dict = field(default_factory=dict)  # Split.record() of the split trained on
 
 
 def pretrain(
@@ -88,38 +97,44 @@ def pretrain(
 ) -> PretrainResult:
     """Train AE01 -> AE02 -> AE03, assemble the stacked AE, export all of it to out_dir.
 
-    With `resume`, stages finished before the checkpoint's come from it untrained, and its
-    stage continues after its epoch.
+    Only the training part of the split trains the autoencoders: its validation part
+    scores them and the test images are reconstructed only after training. With `resume`,
+    stages finished before the checkpoint's come from it untrained, and its stage continues
+    after its epoch.
     """
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
     run = _Run(resume, run_key(config, dataset))
-    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
+    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
     cancelled = False
     with runtime(config.runtime, config.seed):
         for stage in STAGES:
             settings = config.stage(stage)
-            autoencoder = build_autoencoder(stage, settings.kernel_size)
+            autoencoder = build_autoencoder(stage, settings.kernel_size, config.decoder_output)
             set_bn_momentum(autoencoder, config.bn_momentum)
             if run.restore_finished(stage, autoencoder):
                 continue
             frozen = [encoder_of(run.models[s]) for s in STAGES[: STAGES.index(stage)]]
-            result = _train_stage(
+            fitted = _train_stage(
                 stage, autoencoder, frozen, settings, split, config, reporter, run
             )
-            run.finish(stage, autoencoder, result)
+            run.finish(stage, autoencoder, fitted)
             reporter.stage_ended(stage, run.stages[stage])
-            if result.cancelled:
+            if fitted.cancelled:
                 cancelled = True
                 break
-        models, stages, rows = run.models, run.stages, run.rows
-        test_loss, probes = None, {}
+        models = run.models
+        result = PretrainResult(models, run.stages, None, {}, cancelled, split=split.record())
         if not cancelled:
-            models["stacked_ae"] = assemble_stacked_ae(models, config.kernel_sizes)
-            test_loss = reconstruction_loss(models["stacked_ae"], dataset.x_test)
-        probes = probe_reconstructions(models, dataset, config.probe_images)
-    files = _export(out_dir, models, stages, rows, probes, test_loss, config, dataset, cancelled)
-    return PretrainResult(models, stages, test_loss, probes, cancelled, files)
+            result.reconstruction = reconstruction_report(models, dataset.x_test, split.x_train)
+            result.test_reconstruction_loss = result.reconstruction["stages"]["ae03"]["mse"]
+            models["stacked_ae"] = assemble_stacked_ae(
+                models, config.kernel_sizes, config.decoder_output
+            )
+        probes = dataset.x_test[probe_indices(dataset.y_test, config.probe_images)]
+        result.probes, result.probe_errors = probe_reconstructions(models, probes)
+    result.files = _export(out_dir, result, run.rows, config, dataset)
+    return result
 
 
 class _Run:
@@ -207,76 +222,38 @@ def _train_stage(stage, autoencoder, frozen, settings: StageConfig, split, confi
     )
 
 
-def assemble_stacked_ae(models: dict[str, keras.Model], kernel_sizes) -> keras.Model:
+def assemble_stacked_ae(
+    models: dict[str, keras.Model], kernel_sizes, decoder_output: str = "bn_relu"
+) -> keras.Model:
     """The stacked AE with each trained stage's weights loaded by layer name."""
-    stacked = build_stacked_ae(kernel_sizes)
+    stacked = build_stacked_ae(kernel_sizes, decoder_output)
     for stage in STAGES:
         transfer_weights(models[stage], stacked)
     return stacked
 
 
-def reconstruction_loss(model: keras.Model, x_uint8: np.ndarray, batch_size: int = 256) -> float:
-    """Mean squared error of an image autoencoder over a set of images."""
-    total, count = 0.0, 0
-    for start in range(0, len(x_uint8), batch_size):
-        x = to_float(x_uint8[start : start + batch_size])
-        reconstruction = np.asarray(model.predict_on_batch(x))
-        total += float(np.square(reconstruction - x).sum())
-        count += x.size
-    return total / count
-
-
-def probe_indices(labels: np.ndarray, count: int) -> np.ndarray:
-    """A fixed set of test images: round-robin over classes, first of each."""
-    chosen: list[int] = []
-    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    depth = 0
-    while len(chosen) < min(count, len(labels)):
-        for indices in by_class:
-            if depth < len(indices) and len(chosen) < count:
-                chosen.append(int(indices[depth]))
-        depth += 1
-    return np.array(chosen, dtype=np.int64)
-
-
-def probe_reconstructions(models, dataset: Dataset, count: int) -> dict[str, np.ndarray]:
-    """The probe images and each trained stage's reconstruction of them, as uint8."""
-    x = to_float(dataset.x_test[probe_indices(dataset.y_test, count)])
-    probes = {"input": x}
-    encoders, decoders = [], []
-    for stage in STAGES:
-        if stage not in models:
-            break
-        encoders.append(encoder_of(models[stage]))
-        decoders.insert(0, decoder_of(models[stage]))
-        h = x
-        for layer in [*encoders, *decoders]:
-            h = layer(h, training=False)
-        probes[stage] = ops.convert_to_numpy(h)
-    return {name: _to_uint8(images) for name, images in probes.items()}
-
-
-def _to_uint8(images) -> np.ndarray:
-    return (np.clip(np.asarray(images), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _export(out_dir, models, stages, rows, probes, test_loss, config, dataset, cancelled):
+def _export(out_dir: Path, result: PretrainResult, rows, config, dataset) -> list[Path]:
     files: list[Path] = []
-    for name, model in models.items():
+    for name, model in result.models.items():
         files += artifacts.save_model(model, out_dir, name)
-    if probes:
-        np.savez_compressed(out_dir / "reconstructions.npz", **probes)
+    if result.probes:
+        np.savez_compressed(out_dir / "reconstructions.npz", **result.probes)
         files.append(out_dir / "reconstructions.npz")
-        files.append(figures.reconstruction_grid(probes, out_dir / "reconstructions.png"))
+        files.append(figures.reconstruction_grid(result.probes, out_dir / "reconstructions.png"))
     files.append(artifacts.write_metrics_csv(out_dir / "metrics.csv", rows))
+    stages = result.stages
     manifest = {
         "job": "pretrain",
         "config": config.model_dump(mode="json"),
         "kernel_sizes": list(config.kernel_sizes),
+        "decoder_output": config.decoder_output,
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
+        "split": result.split,
         "stages": stages,
-        "test_reconstruction_loss": test_loss,
-        "cancelled": cancelled,
+        "test_reconstruction_loss": result.test_reconstruction_loss,
+        "reconstruction": result.reconstruction,
+        "probe_errors": result.probe_errors,
+        "cancelled": result.cancelled,
         "trained_stages": _completed(stages),
         "partial_stages": [s for s, summary in stages.items() if summary["cancelled"]],
     }
@@ -297,12 +274,14 @@ def load_pretrained(weights_dir: Path, stages: tuple[str, ...] = STAGES) -> dict
         raise FileNotFoundError(f"{manifest_path}: not a pretrain output folder (no pretrain.json)")
     manifest = artifacts.read_json(manifest_path)
     kernel_sizes = dict(zip(STAGES, manifest["kernel_sizes"], strict=True))
+    decoder_output = manifest.get("decoder_output", "bn_relu")  # older runs: the seed's
     models = {}
     for stage in stages:
         path = weights_dir / f"{stage}.weights.h5"
         if stage not in manifest["trained_stages"] or not path.exists():
             raise FileNotFoundError(f"{path}: stage {stage} was not trained in this pretrain run")
-        models[stage] = artifacts.load_weights(build_autoencoder(stage, kernel_sizes[stage]), path)
+        autoencoder = build_autoencoder(stage, kernel_sizes[stage], decoder_output)
+        models[stage] = artifacts.load_weights(autoencoder, path)
     return models
 
 

@@ -32,6 +32,7 @@ class TuneResult:
     storage: str | optuna.storages.BaseStorage
     cancelled: bool
     files: list[Path] = field(default_factory=list)
+    split: dict = field(default_factory=dict)  # Split.record() of the split trials train on
 
 
 class _PruneOnEpoch(keras.callbacks.Callback):
@@ -105,7 +106,7 @@ def tune(
         if earlier
         else []
     )
-    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.seed)
+    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(config, storage)
     state = {"cancelled": False}
@@ -119,7 +120,7 @@ def tune(
             callbacks=[_report_trial(reporter), trials.ended],
             catch=(FloatingPointError,),
         )
-    return _result(study, config, storage, state["cancelled"], out_dir)
+    return _result(study, config, storage, state["cancelled"], out_dir, split.record())
 
 
 class _TrialLog:
@@ -258,7 +259,7 @@ def trial_report(trial: optuna.trial.FrozenTrial) -> TrialReport:
     )
 
 
-def _result(study, config, storage, cancelled, out_dir) -> TuneResult:
+def _result(study, config, storage, cancelled, out_dir, split: dict) -> TuneResult:
     trials = [vars(trial_report(t)) for t in study.trials if t.state.is_finished()]
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best_params = study.best_params if completed else {}
@@ -271,8 +272,11 @@ def _result(study, config, storage, cancelled, out_dir) -> TuneResult:
         "study_name": study.study_name,
         "best_params": best_params,
         "best_value": best_value,
+        "split": split,
         "trials": trials,
         "cancelled": cancelled,
     }
     files = [artifacts.write_json(out_dir / "tune.json", manifest)]
-    return TuneResult(best_params, best_value, trials, study.study_name, storage, cancelled, files)
+    return TuneResult(
+        best_params, best_value, trials, study.study_name, storage, cancelled, files, split
+    )
