@@ -337,3 +337,25 @@ def test_tune_resume_fails_the_dead_trial_and_runs_only_the_rest(tiny, tmp_path)
     ]
     final = Checkpoint.from_bytes(again.checkpoints[-1])
     assert (final.epoch, final.state["trials"], final.state["abandoned"]) == (3, [0, 2, 3], [1])
+
+
+def test_a_checkpoint_from_before_new_parameters_still_resumes():
+    """Fields added since a checkpoint was taken read as their defaults (the old
+    behaviour): an upgrade does not cost a run its resume; other values are refused."""
+    from jobspec.params import FinetuneConfig
+    from worker.ml.checkpoint import Checkpoint, CheckpointError, check_resume
+
+    config = FinetuneConfig(encoder="scratch", epochs=3)
+    key = {"config": config.model_dump(mode="json"), "dataset": "abc"}
+    old = {k: v for k, v in key["config"].items() if k not in ("split_seed", "kernel_sizes")}
+    taken = Checkpoint("finetune", 1, {"run": {"config": old, "dataset": "abc"}}, {})
+    check_resume(taken, stages=("finetune",), key=key, config_type=FinetuneConfig)
+    with pytest.raises(CheckpointError, match="other parameters"):
+        check_resume(taken, stages=("finetune",), key=key)  # compared as stored: differs
+    longer = {"run": {"config": {**old, "epochs": 4}, "dataset": "abc"}}
+    other = Checkpoint("finetune", 1, longer, {})
+    with pytest.raises(CheckpointError, match="other parameters"):
+        check_resume(other, stages=("finetune",), key=key, config_type=FinetuneConfig)
+    elsewhere = Checkpoint("finetune", 1, {"run": {"config": old, "dataset": "xyz"}}, {})
+    with pytest.raises(CheckpointError, match="other parameters or data"):
+        check_resume(elsewhere, stages=("finetune",), key=key, config_type=FinetuneConfig)

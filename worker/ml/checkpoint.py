@@ -104,13 +104,26 @@ def run_key(config: Any, dataset: Any) -> dict:
     return {"config": config.model_dump(mode="json"), "dataset": dataset.fingerprint()}
 
 
-def check_resume(resume: Checkpoint | None, *, stages: Sequence[str], key: dict) -> None:
-    """Refuse a checkpoint of another job kind, other parameters or other data."""
+def check_resume(
+    resume: Checkpoint | None, *, stages: Sequence[str], key: dict, config_type: Any = None
+) -> None:
+    """Refuse a checkpoint of another job kind, other parameters or other data.
+
+    With `config_type`, the checkpoint's parameters are read through today's model first:
+    a field added since it was taken gets its default, which keeps the old behaviour, so
+    an upgrade does not cost a run its resume."""
     if resume is None:
         return
     if resume.stage not in stages:
         raise CheckpointError(f"cannot resume a {resume.stage!r} checkpoint here")
-    if json.loads(json.dumps(key)) != resume.state.get("run"):
+    stored = resume.state.get("run") or {}
+    if config_type is not None and isinstance(stored.get("config"), dict):
+        try:
+            config = config_type(**stored["config"]).model_dump(mode="json")
+            stored = {**stored, "config": config}
+        except ValueError:  # pydantic's ValidationError: not these parameters at all
+            pass
+    if json.loads(json.dumps(key)) != stored:
         raise CheckpointError("the checkpoint was taken with other parameters or data")
 
 

@@ -100,7 +100,7 @@ def finetune(
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
     key = run_key(config, dataset)
-    check_resume(resume, stages=("finetune",), key=key)
+    check_resume(resume, stages=("finetune",), key=key, config_type=type(config))
     split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
     warnings = []
     if config.encoder != "scratch" and pretrained_dir is not None:

@@ -141,7 +141,7 @@ class _Run:
     """The stages done so far, this attempt's and those a checkpoint brought back."""
 
     def __init__(self, resume: Checkpoint | None, key: dict):
-        check_resume(resume, stages=STAGES, key=key)
+        check_resume(resume, stages=STAGES, key=key, config_type=PretrainConfig)
         self.resume, self.key = resume, key
         self.models: dict[str, keras.Model] = {}
         self.stages: dict[str, dict] = {}

@@ -100,7 +100,7 @@ def tune(
     if earlier and pretrained_dir is None:
         raise ValueError(f"tuning {config.stage} needs a pretrain output folder for {earlier}")
     key = run_key(config, dataset)
-    check_resume(resume, stages=("tune",), key=key)
+    check_resume(resume, stages=("tune",), key=key, config_type=type(config))
     frozen = (
         [encoder_of(m) for m in load_pretrained(pretrained_dir, earlier).values()]
         if earlier
