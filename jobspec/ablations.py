@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from jobspec.stages import STAGES
 
+# The kind of a study's run group; studies made before ablations existed have the legacy one.
+GROUP_KIND = "ablation_study"
+LEGACY_GROUP_KIND = "augmentation_study"
+GROUP_KINDS = (GROUP_KIND, LEGACY_GROUP_KIND)
 # The largest over the smallest training class above which data counts as imbalanced.
 IMBALANCE_RATIO = 1.5
 # "Rarest classes": this share of the classes with the fewest training images (at least one).

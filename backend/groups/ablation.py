@@ -20,8 +20,8 @@ from store.errors import NotFound
 from store.runs import metrics as metrics_service
 from store.runs.models import FINISHED, Run, RunGroup
 
-STUDY_KINDS = ("ablation_study", "augmentation_study")
-LEGACY_KIND = "augmentation_study"
+STUDY_KINDS = ablations.GROUP_KINDS
+LEGACY_KIND = ablations.LEGACY_GROUP_KIND
 # (stored key, title, in percent)
 CURVES = (
     ("finetune/val_accuracy", "val_accuracy", True),

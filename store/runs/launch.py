@@ -291,7 +291,7 @@ def launch_ablation(
             )
     queue.check()
     group = RunGroup(
-        kind=ABLATION_KIND,
+        kind=ablations.GROUP_KIND,
         name=name,
         params={
             "factor": factor.name,
@@ -311,9 +311,6 @@ def launch_ablation(
     session.commit()  # the group and every run at once
     _send(session, runs)
     return group
-
-
-ABLATION_KIND = "ablation_study"
 
 
 def _dataset(session: Session, name: str):
