@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false as sql_false
 
 from store.base import Base
 from store.timeutil import utcnow
@@ -103,6 +104,13 @@ class Run(Base):
     launched_by: Mapped[str | None] = mapped_column(String(40))
     # The researcher's notes (markdown, shown escaped); a pretrain's are its experiment's.
     notes: Mapped[str | None] = mapped_column(Text)
+    # The run whose settings this one was launched from (a tune's best trial), for lineage.
+    # No foreign key (see migration 0006): deleting a run clears references to it.
+    source_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Hidden from the runs list unless asked for; nothing else changes.
+    archived: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sql_false(), index=True
+    )
 
 
 class RunAttempt(Base):

@@ -120,6 +120,10 @@ class RunRead(BaseModel):
     checkpoint: dict | None = Field(None, description="{stage, epoch}: where a re-try resumes")
     launched_by: str | None = Field(None, description="Name of the token that launched it")
     notes: str | None = Field(None, description="The researcher's notes (markdown)")
+    source_run_id: int | None = Field(
+        None, description="The run (a tune) whose settings this one was launched from"
+    )
+    archived: bool = Field(False, description="Hidden from the runs list unless asked for")
 
 
 class AttemptRead(BaseModel):

@@ -137,3 +137,41 @@ def test_0005_replays_old_runs_to_find_the_epoch_each_one_keeps(url):
         (2, "ae01/val_accuracy", 0.6, 3),  # a pretrain stage keeps its last epoch
         (2, "ae01/val_loss", 0.9, 3),
     ]
+
+
+def test_a_table_rebuilt_by_sqlite_batch_mode_keeps_the_rows_that_reference_it(tmp_path):
+    """SQLite alters a table by copying it; with foreign keys on, dropping the old copy
+    would cascade into the metrics of every run. Migrations (env.py) run with them off:
+    0006's downgrade rebuilds the runs table and the run's metrics stay."""
+    url = f"sqlite:///{tmp_path / 'batch.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO datasets (id, name, source, fingerprint, n_train, n_test, "
+                "image_shape, class_names, train_counts, test_counts, created_at) VALUES "
+                "(1, 'd', 'demo', 'f', 1, 1, '[]', '[]', '{}', '{}', :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, kind, name, tags, status, params, seed, dataset_id, "
+                "created_at, cancel_requested, versions, progress, result, attempts) VALUES "
+                "(1, 'finetune', 'r', '[]', 'succeeded', '{}', 0, 1, :now, 0, '{}', '{}', "
+                "'{}', 1)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO metrics (run_id, key, step, value, wall_time) "
+                "VALUES (1, 'finetune/loss', 1, 0.5, 0)"
+            )
+        )
+    command.downgrade(config, "0005")  # drops columns of runs: a table rebuild on SQLite
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM metrics")).scalar() == 1
