@@ -1,0 +1,26 @@
+"""The README's test command is the one CI runs, and it works on a fresh machine."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from worker.devstack import REPO_ROOT
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^    (\S.*)$", section, flags=re.MULTILINE)
+    assert "./scripts/test" in commands
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^\./scripts/test$", ci, flags=re.MULTILINE)
+
+
+def test_the_script_installs_chromium_when_missing_and_runs_pytest():
+    script = REPO_ROOT / "scripts" / "test"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "command -v chromium" in text and "apt-get install" in text
+    assert 'pip install -q -e ".[test]"' in text
+    assert text.rstrip().endswith('exec python3 -m pytest "$@"')
