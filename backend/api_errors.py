@@ -1,6 +1,7 @@
 """Errors as HTTP answers: JSON under /api, a readable page elsewhere, never a traceback.
 
-NotFound -> 404; InvalidRequest -> 422 naming the field (same shape as FastAPI's own);
+NotFound -> 404; InvalidRequest -> 422 naming the field (same shape as FastAPI's own:
+`detail` holds the first error, `errors` every one);
 FastAPI's own 422 without echoing large input back; an integer parameter beyond what the
 database stores -> 404 (path) or 422 (query), never the database's overflow as a 500;
 the database or the job queue away -> 503 with Retry-After and a plain message;
@@ -22,7 +23,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from store import queue
-from store.errors import InvalidRequest, NotFound
+from store.errors import FieldError, InvalidRequest, NotFound
 from store.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,23 @@ def short_errors(errors: list[dict]) -> list[dict]:
     return jsonable_encoder(out)
 
 
+MAX_ERRORS = 100  # errors one 422 lists
+
+
+def field_error(error: FieldError) -> dict:
+    """A store error in FastAPI's shape: {"loc": ["body", ...path], "msg", "type"}."""
+    # the field can be a key the request chose (a clone's edits): clipped like the reason
+    loc = ["body", *(_clip(part, 100) for part in error.field.split(".")[:10])]
+    return {"loc": loc, "msg": _clip(error.reason, 2 * ECHO_LIMIT), "type": error.type}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, err: RequestValidationError) -> Response:
-        return JSONResponse(status_code=422, content={"detail": short_errors(err.errors())})
+        errors = short_errors(err.errors())
+        return JSONResponse(status_code=422, content={"detail": errors, "errors": errors})
 
     @app.exception_handler(OverflowError)
     async def overflow(request: Request, err: OverflowError) -> Response:
@@ -200,11 +212,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def invalid(request: Request, err: InvalidRequest) -> Response:
-        # the field can be a key the request chose (a clone's edits): clipped like the reason
-        loc = ["body", *(_clip(part, 100) for part in err.field.split(".")[:10])]
-        msg = _clip(err.reason, 2 * ECHO_LIMIT)
-        detail = [{"loc": loc, "msg": msg, "type": "invalid_request"}]
-        return JSONResponse(status_code=422, content={"detail": detail})
+        # `detail` keeps its one (first) error for older clients; `errors` has them all.
+        errors = [field_error(e) for e in err.errors[:MAX_ERRORS]]
+        return JSONResponse(status_code=422, content={"detail": errors[:1], "errors": errors})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> Response:

@@ -82,6 +82,40 @@ def figure(data: list[dict], layout: dict) -> dict:
     }
 
 
+def epoch_axis(epochs: int, **extra) -> dict:
+    """An epoch axis: starts at 1, ticks on whole epochs (1, then every 1, 2, 5, 10, 20,
+    50... epochs, about eight in all), room for `epochs` (the last seen or planned), so a
+    one-epoch series is not a lone dot at 0."""
+    epochs = max(int(epochs), 1)
+    step = next(s for s in _nice_steps() if s * TICKS >= epochs)
+    pad = 0.4  # under half an epoch: the axis never reaches 0
+    ticks = sorted({1, *range(step, epochs + 1, step)})
+    return {
+        "range": [1 - pad, epochs + pad],
+        "tickmode": "array",
+        "tickvals": ticks,
+        "ticktext": [str(t) for t in ticks],
+        "title": {"text": extra.pop("title", "epoch")},
+        **extra,
+    }
+
+
+TICKS = 8
+
+
+def _nice_steps():
+    scale = 1
+    while True:
+        yield from (scale, 2 * scale, 5 * scale)
+        scale *= 10
+
+
+def value_axis(*, percent: bool, **extra) -> dict:
+    """A metric axis; fractions (accuracy) read as percentages, as in every table."""
+    axis = {"tickformat": ".1~%", "hoverformat": ".1%"} if percent else {}
+    return {**axis, **extra}
+
+
 def heatmap_layout(title: str | None, *, height: int, left: int = 90) -> dict:
     """Rows true (top to bottom), columns predicted."""
     layout = {

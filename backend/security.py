@@ -27,7 +27,15 @@ from store.settings import SHARED_TOKEN, get_settings
 SESSION_COOKIE = "stacklab_session"
 CSRF_COOKIE = "stacklab_csrf"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-PUBLIC_PATHS = {"/login", "/logout", "/api/health", "/api/ready"}
+# The icon too: a browser asks for it on the sign-in page.
+PUBLIC_PATHS = {
+    "/login",
+    "/logout",
+    "/api/health",
+    "/api/ready",
+    "/favicon.ico",
+    "/static/favicon.svg",
+}
 PUBLIC_PREFIXES = ("/static/css/",)  # the sign-in page's look
 FORM_PATHS = {"/login", "/logout"}  # browser forms: they check their own CSRF field
 SESSION_VERSION = "v2"  # v2: the cookie names whose token signed it

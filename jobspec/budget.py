@@ -7,6 +7,8 @@ conv is followed by BatchNorm and ReLU, each keeping its output for the backward
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel
 
 from jobspec import kinds
@@ -62,3 +64,25 @@ def batch_memory_mb(kind: str, config: BaseModel) -> float:
 def total_epochs(kind: str, config: BaseModel) -> int:
     """Epochs the job may train at most: its stage plan summed (a tune: trials x epochs)."""
     return sum(kinds.get(kind).plan(config).values())
+
+
+def train_images(config: BaseModel, n_train: int) -> int:
+    """Images in the training part of the split: of the data set's training images, or of
+    a quick run's stratified sample of them (the validation fraction is held out either
+    way, as sklearn rounds it: up)."""
+    cap = getattr(config, "max_train_images", None)
+    pool = n_train if cap is None else min(cap, n_train)
+    return pool - math.ceil(config.validation_fraction * pool)
+
+
+def images_per_epoch(kind: str, config: BaseModel, n_train: int) -> dict[str, int]:
+    """Training images one epoch of each planned stage sees (what an ETA multiplies by its
+    epochs): the split's training part, cut to `steps_per_epoch` batches in a quick run."""
+    train = train_images(config, n_train)
+    limit = getattr(config, "steps_per_epoch", None)
+    out = {}
+    for stage in kinds.get(kind).plan(config):
+        batch = config.stage(stage).batch_size if kind == "pretrain" else config.batch_size
+        steps = math.ceil(train / batch) if limit is None else min(math.ceil(train / batch), limit)
+        out[stage] = min(train, steps * batch)
+    return out

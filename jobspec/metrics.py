@@ -12,6 +12,11 @@ from typing import Literal
 
 Goal = Literal["min", "max"]
 VALIDATION_PREFIX = "val_"
+# Panels whose metrics say how good a model is: only these are ranked, bolded as "best" and
+# summarised over seeds. Time, throughput and the optimizer's settings are not scores.
+SCORE_PANELS = frozenset({"loss", "accuracy"})
+# A "fraction" (accuracy, macro-F1...) is stored in 0..1 and shown everywhere as a percentage.
+PERCENT_UNIT = "fraction"
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,26 @@ class Metric:
     label: str
     unit: str = ""
     panel: str | None = None  # "loss", "accuracy", "time", "throughput", "optimizer"
+
+    @property
+    def scored(self) -> bool:
+        """Whether the metric rates the model (a loss or an accuracy), not the run's speed."""
+        return self.panel in SCORE_PANELS
+
+    @property
+    def percent(self) -> bool:
+        """Whether the value is a fraction shown as a percentage (0.384 -> 38.4%)."""
+        return self.unit == PERCENT_UNIT
+
+    @property
+    def validation(self) -> bool:
+        """Whether this is the validation twin of a training metric ("val_loss")."""
+        return self.name.startswith(VALIDATION_PREFIX)
+
+    @property
+    def display_unit(self) -> str:
+        """The unit as pages write it: "%" for fractions, else the stored unit."""
+        return "%" if self.percent else self.unit
 
 
 METRICS: dict[str, Metric] = {
@@ -62,3 +87,18 @@ def metric(key: str) -> Metric:
 def goal_of(key: str) -> Goal:
     """Whether a key's best value is its lowest ("min") or highest ("max")."""
     return metric(key).goal
+
+
+def label_of(key: str) -> str:
+    """A stored key for people: 'finetune/val_accuracy' -> 'finetune val acc',
+    'ae01/epoch_seconds' -> 'ae01 epoch time (s)'."""
+    stage, _ = split_key(key)
+    known = metric(key)
+    unit = known.display_unit
+    text = f"{known.label} ({unit})" if unit and unit not in known.label else known.label
+    return f"{stage} {text}" if stage else text
+
+
+def is_scored(key: str) -> bool:
+    """Whether a key's best value means a better model (see SCORE_PANELS)."""
+    return metric(key).scored

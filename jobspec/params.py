@@ -43,6 +43,37 @@ def _bn_momentum_field():
     )
 
 
+def _max_train_images_field():
+    return Field(
+        None,
+        ge=2,
+        le=100_000_000,
+        description="Quick run: train on at most this many of the training images, a "
+        "stratified sample (class proportions kept) drawn with the split seed before the "
+        "train/validation split; empty: all of them",
+        json_schema_extra={"placeholder": "all"},
+    )
+
+
+def _steps_per_epoch_field():
+    return Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="Quick run: at most this many training batches per epoch, the first of "
+        "each epoch's shuffled order (Lightning's limit_train_batches); empty: every batch",
+        json_schema_extra={"placeholder": "all"},
+    )
+
+
+QUICK_FIELDS = ("max_train_images", "steps_per_epoch")
+
+
+def is_quick(config: BaseModel) -> bool:
+    """Whether a job trains on fewer images or batches than its data set gives."""
+    return any(getattr(config, name, None) is not None for name in QUICK_FIELDS)
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -121,6 +152,8 @@ class PretrainConfig(_Config):
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Held out from train")
     seed: int = Field(0, ge=0, description="Seed for init and shuffling (and the split)")
     split_seed: int | None = _split_seed_field()
+    max_train_images: int | None = _max_train_images_field()
+    steps_per_epoch: int | None = _steps_per_epoch_field()
     probe_images: int = Field(10, ge=1, le=100, description="Test images shown reconstructed")
     decoder_output: DecoderOutput = Field(
         "bn_relu",
@@ -161,6 +194,8 @@ class TuneConfig(_Config):
     pruning: bool = Field(True, description="Stop poor trials early (median pruner)")
     seed: int = Field(0, ge=0)
     split_seed: int | None = _split_seed_field()
+    max_train_images: int | None = _max_train_images_field()
+    steps_per_epoch: int | None = _steps_per_epoch_field()
     study_name: str = Field("stacklab", min_length=1, max_length=200)
     bn_momentum: float = _bn_momentum_field()
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
@@ -223,6 +258,8 @@ class FinetuneConfig(_Config):
     bn_momentum: float = _bn_momentum_field()
     seed: int = Field(0, ge=0, description="Seed for init, augmentation and data order")
     split_seed: int | None = _split_seed_field()
+    max_train_images: int | None = _max_train_images_field()
+    steps_per_epoch: int | None = _steps_per_epoch_field()
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
     @model_validator(mode="after")

@@ -18,16 +18,21 @@ from jobspec import kinds
 from store.settings import Settings, get_settings
 
 IMPORT_TASK = "stacklab.import_dataset"  # its id is a dataset_imports row's
+# Its id is a cancelled or failed finetune's: score its stored classifier on the test split.
+EVALUATE_TASK = "stacklab.evaluate"
+# Tasks that are not a job kind's, by the name enqueue() takes.
+OTHER_TASKS = {"import": IMPORT_TASK, "evaluate": EVALUATE_TASK}
 
 
 def task_name(kind: str) -> str:
-    """The Celery task a run of this kind (or "import", a data set import) is sent to."""
-    return IMPORT_TASK if kind == "import" else kinds.get(kind).task
+    """The Celery task a run of this kind (or "import", a data set import, or "evaluate",
+    scoring a stopped finetune) is sent to."""
+    return OTHER_TASKS.get(kind) or kinds.get(kind).task
 
 
 def tasks() -> dict[str, str]:
     """Every task name the worker must register, by kind."""
-    return {**kinds.task_names(), "import": IMPORT_TASK}
+    return {**kinds.task_names(), **OTHER_TASKS}
 
 
 class QueueUnavailable(Exception):

@@ -134,14 +134,13 @@ def test_stages_are_defined_once_and_plans_use_the_models_defaults():
 def test_eta_limits_and_progress_read_the_same_plan(kind):
     """The queue panel's estimate, the limit on total epochs and the runner's progress plan
     all come from the registry (they used to assume 0, the models' and 10 epochs)."""
-    from backend.runs import queries
+    from backend.runs import eta
 
     job = kinds.get(kind)
     plan = job.stage_plan({})
     epochs = sum(plan.values())
     assert budget.total_epochs(kind, job.params()) == epochs
-    one_second = {stage: 1.0 for stage in plan}
-    assert queries._estimate(SimpleNamespace(kind=kind, params={}), one_second) == epochs
+    assert {s.stage: s.epochs for s in eta.plan_of(kind, {}, n_train=100)} == plan
 
 
 def test_the_worker_trains_the_stages_the_registry_plans():

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
 from store.errors import AttemptSuperseded
 from store.runs import attempts
@@ -34,9 +35,10 @@ class Pending:
     epochs: list[tuple[str, int, dict]] = field(default_factory=list)
     trials: list[dict] = field(default_factory=list)
     checkpoint: object | None = None  # worker.ml.checkpoint.Checkpoint, the latest only
+    files: dict[str, bytes] = field(default_factory=dict)  # made mid-run: the latest by name
 
     def __bool__(self) -> bool:
-        return bool(self.epochs or self.trials or self.checkpoint is not None)
+        return bool(self.epochs or self.trials or self.files or self.checkpoint is not None)
 
     def write(self, session, run_id: int, attempt: int) -> None:
         """Everything pending in the caller's (fenced) transaction."""
@@ -46,6 +48,14 @@ class Pending:
             )
         for trial in self.trials:
             metrics_service.record_trial(session=session, run_id=run_id, trial=trial)
+        for name, data in self.files.items():
+            artifacts_service.store_bytes(
+                session=session,
+                data=data,
+                name=name,
+                kind=artifacts_service.kind_of(name),
+                run_id=run_id,
+            )
         if self.checkpoint is not None:
             ckpt = self.checkpoint
             checkpoints_service.save(
@@ -61,6 +71,7 @@ class Pending:
         """Put a failed write's data back in front of what arrived since."""
         self.epochs += newer.epochs
         self.trials += newer.trials
+        self.files = {**self.files, **newer.files}
         if newer.checkpoint is not None:
             self.checkpoint = newer.checkpoint
 
@@ -131,6 +142,14 @@ class StoreRecorder(Reporter):
 
     def stage_ended(self, stage: str, summary: dict) -> None:
         self.stages[stage] = summary
+
+    def wants_files(self) -> bool:
+        return True
+
+    def file_ready(self, name: str, data: bytes) -> None:
+        with self.write_lock:
+            self._pending.files[name] = data
+        self._wake.set()  # shown on the run page while the next stage trains
 
     def trial_ended(self, trial: TrialReport) -> None:
         with self.write_lock:

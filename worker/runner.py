@@ -284,6 +284,10 @@ def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -
             delay = min(delay * 2, 15.0)
 
 
+# The same retry loop for the worker's other tasks' writes ("evaluate now").
+retrying = _retrying
+
+
 def _stage_plan(spec: RunSpec) -> dict[str, int]:
     """Stage -> epochs from the job registry, for an ETA across stages (a one-stage job's
     own progress carries its ETA)."""

@@ -1,5 +1,5 @@
 """Celery tasks: one per registered job kind (named by the registry, taking a run id and
-handing it to the runner), and the data set import."""
+handing it to the runner), the data set import, and "evaluate now" of a stopped finetune."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from celery.exceptions import Reject
 
 from jobspec import kinds
 from store import queue
-from worker import import_task
+from worker import evaluate_task, import_task
 from worker.celery_app import app
 from worker.runner import ParentNotReady, StoreNotReady, WorkerStopping, execute
 
@@ -47,4 +47,13 @@ def import_dataset(import_id: int, *_legacy) -> str:
     try:
         return import_task.import_dataset(import_id)
     except import_task.WorkerStopping as err:  # not started here: back to the broker
+        raise Reject(str(err), requeue=True) from err
+
+
+@app.task(name=queue.EVALUATE_TASK)
+def evaluate_run(run_id: int) -> str:
+    """Score a cancelled or failed finetune's stored classifier on the test split, now."""
+    try:
+        return evaluate_task.evaluate_run(run_id)
+    except evaluate_task.WorkerStopping as err:  # not started here: back to the broker
         raise Reject(str(err), requeue=True) from err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from backend import plotting
 from backend.runs.downsample import downsample as shared_downsample
+from jobspec.metrics import Metric
 
 MAX_POINTS = 500
 PALETTE = ["#2f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
@@ -23,11 +24,14 @@ def downsample(points: list, limit: int = MAX_POINTS) -> list:
     return list(zip(steps, values, strict=True))
 
 
-def curves(title: str, traces: list[dict]) -> dict:
-    """One metric overlaid across runs: traces are {"label", "points", "color"?}."""
-    data = []
+def curves(title: str, traces: list[dict], found: Metric | None = None) -> dict:
+    """One metric overlaid across runs: traces are {"label", "points", "color"?}; epochs
+    from 1 in whole numbers, fractions (accuracy) as percentages."""
+    data, last = [], 1
+    percent = bool(found and found.percent)
     for index, trace in enumerate(traces):
         points = downsample(trace["points"])
+        last = max([last, *(int(step) for step, _ in points)])
         data.append(
             {
                 "type": "scatter",
@@ -35,12 +39,16 @@ def curves(title: str, traces: list[dict]) -> dict:
                 "y": [value for _, value in points],
                 "mode": "lines+markers" if len(points) < 40 else "lines",
                 "name": trace["label"],
-                "line": {"color": trace.get("color") or PALETTE[index % len(PALETTE)]},
+                "line": {
+                    "color": trace.get("color") or PALETTE[index % len(PALETTE)],
+                    "dash": "dash" if found and found.validation else "solid",
+                },
             }
         )
     layout = {
         "title": {"text": title, "font": {"size": 14}},
-        "xaxis": {"title": {"text": "epoch"}},
+        "xaxis": plotting.epoch_axis(last),
+        "yaxis": plotting.value_axis(percent=percent),
         **LAYOUT,
     }
     return plotting.figure(data, layout)

@@ -1,13 +1,17 @@
-"""Side-by-side comparison of runs: curves, parameters, metrics, confusion matrices."""
+"""Side-by-side comparison of runs: parameters (those that differ first), seed groups with
+mean ± sd, metrics, curves, confusion matrices."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from backend import plotting
-from backend.compare import figures
+from backend.compare import figures, seeds
 from backend.formatting import flatten
+from backend.runs import partial as partial_runs
 from jobspec import ablations
+from jobspec.metrics import is_scored, label_of, metric
+from jobspec.stages import STAGES
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.errors import InvalidRequest
@@ -17,12 +21,12 @@ from store.runs.models import FINISHED, Run
 
 MAX_ID = 2**63 - 1  # what the id column holds
 METRIC_ORDER = ["val_accuracy", "val_loss", "accuracy", "loss"]
-TEST_ROWS = [
-    ("accuracy", "test accuracy", "max"),
-    ("balanced_accuracy", "balanced accuracy", "max"),
-    ("macro_f1", "macro-F1", "max"),
-    ("minority_recall", "recall of the rarest classes", "max"),
-    ("test_reconstruction_loss", "test reconstruction loss", "min"),
+TEST_ROWS = [  # field, label, goal, shown as a percentage
+    ("accuracy", "test accuracy", "max", True),
+    ("balanced_accuracy", "balanced accuracy", "max", True),
+    ("macro_f1", "macro-F1", "max", True),
+    ("minority_recall", "recall of the rarest classes", "max", True),
+    ("test_reconstruction_loss", "test reconstruction loss", "min", False),
 ]
 
 
@@ -47,18 +51,21 @@ def compare(*, session: Session, ids: list[int]) -> dict:
     runs = [runs_service.get_run(session, run_id) for run_id in ids]
     series = metrics_service.series_many(session, [run.id for run in runs])
     summaries = {run.id: metrics_service.summaries(session, run.id) for run in runs}
+    params = params_table(session, runs)
+    metrics, tests = metrics_table(runs, summaries), test_table(session, runs)
     return {
-        "runs": [_run_card(session, run) for run in runs],
+        "runs": [_run_card(session, run, summaries[run.id]) for run in runs],
         "running": any(run.status not in FINISHED for run in runs),
         "curves": curve_figures(runs, series),
-        "params": params_table(session, runs),
-        "metrics": metrics_table(runs, summaries),
-        "tests": test_table(session, runs),
+        "params": params,
+        "groups": seeds.seed_groups(runs, params, [(tests, "value"), (metrics, "best")]),
+        "metrics": metrics,
+        "tests": tests,
         "confusion": confusion_section(runs),
     }
 
 
-def _run_card(session: Session, run: Run) -> dict:
+def _run_card(session: Session, run: Run, summaries: dict) -> dict:
     names = {a.name for a in artifacts_service.list_run_artifacts(session, run.id)}
     has_recon = bool(names & {"reconstructions.png", "reconstructions.npz"})
     return {
@@ -70,6 +77,7 @@ def _run_card(session: Session, run: Run) -> dict:
         "dataset": datasets_service.get(session, run.dataset_id).name,
         "url": f"/runs/{run.id}",
         "reconstructions": f"/api/runs/{run.id}/reconstructions.png" if has_recon else None,
+        "partial": partial_runs.partial_of(run, partial_runs.last_epochs(summaries)),
     }
 
 
@@ -79,24 +87,27 @@ def _metric_name(key: str) -> tuple[str, str]:
 
 
 def curve_figures(runs: list[Run], series: dict[int, dict]) -> list[dict]:
-    """One figure per metric name, one trace per run (and stage, where a run has several)."""
-    by_name: dict[str, list[dict]] = {}
+    """One figure per metric, one trace per run; a pretrain stage's metric gets a figure of
+    its own (each stage has its own epochs), a tune's trials share their run's colour."""
+    charts: dict[str, list[dict]] = {}
     for index, run in enumerate(runs):
-        stages_of: dict[str, list[str]] = {}
-        for key in series[run.id]:
-            stage, name = _metric_name(key)
-            stages_of.setdefault(name, []).append(stage)
         for key, points in series[run.id].items():
             stage, name = _metric_name(key)
-            label = f"#{run.id} {run.name}"
-            if len(stages_of[name]) > 1:
-                label += f" · {stage}"
-            color = (
-                figures.PALETTE[index % len(figures.PALETTE)] if len(stages_of[name]) == 1 else None
-            )
-            by_name.setdefault(name, []).append({"label": label, "points": points, "color": color})
-    order = sorted(by_name, key=lambda n: (METRIC_ORDER.index(n) if n in METRIC_ORDER else 99, n))
-    return [{"metric": name, "figure": figures.curves(name, by_name[name])} for name in order]
+            chart = f"{stage}/{name}" if stage in STAGES else name
+            trial = stage.startswith("trial-")
+            label = f"#{run.id} {run.name}" + (f" · {stage}" if trial else "")
+            color = figures.PALETTE[index % len(figures.PALETTE)]
+            charts.setdefault(chart, []).append({"label": label, "points": points, "color": color})
+    order = sorted(charts, key=_chart_order)
+    return [
+        {"metric": chart, "figure": figures.curves(label_of(chart), charts[chart], metric(chart))}
+        for chart in order
+    ]
+
+
+def _chart_order(chart: str) -> tuple:
+    stage, name = _metric_name(chart)
+    return (METRIC_ORDER.index(name) if name in METRIC_ORDER else 99, stage, name)
 
 
 def params_table(session: Session, runs: list[Run]) -> list[dict]:
@@ -118,9 +129,11 @@ def params_table(session: Session, runs: list[Run]) -> list[dict]:
                 "key": key,
                 "values": {str(run.id): value for run, value in zip(runs, values, strict=True)},
                 "differs": any(value != values[0] for value in values),
+                "seed": key in seeds.SEED_KEYS,
             }
         )
-    return rows
+    # What differs first (the seed last among them), then the rest in their usual order.
+    return sorted(rows, key=lambda row: (not row["differs"], row["differs"] and row["seed"]))
 
 
 def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
@@ -147,9 +160,17 @@ def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
                     "best_epoch": summary["kept_step"] if kept else summary["last_step"],
                     "epochs": summary["last_step"],
                 }
-        goal = metrics_service.goal_of(key)
+        goal, scored = metrics_service.goal_of(key), is_scored(key)
         rows.append(
-            {"key": key, "goal": goal, "cells": cells, "best_run": _best(cells, goal, "best")}
+            {
+                "key": key,
+                "label": label_of(key),
+                "goal": goal,
+                "scored": scored,  # time and throughput are not scores: no "best" run
+                "percent": metric(key).percent,
+                "cells": cells,
+                "best_run": _best(cells, goal, "best") if scored else None,
+            }
         )
     return rows
 
@@ -159,7 +180,7 @@ def test_table(session: Session, runs: list[Run]) -> list[dict]:
     accuracy, macro-F1, the rarest classes' recall, reconstruction loss."""
     counts = {run.id: datasets_service.get(session, run.dataset_id).train_counts for run in runs}
     rows = []
-    for field, label, goal in TEST_ROWS:
+    for field, label, goal, percent in TEST_ROWS:
         cells = {}
         for run in runs:
             result = run.result or {}
@@ -169,11 +190,22 @@ def test_table(session: Session, runs: list[Run]) -> list[dict]:
             else:
                 value = evaluation.get(field, result.get(field))
             if isinstance(value, int | float):
-                cells[str(run.id)] = {"value": float(value)}
+                # An evaluation made after the run stopped scores a partial model.
+                cells[str(run.id)] = {
+                    "value": float(value),
+                    "partial": bool(evaluation.get("partial")),
+                }
         if cells:
             best = _best(cells, goal, "value")
             rows.append(
-                {"key": field, "label": label, "goal": goal, "cells": cells, "best_run": best}
+                {
+                    "key": field,
+                    "label": label,
+                    "goal": goal,
+                    "percent": percent,
+                    "cells": cells,
+                    "best_run": best,
+                }
             )
     return rows
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend import plotting
 from backend.runs import figures
-from jobspec import ablations
+from jobspec import ablations, kinds
 from store.artifacts import service as artifacts_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
@@ -39,10 +39,23 @@ def curves(session: Session, run_id: int, max_points: int) -> dict:
     """The curves figure (as a dict) and the newest epoch seen, for polling."""
     run = runs_service.get_run(session, run_id)
     series = metrics_service.series(session, run_id)
-    fig = figures.curves_figure(series, max_points=max_points, best_epoch=best_epoch(session, run))
+    fig = figures.curves_figure(
+        series,
+        max_points=max_points,
+        best_epoch=best_epoch(session, run),
+        plan=_plan(run),
+    )
     last = max((points[-1][0] for points in series.values() if points), default=0)
     points = sum(len(points) for points in series.values())
     return {"figure": fig, "last_step": last, "points": points}
+
+
+def _plan(run: Run) -> dict[str, int]:
+    """A live run's planned epochs per stage (cells for stages still to come); a finished
+    run's axes span what it ran."""
+    if run.status not in ("queued", "running") or run.kind not in kinds.names():
+        return {}
+    return kinds.get(run.kind).stage_plan(run.params)
 
 
 def confusion(session: Session, run_id: int) -> dict:
@@ -96,6 +109,19 @@ def reconstructions(session: Session, run_id: int) -> tuple[bytes, str]:
         raise NotFound("readable reconstructions of run", run_id) from err
 
 
+def reconstruction_info(session: Session, run_id: int) -> dict:
+    """The reconstructions stored so far: row labels and the grid's versioned address."""
+    runs_service.get_run(session, run_id)
+    try:
+        data, artifact = artifact_bytes(session, run_id, "reconstructions.npz")
+        rows = figures.recon_row_labels(data)
+    except (NotFound, ValueError, KeyError, OSError):
+        return {"rows": [], "url": None, "sha256": None}
+    version = (artifact.sha256 or "")[:16]
+    url = f"/api/runs/{run_id}/reconstructions.png?v={version}"
+    return {"rows": rows, "url": url, "sha256": artifact.sha256}
+
+
 def recon_rows(session: Session, run_id: int) -> list[str]:
     """Row labels of the reconstructions grid ([] when the run has none)."""
     try:
@@ -142,8 +168,10 @@ def metrics_json(session: Session, run_id: int) -> dict:
 
 
 def lineage(session: Session, run: Run) -> dict:
-    """The pretrain run this one used, the runs that used this one, and its group."""
+    """The pretrain run this one used, the run its settings came from (a tune's study), the
+    runs that used this one, and its group."""
     parent = session.get(Run, run.parent_run_id) if run.parent_run_id else None
+    source = session.get(Run, run.source_run_id) if run.source_run_id else None
     children = session.execute(
         select(Run.id, Run.name, Run.kind, Run.status)
         .where(Run.parent_run_id == run.id)
@@ -157,6 +185,14 @@ def lineage(session: Session, run: Run) -> dict:
         else None,
         "children": [{"id": i, "name": n, "kind": k, "status": s} for i, n, k, s in children],
         "group": {"id": group.id, "name": group.name, "kind": group.kind} if group else None,
+        "source": {
+            "id": source.id,
+            "name": source.name,
+            "kind": source.kind,
+            "study": source.study_name,
+        }
+        if source
+        else None,
     }
 
 

@@ -13,6 +13,20 @@ from jobspec.metrics import metric
 PALETTE = ["#2f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
 CURVE_PANELS = ("loss", "accuracy")  # timings and rates have their own views
 RECON_ROWS = ("input", "ae01", "ae02", "ae03")
+# Train and validation, loss and accuracy: never one colour for two of them (validation is
+# also dashed, for print and colour-blind readers).
+SERIES_COLOURS = {
+    ("loss", False): "#2f6feb",
+    ("loss", True): "#bc4c00",
+    ("accuracy", False): "#1a7f37",
+    ("accuracy", True): "#8250df",
+    ("balanced_accuracy", False): "#0a7ea4",
+    ("balanced_accuracy", True): "#9a6700",
+    ("macro_f1", False): "#57606a",
+    ("macro_f1", True): "#d1242f",
+}
+TRIALS = "trials"  # a tune's trials share one column, one colour per trial
+CELL_HEIGHT = 300
 
 
 def _panel(name: str) -> str | None:
@@ -21,111 +35,186 @@ def _panel(name: str) -> str | None:
     return panel if panel in CURVE_PANELS else None
 
 
-def curves_figure(
-    series: dict[str, list], *, max_points: int = 500, best_epoch: int | None = None
-) -> dict:
-    """Loss and accuracy per stage, train solid and validation dashed, long series shortened.
+def _column(stage: str) -> str:
+    """Each stage gets its own epoch axis (small multiples); trials share one."""
+    return TRIALS if stage.startswith("trial-") else stage
 
-    best_epoch: drawn as a vertical line (early stopping's pick) on both panels.
+
+def curves_figure(
+    series: dict[str, list],
+    *,
+    max_points: int = 500,
+    best_epoch: int | None = None,
+    plan: dict[str, int] | None = None,
+) -> dict:
+    """Loss and accuracy as small multiples: one cell per (panel, stage), each with its own
+    epoch axis from 1 and its own legend; train solid, validation dashed in another colour.
+
+    plan: stage -> planned epochs: every planned stage gets its cell (empty until it trains)
+    and its axis spans the epochs still to come.
+    best_epoch: early stopping's pick, a vertical line in the finetune cells.
     """
-    stages = sorted({key.rsplit("/", 1)[0] for key in series}, key=_stage_order)
-    present = {_panel(key.rsplit("/", 1)[1]) for key in series}
-    panels = [p for p in CURVE_PANELS if p in present] or ["loss"]
-    data = []
-    for key in sorted(series):
+    keys = [k for k in series if _panel(k.rsplit("/", 1)[1]) and series[k]]
+    planned = {stage: n for stage, n in (plan or {}).items() if not stage.startswith("trial")}
+    columns = {_column(k.rsplit("/", 1)[0]) for k in keys} | set(planned)
+    columns = sorted(columns, key=_stage_order)
+    panels = [p for p in CURVE_PANELS if any(_panel(k.rsplit("/", 1)[1]) == p for k in keys)]
+    cells = [(p, c) for p in panels or ["loss"] for c in columns or ["epoch"]]
+    grid = _Grid(cells, rows=len(panels or [1]), cols=len(columns or [1]))
+    stages = sorted({k.rsplit("/", 1)[0] for k in keys}, key=_stage_order)
+    trial_index = {s: i for i, s in enumerate(stages)}
+    data, last = [], dict.fromkeys(cells, 1)
+    for key in sorted(keys, key=lambda k: (_stage_order(k.rsplit("/", 1)[0]), k)):
         stage, name = key.rsplit("/", 1)
-        panel = _panel(name)
-        if panel not in panels:
-            continue
+        cell = (_panel(name), _column(stage))
         points = series[key]
         xs, ys = downsample([p[0] for p in points], [p[1] for p in points], max_points)
-        validation = name.startswith("val_")
-        axis = "" if panels.index(panel) == 0 else "2"
-        data.append(
-            {
-                "type": "scatter",
-                "x": xs,
-                "y": ys,
-                "xaxis": f"x{axis}",
-                "yaxis": f"y{axis}",
-                "mode": "lines+markers" if len(xs) <= 60 else "lines",
-                "marker": {"size": 4},
-                "name": f"{stage} {'val' if validation else 'train'} {name.removeprefix('val_')}",
-                "legendgroup": stage,
-                "line": {
-                    "color": PALETTE[stages.index(stage) % len(PALETTE)],
-                    "dash": "dash" if validation else "solid",
-                    "width": 2,
-                },
-            }
-        )
-    return plotting.figure(data, _curves_layout(panels, best_epoch))
+        last[cell] = max(last[cell], int(max(xs)))
+        data.append(_trace(stage, name, xs, ys, grid.index(cell), trial_index.get(stage, 0)))
+    layout = grid.layout()
+    for cell in cells:
+        epochs = max(last[cell], planned.get(cell[1], 0))
+        grid.style(layout, cell, epochs, best_epoch if cell[1] == "finetune" else None)
+    return plotting.figure(data, layout)
 
 
-def _curves_layout(panels: list[str], best_epoch: int | None) -> dict:
-    """One subplot per panel side by side, titled, with the best epoch marked."""
-    width = 1.0 / len(panels)
-    layout = {
-        "height": 360,
-        "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
-        "legend": {"orientation": "h", "y": -0.22},
-        "uirevision": "curves",  # keep the user's zoom while the figure grows
-        "annotations": [],
-        "shapes": [],
+def _trace(stage: str, name: str, xs, ys, index: int, trial: int) -> dict:
+    found = metric(name)
+    base, validation = name.removeprefix("val_"), found.validation
+    if stage.startswith("trial-"):  # one hue per trial, validation dashed
+        colour, label = PALETTE[trial % len(PALETTE)], f"{stage} {'val' if validation else 'train'}"
+    else:
+        colour = SERIES_COLOURS.get((base, validation), PALETTE[sum(map(ord, name)) % len(PALETTE)])
+        label = f"{'val' if validation else 'train'} {metric(base).label}"
+    suffix = "" if index == 0 else str(index + 1)
+    number = "%{y:.1%}" if found.percent else "%{y:.4g}"
+    return {
+        "type": "scatter",
+        "x": xs,
+        "y": ys,
+        "xaxis": f"x{suffix}",
+        "yaxis": f"y{suffix}",
+        "legend": f"legend{suffix}",
+        "mode": "lines+markers" if len(xs) <= 60 else "lines",
+        "marker": {"size": 5},
+        "name": label,
+        "legendgroup": f"{stage}-{index}",
+        "line": {"color": colour, "dash": "dash" if validation else "solid", "width": 2},
+        # A template is not escaped for us (it is ours): the stored names in it are.
+        "hovertemplate": f"{plotting.text(stage)} epoch %{{x}}<br>{plotting.text(label)} "
+        f"{number}<extra></extra>",
     }
-    for index, panel in enumerate(panels):
-        suffix = "" if index == 0 else str(index + 1)
-        left, right = index * width + (0.04 if index else 0), (index + 1) * width - 0.04
-        layout[f"xaxis{suffix}"] = {
-            "domain": [left, right],
-            "anchor": f"y{suffix}",
-            "title": {"text": "epoch"},
-            "rangemode": "tozero",
+
+
+class _Grid:
+    """Cells laid out rows = panels, columns = stages; one row when there is one stage."""
+
+    H_GAP, V_GAP = 0.06, 0.16
+
+    def __init__(self, cells: list[tuple[str, str]], *, rows: int, cols: int):
+        self.single = cols == 1
+        if self.single:  # one stage: its panels side by side
+            rows, cols = 1, len(cells)
+        self.cells, self.rows, self.cols = cells, rows, cols
+
+    def index(self, cell: tuple[str, str]) -> int:
+        return self.cells.index(cell)
+
+    def box(self, index: int) -> tuple[list[float], list[float]]:
+        row, col = divmod(index, self.cols)
+        width = (1 - self.H_GAP * (self.cols - 1)) / self.cols
+        height = (1 - self.V_GAP * (self.rows - 1)) / self.rows
+        left = col * (width + self.H_GAP)
+        top = 1 - row * (height + self.V_GAP)
+        return [left, left + width], [top - height, top]
+
+    def layout(self) -> dict:
+        return {
+            "height": CELL_HEIGHT * self.rows + 60,
+            "margin": {"l": 56, "r": 16, "t": 36, "b": 44},
+            "showlegend": True,
+            "uirevision": "curves",  # keep the user's zoom while the figure grows
+            "annotations": [],
+            "shapes": [],
         }
-        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}"}
-        layout["annotations"].append(
-            {
-                "text": panel.title(),
-                "x": (left + right) / 2,
-                "y": 1.0,
-                "xref": "paper",
-                "yref": "paper",
-                "xanchor": "center",
-                "yanchor": "bottom",
-                "showarrow": False,
-                "font": {"size": 14},
-            }
+
+    def style(self, layout: dict, cell: tuple[str, str], epochs: int, best: int | None) -> None:
+        """Axes, title, legend and the best-epoch line of one cell."""
+        index = self.index(cell)
+        suffix = "" if index == 0 else str(index + 1)
+        (x0, x1), (y0, y1) = self.box(index)
+        panel, column = cell
+        layout[f"xaxis{suffix}"] = plotting.epoch_axis(
+            epochs, domain=[x0, x1], anchor=f"y{suffix}", title=_epoch_title(column)
         )
-        if best_epoch:
-            layout["shapes"].append(
-                {
-                    "type": "line",
-                    "x0": best_epoch,
-                    "x1": best_epoch,
-                    "y0": 0,
-                    "y1": 1,
-                    "xref": f"x{suffix}",
-                    "yref": f"y{suffix} domain",
-                    "line": {"color": "#9a6700", "dash": "dot", "width": 1.5},
-                }
-            )
-    if best_epoch:
-        layout["annotations"].append(
-            {
-                "x": best_epoch,
-                "y": 1.0,
-                "xref": "x",
-                "yref": "paper",
-                "showarrow": False,
-                "text": f"best epoch {best_epoch}",
-                "yanchor": "bottom",
-                "font": {"size": 11, "color": "#9a6700"},
-            }
+        layout[f"yaxis{suffix}"] = plotting.value_axis(
+            percent=panel == "accuracy", domain=[y0, y1], anchor=f"x{suffix}"
         )
-    return layout
+        # Losses fall and accuracies rise: each legend sits in the corner its curves leave empty.
+        low = panel == "accuracy"
+        layout[f"legend{suffix}"] = {
+            "x": x1,
+            "y": y0 if low else y1,
+            "xanchor": "right",
+            "yanchor": "bottom" if low else "top",
+            "bgcolor": "rgba(255,255,255,0.75)",
+            "font": {"size": 11},
+        }
+        title = panel.title() if self.single else f"{column} · {panel}"
+        layout["annotations"].append(_title(title, (x0 + x1) / 2, y1))
+        if best:
+            layout["shapes"].append(_best_line(best, suffix))
+            layout["annotations"].append(_best_note(best, suffix, y1))
+
+
+def _epoch_title(column: str) -> str:
+    return "epoch" if column in ("finetune", "epoch") else f"{column} epoch"
+
+
+def _title(text: str, x: float, y: float) -> dict:
+    return {
+        "text": text,
+        "x": x,
+        "y": y,
+        "xref": "paper",
+        "yref": "paper",
+        "xanchor": "center",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 14},
+    }
+
+
+def _best_line(best: int, suffix: str) -> dict:
+    return {
+        "type": "line",
+        "x0": best,
+        "x1": best,
+        "y0": 0,
+        "y1": 1,
+        "xref": f"x{suffix}",
+        "yref": f"y{suffix} domain",
+        "line": {"color": "#9a6700", "dash": "dot", "width": 1.5},
+    }
+
+
+def _best_note(best: int, suffix: str, top: float) -> dict:
+    return {
+        "x": best,
+        "y": top,
+        "xref": f"x{suffix}",
+        "yref": "paper",
+        "showarrow": False,
+        "text": f"best epoch {best}",
+        "xanchor": "left",
+        "yanchor": "top",
+        "font": {"size": 11, "color": "#9a6700"},
+    }
 
 
 def _stage_order(stage: str) -> tuple:
+    if stage == TRIALS:
+        return (1, 0, stage)
     if stage.startswith("trial-") and stage[6:].isdigit():
         return (1, int(stage[6:]), stage)
     return (0, 0, stage)

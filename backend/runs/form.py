@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from backend.datasets.schemas import DatasetRead
 from jobspec import ablations, kinds
+from jobspec.labels import label
 from jobspec.params import FinetuneConfig
+from store.datasets import service as datasets_service
+from store.runs import service as runs_service
+from store.runs.schemas import RunRead
 from store.settings import get_settings
 
 # The form's own kind: a group of finetunes (POST /api/ablations), not a job kind.
@@ -117,7 +124,7 @@ def _fields(root: dict, schema: dict, prefix: str, values: dict, omit: set) -> l
                 {
                     "kind": "fieldset",
                     "path": path,
-                    "label": name,
+                    "label": label(name, capital=True),
                     "help": node.get("description", ""),
                     "children": _fields(root, node, path, sub, set()),
                 }
@@ -135,22 +142,23 @@ def _leaf(root: dict, node: dict, path: str, name: str, value: Any) -> dict:
         node = {**next(alt for alt in options if alt.get("type") != "null"), **_meta(node)}
     field = {
         "path": path,
-        "label": name.replace("_", " "),
+        "label": label(name, capital=True),
         "name": name,
         "help": node.get("description", ""),
         "nullable": nullable,
         "value": value,
+        "placeholder": node.get("placeholder", "default"),
     }
     kind = node.get("type")
     if "enum" in node:
-        return {**field, "kind": "select", "type": kind, "options": node["enum"]}
+        return {**field, "kind": "select", "type": kind, "options": _options(node["enum"])}
     if kind == "array":
         items = _resolve(root, node.get("items", {}))
         return {
             **field,
             "kind": "checklist",
             "type": items.get("type"),
-            "options": items.get("enum", []),
+            "options": _options(items.get("enum", [])),
         }
     if kind == "boolean":
         return {**field, "kind": "checkbox", "type": "boolean"}
@@ -166,7 +174,45 @@ def _leaf(root: dict, node: dict, path: str, name: str, value: Any) -> dict:
 
 
 def _meta(node: dict) -> dict:
-    return {k: node[k] for k in ("description", "default", "title") if k in node}
+    return {k: node[k] for k in ("description", "default", "title", "placeholder") if k in node}
+
+
+def _options(values: list) -> list[dict]:
+    """An enum's choices: the value sent, the words shown ("val_accuracy" -> "val accuracy")."""
+    return [{"value": v, "label": label(v) if isinstance(v, str) else str(v)} for v in values]
+
+
+def page(
+    session: Session,
+    *,
+    kind: str,
+    values: dict | None = None,
+    prefill: dict | None = None,
+    source=None,
+    review: dict | None = None,
+) -> dict:
+    """What runs/new.html renders: a form per kind (`kind`'s shown, filled with values), the
+    data sets, the pretrain runs a parent can be, and what the form was opened from."""
+    prefill = {"name": "", "tags": "", "dataset": None, "parent": None, **(prefill or {})}
+    forms = [
+        {
+            "kind": k,
+            "title": kind_title(k),
+            "help": kind_help(k),
+            "fields": build_fields(k, values if k == kind else None),
+        }
+        for k in form_kinds()
+    ]
+    parents = runs_service.parent_choices(session=session, selected=prefill["parent"])
+    return {
+        "kind": kind,
+        "forms": forms,
+        "source": source,
+        "review": review,
+        "prefill": prefill,
+        "datasets": [DatasetRead.model_validate(d) for d in datasets_service.list_all(session)],
+        "parents": [RunRead.model_validate(p) for p in parents],
+    }
 
 
 def clone_values(run_params: dict, kind: str) -> dict:

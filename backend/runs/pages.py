@@ -11,19 +11,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
 
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
 from backend.formatting import flatten, readable
 from backend.reports import notes
-from backend.runs import detail, form, queries, views
+from backend.runs import bulk, detail, form, partial, queries, table_csv, views, welcome
 from backend.web import render
 from jobspec import kinds
 from store.artifacts import service as artifacts_service
 from store.artifacts.schemas import ArtifactRead
 from store.datasets import service as datasets_service
 from store.runs import service as runs_service
-from store.runs.models import STATUSES
+from store.runs.models import STATUSES, Run
 from store.runs.schemas import RunFilter, RunRead
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
@@ -34,9 +35,10 @@ PAGE_SIZE = 50
 
 
 @router.get("/")
-def home() -> RedirectResponse:
-    """The runs table is the home page."""
-    return RedirectResponse("/runs", status_code=307)
+def home(session: SessionDep) -> RedirectResponse:
+    """The runs table is the home page; a store without any run starts at the first-run page."""
+    empty = session.scalar(select(Run.id).limit(1)) is None
+    return RedirectResponse("/welcome" if empty else "/runs", status_code=307)
 
 
 @router.get("/runs", response_class=HTMLResponse)
@@ -69,6 +71,9 @@ def runs_page(
         kinds=kinds.names(),
         statuses=STATUSES,
         datasets=[d.name for d in datasets_service.list_all(session)],
+        columns=views.COLUMNS,
+        csv_max=table_csv.MAX_ROWS,
+        bulk_max=bulk.MAX_IDS,
     )
 
 
@@ -113,6 +118,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
             "predictions": "predictions.npz" in names,
         },
         **_readings(run, dataset, lineage),
+        **partial.page_state(session, run),  # partial badge, weights warnings
         started=aware(run.started_at),
     )
 
@@ -159,32 +165,39 @@ def new_run_page(
     kind = kind if kind in form.form_kinds() else (source.kind if source else None)
     kind = kind or ("finetune" if parent is not None else "pretrain")
     values = form.clone_values(source.params, kind) if source else {}
-    forms = [
-        {
-            "kind": k,
-            "title": form.kind_title(k),
-            "help": form.kind_help(k),
-            "fields": form.build_fields(k, values if k == kind else None),
-        }
-        for k in form.form_kinds()
-    ]
     prefill = {
         "name": f"{source.name} (clone)" if source else "",
         "tags": ", ".join(source.tags) if source else "",
         "dataset": datasets_service.get(session, source.dataset_id).name if source else None,
         "parent": parent if parent is not None else (source.parent_run_id if source else None),
     }
+    source_read = RunRead.model_validate(source) if source else None
+    context = form.page(session, kind=kind, values=values, prefill=prefill, source=source_read)
+    return render(request, "runs/new.html", nav="new", **context)
+
+
+# --- The first run, and the site's icon. ---
+
+
+@router.get("/welcome", response_class=HTMLResponse)
+def welcome_page(request: Request, session: SessionDep):
+    """The first-run page: what the demo does, about how long it takes, one button."""
+    datasets = [DatasetRead.model_validate(d) for d in datasets_service.list_all(session)]
+    chosen = next((d for d in datasets if d.name == welcome.DEMO_DATASET), None)
+    chosen = chosen or (datasets[0] if datasets else None)
     return render(
         request,
-        "runs/new.html",
-        nav="new",
-        kind=kind,
-        forms=forms,
-        source=RunRead.model_validate(source) if source else None,
-        prefill=prefill,
-        datasets=[DatasetRead.model_validate(d) for d in datasets_service.list_all(session)],
-        parents=[
-            RunRead.model_validate(p)
-            for p in runs_service.parent_choices(session=session, selected=prefill["parent"])
-        ],
+        "runs/welcome.html",
+        nav="runs",
+        datasets=datasets,
+        chosen=chosen.name if chosen else None,
+        demo_dataset=welcome.DEMO_DATASET,
+        plan=welcome.plan(chosen.n_train if chosen else None),
+        has_runs=session.scalar(select(Run.id).limit(1)) is not None,
     )
+
+
+@router.get("/favicon.ico")
+def favicon() -> RedirectResponse:
+    """Browsers ask for /favicon.ico where a page names no icon (JSON, plain files)."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import heapq
 import math
-import statistics
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from jobspec import kinds
+from backend.runs import eta
 from store.runs import service as runs_service
-from store.runs.models import Metric, Run
+from store.runs.models import Run
 from store.runs.schemas import RunFilter, RunPage, RunRead
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
@@ -46,16 +45,14 @@ def _listed(run: Run) -> RunRead:
 
 # --- The queue panel: who works on what, what waits, and when it should run. ---
 
-RECENT_RUNS_FOR_TIMING = 20
-EPOCH_SECONDS = "%/epoch_seconds"
-
 
 def queue_panel(session: Session, *, online_within: float, now: datetime | None = None) -> dict:
-    """Workers online, running and queued runs, each queued run's estimated start and finish.
+    """Workers online, running and queued runs, each run's estimated length, start and finish.
 
-    A queued run's length is its planned epochs x the median epoch time of recent finished
-    runs of the same kind and data set; runs start on whichever online worker frees up
-    first, the running ones freeing theirs after their own progress ETA.
+    Lengths come from backend/runs/eta.py (planned images at measured, else default,
+    images/s); runs start on whichever online worker frees up first. A run of unknown length
+    says "unknown" alone: the times after it leave it out (listed in `leaves_out`, with a
+    note) instead of going blank.
     """
     now = now or utcnow()
     workers = workers_service.online(session, within_seconds=online_within)
@@ -66,17 +63,18 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
         session.scalars(select(Run).where(Run.status == "queued").order_by(Run.created_at, Run.id))
     )
     names = _names(session, {w.current_run_id for w in workers if w.current_run_id})
-    medians = _epoch_medians(session, {(r.kind, r.dataset_id) for r in queued})
-    slots = _free_at([_remaining(r) for r in running], len(workers))
+    timing = eta.Timing(session, {w.device for w in workers}, running + queued)
+    busy = [_running_row(run, timing, now) for run in running]
+    unknown = [row["id"] for row in busy if row["eta_seconds"] is None]
+    slots = _free_at([row["eta_seconds"] for row in busy], len(workers))
     blocked = _blocked(session, queued, workers, now)
     waiting = []
     for run in queued:
-        estimate = _estimate(run, medians.get((run.kind, run.dataset_id), {}))
-        start = math.inf
-        if run.id not in blocked:  # a run that cannot start now takes no worker's turn
-            start = heapq.heappop(slots) if slots else math.inf
-        finish = start + estimate if estimate is not None else math.inf
-        if workers and run.id not in blocked:
+        estimate, source = timing.estimate(run)
+        start = finish = None
+        if run.id not in blocked and slots:  # a run that cannot start takes no worker's turn
+            start = heapq.heappop(slots)
+            finish = start + (estimate or 0.0)  # unknown: left out of the times after it
             heapq.heappush(slots, finish)
         waiting.append(
             {
@@ -87,12 +85,16 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
                 "waiting": blocked.get(run.id) or _waiting_note(run, workers),
                 "blocked": run.id in blocked,
                 "estimated_seconds": estimate,
-                "starts_in_seconds": _finite(start),
-                "finishes_in_seconds": _finite(finish),
+                "estimate_source": source,  # measured | default | None: unknown
+                "leaves_out": list(unknown) if start is not None else [],
+                "starts_in_seconds": start,
+                "finishes_in_seconds": finish if estimate is not None else None,
                 "starts_at": _at(now, start),
-                "finishes_at": _at(now, finish),
+                "finishes_at": _at(now, finish) if estimate is not None else None,
             }
         )
+        if estimate is None and start is not None:
+            unknown.append(run.id)
     return {
         "now": now.isoformat(),
         "workers": [
@@ -106,20 +108,33 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
             }
             for w in workers
         ],
-        "running": [
-            {
-                "id": r.id,
-                "name": r.name,
-                "kind": r.kind,
-                "worker_host": r.worker_host,
-                "device": r.device,
-                "eta_seconds": _remaining(r),
-                "finishes_at": _at(now, _remaining(r)),
-            }
-            for r in running
-        ],
+        "running": busy,
         "queued": waiting,
+        "unknown": unknown,
+        "note": _unknown_note(unknown),
     }
+
+
+def _running_row(run: Run, timing: eta.Timing, now: datetime) -> dict:
+    started = aware(run.started_at) if run.started_at else now
+    left, source = timing.remaining(run, max((now - started).total_seconds(), 0.0))
+    return {
+        "id": run.id,
+        "name": run.name,
+        "kind": run.kind,
+        "worker_host": run.worker_host,
+        "device": run.device,
+        "eta_seconds": left,
+        "eta_source": source,  # own epochs | measured | default | None: unknown
+        "finishes_at": _at(now, left),
+    }
+
+
+def _unknown_note(unknown: list[int]) -> str:
+    if not unknown:
+        return ""
+    runs = ", ".join(f"#{run_id}" for run_id in unknown)
+    return f"Length unknown for run {runs}: the times after it leave it out."
 
 
 def _blocked(session: Session, queued: list[Run], workers, now: datetime) -> dict[int, str]:
@@ -158,51 +173,13 @@ def _names(session: Session, run_ids: set[int]) -> dict[int, str]:
     return dict(session.execute(select(Run.id, Run.name).where(Run.id.in_(run_ids))).all())
 
 
-def _remaining(run: Run) -> float | None:
-    eta = (run.progress or {}).get("eta_seconds")
-    return float(eta) if eta is not None else None
-
-
 def _free_at(remaining: list[float | None], worker_count: int) -> list[float]:
-    """A heap of seconds until each online worker is free (unknown ETA: never, for planning)."""
-    slots = sorted(math.inf if r is None else r for r in remaining)[:worker_count]
+    """A heap of seconds until each online worker is free (an unknown ETA counts as free
+    now, so it blanks nothing; the panel's note says it is left out)."""
+    slots = sorted(0.0 if r is None else r for r in remaining)[:worker_count]
     slots += [0.0] * (worker_count - len(slots))
     heapq.heapify(slots)
     return slots
-
-
-def _epoch_medians(session: Session, groups: set[tuple[str, int]]) -> dict:
-    """{(kind, dataset_id): {stage: median epoch seconds}} from recent succeeded runs."""
-    out: dict = {}
-    for kind, dataset_id in groups:
-        recent = (
-            select(Run.id)
-            .where(Run.kind == kind, Run.dataset_id == dataset_id, Run.status == "succeeded")
-            .where(exists().where(Metric.run_id == Run.id, Metric.key.like(EPOCH_SECONDS)))
-            .order_by(Run.finished_at.desc())
-            .limit(RECENT_RUNS_FOR_TIMING)
-        )
-        rows = session.execute(
-            select(Metric.key, Metric.value).where(
-                Metric.run_id.in_(recent.scalar_subquery()), Metric.key.like(EPOCH_SECONDS)
-            )
-        )
-        by_stage: dict[str, list[float]] = {}
-        for key, value in rows:
-            stage = key.rsplit("/", 1)[0]
-            trial = stage.startswith(f"{kinds.TRIAL_STAGE}-")
-            by_stage.setdefault(kinds.TRIAL_STAGE if trial else stage, []).append(value)
-        out[(kind, dataset_id)] = {s: statistics.median(v) for s, v in by_stage.items()}
-    return out
-
-
-def _estimate(run: Run, medians: dict[str, float]) -> float | None:
-    """Planned epochs x median epoch seconds, per stage; None without any measurement."""
-    plan = kinds.get(run.kind).stage_plan(run.params) if run.kind in kinds.names() else {}
-    if not medians:
-        return None
-    fallback = statistics.median(medians.values())
-    return float(sum(epochs * medians.get(stage, fallback) for stage, epochs in plan.items()))
 
 
 def _finite(seconds: float | None) -> float | None:

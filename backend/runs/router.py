@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.deps import SessionDep, UserDep
 from backend.reports import errors, notes
 from backend.reports.schemas import RunEdit, RunEdited
-from backend.runs import detail, queries, views
+from backend.runs import bulk, detail, partial, queries, table_csv, views, welcome
 from store.artifacts import service as artifacts_service
 from store.db import session_scope
+from store.runs import ablations as ablation_launcher
 from store.runs import launch as launcher
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
@@ -40,7 +41,7 @@ def create_runs(run_in: RunCreate, session: SessionDep, user: UserDep):
 def create_ablation(study_in: AblationCreate, session: SessionDep, user: UserDep) -> dict:
     """Queue a factor's two arms for each seed as one group (an ablation study); every
     other setting shared, one train/validation split for all seeds."""
-    group = launcher.launch_ablation(session=session, study_in=study_in, launched_by=user)
+    group = ablation_launcher.launch_ablation(session=session, study_in=study_in, launched_by=user)
     return _group_created(group)
 
 
@@ -49,7 +50,9 @@ def create_augmentation_study(
     study_in: AugmentationStudyCreate, session: SessionDep, user: UserDep
 ) -> dict:
     """The augmentation ablation (kept for its callers; POST /api/ablations does every factor)."""
-    group = launcher.launch_augmentation_study(session=session, study_in=study_in, launched_by=user)
+    group = ablation_launcher.launch_augmentation_study(
+        session=session, study_in=study_in, launched_by=user
+    )
     return _group_created(group)
 
 
@@ -87,6 +90,21 @@ def runs_table(
     return views.table(
         session, run_filter=run_filter, sort=sort, order=order, limit=limit, offset=offset
     )
+
+
+# Declared before GET /runs/{run_id}, which would otherwise take "table.csv" for an id.
+@router.get("/runs/table.csv")
+def runs_table_csv(
+    session: SessionDep,
+    run_filter: Annotated[RunFilter, Query()],
+    sort: Literal["created", "duration", "best", "name"] = "created",
+    order: Literal["asc", "desc"] = "desc",
+) -> Response:
+    """Every run of the runs table (the same filters and order, not just one page) as CSV,
+    up to 10,000 runs; text that would run as a spreadsheet formula starts with an '."""
+    body = table_csv.export(session, run_filter=run_filter, sort=sort, order=order)
+    headers = {"Content-Disposition": 'attachment; filename="runs.csv"'}
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get("/queue")
@@ -227,3 +245,47 @@ def run_errors(
 def run_mistakes(run_id: int, session: SessionDep, per_class: int = Query(5, ge=1, le=20)) -> dict:
     """Per true class, the finetune's most confident mistakes on the test set."""
     return errors.mistakes(session=session, run_id=run_id, per_class=per_class)
+
+
+# --- Partial runs (cancelled or failed mid-training) and live reconstructions. ---
+
+
+@router.get("/runs/{run_id}/partial")
+def run_partial(run_id: int, session: SessionDep) -> dict:
+    """Where a cancelled or failed run stopped (null: it is not partial), the epoch its
+    weights come from, its evaluation (if any) and whether "evaluate now" applies."""
+    return partial.state(session, runs_service.get_run(session, run_id))
+
+
+@router.post("/runs/{run_id}/evaluate", status_code=202)
+def evaluate_run(run_id: int, session: SessionDep):
+    """Score a cancelled or failed finetune's stored classifier on the test split now (a
+    worker task); the run's status stays as it is and its result gains "evaluation" marked
+    "partial". An already evaluated run answers 200 with its evaluation."""
+    answer = partial.request_evaluation(session=session, run_id=run_id)
+    return answer if answer["queued"] else JSONResponse(answer, status_code=200)
+
+
+@router.get("/runs/{run_id}/reconstructions")
+def run_reconstruction_rows(run_id: int, session: SessionDep) -> dict:
+    """The stages reconstructed so far (a pretrain stores them as each stage ends) and the
+    grid's address, versioned so a browser fetches each new one."""
+    return detail.reconstruction_info(session, run_id)
+
+
+# --- The runs table's actions on ticked runs, and the first run's demo. ---
+
+
+@router.post("/runs/bulk")
+def bulk_action(request: bulk.BulkRequest, session: SessionDep) -> dict:
+    """One action on many runs (cancel, tag, untag, archive, unarchive, delete), each run's
+    outcome reported: a run the action cannot apply to is refused with the reason, the
+    others are done. Deleting is one transaction: a run goes with all its rows or not at all."""
+    return bulk.apply(session=session, request=request)
+
+
+@router.post("/demo", status_code=201)
+def launch_demo(demo_in: welcome.DemoCreate, session: SessionDep, user: UserDep) -> dict:
+    """The first-run demo: a quick pretrain on the demo data set, then an augmentation
+    ablation study on its encoder (2 seeds), queued at once (the study waits for the pretrain)."""
+    return welcome.launch(session=session, demo_in=demo_in, launched_by=user)

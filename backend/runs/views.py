@@ -1,7 +1,8 @@
 """Read-side rows for the runs table: one query for the page, one for its summaries.
 
 Each row carries what the list shows without another round trip: data set name, key
-parameters, the best validation score and its epoch, duration and live progress.
+parameters, the best validation score and its epoch, test scores, lineage, duration, times
+and live progress.
 """
 
 from __future__ import annotations
@@ -9,17 +10,35 @@ from __future__ import annotations
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import Float, cast, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from jobspec import kinds
 from store.datasets.models import DatasetRecord
 from store.runs import service as runs_service
-from store.runs.models import MetricSummary, Run
+from store.runs.models import MetricSummary, Run, RunGroup
 from store.runs.schemas import RunFilter
 from store.timeutil import aware, utcnow
 
 SORTS = ("created", "duration", "best", "name")
+
+# The columns a user may show or hide (the picker), in table order; the row's check box,
+# id, name and status always show. Jinja and static/js/runs_list.js draw each by its key.
+COLUMNS = (
+    {"key": "kind", "label": "Kind", "default": True},
+    {"key": "dataset", "label": "Data set", "default": True},
+    {"key": "params", "label": "Key params", "default": True},
+    {"key": "best", "label": "Best", "default": True},
+    {"key": "test_accuracy", "label": "Test acc", "default": False},
+    {"key": "balanced_accuracy", "label": "Balanced acc", "default": False},
+    {"key": "tags", "label": "Tags", "default": True},
+    {"key": "parent", "label": "Parent", "default": False},
+    {"key": "group", "label": "Study / group", "default": False},
+    {"key": "launched_by", "label": "Launched by", "default": False},
+    {"key": "duration", "label": "Duration", "default": True},
+    {"key": "created", "label": "Created", "default": True},
+    {"key": "finished", "label": "Finished", "default": True},
+)
 
 
 def table(
@@ -37,10 +56,34 @@ def table(
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     query = _sorted(session, query, sort, order)
     rows = session.execute(query.limit(limit).offset(offset)).all()
+    return {"items": rows_of(session, rows), "total": total, "limit": limit, "offset": offset}
+
+
+def ordered(session: Session, *, run_filter: RunFilter, sort: str, order: str, limit: int):
+    """(Run, data set name) of the runs `run_filter` asks for, sorted as the table is."""
+    query = select(Run, DatasetRecord.name).join(DatasetRecord, DatasetRecord.id == Run.dataset_id)
+    query = _sorted(session, runs_service.filtered(query, run_filter), sort, order)
+    return session.execute(query.limit(limit)).all()
+
+
+def rows_of(session: Session, rows) -> list[dict]:
+    """Table rows of (Run, data set name) pairs, with their summaries and lineage names."""
     summaries = _summaries(session, [run.id for run, _ in rows])
+    links = _links(session, [run for run, _ in rows])
     now = utcnow()
-    items = [row_of(run, name, summaries.get(run.id, {}), now) for run, name in rows]
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return [row_of(run, name, summaries.get(run.id, {}), now, links) for run, name in rows]
+
+
+def _links(session: Session, runs: list[Run]) -> dict:
+    """Names of the parent runs and groups the rows point at."""
+    parents = {run.parent_run_id for run in runs if run.parent_run_id}
+    groups = {run.group_id for run in runs if run.group_id}
+    names = select(Run.id, Run.name).where(Run.id.in_(parents))
+    group_rows = select(RunGroup.id, RunGroup.name, RunGroup.kind).where(RunGroup.id.in_(groups))
+    return {
+        "runs": dict(session.execute(names).all()) if parents else {},
+        "groups": {i: (n, k) for i, n, k in session.execute(group_rows)} if groups else {},
+    }
 
 
 def _sorted(session: Session, query, sort: str, order: str):
@@ -79,33 +122,42 @@ def _like(rank: kinds.RankKey) -> str:
 
 
 def _by_best(query, descending: bool):
-    """Runs ranked by an accuracy-like score first (classifiers), then by a loss-like one
-    (autoencoders, tunes): each run by the first of its kind's ranking keys it has."""
-    best: dict[str, list] = {"max": [], "min": []}
-    for rank in _rank_keys():
-        if rank.pattern:
-            pick = func.min if rank.metric.goal == "min" else func.max
-            sub = (
-                select(MetricSummary.run_id, pick(MetricSummary.best_value).label("v"))
-                .where(MetricSummary.key.like(_like(rank), escape="\\"))
-                .group_by(MetricSummary.run_id)
-                .subquery()
-            )
-            query = query.outerjoin(sub, sub.c.run_id == Run.id)
-            best[rank.metric.goal].append(sub.c.v)
-            continue
-        alias = aliased(MetricSummary)
-        query = query.outerjoin(alias, (alias.run_id == Run.id) & (alias.key == rank.key))
-        # The value at the kept epoch (early stopping's restored one), as the row shows it.
-        best[rank.metric.goal].append(func.coalesce(alias.kept_value, alias.last_value))
-    order = []
-    for goal, values in (("max", best["max"]), ("min", best["min"])):
-        if not values:
-            continue
-        value = cast(func.coalesce(*values), Float) if len(values) > 1 else values[0]
-        higher_first = descending == (goal == "max")
-        order += [value.is_(None), value.desc() if higher_first else value.asc()]
-    return query.order_by(*order, Run.id.desc())
+    """Runs with a score first, grouped by what they are scored on: accuracy-like metrics
+    before losses, then kind (the registry's order), then the kind's ranking metric (its
+    order of preference); best first within a group (descending; ascending: worst first).
+    A loss is never ranked against an accuracy, nor a pretrain that reached only ae01
+    against ones scored on ae03."""
+    ranks = [(name, rank) for name in kinds.names() for rank in kinds.get(name).ranking]
+    ranks.sort(key=lambda pair: pair[1].metric.goal != "max")  # stable: keeps the rest
+    groups, scores = [], []
+    for name, rank in ranks:
+        query, value = _rank_value(query, rank)
+        hit = (Run.kind == name) & value.is_not(None)
+        groups.append((hit, len(groups)))
+        scores.append((hit, -value if rank.metric.goal == "max" else value))  # low: good
+    if not groups:
+        return query.order_by(Run.id.desc())
+    group, score = case(*groups, else_=None), case(*scores, else_=None)
+    return query.order_by(
+        group.is_(None), group, score.asc() if descending else score.desc(), Run.id.desc()
+    )
+
+
+def _rank_value(query, rank: kinds.RankKey):
+    """The query joined to the value a run is ranked by on `rank`, and that value."""
+    if rank.pattern:  # a tune: its best trial
+        pick = func.min if rank.metric.goal == "min" else func.max
+        sub = (
+            select(MetricSummary.run_id, pick(MetricSummary.best_value).label("v"))
+            .where(MetricSummary.key.like(_like(rank), escape="\\"))
+            .group_by(MetricSummary.run_id)
+            .subquery()
+        )
+        return query.outerjoin(sub, sub.c.run_id == Run.id), sub.c.v
+    alias = aliased(MetricSummary)
+    query = query.outerjoin(alias, (alias.run_id == Run.id) & (alias.key == rank.key))
+    # The value at the kept epoch (early stopping's restored one), as the row shows it.
+    return query, func.coalesce(alias.kept_value, alias.last_value)
 
 
 def _summaries(session: Session, run_ids: list[int]) -> dict[int, dict[str, MetricSummary]]:
@@ -126,19 +178,32 @@ def _summaries(session: Session, run_ids: list[int]) -> dict[int, dict[str, Metr
     return out
 
 
-def row_of(run: Run, dataset_name: str, summaries: dict, now: datetime) -> dict:
-    """A run as one table row (JSON-able)."""
+def row_of(
+    run: Run, dataset_name: str, summaries: dict, now: datetime, links: dict | None = None
+) -> dict:
+    """A run as one table row (JSON-able); `links` names its parent and group."""
+    links = links or {}
+    evaluation = (run.result or {}).get("evaluation") or {}
+    group = links.get("groups", {}).get(run.group_id)
+    parent_name = links.get("runs", {}).get(run.parent_run_id)
     return {
         "id": run.id,
         "kind": run.kind,
         "name": run.name,
         "status": run.status,
+        "archived": bool(run.archived),
         "tags": list(run.tags or []),
         "dataset": dataset_name,
         "group_id": run.group_id,
+        "group": {"id": run.group_id, "name": group[0], "kind": group[1]} if group else None,
+        "study_name": run.study_name,
         "parent_run_id": run.parent_run_id,
+        "parent_name": parent_name,
+        "launched_by": run.launched_by,
         "key_params": key_params(run.kind, run.params or {}),
         "best": best_of(run, summaries),
+        "test_accuracy": _number(evaluation.get("accuracy")),
+        "balanced_accuracy": _number(evaluation.get("balanced_accuracy")),
         "progress": progress_of(run) if run.status == "running" else None,
         "duration_seconds": duration_of(run, now),
         "created_at": aware(run.created_at).isoformat(),
@@ -146,6 +211,10 @@ def row_of(run: Run, dataset_name: str, summaries: dict, now: datetime) -> dict:
         "finished_at": _iso(run.finished_at),
         "error": (run.error or "")[:200] or None,
     }
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _iso(moment: datetime | None) -> str | None:

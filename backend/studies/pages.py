@@ -1,4 +1,5 @@
-"""The study page of a tune run: trials, best trial and Optuna's plots, updated live."""
+"""The study page of a tune run (trials, best trial and Optuna's plots, updated live) and
+the form that launches a pretrain with its settings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from backend.deps import SessionDep
+from backend.runs import form
 from backend.studies import service as studies_service
 from backend.web import render
 
@@ -17,3 +19,10 @@ def study_page(run_id: int, request: Request, session: SessionDep) -> HTMLRespon
     """A tune run's study (every worker's part of a parallel tune)."""
     view = studies_service.study_view(session, run_id)
     return render(request, "studies/detail.html", nav="runs", view=view)
+
+
+@router.get("/studies/{run_id}/pretrain", response_class=HTMLResponse)
+def review_pretrain(run_id: int, request: Request, session: SessionDep) -> HTMLResponse:
+    """The new-run form, pre-filled with the study's settings, to review before launching."""
+    context = studies_service.pretrain_review(session, run_id)
+    return render(request, "runs/new.html", nav="new", **form.page(session, **context))

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import plotting
-from jobspec.params import DEFAULT_LEARNING_RATES
+from jobspec.params import DEFAULT_LEARNING_RATES, QUICK_FIELDS, StageConfig
+from jobspec.stages import STAGES
 from store.datasets import service as datasets_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
@@ -106,17 +107,85 @@ def best_trial(rows: list[dict]) -> dict | None:
     return best | {"params": params}
 
 
-def pretrain_request(session: Session, run: Run, best: dict | None) -> dict | None:
-    """The POST /api/runs body of a pretrain whose tuned stage uses the best settings."""
+# A tune's own settings that mean the same in a pretrain (the split it validated on too).
+CARRIED = ("bn_momentum", "validation_fraction", "seed", *QUICK_FIELDS, "runtime")
+STAGE_FIELDS = tuple(StageConfig.model_fields)
+
+
+def pretrain_params(session: Session, run: Run, best: dict | None) -> dict | None:
+    """A pretrain's parameters from a tune: the best trial's kernel size, optimizer and
+    learning rate for the tuned stage; the tune's epochs and batch size for it and the
+    stages after; stages before it as the pretrain the tune built on trained them; the
+    tune's BN momentum, validation fraction, seeds, quick-run limits and runtime."""
     if best is None:
         return None
-    stage = run.params.get("stage", "ae01")
-    settings = {key: best["params"][key] for key in STAGE_KEYS if key in best["params"]}
+    tune = run.params or {}
+    stage = tune.get("stage", "ae01")
+    params = {key: tune[key] for key in CARRIED if tune.get(key) is not None}
+    if "split_seed" in tune or "seed" in tune:  # validate on the images the tune did
+        split = tune.get("split_seed")
+        params["split_seed"] = tune.get("seed", 0) if split is None else split
+    parent = _parent(session, run)
+    if parent is not None and parent.params.get("decoder_output"):
+        params["decoder_output"] = parent.params["decoder_output"]
+    for name in STAGES:
+        if parent is not None and STAGES.index(name) < STAGES.index(stage):
+            source = parent.params.get(name) or {}
+        else:
+            source = tune
+        settings = {key: source[key] for key in STAGE_FIELDS if source.get(key) is not None}
+        if name == stage:
+            settings |= {key: best["params"][key] for key in STAGE_KEYS if key in best["params"]}
+        if settings:
+            params[name] = settings
+    return params
+
+
+def _parent(session: Session, run: Run) -> Run | None:
+    """The pretrain whose frozen encoders an AE02/AE03 tune trained on, if it still exists."""
+    if run.parent_run_id is None:
+        return None
+    parent = session.get(Run, run.parent_run_id)
+    return parent if parent is not None and parent.kind == "pretrain" else None
+
+
+def pretrain_request(session: Session, run: Run, best: dict | None) -> dict | None:
+    """The POST /api/runs body of a pretrain with the study's settings (see pretrain_params),
+    naming the tune as its source."""
+    params = pretrain_params(session, run, best)
+    if params is None:
+        return None
     return {
         "kind": "pretrain",
         "dataset": datasets_service.get(session, run.dataset_id).name,
         "name": f"pretrain from {run.study_name or run.name}"[:200],
-        "params": {stage: settings},
+        "params": params,
+        "source_run_id": run.id,
+    }
+
+
+def pretrain_review(session: Session, run_id: int) -> dict:
+    """What the review form needs: the pretrain's values, name and data set, and the study
+    they come from (NotFound until a trial has completed: there are no settings yet)."""
+    runs = study_runs(session, run_id)
+    run = next(r for r in runs if r.id == run_id)
+    best = best_trial(trial_rows(session, runs, load_study(run.study_name)))
+    request = pretrain_request(session, run, best)
+    if request is None:
+        raise NotFound("best trial of study", run.study_name or run_id)
+    stage = run.params.get("stage", "ae01")
+    return {
+        "kind": "pretrain",
+        "values": request["params"],
+        "prefill": {"name": request["name"], "tags": "", "dataset": request["dataset"]},
+        "review": {
+            "run_id": run.id,
+            "name": run.study_name or run.name,
+            "stage": stage,
+            "trial": best["number"],
+            "parent": run.parent_run_id if _parent(session, run) is not None else None,
+            "settings": {k: best["params"][k] for k in STAGE_KEYS if k in best["params"]},
+        },
     }
 
 
@@ -202,6 +271,7 @@ def study_view(session: Session, run_id: int, known_version: str | None = None) 
         "trials": rows,
         "best": best,
         "pretrain_request": pretrain_request(session, run, best),
+        "pretrain_form": f"/studies/{run.id}/pretrain" if best else None,
         "version": current,
         "figures": None,
         "missing": None,

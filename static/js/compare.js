@@ -1,4 +1,5 @@
-// Compare page: draws the server-built figures and tables, refreshes while a run is running.
+// Compare page: draws the server-built figures and tables (seed groups with mean ± sd, test
+// scores, metrics), refreshes while a run is running. Fractions read as percentages.
 "use strict";
 
 (function () {
@@ -21,6 +22,30 @@
     items.forEach((item, i) => plot(divs[i], item.figure));
   }
 
+  const value = (v, line) => (line.percent ? fmt.pct(v) : fmt.metric(v));
+
+  // "80.0% ± 2.1%" (mean ± sd over the group's seeds); n when a cell has fewer runs.
+  function meanSd(c, line, n) {
+    const sd = c.sd == null ? " (1 seed)" : ` ± ${value(c.sd, line)}`;
+    return `${value(c.mean, line)}${sd}${c.n !== n && c.sd != null ? ` (n=${c.n})` : ""}`;
+  }
+
+  function drawGroups(groups) {
+    document.getElementById("groups-card").hidden = !groups;
+    if (!groups) return;
+    const head = row([cell("score", null, "th"),
+      ...groups.groups.map((g) => cell(`${g.label} (n=${g.n})`, "num", "th"))]);
+    const body = groups.rows.map((line) => row([cell(line.label, "mono"), ...groups.groups.map((g) => {
+      const c = line.cells[g.key];
+      return cell(c ? meanSd(c, line, g.n) : "–", line.best_group === g.key ? "num lead" : "num");
+    })]));
+    document.getElementById("groups").replaceChildren(
+      el("table", { class: "seed-groups" }, el("thead", {}, head), el("tbody", {}, ...body)));
+    const by = groups.by.length ? groups.by.join(", ") : "their shared settings";
+    document.getElementById("groups-note").textContent =
+      `Runs grouped by ${by}: ${groups.note}. Bold: the best group on that row.`;
+  }
+
   // One row per metric, one column per run; the best run's cell in bold.
   function table(runs, rows, labelOf, cellText) {
     const head = row([cell("metric", null, "th"), ...runs.map((r) => cell(`#${r.id} ${r.name}`, "num", "th"))]);
@@ -35,7 +60,10 @@
     data.runs.forEach((r) => {
       const badge = document.querySelector(`[data-status-of="${r.id}"]`);
       if (badge) { badge.className = `badge ${r.status}`; badge.textContent = r.status; }
+      const partial = document.querySelector(`[data-partial-of="${r.id}"]`);
+      if (partial) { partial.hidden = !r.partial; partial.title = r.partial ? r.partial.text : ""; }
     });
+    drawGroups(data.groups);
     drawFigures(document.getElementById("curves"), data.curves, (c) => c.metric);
     document.getElementById("no-curves").hidden = data.curves.length > 0;
 
@@ -43,11 +71,11 @@
     tests.replaceChildren();
     if (data.tests.length) {
       tests.appendChild(table(data.runs, data.tests, (r) => r.label,
-        (c, line) => (line.goal === "max" ? fmt.pct(c.value) : fmt.metric(c.value))));
+        (c, line) => `${value(c.value, line)}${c.partial ? " (partial)" : ""}`));
     }
     document.getElementById("metrics").replaceChildren(
-      table(data.runs, data.metrics, (r) => r.key,
-        (c) => `${fmt.metric(c.final)} · kept ${fmt.metric(c.best)} @${c.best_epoch}`));
+      table(data.runs, data.metrics, (r) => r.label || r.key,
+        (c, line) => `${value(c.final, line)} · kept ${value(c.best, line)} @${c.best_epoch}`));
 
     const conf = data.confusion;
     drawFigures(document.getElementById("confusion"), conf.matrices, (m) => `m${m.run_id}`);

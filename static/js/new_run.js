@@ -1,4 +1,6 @@
-// New-run form: tabs per kind, collect typed values, post, show 422s next to their field.
+// New-run form: tabs per kind, collect typed values, check them in the browser (the inputs'
+// min/max/step, through the Constraint Validation API), post, and show every error next to
+// its field at once, whether the browser or the server found it.
 "use strict";
 
 (function () {
@@ -74,6 +76,8 @@
     out.kind = kind;
     out.tags = value(form, "tags").split(",").map((t) => t.trim()).filter(Boolean);
     if (kind === "tune") out.parallel = Number(value(form, "parallel") || 1);
+    const source = value(form, "source_run_id");
+    if (source) out.source_run_id = Number(source);
     return out;
   }
 
@@ -93,37 +97,119 @@
     return null;
   }
 
-  function showErrors(form, err) {
+  // Each error beside its field (several on one field are joined), the rest on top.
+  function markErrors(form, errors) {
     const general = form.querySelector("[data-form-error]");
-    const detail = err.data && err.data.detail;
-    if (err.status !== 422 || !Array.isArray(detail)) {
-      general.textContent = `Could not launch (${err.status || err.message}): ${
-        (err.data && typeof err.data.detail === "string") ? err.data.detail : "see the server log"}`;
-      return;
-    }
     let first = null;
-    detail.forEach((d) => {
+    errors.forEach((d) => {
       const field = fieldFor(form, d.loc || []);
       const slot = field && field.querySelector(":scope > [data-error]");
       const text = `${d.msg}`;
       if (!slot) { general.textContent += (general.textContent ? " · " : "") + `${(d.loc || []).join(".")}: ${text}`; return; }
-      slot.textContent = text;
+      slot.textContent += (slot.textContent ? " · " : "") + text;
       field.querySelectorAll("input, select").forEach((i) => i.classList.add("invalid"));
       first = first || field;
     });
     (first || general).scrollIntoView({ behavior: "smooth", block: "center" });
   }
 
-  // The study's warnings (e.g. the pretrain split differs), shown before its page opens.
-  function showWarnings(form, group) {
+  function showErrors(form, err) {
+    const data = err.data || {};
+    const errors = Array.isArray(data.errors) ? data.errors : data.detail;
+    if (err.status !== 422 || !Array.isArray(errors)) {
+      form.querySelector("[data-form-error]").textContent = `Could not launch (${err.status || err.message}): ${
+        typeof data.detail === "string" ? data.detail : "see the server log"}`;
+      return;
+    }
+    markErrors(form, errors);
+  }
+
+  // The browser's own checks (min, max, step, a number at all) of every visible input, all
+  // at once, in the server's error shape; disabled inputs are not checked.
+  function browserErrors(form) {
+    const errors = [];
+    form.querySelectorAll("input, select").forEach((input) => {
+      if (!input.name || input.closest("[hidden]") || input.checkValidity()) return;
+      errors.push({ loc: ["body", ...input.name.split(".")], msg: input.validationMessage });
+    });
+    return errors;
+  }
+
+  // Typing into a field clears its error once the browser finds the value valid.
+  function watchValidity(form) {
+    form.addEventListener("input", (event) => {
+      const input = event.target;
+      const field = input.closest("[data-field]");
+      if (!field || !input.name) return;
+      const slot = field.querySelector(":scope > [data-error]");
+      if (input.checkValidity()) {
+        input.classList.remove("invalid");
+        if (slot && !field.querySelector(".invalid")) slot.textContent = "";
+      } else {
+        input.classList.add("invalid");
+        if (slot) slot.textContent = input.validationMessage;
+      }
+    });
+  }
+
+  // A parent pretrain brings its data set along; another data set than the encoder's is
+  // allowed but said (the server says so too, in the launch's warnings).
+  function parentDataset(form) {
+    const parent = form.querySelector("[name='parent_run_id']");
+    const dataset = form.querySelector("[name='dataset']");
+    const note = dataset && dataset.closest("[data-field]").querySelector("[data-warning]");
+    if (!parent || !dataset || !note) return;
+    const trainedOn = () => {
+      const option = parent.selectedOptions[0];
+      return option ? option.getAttribute("data-dataset") || "" : "";
+    };
+    function check() {
+      const theirs = trainedOn();
+      note.hidden = !parent.value || !theirs || theirs === dataset.value;
+      note.textContent = note.hidden ? "" : `Pretrain run #${parent.value} learnt its encoder on data set "${
+        theirs}", not "${dataset.value}": its features were fitted to other images.`;
+    }
+    function follow() {
+      const theirs = trainedOn();
+      if (theirs && theirs !== dataset.value && [...dataset.options].some((o) => o.value === theirs)) {
+        dataset.value = theirs;
+        dataset.dispatchEvent(new Event("change"));
+      }
+      check();
+    }
+    parent.addEventListener("change", follow);
+    dataset.addEventListener("change", check);
+    // A clone keeps its own data set (and is warned about); a fresh form follows its parent.
+    if (dataset.hasAttribute("data-prefilled")) check();
+    else follow();
+  }
+
+  // Augmentation's settings mean nothing while augmentation is off: disabled, not hidden.
+  function augmentSwitch(form) {
+    const augment = form.querySelector("[name='params.augment']");
+    const settings = form.querySelector("fieldset[data-field='params.augmentation']");
+    if (!augment || !settings) return;
+    // In an augmentation study the factor sets `augment` (its field hidden): the treatment
+    // arm uses these settings, so they stay editable.
+    const sync = () => { settings.disabled = !augment.checked && !augment.closest("[hidden]"); };
+    augment.addEventListener("change", sync);
+    const factor = form.querySelector("[name='factor']");
+    if (factor) factor.addEventListener("change", sync);
+    sync();
+  }
+
+  // A launch's warnings (the pretrain split or data set differs), shown before its page
+  // opens; false when there are none.
+  function showWarnings(form, warnings, url, what) {
     const box = form.querySelector("[data-warnings]");
-    if (!box || !group.warnings || !group.warnings.length) return false;
+    if (!box || !warnings || !warnings.length) return false;
     box.replaceChildren(
-      ...group.warnings.map((w) => dom.el("p", {}, w)),
-      dom.el("a", { class: "button", href: group.url }, "Open the study now"),
+      ...warnings.map((w) => dom.el("p", {}, w)),
+      dom.el("a", { class: "button", href: url }, `Open the ${what} now`),
     );
     box.hidden = false;
-    form.querySelector("[data-status]").textContent = "Launched; opening the study…";
+    form.querySelector("[data-status]").textContent = `Launched; opening the ${what}…`;
+    setTimeout(() => { location.href = url; }, 4000);
     return true;
   }
 
@@ -164,6 +250,8 @@
 
   forms.forEach((form) => {
     studyControls(form);
+    watchValidity(form);
+    augmentSwitch(form);
     // "from scratch" and the encoder select mean the same thing: keep them in step.
     const parent = form.querySelector("[name='parent_run_id']");
     const encoder = form.querySelector("[name='params.encoder']");
@@ -178,9 +266,12 @@
       });
       encoder.addEventListener("change", () => { if (encoder.value === "scratch") parent.value = ""; });
     }
+    parentDataset(form);  // after the default parent is chosen: its data set comes along
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearErrors(form);
+      const invalid = browserErrors(form);
+      if (invalid.length) { markErrors(form, invalid); return; }  // no round trip needed
       const status = form.querySelector("[data-status]");
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
@@ -188,11 +279,11 @@
       try {
         if (form.getAttribute("data-kind") === "ablation") {
           const group = await api.post("/api/ablations", body(form));
-          if (showWarnings(form, group)) setTimeout(() => { location.href = group.url; }, 4000);
-          else location.href = group.url;
+          if (!showWarnings(form, group.warnings, group.url, "study")) location.href = group.url;
         } else {
           const runs = await api.post("/api/runs", body(form));
-          location.href = `/runs/${runs[0].id}`;
+          const url = `/runs/${runs[0].id}`;
+          if (!showWarnings(form, runs[0].warnings, url, "run")) location.href = url;
         }
       } catch (err) {
         showErrors(form, err);

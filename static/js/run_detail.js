@@ -1,17 +1,21 @@
 // One run's page: live status and progress, curves re-drawn when a new epoch lands,
-// evaluation and downloads filled in once it finishes, cancel and re-run buttons; on a
-// finetune, a click on a confusion-matrix cell lists its test images, and each class's most
-// confident mistakes are shown.
+// reconstructions shown as each pretrain stage ends, evaluation and downloads filled in once
+// it finishes, cancel and re-run buttons; a run stopped mid-training is marked partial (its
+// weights carry a warning) and a partial finetune can be evaluated now; on a finetune, a
+// click on a confusion-matrix cell lists its test images, and each class's most confident
+// mistakes are shown.
 "use strict";
 
 (() => {
   const state = JSON.parse(document.getElementById("run-state").textContent);
+  const partialState = JSON.parse(document.getElementById("run-partial-state").textContent);
   const id = state.id;
   const LIVE = new Set(["queued", "running"]);
   const { el, cell, row, plot, fmt } = dom;
   const $ = (sel) => document.getElementById(sel);
   const show = (node, on) => { if (node) node.hidden = !on; };
   let lastEpochKey = null;
+  let lastStage = null;
   let stopPolling = null;
 
   async function drawCurves() {
@@ -93,23 +97,97 @@
     await plot($("confusion"), data.figure);
     listenForCells($("confusion"), data);
     if (data.errors_url) drawMistakes().catch(console.error);
-    $("eval-acc").textContent = fmt.fixed(data.accuracy, 4);
-    $("eval-bacc").textContent = fmt.fixed(data.balanced_accuracy, 4);
+    // Fractions read as percentages everywhere (the server's tables and charts too).
+    $("eval-acc").textContent = fmt.pct(data.accuracy);
+    $("eval-bacc").textContent = fmt.pct(data.balanced_accuracy);
     $("per-class").replaceChildren(...Object.entries(data.per_class).map(([cls, s]) => row([cls,
-      cell(fmt.fixed(s.precision, 3), "num"), cell(fmt.fixed(s.recall, 3), "num"),
-      cell(fmt.fixed(s.f1, 3), "num"), cell(s.support, "num")])));
+      cell(fmt.pct(s.precision), "num"), cell(fmt.pct(s.recall), "num"),
+      cell(fmt.pct(s.f1), "num"), cell(s.support, "num")])));
+  }
+
+  // ---- a run stopped mid-training: the badge, its weights' warnings, "evaluate now" ----
+  function evaluationNote(p) {
+    if (p.evaluation && p.evaluation.partial) return "Evaluated on the test set as it stood (below).";
+    if (p.evaluation_error) return `Evaluation failed: ${p.evaluation_error.error}`;
+    if (p.partial && !p.can_evaluate) return "No test evaluation: the run stored no classifier.";
+    return p.partial ? "Not evaluated on the test set yet." : "";
+  }
+
+  function renderPartial(p) {
+    Object.assign(partialState, p);
+    const partial = p.partial;
+    show($("run-partial"), !!partial);
+    show($("partial-card"), !!partial);
+    if (partial) {
+      $("run-partial").title = partial.text;
+      $("partial-text").textContent = partial.has_weights
+        ? `This run was ${partial.text}: what it kept is a partial model from epoch `
+          + `${partial.weights_epoch}, not a finished training.`
+        : `This run was ${partial.text}: it stored no weights.`;
+    }
+    show($("btn-evaluate"), !!p.can_evaluate);
+    if ($("evaluate-note")) $("evaluate-note").textContent = evaluationNote(p);
+    const marked = p.evaluation && p.evaluation.partial;
+    if ($("eval-partial")) {
+      show($("eval-partial"), !!marked);
+      if (marked) $("eval-partial").textContent = `partial model${p.evaluation.model_epoch ? ` from epoch ${p.evaluation.model_epoch}` : ""}`;
+    }
+  }
+
+  async function refreshPartial() {
+    renderPartial(await api.get(`/api/runs/${id}/partial`));
+  }
+
+  async function evaluateNow() {
+    const button = $("btn-evaluate"), box = $("action-error");
+    show(box, false);
+    button.disabled = true;
+    $("evaluate-note").textContent = "Evaluating on the test set…";
+    try {
+      await api.post(`/api/runs/${id}/evaluate`);
+    } catch (err) {
+      const detail = err.data && err.data.detail;
+      box.textContent = Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : (detail || err.message);
+      show(box, true);
+      button.disabled = false;
+      return;
+    }
+    api.poll(async () => {
+      const p = await api.get(`/api/runs/${id}/partial`);
+      if (!p.evaluation && !p.evaluation_error) return true;  // still on its way
+      button.disabled = false;
+      renderPartial(p);
+      if (p.evaluation) await drawConfusion();
+      return false;
+    }, 1500);
+  }
+
+  // ---- reconstructions, stored as each pretrain stage ends ----
+  async function refreshRecon() {
+    if (state.kind !== "pretrain" || !$("recon-img")) return;
+    const info = await api.get(`/api/runs/${id}/reconstructions`);
+    if (!info.url) return;
+    const img = $("recon-img");
+    if (img.getAttribute("src") !== info.url) img.setAttribute("src", info.url);
+    $("recon-labels").replaceChildren(...info.rows.map((label) => el("span", {}, label)));
+    show(img, true);
+    show($("recon-card"), true);
   }
 
   async function showFiles() {
     const files = await api.get(`/api/runs/${id}/artifacts`);
     const wanted = files.filter((a) => a.name.endsWith(".weights.h5") || a.name.endsWith(".keras"));
-    $("downloads").replaceChildren(...wanted.map((a) => el("a",
-      { class: "button", href: `/api/runs/${id}/artifacts/${encodeURIComponent(a.name)}`, download: "" },
-      `${a.name} `, el("span", { class: "muted small" }, fmt.mib(a.size)))));
-    if (state.kind === "pretrain" && files.some((a) => a.name === "reconstructions.npz") && !$("recon-img")) {
-      // The page was rendered before the file existed: reload once to get its row labels.
-      window.location.reload();
-    }
+    const notes = partialState.download_notes || {};
+    $("downloads").replaceChildren(...wanted.map((a) => {
+      const note = notes[a.name];
+      return el("a", {
+        class: note ? "button partial" : "button", download: "",
+        href: `/api/runs/${id}/artifacts/${encodeURIComponent(a.name)}`,
+        title: note ? `Partial: ${note}` : null,
+      }, `${a.name} `, el("span", { class: "muted small" }, fmt.mib(a.size)),
+      note ? el("span", { class: "partial-note" }, ` ⚠ ${note}`) : "");
+    }));
+    if (files.some((a) => a.name === "reconstructions.npz")) await refreshRecon();
   }
 
   function renderProgress(run) {
@@ -162,10 +240,16 @@
     if (run.status === "running") {
       const key = renderProgress(run);
       if (key !== lastEpochKey) { lastEpochKey = key; await drawCurves(); }
+      const stage = (run.progress || {}).stage;
+      if (stage !== lastStage) {  // a stage ended: its reconstructions are stored
+        lastStage = stage;
+        refreshRecon().catch(console.error);
+      }
     }
     if (!LIVE.has(run.status)) {
       if (LIVE.has(before)) {  // it just finished: show what it produced
         await drawCurves();
+        await refreshPartial();
         await Promise.all([drawConfusion(), showFiles()]);
       }
       return false;  // stop polling
@@ -192,6 +276,7 @@
   }
 
   if ($("cell-close")) $("cell-close").addEventListener("click", () => show($("cell-errors"), false));
+  if ($("btn-evaluate")) $("btn-evaluate").addEventListener("click", () => evaluateNow().catch(console.error));
   $("btn-cancel").addEventListener("click", () => act(`/api/runs/${id}/cancel`, "Cancel this run? A running job stops after its current batch."));
   $("btn-requeue").addEventListener("click", () => act(`/api/runs/${id}/requeue`, "Run it again? It resumes from its last checkpoint when it has one, keeping the epochs before it."));
   $("btn-restart").addEventListener("click", () => act(`/api/runs/${id}/requeue?fresh=true`, "Start over? Its metrics and files so far are cleared when a worker picks it up."));

@@ -33,9 +33,11 @@
     ])), "No trials yet.", 6);
   }
 
-  function drawBest(best, request) {
+  function drawBest(best, form) {
     const box = document.getElementById("best");
-    document.getElementById("pretrain").disabled = !request;
+    const link = document.getElementById("pretrain");
+    link.hidden = !form;
+    if (form) link.href = form;
     if (!best) { box.replaceChildren(el("p", { class: "muted" }, "No trial has completed yet.")); return; }
     const dl = el("dl", { class: "kv" }, el("dt", {}, "Trial"), el("dd", {}, `#${best.number}`),
       el("dt", {}, "Value"), el("dd", {}, fmt.general(best.value, 5)));
@@ -46,27 +48,11 @@
   function draw(data) {
     drawRuns(data.runs);
     drawTrials(data.trials);
-    drawBest(data.best, data.pretrain_request);
+    drawBest(data.best, data.pretrain_form);
     if (data.figures) drawFigures(data.figures, data.missing || {});
     document.getElementById("live").hidden = !data.live;
     view = { ...data, figures: data.figures || view.figures };
   }
-
-  document.getElementById("pretrain").addEventListener("click", async (event) => {
-    const button = event.currentTarget, msg = document.getElementById("pretrain-msg");
-    button.disabled = true;
-    msg.textContent = "";
-    try {
-      const runs = await api.post("/api/runs", view.pretrain_request);
-      window.location.href = `/runs/${runs[0].id}`;
-    } catch (err) {
-      const detail = err.data && err.data.detail;
-      msg.textContent = Array.isArray(detail)
-        ? detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ")
-        : `Could not queue the run (${detail || err.message}).`;
-      button.disabled = false;
-    }
-  });
 
   drawFigures(view.figures || {}, view.missing || {});
   if (view.live) {

@@ -5,33 +5,42 @@ fails after the commit leaves the run queued and unsent, and the reconciler send
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from jobspec import ablations, kinds
-from jobspec.stages import STAGES
+from jobspec import kinds
+from jobspec.params import is_quick
 from store import queue
 from store.datasets import service as datasets_service
-from store.errors import InvalidRequest, NotFound
+from store.errors import FieldError, InvalidRequest, NotFound
 from store.runs import limits
 from store.runs import service as runs_service
 from store.runs.models import FINISHED, Run, RunGroup
-from store.runs.schemas import AblationCreate, AugmentationStudyCreate, RunCreate
+from store.runs.schemas import RunCreate
 from store.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
 def validate_params(kind: str, params: dict) -> BaseModel:
-    """The job's parameters, or InvalidRequest naming the first bad field."""
+    """The job's parameters, or InvalidRequest naming every bad field."""
     try:
         return kinds.get(kind).params(**params)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(["params", *(str(part) for part in first["loc"])])
-        raise InvalidRequest(field, first["msg"]) from err
+        raise invalid(err, prefix=("params",)) from err
+
+
+def invalid(err: ValidationError, prefix: tuple[str, ...] = ()) -> InvalidRequest:
+    """Pydantic's whole list of errors as one refusal, each at its dotted field path."""
+    return InvalidRequest.of(
+        [
+            FieldError(".".join([*prefix, *(str(part) for part in e["loc"])]), e["msg"], e["type"])
+            for e in err.errors()
+        ]
+    )
 
 
 def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int | None):
@@ -59,13 +68,6 @@ def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int 
     return parent
 
 
-def _dataset_id(session: Session, name: str) -> int:
-    try:
-        return datasets_service.get_by_name(session, name).id
-    except NotFound as err:
-        raise InvalidRequest("dataset", f"no data set named {name!r}") from err
-
-
 @dataclass(frozen=True)
 class _Plan:
     """A launch request with everything checked: what _create needs and nothing else."""
@@ -74,25 +76,87 @@ class _Plan:
     config: BaseModel
     dataset_id: int
     parent_id: int | None
+    warnings: tuple[str, ...] = ()
 
 
-def _plan(session: Session, run_in: RunCreate) -> _Plan:
-    """Every check of one request, before anything is created (InvalidRequest otherwise)."""
+QUICK_TAG = "quick"  # tags a run that trains on fewer images or batches than it could
+
+
+def check_request(session: Session, run_in: RunCreate) -> _Plan:
+    """Every check of one request, before anything is created: InvalidRequest naming every
+    problem found (the parent is checked once the parameters are valid)."""
     settings = get_settings()
-    limits.check_labels(settings, name=run_in.name, tags=run_in.tags)
-    config = validate_params(run_in.kind, run_in.params)
-    limits.check_params(settings, run_in.kind, config)
+    errors: list[FieldError] = []
+
+    def check(step, *args, **kwargs):
+        try:
+            return step(*args, **kwargs)
+        except InvalidRequest as err:
+            errors.extend(err.errors)
+            return None
+
+    check(limits.check_labels, settings, name=run_in.name, tags=run_in.tags)
+    config = check(validate_params, run_in.kind, run_in.params)
+    if config is not None:
+        check(limits.check_params, settings, run_in.kind, config)
     if run_in.parallel > settings.max_parallel:
         what = f"{run_in.parallel} parts"
-        raise limits.over("parallel", what, settings.max_parallel, "max_parallel")
-    dataset_id = _dataset_id(session, run_in.dataset)
-    parent = check_parent(session, run_in.kind, config, run_in.parent_run_id)
+        errors.extend(limits.over("parallel", what, settings.max_parallel, "max_parallel").errors)
+    dataset = check(dataset_by_name, session, run_in.dataset)
+    if config is not None and dataset is not None:
+        check(check_quick, dataset, config)
+    parent = None
+    if config is not None:
+        parent = check(check_parent, session, run_in.kind, config, run_in.parent_run_id)
     if run_in.parallel > 1 and run_in.kind != "tune":
-        raise InvalidRequest("parallel", "only tune runs share work across workers")
-    return _Plan(run_in, config, dataset_id, parent.id if parent else None)
+        errors.append(FieldError("parallel", "only tune runs share work across workers"))
+    check(_source, session, run_in.source_run_id)
+    if errors:
+        raise InvalidRequest.of(errors)
+    warnings = tuple(dataset_warnings(session, parent, dataset))
+    return _Plan(run_in, config, dataset.id, parent.id if parent else None, warnings)
 
 
-def _create(
+def _source(session: Session, source_run_id: int | None) -> Run | None:
+    """The run whose settings this one was launched from (a study's tune), when named."""
+    if source_run_id is None:
+        return None
+    try:
+        return runs_service.get_run(session, source_run_id)
+    except NotFound as err:
+        raise InvalidRequest("source_run_id", f"run {source_run_id} does not exist") from err
+
+
+def check_quick(dataset, config: BaseModel) -> None:
+    """A quick run's image cap leaves every class in both parts of the split."""
+    cap = getattr(config, "max_train_images", None)
+    counts = [c for c in (dataset.train_counts or {}).values() if c > 0]
+    if cap is None or cap >= sum(counts):
+        return
+    fraction = config.validation_fraction
+    classes = len(counts)
+    least = max(2 * classes, math.ceil(classes / fraction), math.ceil(classes / (1 - fraction)))
+    if cap < least:
+        raise InvalidRequest(
+            "params.max_train_images",
+            f"{cap} images cannot be split {fraction:.0%} for validation with every one of "
+            f"{dataset.name}'s {classes} classes on both sides: use at least {least}",
+        )
+
+
+def dataset_warnings(session: Session, parent: Run | None, dataset) -> list[str]:
+    """What a launch should say but not refuse: weights learnt on another data set."""
+    if parent is None or dataset is None or parent.dataset_id == dataset.id:
+        return []
+    theirs = datasets_service.get(session, parent.dataset_id).name
+    return [
+        f"Pretrain run #{parent.id} learnt its encoder on data set {theirs!r}, not "
+        f"{dataset.name!r}: its features were fitted to other images (allowed, but is it "
+        "what you meant?)."
+    ]
+
+
+def create_rows(
     session: Session, plan: _Plan, group: RunGroup | None, launched_by: str | None
 ) -> list[Run]:
     """The run rows of a checked request (and a parallel tune's group), flushed, not committed."""
@@ -107,14 +171,16 @@ def _create(
             session=session,
             kind=run_in.kind,
             name=run_in.name or run_in.kind,
-            tags=run_in.tags,
+            tags=_tags(run_in.tags, plan.config),
             params=plan.config.model_dump(mode="json"),
             seed=getattr(plan.config, "seed", 0),
             dataset_id=plan.dataset_id,
             parent_run_id=plan.parent_id,
             group_id=group.id if group else None,
             launched_by=launched_by,
+            source_run_id=run_in.source_run_id,
         )
+        run.warnings = list(plan.warnings)  # said in the response, not stored
         if run_in.name is None:
             run.name = f"{run_in.kind} #{run.id}"
         if run_in.parallel > 1:
@@ -128,6 +194,13 @@ def _create(
     return runs
 
 
+def _tags(tags: list[str], config: BaseModel) -> list[str]:
+    """The request's tags, "quick" kept exactly on runs limited to fewer images or batches
+    (a clone of a quick run with the limits taken out loses it)."""
+    plain = [tag for tag in tags if tag != QUICK_TAG]
+    return [*plain, QUICK_TAG] if is_quick(config) else plain
+
+
 def launch(
     *,
     session: Session,
@@ -137,18 +210,18 @@ def launch(
 ) -> list[Run]:
     """Check, create the run(s) in one transaction, commit, send. A refusal leaves nothing.
     `launched_by`: the name of the token the request came with."""
-    plan = _plan(session, run_in)
+    plan = check_request(session, run_in)
     limits.check_count(
         get_settings(), session, runs=run_in.parallel, field="parallel", launched_by=launched_by
     )
     queue.check()  # the queue is down: say so (503) before anything is created
-    runs = _create(session, plan, group, launched_by)
+    runs = create_rows(session, plan, group, launched_by)
     session.commit()  # rows first: a worker may pick the task up at once
-    _send(session, runs)
+    send_runs(session, runs)
     return runs
 
 
-def _send(session: Session, runs: list[Run]) -> None:
+def send_runs(session: Session, runs: list[Run]) -> None:
     """Send each committed run's task and note it sent. A failed send leaves the run queued
     and unsent, for the reconciler to send again; the request itself succeeded."""
     for number, run in enumerate(runs):
@@ -184,7 +257,7 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     queue.check()
     run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh)
     session.commit()
-    _send(session, [run])
+    send_runs(session, [run])
     return run
 
 
@@ -211,8 +284,7 @@ def clone(
     try:
         request = RunCreate(**fields)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise InvalidRequest(".".join(str(p) for p in first["loc"]), first["msg"]) from err
+        raise invalid(err) from err
     return launch(session=session, run_in=request, launched_by=launched_by)[0]
 
 
@@ -233,150 +305,9 @@ def _merge(base: dict, changes: dict) -> dict:
     return out
 
 
-def launch_augmentation_study(
-    *, session: Session, study_in: AugmentationStudyCreate, launched_by: str | None = None
-) -> RunGroup:
-    """The augmentation ablation (the study's first API, kept for its callers)."""
-    request = AblationCreate(factor="augmentation", **study_in.model_dump())
-    return launch_ablation(session=session, study_in=request, launched_by=launched_by)
-
-
-def launch_ablation(
-    *, session: Session, study_in: AblationCreate, launched_by: str | None = None
-) -> RunGroup:
-    """A factor's two arms for each seed, as one group: all runs or none.
-
-    Every setting but the factor is shared; the arms of a seed share its seed (so the
-    initialisation of what both build and the order of the data), and all seeds share one
-    train/validation split unless the request asks for a split per seed."""
-    settings = get_settings()
-    try:
-        factor = ablations.factor(study_in.factor)
-    except KeyError as err:
-        raise InvalidRequest("factor", err.args[0]) from err
-    limits.check_labels(settings, name=study_in.name, tags=[])
-    limits.check_seeds(settings, study_in.seeds)
-    limits.check_count(
-        settings, session, runs=2 * len(study_in.seeds), field="seeds", launched_by=launched_by
-    )
-    dataset = _dataset(session, study_in.dataset)
-    metric = study_in.metric or ablations.default_metric(dataset.train_counts or {})
-    if metric not in ablations.STUDY_METRICS:
-        known = ", ".join(ablations.STUDY_METRICS)
-        raise InvalidRequest("metric", f"{metric!r} is not a study metric (known: {known})")
-    parent = _study_parent(session, factor, study_in)
-    base = validate_params("finetune", study_in.params).model_dump(mode="json")
-    split_seed, warnings = _study_split(study_in, parent, base)
-    base["split_seed"] = split_seed
-    context = ablations.Context(parent_kernel_sizes=_kernel_sizes(parent))
-    name = study_in.name or f"{factor.label.lower()} study"
-    plans = []
-    for seed in study_in.seeds:
-        for arm in factor.arms:
-            params = {**factor.params(base, arm.name, context), "seed": seed}
-            config = validate_params("finetune", params)
-            needs_parent = bool(kinds.parent_stages("finetune", config))
-            plans.append(
-                _plan(
-                    session,
-                    RunCreate(
-                        kind="finetune",
-                        dataset=study_in.dataset,
-                        name=f"{name}: {arm.label}, seed {seed}",
-                        tags=[f"factor:{factor.name}", f"arm:{arm.name}", f"seed:{seed}"],
-                        params=params,
-                        parent_run_id=parent.id if parent and needs_parent else None,
-                    ),
-                )
-            )
-    queue.check()
-    group = RunGroup(
-        kind=ablations.GROUP_KIND,
-        name=name,
-        params={
-            "factor": factor.name,
-            "arms": [arm.name for arm in factor.arms],
-            "base": factor.shared(base),
-            "seeds": study_in.seeds,
-            "split_seed": split_seed,
-            "metric": metric,
-            "metric_chosen": study_in.metric is not None,
-            "parent_run_id": parent.id if parent else None,
-            "warnings": warnings,
-        },
-    )
-    session.add(group)
-    session.flush()
-    runs = [run for plan in plans for run in _create(session, plan, group, launched_by)]
-    session.commit()  # the group and every run at once
-    _send(session, runs)
-    return group
-
-
-def _dataset(session: Session, name: str):
+def dataset_by_name(session: Session, name: str):
+    """A data set record by name, or InvalidRequest naming the field."""
     try:
         return datasets_service.get_by_name(session, name)
     except NotFound as err:
         raise InvalidRequest("dataset", f"no data set named {name!r}") from err
-
-
-def _study_parent(session: Session, factor, study_in: AblationCreate) -> Run | None:
-    """The pretrain the study's encoders come from; required where an arm loads one."""
-    if study_in.parent_run_id is None:
-        if factor.needs_parent:
-            raise InvalidRequest(
-                "parent_run_id", f"a {factor.label.lower()} study needs a pretrain run"
-            )
-        return None
-    if factor.name == "freeze_encoder" and study_in.params.get("encoder") == "scratch":
-        raise InvalidRequest(
-            "params.encoder", "a frozen-encoder study needs a pretrained encoder, not scratch"
-        )
-    try:
-        parent = runs_service.get_run(session, study_in.parent_run_id)
-    except NotFound as err:
-        missing = f"run {study_in.parent_run_id} does not exist"
-        raise InvalidRequest("parent_run_id", missing) from err
-    if parent.kind != "pretrain":
-        raise InvalidRequest("parent_run_id", f"run {parent.id} is a {parent.kind}, not a pretrain")
-    return parent
-
-
-def _study_split(study_in: AblationCreate, parent: Run | None, base: dict):
-    """The split seed every seed shares (None: each seed its own) and what to warn about."""
-    warnings: list[str] = []
-    if study_in.split_seed == "per_seed":
-        warnings.append(
-            "Each seed has its own train/validation split: seeds differ in split as well as "
-            "in initialisation."
-        )
-        return None, warnings
-    parent_split = parent_fraction = None
-    if parent is not None:
-        params = parent.params or {}
-        parent_split = params.get("split_seed")
-        parent_split = params.get("seed", 0) if parent_split is None else parent_split
-        parent_fraction = params.get("validation_fraction", 0.1)
-    split_seed = study_in.split_seed
-    if split_seed is None:
-        split_seed = parent_split if parent_split is not None else 0
-    if parent is not None and (split_seed, base["validation_fraction"]) != (
-        parent_split,
-        parent_fraction,
-    ):
-        warnings.append(
-            f"Pretrain run #{parent.id} split its training images with seed {parent_split} "
-            f"and {parent_fraction:.0%} validation; this study uses seed {split_seed} and "
-            f"{base['validation_fraction']:.0%}: some validation images of the study were "
-            "training images of the pretrain, so validation scores are optimistic (test "
-            "scores are not affected)."
-        )
-    return split_seed, warnings
-
-
-def _kernel_sizes(parent: Run | None) -> tuple[int, int, int] | None:
-    """The pretrain's kernel size per stage (what a scratch arm copies)."""
-    if parent is None:
-        return None
-    params = parent.params or {}
-    return tuple(int((params.get(s) or {}).get("kernel_size", 3)) for s in STAGES)

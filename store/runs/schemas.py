@@ -41,6 +41,11 @@ class RunCreate(BaseModel):
         None, description="Pretrain run whose weights a finetune (or an ae02/ae03 tune) uses"
     )
     parallel: int = Field(1, ge=1, le=1000, description="Tune: workers sharing one study")
+    source_run_id: int | None = Field(
+        None,
+        description="The run whose settings this one was launched from (a study's tune run, "
+        "for its page's lineage)",
+    )
 
 
 class AugmentationStudyCreate(BaseModel):
@@ -124,6 +129,9 @@ class RunRead(BaseModel):
         None, description="The run (a tune) whose settings this one was launched from"
     )
     archived: bool = Field(False, description="Hidden from the runs list unless asked for")
+    warnings: list[str] = Field(
+        default_factory=list, description="What the launch warned about (in its response only)"
+    )
 
 
 class AttemptRead(BaseModel):
@@ -159,10 +167,17 @@ class RunFilter(BaseModel):
     tag: str | None = Field(None, max_length=200, description="Has this tag")
     dataset: str | None = Field(None, max_length=100, description="Trained on this data set")
     q: str | None = Field(None, max_length=200, description="Name contains (any case)")
+    archived: Literal["hide", "include", "only"] = Field(
+        "hide", description="Archived runs: hidden (the default), shown too, or only them"
+    )
 
     def active(self) -> dict:
-        """The filters set, for links and forms."""
-        return {key: value for key, value in self.model_dump().items() if value not in (None, "")}
+        """The filters set, for links and forms (archived runs hidden is no filter: the default)."""
+        return {
+            key: value
+            for key, value in self.model_dump().items()
+            if value not in (None, "") and not (key == "archived" and value == "hide")
+        }
 
 
 class GroupRead(BaseModel):

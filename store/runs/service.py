@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetRecord
 from store.errors import InvalidRequest, NotFound
-from store.runs.models import FINISHED, TRANSITIONS, Run, RunAttempt
+from store.runs.models import (
+    FINISHED,
+    TRANSITIONS,
+    Metric,
+    MetricSummary,
+    Run,
+    RunAttempt,
+    RunGroup,
+    TuneTrial,
+)
 from store.runs.schemas import RunFilter
 from store.timeutil import utcnow
+from store.workers.models import WorkerRecord
 
 
 def create_run(*, session: Session, **fields) -> Run:
@@ -129,4 +140,88 @@ def filtered(query, run_filter: RunFilter):
     if f.tag:
         # Tags are a JSON list; its text holds each tag JSON-quoted on every backend.
         query = query.where(cast(Run.tags, String).contains(json.dumps(f.tag), autoescape=True))
+    if f.archived != "include":
+        query = query.where(Run.archived.is_(f.archived == "only"))
     return query
+
+
+def set_archived(*, session: Session, run_id: int, archived: bool) -> Run:
+    """Hide a finished run from the runs list (or show it again); live runs stay in view."""
+    run = get_run(session, run_id)
+    if archived and run.status not in FINISHED:
+        raise InvalidRequest(
+            "status", f"run {run_id} is {run.status}: archive it once it has finished"
+        )
+    run.archived = archived
+    session.flush()
+    return run
+
+
+def deletion_refusals(session: Session, run_ids: list[int]) -> dict[int, str]:
+    """Why some of run_ids cannot be deleted (the others can): missing, still queued or
+    running, or a pretrain whose weights runs use that are not deleted with it."""
+    ids = set(run_ids)
+    status = dict(session.execute(select(Run.id, Run.status).where(Run.id.in_(ids))).all())
+    refused = {}
+    for run_id in ids:
+        if run_id not in status:
+            refused[run_id] = f"run {run_id} does not exist"
+        elif status[run_id] not in FINISHED:
+            refused[run_id] = (
+                f"run {run_id} is {status[run_id]}: cancel it and let it stop before deleting it"
+            )
+    users: dict[int, list[int]] = {}
+    for child, parent in session.execute(
+        select(Run.id, Run.parent_run_id).where(Run.parent_run_id.in_(ids)).order_by(Run.id)
+    ):
+        users.setdefault(parent, []).append(child)
+    changed = True
+    while changed:  # a kept child keeps its parent, which may keep its own parent
+        changed = False
+        for parent, children in users.items():
+            kept = [c for c in children if c not in ids or c in refused]
+            if kept and parent not in refused:
+                named = ", ".join(f"#{c}" for c in kept[:10]) + (" ..." if len(kept) > 10 else "")
+                refused[parent] = (
+                    f"run {parent}'s weights are used by run {named}: delete "
+                    f"{'it' if len(kept) == 1 else 'them'} in the same request, or keep it"
+                )
+                changed = True
+    return refused
+
+
+def delete_runs(*, session: Session, run_ids: list[int]) -> dict[int, str | None]:
+    """Delete finished runs with everything stored for them (metrics, summaries, files and
+    their chunks, the checkpoint, attempts, trials) in the caller's transaction; each run's
+    outcome: None (deleted) or why it was kept."""
+    refused = deletion_refusals(session, run_ids)
+    doomed = sorted(set(run_ids) - set(refused))
+    if doomed:
+        _delete_rows(session, doomed)
+    return {run_id: refused.get(run_id) for run_id in run_ids}
+
+
+def _delete_rows(session: Session, ids: list[int]) -> None:
+    """Every row of these runs, and every reference to them cleared."""
+    groups = set(
+        session.scalars(select(Run.group_id).where(Run.id.in_(ids), Run.group_id.is_not(None)))
+    )
+    files = select(Artifact.id).where(Artifact.run_id.in_(ids)).scalar_subquery()
+    statements = [
+        delete(ArtifactChunk).where(ArtifactChunk.artifact_id.in_(files)),
+        *(delete(m).where(m.run_id.in_(ids)) for m in (Artifact, Metric, MetricSummary)),
+        *(delete(m).where(m.run_id.in_(ids)) for m in (TuneTrial, RunAttempt)),
+        update(Run).where(Run.source_run_id.in_(ids)).values(source_run_id=None),
+        update(WorkerRecord)
+        .where(WorkerRecord.current_run_id.in_(ids))
+        .values(current_run_id=None),
+        delete(Run).where(Run.id.in_(ids)),
+    ]
+    for statement in statements:
+        session.execute(statement.execution_options(synchronize_session=False))
+    for group in session.scalars(select(RunGroup).where(RunGroup.id.in_(groups))):
+        if not session.scalar(select(func.count(Run.id)).where(Run.group_id == group.id)):
+            session.delete(group)  # a study or parallel tune with no run left
+        elif (group.params or {}).get("parent_run_id") in ids:
+            group.params = {**group.params, "parent_run_id": None}
+    session.flush()

@@ -204,3 +204,6 @@ def test_public_paths_are_exact(guarded):
     assert guarded.get("/static/js/api.js").status_code == 303  # to the sign-in page
     assert guarded.get("//static/css/app.css").status_code in (303, 404)
     assert guarded.get("/api/healthz").status_code == 401
+    # The icon the sign-in page asks for, and nothing beside it.
+    assert guarded.get("/static/favicon.svg").status_code == 200
+    assert guarded.get("/static/favicon.svg.map").status_code == 303

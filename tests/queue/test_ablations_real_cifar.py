@@ -9,6 +9,7 @@ import pytest
 
 from jobspec import ablations
 from store.db import session_scope
+from store.runs import ablations as ablation_launcher
 from store.runs import launch as launcher
 from store.runs.models import Run
 from store.runs.schemas import AblationCreate, RunCreate
@@ -73,7 +74,7 @@ def test_one_short_study_per_factor_completes_on_imbalanced_cifar(stack):
         groups = {}
         for name in ablations.FACTORS:
             seeds = [0, 1] if name == "pretraining" else [0]  # one study judged, the rest run
-            group = launcher.launch_ablation(
+            group = ablation_launcher.launch_ablation(
                 session=session,
                 study_in=AblationCreate(
                     dataset=NAME,
@@ -98,7 +99,9 @@ def test_one_short_study_per_factor_completes_on_imbalanced_cifar(stack):
     assert set(_status(run_ids).values()) == {"succeeded"}, _status(run_ids)
 
     with session_scope() as session:
-        answers = {name: ablation.study(session=session, group_id=gid) for name, gid in groups.items()}
+        answers = {
+            name: ablation.study(session=session, group_id=gid) for name, gid in groups.items()
+        }
         runs = session.query(Run).filter(Run.id.in_(run_ids)).all()
         pretrain_split = session.get(Run, pretrain).result["split"]["fingerprint"]
         splits = {run.result["split"]["fingerprint"] for run in runs}

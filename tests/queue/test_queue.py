@@ -10,6 +10,7 @@ import pytest
 
 from store.db import session_scope
 from store.errors import InvalidRequest
+from store.runs import ablations as ablation_launcher
 from store.runs import launch as launcher
 from store.runs import metrics as metrics_service
 from store.runs.models import Run
@@ -126,7 +127,7 @@ def test_invalid_params_are_refused_and_nothing_is_queued(stack):
             launch(**fields)
         assert err.value.field == field
     with pytest.raises(InvalidRequest), session_scope() as session:
-        launcher.launch_augmentation_study(
+        ablation_launcher.launch_augmentation_study(
             session=session,
             study_in=AugmentationStudyCreate(
                 dataset="demo-tiny", params={"encoder": "single"}, seeds=[0, 1]

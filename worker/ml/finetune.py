@@ -101,7 +101,9 @@ def finetune(
     out_dir = Path(out_dir)
     key = run_key(config, dataset)
     check_resume(resume, stages=("finetune",), key=key, config_type=type(config))
-    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
+    split = dataset.split_validation(
+        fraction=config.validation_fraction, seed=config.split, max_images=config.max_train_images
+    )
     warnings = []
     if config.encoder != "scratch" and pretrained_dir is not None:
         warnings = pretrain_split_warnings(dataset, split, pretrained_dir)
@@ -132,6 +134,7 @@ def finetune(
                 shuffle=True,
                 seed=config.seed,
                 start_epoch=start.epoch,
+                max_steps=config.steps_per_epoch,
             ),
             val=make_input(split.x_val, split.y_val, batch_size=bs, shuffle=False),
             epochs=config.epochs,

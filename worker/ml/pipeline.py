@@ -8,7 +8,8 @@ across epochs (`steps_per_epoch` given). Other backends get a plain NumPy batch 
 The order of epoch e depends only on (seed, e), never on how many epochs this process has
 already run: a run resumed at epoch k (`start_epoch=k`) sees exactly the batches the
 uninterrupted run saw from epoch k on. Every epoch ends with its own, possibly partial,
-batch.
+batch. With `max_steps` (a quick run) an epoch is the first max_steps batches of its own
+order, so the rule holds for limited epochs too.
 """
 
 from __future__ import annotations
@@ -41,19 +42,35 @@ def make_input(
     shuffle: bool,
     seed: int = 0,
     start_epoch: int = 0,
+    max_steps: int | None = None,
 ) -> InputData:
-    """A repeating stream of (x, y) batches, or x alone when y is None, from start_epoch on."""
+    """A repeating stream of (x, y) batches, or x alone when y is None, from start_epoch on;
+    `max_steps` caps the batches of each epoch."""
     if len(x) == 0:
         raise ValueError("cannot train or validate on zero images")
     if start_epoch < 0:
         raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     steps = math.ceil(len(x) / batch_size)
+    steps = steps if max_steps is None else min(steps, max_steps)
     make = _tf_dataset if keras.backend.backend() == "tensorflow" else _numpy_batches
-    data = make(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, start_epoch=start_epoch)
-    return InputData(data=data, steps=steps, images=len(x), batch_size=batch_size)
+    data = make(
+        x,
+        y,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        start_epoch=start_epoch,
+        steps=steps,
+    )
+    images = min(len(x), steps * batch_size)
+    return InputData(data=data, steps=steps, images=images, batch_size=batch_size)
 
 
-def _tf_dataset(x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int):
+def _tf_dataset(
+    x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int, steps: int | None = None
+):
     import tensorflow as tf  # the input pipeline only; models stay backend-agnostic
 
     n = len(x)
@@ -61,7 +78,8 @@ def _tf_dataset(x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch:
     labels = None if y is None else tf.convert_to_tensor(y.astype("int32"))
     # Index batches, not images, go through tf.data: an epoch's order is one stateless
     # draw keyed by (seed, epoch), and no shuffle buffer is refilled at epoch boundaries.
-    starts = tf.range(0, n, batch_size, dtype=tf.int64)
+    end = n if steps is None else min(n, steps * batch_size)  # an epoch's first `steps` batches
+    starts = tf.range(0, end, batch_size, dtype=tf.int64)
 
     def epoch_batches(epoch):
         order = tf.range(n, dtype=tf.int64)
@@ -82,12 +100,13 @@ def _tf_dataset(x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch:
 
 
 def _numpy_batches(
-    x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int
+    x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int, steps: int | None = None
 ) -> Iterator:
     for epoch in itertools.count(start_epoch):
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        for start in range(0, len(x), batch_size):
+        end = len(x) if steps is None else min(len(x), steps * batch_size)
+        for start in range(0, end, batch_size):
             idx = order[start : start + batch_size]
             xb = x[idx].astype("float32") / 255.0
             yield xb if y is None else (xb, y[idx].astype("int32"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def pretrain(
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
     run = _Run(resume, run_key(config, dataset))
-    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
+    split = dataset.split_validation(
+        fraction=config.validation_fraction, seed=config.split, max_images=config.max_train_images
+    )
     cancelled = False
     with runtime(config.runtime, config.seed):
         for stage in STAGES:
@@ -120,6 +123,7 @@ def pretrain(
             )
             run.finish(stage, autoencoder, fitted)
             reporter.stage_ended(stage, run.stages[stage])
+            _report_reconstructions(reporter, run.models, dataset, config.probe_images)
             if fitted.cancelled:
                 cancelled = True
                 break
@@ -208,6 +212,7 @@ def _train_stage(stage, autoencoder, frozen, settings: StageConfig, split, confi
         shuffle=True,
         seed=config.seed,
         start_epoch=start.epoch,
+        max_steps=config.steps_per_epoch,
     )
     val = make_input(split.x_val, batch_size=settings.batch_size, shuffle=False)
     return fit(
@@ -220,6 +225,18 @@ def _train_stage(stage, autoencoder, frozen, settings: StageConfig, split, confi
         start=start,
         snapshot=run.snapshot(stage, model),
     )
+
+
+def _report_reconstructions(reporter: Reporter, models, dataset: Dataset, count: int) -> None:
+    """The probe images through every stage trained so far, handed over as a stage ends so
+    the run page shows them while the next stage trains (the same file the export writes)."""
+    if not reporter.wants_files():
+        return
+    probes = dataset.x_test[probe_indices(dataset.y_test, count)]
+    images, _ = probe_reconstructions(models, probes)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **images)
+    reporter.file_ready("reconstructions.npz", buffer.getvalue())
 
 
 def assemble_stacked_ae(

@@ -66,6 +66,14 @@ class Reporter:
         """True to receive a Checkpoint after every epoch (and tuning trial); costs a copy."""
         return False
 
+    def wants_files(self) -> bool:
+        """True to receive files made mid-run (a stage's reconstructions); costs their making."""
+        return False
+
+    def file_ready(self, name: str, data: bytes) -> None:
+        """A file the job made before its end (reconstructions.npz as each pretrain stage
+        ends), to keep now; the job's final files replace it when it finishes."""
+
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         """Where the job stands: right after epoch_ended of the same epoch (tune: when a
         trial starts and ends). It holds copies, so it may be serialized later, elsewhere."""

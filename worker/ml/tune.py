@@ -106,7 +106,9 @@ def tune(
         if earlier
         else []
     )
-    split = dataset.split_validation(fraction=config.validation_fraction, seed=config.split)
+    split = dataset.split_validation(
+        fraction=config.validation_fraction, seed=config.split, max_images=config.max_train_images
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(config, storage)
     state = {"cancelled": False}
@@ -215,7 +217,13 @@ def _objective(config, frozen, split, reporter, state, study, trials: _TrialLog)
             result = fit(
                 model,
                 stage=f"trial-{trial.number}",
-                train=make_input(split.x_train, batch_size=bs, shuffle=True, seed=config.seed),
+                train=make_input(
+                    split.x_train,
+                    batch_size=bs,
+                    shuffle=True,
+                    seed=config.seed,
+                    max_steps=config.steps_per_epoch,
+                ),
                 val=make_input(split.x_val, batch_size=bs, shuffle=False),
                 epochs=config.epochs,
                 reporter=reporter,

@@ -115,14 +115,25 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
-def _stratified_sample(y: np.ndarray, n: int, num_classes: int, seed: int) -> np.ndarray:
-    """Pick n indices whose class proportions match y's (largest-remainder rounding)."""
+def _stratified_sample(
+    y: np.ndarray, n: int, num_classes: int, seed: int, floor: int = 0
+) -> np.ndarray:
+    """Pick n indices whose class proportions match y's (largest-remainder rounding).
+
+    `floor` images of every class (all of a smaller one) are kept first, so a quick run's
+    subset can still be split stratified; the rest are shared out in proportion."""
     counts = np.bincount(y, minlength=num_classes)
-    quotas = counts * n / len(y)
+    reserved = np.minimum(counts, floor)
+    room = counts - reserved
+    left = n - int(reserved.sum())
+    if left < 0:
+        raise DataError(f"cannot keep {floor} images of each class in a sample of {n}")
+    quotas = room * left / max(int(room.sum()), 1)
     take = np.floor(quotas).astype(np.int64)
     # Hand the rounding leftovers to the classes that lost the most, so the total is exactly n.
     order = np.argsort(-(quotas - take), kind="stable")
-    take[order[: n - take.sum()]] += 1
+    take[order[: left - take.sum()]] += 1
+    take += reserved
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(y == c), k, replace=False) for c, k in enumerate(take)]
     return np.sort(np.concatenate(picks))
@@ -184,14 +195,22 @@ class Dataset:
             object.__setattr__(self, "_fingerprint", digest.hexdigest())
         return self._fingerprint  # type: ignore[return-value]
 
-    def split_validation(self, *, fraction: float = 0.1, seed: int = 0) -> Split:
-        """Stratified split of the training images into train and validation parts."""
+    def split_validation(
+        self, *, fraction: float = 0.1, seed: int = 0, max_images: int | None = None
+    ) -> Split:
+        """Stratified split of the training images into train and validation parts.
+
+        With `max_images` below the number of training images, only a stratified sample of
+        that many is split (a quick run); indices still count the whole data set's images."""
         # sklearn is imported here, not at the top, so loading data stays fast.
         from sklearn.model_selection import train_test_split
 
         if not 0.0 < fraction < 1.0:
             raise DataError(f"validation fraction must be in (0, 1), got {fraction}")
-        lonely = [n for n, c in self.class_counts().items() if c == 1]
+        pool = self.sample_train(max_images, seed=seed)
+        labels = self.y_train[pool]
+        counts = np.bincount(labels, minlength=self.num_classes)
+        lonely = [n for n, c in zip(self.class_names, counts, strict=True) if c == 1]
         if lonely:
             raise DataError(
                 f"{self.name}: cannot stratify a validation split, class {lonely[0]!r} "
@@ -199,10 +218,7 @@ class Dataset:
             )
         try:
             train_idx, val_idx = train_test_split(
-                np.arange(len(self.y_train)),
-                test_size=fraction,
-                stratify=self.y_train,
-                random_state=seed,
+                pool, test_size=fraction, stratify=labels, random_state=seed
             )
         except ValueError as exc:
             raise DataError(f"{self.name}: cannot split off {fraction:.0%}: {exc}") from exc
@@ -216,6 +232,17 @@ class Dataset:
             fraction=fraction,
             fingerprint=split_fingerprint(self.fingerprint(), fraction, val_idx),
         )
+
+    def sample_train(self, n: int | None, *, seed: int = 0) -> np.ndarray:
+        """Indices of a stratified sample of n training images, drawn by `subset`'s sampler
+        but keeping 2 of each class (so the sample can be split); every index when n is
+        None or not below the count."""
+        total = len(self.y_train)
+        if n is None or n >= total:
+            return np.arange(total)
+        if n < 1:
+            raise DataError(f"max train images must be at least 1, got {n}")
+        return _stratified_sample(self.y_train, n, self.num_classes, seed, floor=2)
 
     def class_weights(self) -> dict[int, float]:
         """'Balanced' class weights over the training labels; absent classes get 1.0."""

@@ -1,0 +1,150 @@
+"""Runs stopped mid-training (cancelled or failed): what they kept, the warning their
+weights carry, and scoring a partial finetune on the test set on demand ("evaluate now").
+
+A partial run is never re-labelled in the store: its status stays cancelled or failed. It
+is "partial" on the pages when it logged at least one epoch before it stopped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from backend.runs import detail
+from jobspec import kinds
+from jobspec.metrics import split_key
+from store import queue
+from store.artifacts import service as artifacts_service
+from store.errors import InvalidRequest, NotFound
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import Run
+
+STOPPED = ("cancelled", "failed")
+CLASSIFIER = "classifier.keras"  # what "evaluate now" loads (worker/evaluate_task.py)
+# Files holding a stage's weights, by the stage they come from.
+WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
+
+
+def last_epochs(summaries: dict[str, dict]) -> dict[str, int]:
+    """Stage -> the last epoch it logged, from the metric summaries."""
+    out: dict[str, int] = {}
+    for key, summary in summaries.items():
+        stage, _ = split_key(key)
+        if stage and summary.get("last_step"):
+            out[stage] = max(out.get(stage, 0), int(summary["last_step"]))
+    return out
+
+
+def partial_of(run: Run, epochs: dict[str, int]) -> dict | None:
+    """Where a cancelled or failed run stopped and which epoch its weights come from; None
+    for a run that finished, or that stopped before any epoch ended (nothing kept)."""
+    if run.status not in STOPPED or not epochs:
+        return None
+    plan = kinds.get(run.kind).stage_plan(run.params) if run.kind in kinds.names() else {}
+    order = [s for s in plan if s in epochs] + sorted(
+        (s for s in epochs if s not in plan), key=_trial_order
+    )
+    stage = order[-1]
+    epoch, planned = epochs[stage], plan.get(stage) or epochs[stage]
+    done = order[:-1]
+    if stage.startswith(f"{kinds.TRIAL_STAGE}-"):  # a tune: each trial runs `epochs` epochs
+        planned = (run.params or {}).get("epochs") or epoch
+    training = (run.result or {}).get("training") or {}
+    weights_epoch = detail.kept_epoch(training) if run.kind == "finetune" and training else epoch
+    verb = "cancelled" if run.status == "cancelled" else "failed"
+    text = f"{verb} in {stage} at epoch {epoch} of {planned}"
+    if done:
+        trials = all(s.startswith(f"{kinds.TRIAL_STAGE}-") for s in done)
+        text += f" ({len(done)} trials before it)" if trials else f" ({', '.join(done)} complete)"
+    return {
+        "status": run.status,
+        "stage": stage,
+        "epoch": epoch,
+        "epochs_planned": planned,
+        "weights_epoch": weights_epoch,
+        "complete_stages": done,
+        "text": text,
+        "weights_note": f"partial model from epoch {weights_epoch} of {planned} "
+        f"({stage} training was {verb})",
+    }
+
+
+def _trial_order(stage: str) -> tuple:
+    """trial-2 before trial-10."""
+    name, _, number = stage.rpartition("-")
+    return (name, int(number)) if number.isdigit() else (stage, -1)
+
+
+def download_notes(partial: dict | None, names: list[str]) -> dict[str, str]:
+    """File name -> the warning its download carries (weights of the stage cut short)."""
+    if not partial:
+        return {}
+    stage = partial["stage"]
+    prefix = "classifier" if stage == "finetune" else stage
+    return {
+        name: partial["weights_note"]
+        for name in names
+        if name.startswith(prefix) and name.endswith(WEIGHTS_SUFFIXES)
+    }
+
+
+def state(session: Session, run: Run) -> dict:
+    """A run's partial view: where it stopped, each weights file's warning, the evaluation
+    it has (if any) and whether "evaluate now" applies."""
+    partial = partial_of(run, last_epochs(metrics_service.summaries(session, run.id)))
+    names = [a.name for a in artifacts_service.list_run_artifacts(session, run.id)]
+    notes = download_notes(partial, names)
+    if partial:  # a failed run stores no weights (a re-try resumes from its checkpoint)
+        partial["has_weights"] = bool(notes)
+    evaluation = (run.result or {}).get("evaluation") or None
+    return {
+        "partial": partial,
+        "download_notes": notes,
+        "evaluation": evaluation,
+        "evaluation_error": (run.result or {}).get("evaluation_error"),
+        "can_evaluate": bool(
+            partial and run.kind == "finetune" and not evaluation and CLASSIFIER in names
+        ),
+    }
+
+
+def _has(session: Session, run_id: int, name: str) -> bool:
+    try:
+        artifacts_service.run_artifact(session, run_id, name)
+    except NotFound:
+        return False
+    return True
+
+
+def request_evaluation(*, session: Session, run_id: int) -> dict:
+    """Queue "evaluate now" for a cancelled or failed finetune that stored its classifier
+    (NotFound, or InvalidRequest naming why not); an evaluated run is answered as it is."""
+    run = runs_service.get_run(session, run_id)
+    if run.kind != "finetune":
+        raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: only a finetune is scored")
+    if run.status not in STOPPED:
+        raise InvalidRequest(
+            "status",
+            f"run {run_id} is {run.status}: evaluate now is for a cancelled or failed finetune "
+            "(a finished one was evaluated when it ended)",
+        )
+    evaluation = (run.result or {}).get("evaluation")
+    if evaluation:
+        return {"run_id": run_id, "queued": False, "evaluation": evaluation}
+    if not _has(session, run_id, CLASSIFIER):
+        raise InvalidRequest(
+            "classifier", f"run {run_id} stored no classifier (it stopped before saving one)"
+        )
+    task_id = queue.enqueue("evaluate", run_id)  # nothing to commit first: the run is as it was
+    return {"run_id": run_id, "queued": True, "task_id": task_id}
+
+
+def page_state(session: Session, run: Run) -> dict:
+    """What the run page adds: the partial badge's text, each weights file's warning, the
+    evaluate-now button (and the same as JSON for its script)."""
+    found = state(session, run)
+    return {
+        "partial": found["partial"],
+        "download_notes": found["download_notes"],
+        "partial_state": found | {"id": run.id},
+    }

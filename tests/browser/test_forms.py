@@ -1,0 +1,199 @@
+"""The new-run form in Chromium: reviewing a study's settings before launch, every field
+error at once (the browser's and the server's), a quick run that finishes, and the form's
+parent -> data set, augmentation switch and wide layout."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.browser.chromium import screenshot
+from tests.browser.test_hardening import WATCH_CSP
+from tests.web.factories import make_run
+
+pytestmark = pytest.mark.slow
+
+TRAINED = {"trained_stages": ["ae01", "ae02", "ae03"]}
+# A tune of AE01 whose settings make a quick pretrain: 100 images, 2 batches an epoch.
+TUNE = {
+    "stage": "ae01",
+    "epochs": 1,
+    "batch_size": 16,
+    "bn_momentum": 0.9,
+    "validation_fraction": 0.2,
+    "seed": 2,
+    "max_train_images": 100,
+    "steps_per_epoch": 2,
+}
+
+
+def finished_tune() -> int:
+    """A tune run on demo-ui with two completed trials in its Optuna study (rows only)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from store.db import session_scope
+    from store.runs import metrics as metrics_service
+    from store.runs import service as runs_service
+    from store.settings import get_settings
+
+    name = f"ui-forms-{uuid.uuid4().hex[:6]}"
+    run_id = make_run("tune", params={**TUNE, "study_name": name}, dataset="demo-ui")
+    storage = optuna.storages.RDBStorage(get_settings().sqlalchemy_url)
+    study = optuna.create_study(study_name=name, storage=storage)
+    space = {
+        "kernel_size": CategoricalDistribution([3, 5]),
+        "optimizer": CategoricalDistribution(["adam", "rmsprop"]),
+    }
+    for number, (kernel_size, optimizer, value) in enumerate(
+        [(3, "adam", 0.2), (5, "rmsprop", 0.1)]
+    ):
+        params = {"kernel_size": kernel_size, "optimizer": optimizer}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+        with session_scope() as session:
+            trial = {"number": number, "params": params, "state": "complete", "value": value}
+            metrics_service.record_trial(
+                session=session, run_id=run_id, trial=trial | {"intermediate": {}, "seconds": 1}
+            )
+    storage.engine.dispose()
+    with session_scope() as session:
+        runs_service.get_run(session, run_id).study_name = name
+    return run_id
+
+
+@pytest.fixture
+def watched(page):
+    """The page, also recording CSP violations and console errors."""
+    page.add_init_script(WATCH_CSP)
+    page.console_errors = []
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    return page
+
+
+def assert_clean(page) -> None:
+    """No outside host, script error or CSP violation; the console's only errors are the
+    422 answers the test asked for."""
+    assert page.outside_requests == [] and page.js_errors == []
+    assert page.evaluate("window.__csp") == []
+    assert [e for e in page.console_errors if "status of 422" not in e] == []
+
+
+ERRORS_SHOWN = """(f) => Object.fromEntries([...f.querySelectorAll('[data-field]')]
+    .map((d) => [d.dataset.field, (d.querySelector(':scope > [data-error]') || {}).textContent])
+    .filter(([, text]) => text))"""
+FINISHED = (
+    "() => /succeeded|failed|cancelled/.test(document.querySelector('#run-status').textContent)"
+)
+
+
+def errors_shown(form) -> dict[str, str]:
+    """Each field's error message as the form shows it, by field path."""
+    return form.evaluate(ERRORS_SHOWN)
+
+
+def test_a_study_opens_its_settings_for_review_and_launches_a_quick_run(watched, live):
+    page = watched
+    tune = finished_tune()
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.goto(f"/studies/{tune}")
+    page.locator("#pretrain").click()
+    page.wait_for_url(f"**/studies/{tune}/pretrain")
+    assert posts == []  # opening the form queues nothing
+    form = page.locator("form[data-kind='pretrain']")
+    assert form.is_visible() and page.locator("[data-review]").is_visible()
+    value = lambda name: form.locator(f"[name='params.{name}']").input_value()  # noqa: E731
+    assert (value("ae01.kernel_size"), value("ae01.optimizer")) == ("5", "rmsprop")
+    assert (value("ae01.epochs"), value("ae03.batch_size"), value("bn_momentum")) == (
+        "1",
+        "16",
+        "0.9",
+    )
+    assert (value("max_train_images"), value("steps_per_epoch"), value("split_seed")) == (
+        "100",
+        "2",
+        "2",
+    )
+    screenshot(page, "new-run-review")
+
+    # The browser's own checks: three bad fields, three messages, no request.
+    form.locator("[name='params.ae01.epochs']").fill("0")
+    form.locator("[name='params.ae01.batch_size']").fill("-5")
+    form.locator("[name='params.validation_fraction']").fill("1.5")
+    form.locator("button[type=submit]").click()
+    shown = errors_shown(form)
+    assert set(shown) == {
+        "params.ae01.epochs",
+        "params.ae01.batch_size",
+        "params.validation_fraction",
+    }
+    assert posts == []
+    screenshot(page, "new-run-errors")
+    form.locator("[name='params.ae01.epochs']").fill("1")
+    assert "params.ae01.epochs" not in errors_shown(form)  # cleared as it becomes valid
+
+    # What only the server knows (bounds the inputs cannot say), all in one answer.
+    form.locator("[name='params.ae01.batch_size']").fill("16")
+    form.locator("[name='params.validation_fraction']").fill("0")
+    form.locator("[name='params.ae01.learning_rate']").fill("0")
+    form.locator("button[type=submit]").click()
+    page.wait_for_function(
+        "(f) => f.querySelectorAll('[data-error]:not(:empty)').length >= 2",
+        arg=form.element_handle(),
+    )
+    assert set(errors_shown(form)) == {"params.validation_fraction", "params.ae01.learning_rate"}
+    assert len(posts) == 1
+
+    form.locator("[name='params.validation_fraction']").fill("0.2")
+    form.locator("[name='params.ae01.learning_rate']").fill("0.001")
+    started = time.monotonic()
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
+    run_id = int(page.url.rsplit("/", 1)[1])
+    run = httpx.get(f"{live}/api/runs/{run_id}").json()
+    assert run["source_run_id"] == tune and "quick" in run["tags"]
+    assert run["params"]["ae01"]["kernel_size"] == 5 and run["params"]["steps_per_epoch"] == 2
+    page.wait_for_function(FINISHED, timeout=120_000)
+    assert page.locator("#run-status").inner_text().strip() == "succeeded"
+    assert time.monotonic() - started < 60, "a quick run finishes within a minute"
+    assert page.locator(".tag", has_text="quick").count() >= 1
+    assert_clean(page)
+
+
+def test_the_finetune_form_follows_its_parent_and_switches_augmentation(watched):
+    page = watched
+    parent = make_run(
+        "pretrain", name="ui parent on imbalanced", dataset="demo-imbalanced", result=TRAINED
+    )
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto("/runs/new?kind=finetune")
+    form = page.locator("form[data-kind='finetune']")
+    dataset, warning = form.locator("[name='dataset']"), form.locator("[data-warning]")
+    form.locator("[name='parent_run_id']").select_option(str(parent))
+    assert dataset.input_value() == "demo-imbalanced" and warning.is_hidden()
+    dataset.select_option("demo-ui")
+    assert warning.is_visible() and "demo-imbalanced" in warning.inner_text()
+
+    settings = form.locator("fieldset[data-field='params.augmentation']")
+    assert settings.evaluate("(f) => f.disabled")
+    assert form.locator("[name='params.augmentation.rotation_range']").is_disabled()
+    form.locator("[name='params.augment']").check()
+    assert form.locator("[name='params.augmentation.rotation_range']").is_enabled()
+
+    # 1920 px wide: the run's fields and its parameters side by side, the data set in full.
+    run_box = form.locator("fieldset.run-fields").bounding_box()
+    params_box = form.locator("fieldset.param-fields").bounding_box()
+    assert params_box["x"] >= run_box["x"] + run_box["width"]
+    assert form.bounding_box()["width"] > 1500
+    fits = dataset.evaluate(
+        """(s) => { const c = document.createElement('canvas').getContext('2d');
+            c.font = getComputedStyle(s).font;
+            return c.measureText(s.selectedOptions[0].textContent).width + 30 <= s.clientWidth; }"""
+    )
+    assert fits, "the data set's name and sizes are not cut off"
+    screenshot(page, "new-run-wide")
+    assert_clean(page)

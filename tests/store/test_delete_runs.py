@@ -1,0 +1,191 @@
+"""Deleting runs: every row a run owns goes, references to it are cleared, nothing else is
+touched, refusals name their reason, and a failure part-way leaves everything as it was.
+On SQLite and PostgreSQL (the `store` fixture)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+import store.models  # noqa: F401  (every table in the metadata)
+from store.artifacts import service as artifacts_service
+from store.artifacts.models import CHUNK_BYTES, Artifact, ArtifactChunk
+from store.base import Base
+from store.db import session_scope
+from store.runs import attempts, checkpoints
+from store.runs import metrics as metrics_service
+from store.runs import service as runs_service
+from store.runs.models import Run, RunGroup
+from store.workers import service as workers_service
+
+
+def make(dataset_id: int, kind: str = "pretrain", status: str = "succeeded", **fields) -> int:
+    """A run with two epochs of metrics, a two-chunk file, a checkpoint and one attempt."""
+    with session_scope() as session:
+        run_id = runs_service.create_run(
+            session=session,
+            kind=kind,
+            name=f"del-{kind}",
+            params={},
+            dataset_id=dataset_id,
+            **fields,
+        ).id
+        if status == "queued":
+            return run_id
+        attempts.claim(session=session, run_id=run_id, worker_host="h", device="CPU", versions={})
+        for step in (1, 2):
+            metrics_service.log_epoch(
+                session=session,
+                run_id=run_id,
+                stage="ae01",
+                step=step,
+                values={"val_loss": 1 / step},
+            )
+        data = b"x" * (CHUNK_BYTES + 10)
+        artifacts_service.store_bytes(
+            session=session, data=data, name="ae01.weights.h5", kind="weights", run_id=run_id
+        )
+        checkpoints.save(
+            session=session, run_id=run_id, attempt=1, data=b"ckpt", stage="ae01", epoch=2
+        )
+        if kind == "tune":
+            trial = {"number": 0, "params": {}, "state": "COMPLETE", "value": 0.5}
+            metrics_service.record_trial(
+                session=session, run_id=run_id, trial={**trial, "intermediate": {}, "seconds": 1.0}
+            )
+        if status != "running":
+            attempts.finish(session=session, run_id=run_id, attempt=1, status=status)
+    return run_id
+
+
+def owned_rows(run_ids: list[int]) -> dict[str, int]:
+    """Rows that point at these runs, in every table with a column referencing runs."""
+    with session_scope() as session:
+        counts = {}
+        for table in Base.metadata.sorted_tables:
+            for fk in table.foreign_keys:
+                if fk.column.table.name == "runs":
+                    where = fk.parent.in_(run_ids)
+                    counts[f"{table.name}.{fk.parent.name}"] = session.scalar(
+                        select(func.count()).select_from(table).where(where)
+                    )
+        counts["runs.id"] = session.scalar(select(func.count()).where(Run.id.in_(run_ids)))
+        counts["runs.source_run_id"] = session.scalar(
+            select(func.count()).where(Run.source_run_id.in_(run_ids))
+        )
+        files = select(Artifact.id).where(Artifact.run_id.in_(run_ids))
+        counts["artifact_chunks"] = session.scalar(
+            select(func.count()).where(ArtifactChunk.artifact_id.in_(files))
+        )
+    return counts
+
+
+def table_sizes() -> dict[str, int]:
+    with session_scope() as session:
+        return {
+            t.name: session.scalar(select(func.count()).select_from(t))
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def delete(run_ids: list[int]) -> dict[int, str | None]:
+    with session_scope() as session:
+        return runs_service.delete_runs(session=session, run_ids=run_ids)
+
+
+def test_deleting_a_run_removes_every_row_it_owns_and_nothing_else(store):
+    pretrain = make(store)
+    child = make(store, kind="finetune", parent_run_id=pretrain)
+    tune = make(store, kind="tune", status="failed")
+    keeper = make(store)
+    pointing = make(store, source_run_id=tune)  # launched from the tune's settings
+    with session_scope() as session:
+        workers_service.report(
+            session=session, name="w@del", host="h", device="CPU", current_run_id=tune
+        )
+    doomed = [pretrain, child, tune]
+    owned = owned_rows(doomed)
+    assert owned["metrics.run_id"] == 6 and owned["artifact_chunks"] == 3 * 3
+    assert owned["tune_trials.run_id"] == 1 and owned["run_attempts.run_id"] == 3
+    assert owned["workers.current_run_id"] == 1 and owned["runs.source_run_id"] == 1
+    keeper_rows = owned_rows([keeper])
+    before = table_sizes()
+
+    assert delete(doomed) == {pretrain: None, child: None, tune: None}
+
+    assert set(owned_rows(doomed).values()) == {0}
+    assert owned_rows([keeper]) == keeper_rows
+    after = table_sizes()
+    gone = {"runs": 3, "metrics": 6, "metric_summaries": 3, "run_attempts": 3}
+    gone |= {"artifacts": 6, "artifact_chunks": 9, "tune_trials": 1}
+    assert {t: before[t] - after[t] for t in before if before[t] != after[t]} == gone
+    with session_scope() as session:
+        assert session.get(Run, pointing).source_run_id is None  # cleared, the run kept
+        worker = workers_service.online(session, within_seconds=3600)
+        assert [w.current_run_id for w in worker if w.name == "w@del"] == [None]
+
+
+def test_live_missing_and_needed_runs_are_refused_with_the_reason(store):
+    queued = make(store, status="queued")
+    running = make(store, status="running")
+    pretrain = make(store)
+    used_by = make(store, kind="finetune", status="running", parent_run_id=pretrain)
+    grand = make(store)
+    middle = make(store, kind="finetune", parent_run_id=grand)  # not really a pretrain: a chain
+    below = make(store, kind="finetune", status="running", parent_run_id=middle)
+    before = table_sizes()
+
+    outcome = delete([queued, running, pretrain, 10**9, grand, middle])
+
+    assert "queued" in outcome[queued] and "cancel it" in outcome[queued]
+    assert "running" in outcome[running]
+    assert f"#{used_by}" in outcome[pretrain] and "same request" in outcome[pretrain]
+    assert "does not exist" in outcome[10**9]
+    assert f"#{below}" in outcome[middle] and f"#{middle}" in outcome[grand]  # kept up the chain
+    assert table_sizes() == before
+
+
+def test_a_pretrain_goes_when_its_users_go_in_the_same_request(store):
+    pretrain = make(store)
+    users = [make(store, kind="finetune", parent_run_id=pretrain) for _ in range(2)]
+    first = delete([pretrain, users[0]])
+    assert first[users[0]] is None and f"used by run #{users[1]}" in first[pretrain]
+    assert delete([pretrain, users[1]]) == {pretrain: None, users[1]: None}
+    assert owned_rows([pretrain, *users])["runs.id"] == 0
+
+
+def test_a_group_left_without_runs_goes_and_one_left_with_runs_forgets_the_pretrain(store):
+    with session_scope() as session:
+        emptied = RunGroup(kind="ablation_study", name="g1", params={})
+        kept = RunGroup(kind="ablation_study", name="g2", params={})
+        session.add_all([emptied, kept])
+        session.flush()
+        emptied_id, kept_id = emptied.id, kept.id
+    pretrain = make(store)
+    with session_scope() as session:
+        session.get(RunGroup, kept_id).params = {"parent_run_id": pretrain, "factor": "pretraining"}
+    lone = make(store, kind="finetune", group_id=emptied_id)
+    from_pretrain = make(store, kind="finetune", group_id=kept_id, parent_run_id=pretrain)
+    scratch = make(store, kind="finetune", group_id=kept_id)
+
+    assert delete([lone, pretrain, from_pretrain]) == {
+        lone: None,
+        pretrain: None,
+        from_pretrain: None,
+    }
+
+    with session_scope() as session:
+        assert session.get(RunGroup, emptied_id) is None
+        params = session.get(RunGroup, kept_id).params
+        assert params == {"parent_run_id": None, "factor": "pretraining"}
+        assert session.get(Run, scratch).group_id == kept_id
+
+
+def test_a_failure_before_the_commit_leaves_every_row_in_place(store):
+    """delete_runs works in the caller's transaction: nothing is gone until it commits."""
+    run_id = make(store)
+    before = owned_rows([run_id])
+    with pytest.raises(RuntimeError), session_scope() as session:
+        assert runs_service.delete_runs(session=session, run_ids=[run_id]) == {run_id: None}
+        raise RuntimeError("the database went away before the commit")
+    assert owned_rows([run_id]) == before
