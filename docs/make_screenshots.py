@@ -99,6 +99,7 @@ def photograph(base: str, ids: dict) -> None:
     from playwright.sync_api import sync_playwright
 
     pages = {
+        "welcome": "/welcome",
         "runs": "/runs",
         "run-pretrain": f"/runs/{ids['pretrain']}",
         "run-finetune": f"/runs/{ids['compare'][0]}",

@@ -48,7 +48,7 @@ def make_engine(url: str) -> Engine:
     connect_args = {}
     if url.startswith("postgresql"):
         connect_args = _pg_timeouts(url, settings)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
@@ -56,6 +56,18 @@ def make_engine(url: str) -> Engine:
         pool_timeout=settings.db_connect_timeout_seconds,
         connect_args=connect_args,
     )
+    event.listen(engine, "handle_error", _failed_ping_is_a_disconnect)
+    return engine
+
+
+def _failed_ping_is_a_disconnect(context) -> None:
+    """A pooled connection whose ping fails in any way is dead: drop it and connect anew.
+
+    psycopg can fail a ping on a socket cut mid-way with ProgrammingError ("can't change
+    'autocommit' now"), which SQLAlchemy does not read as a disconnect: the request would
+    end in a 500 instead of reconnecting (or a 503 while the database is away)."""
+    if context.is_pre_ping:
+        context.is_disconnect = True
 
 
 def _pg_timeouts(url: str, settings: Settings) -> dict:

@@ -227,3 +227,29 @@ def test_the_migrations_match_the_models(store):
 
     # Raises when the ORM models and the Alembic history disagree (Optuna's tables aside).
     command.check(alembic_config(get_settings().sqlalchemy_url))
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)  # SQLite pings nothing
+def test_a_pooled_connection_whose_ping_fails_oddly_is_replaced(store, monkeypatch):
+    """A ping that fails with something else than a disconnect error (psycopg's
+    ProgrammingError on a socket cut mid-ping) still counts as a dead connection."""
+    import sqlalchemy as sa
+
+    from store.db import get_engine
+
+    engine = get_engine()
+    with engine.connect() as conn:  # one connection in the pool
+        conn.execute(sa.text("SELECT 1"))
+    real_ping = engine.dialect.do_ping
+    calls = []
+
+    def odd_ping(dbapi_connection):
+        calls.append(1)
+        if len(calls) == 1:
+            raise engine.dialect.loaded_dbapi.ProgrammingError("can't change 'autocommit' now")
+        return real_ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", odd_ping)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    assert calls  # the ping ran and its failure was survived
