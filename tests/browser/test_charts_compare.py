@@ -92,3 +92,74 @@ def test_compare_puts_differing_parameters_first_and_groups_seeds(page, sweep):
     assert page.locator("#params tbody tr:visible").count() > 10  # every parameter again
     screenshot(page, "compare-seed-groups")
     assert_clean(page)
+
+
+def test_pretrain_stages_are_small_multiples_on_whole_epochs_with_distinct_series(page, live):
+    """Item 5 in the browser: each stage on its own epoch axis starting at 1 with whole
+    ticks, train and validation told apart, one legend per panel."""
+    losses = {"loss": [0.09, 0.06, 0.05], "val_loss": [0.08, 0.07, 0.065]}
+    run = make_run(
+        "pretrain",
+        name="ui stages",
+        dataset="demo-ui",
+        metrics={
+            f"{stage}/{k}": v for stage in ("ae01", "ae02", "ae03") for k, v in losses.items()
+        },
+    )
+    page.goto(f"/runs/{run}")
+    plots_drawn(page, "#curves", minimum=6)
+    drawn = page.evaluate(
+        """() => {
+          const div = document.querySelector('#curves.js-plotly-plot, #curves .js-plotly-plot');
+          const layout = div._fullLayout;
+          const tickTexts = (k) => Array.from(
+            div.querySelectorAll(`.${k.replace('axis', '')}tick text`)).map((t) => t.textContent);
+          const axes = Object.keys(layout).filter((k) => /^xaxis\\d*$/.test(k))
+            .map((k) => ({name: k, ticks: tickTexts(k)}));
+          const traces = div._fullData.map((t) => (
+            {name: t.name, color: t.line.color, dash: t.line.dash, xaxis: t.xaxis}));
+          return {axes, traces};
+        }"""
+    )
+    used = {t["xaxis"] for t in drawn["traces"]}
+    assert len(drawn["axes"]) >= 3, drawn["axes"]
+    assert len(used) == 3  # one epoch axis per stage: ae02/ae03 are not lone dots
+    for axis in drawn["axes"]:
+        labels = [t for t in axis["ticks"] if t]
+        assert all(t.isdigit() and int(t) >= 1 for t in labels), labels  # 1, 2, 3: no 1.2
+    train = [t for t in drawn["traces"] if "val" not in t["name"]]
+    val = [t for t in drawn["traces"] if "val" in t["name"]]
+    assert train and val
+    assert {(t["color"], t["dash"]) for t in train}.isdisjoint(
+        {(t["color"], t["dash"]) for t in val}
+    )
+    assert_clean(page)
+
+
+def test_the_queue_panel_estimates_a_run_nobody_has_measured_yet(page, live):
+    """Item 8 in the browser: queued runs of a model never measured still get an ETA (from
+    the default rate), not a dash that blanks the runs after them."""
+    from store.db import session_scope
+    from store.runs.models import Run
+    from tests.browser.test_runs_table import never_sent
+
+    first = never_sent(
+        make_run(
+            "finetune",
+            "queued",
+            name="ui eta first",
+            dataset="demo-ui",
+            params={"encoder": "scratch", "architecture": "single", "epochs": 3},
+        )
+    )
+    second = never_sent(make_run("pretrain", "queued", name="ui eta second", dataset="demo-ui"))
+    try:
+        page.goto("/runs")
+        for run_id in (first, second):
+            row = page.locator(f"#queue-queued tr:has(a[href='/runs/{run_id}'])")
+            row.wait_for(timeout=15_000)
+            assert "done in" in row.locator("td").last.inner_text()
+    finally:
+        with session_scope() as session:
+            for run_id in (first, second):
+                session.get(Run, run_id).status = "cancelled"
