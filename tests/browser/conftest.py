@@ -30,6 +30,7 @@ def live(tmp_path_factory):
         register(make_demo(seed=0, n_train=300, n_test=60), name="demo-ui")
         # 60 down to 12 images per class: its ablation study defaults to balanced accuracy.
         register(make_demo(seed=0, n_train=300, n_test=60, imbalance=0.2), name="demo-imbalanced")
+        register(make_demo(seed=0), name="demo")  # the built-in one, full size, for quick runs
         workers = Workers(os.environ, data_dir)
         workers.start("ui-worker")  # starts while the web app does
         try:

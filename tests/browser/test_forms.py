@@ -197,3 +197,31 @@ def test_the_finetune_form_follows_its_parent_and_switches_augmentation(watched)
     assert fits, "the data set's name and sizes are not cut off"
     screenshot(page, "new-run-wide")
     assert_clean(page)
+
+
+def test_a_quick_finetune_on_demo_finishes_in_under_a_minute(watched, live):
+    """Issue 10 item 3: a quick run on the built-in `demo` (5,000 training images) from the
+    form, limited to a sample and a few batches per epoch, is done in under a minute."""
+    page = watched
+    page.goto("/runs/new?kind=finetune")
+    form = page.locator("form[data-kind='finetune']")
+    form.locator("[name='dataset']").select_option("demo")
+    form.locator("[name='params.encoder']").select_option("scratch")
+    for name, value in {
+        "params.epochs": "2",
+        "params.batch_size": "64",
+        "params.max_train_images": "500",
+        "params.steps_per_epoch": "4",
+        "params.bn_momentum": "0.9",
+    }.items():
+        form.locator(f"[name='{name}']").fill(value)
+    started = time.monotonic()
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
+    page.wait_for_function(FINISHED, timeout=60_000)
+    elapsed = time.monotonic() - started
+    run = httpx.get(f"{live}/api/runs/{page.url.rsplit('/', 1)[1]}").json()
+    assert run["status"] == "succeeded" and "quick" in run["tags"]
+    assert run["result"]["evaluation"]["confusion_matrix"]  # scored on demo's test set
+    assert elapsed < 60, f"the quick run took {elapsed:.0f} s"
+    assert_clean(page)
