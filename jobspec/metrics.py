@@ -27,7 +27,7 @@ class Metric:
     goal: Goal
     label: str
     unit: str = ""
-    panel: str | None = None  # "loss", "accuracy", "time", "throughput", "optimizer"
+    panel: str | None = None  # "loss", "accuracy", "time", "throughput", "optimizer", "system"
 
     @property
     def scored(self) -> bool:
@@ -62,6 +62,11 @@ METRICS: dict[str, Metric] = {
         Metric("images_per_sec", "max", "images/s", unit="images/s", panel="throughput"),
         Metric("learning_rate", "max", "learning rate", panel="optimizer"),
         Metric("lr", "max", "learning rate", panel="optimizer"),
+        # Sampled by the worker every few seconds under the "system" stage (step: seconds).
+        Metric("rss_mb", "min", "process memory", unit="MiB", panel="system"),
+        Metric("cpu_percent", "min", "CPU", unit="% of a core", panel="system"),
+        Metric("gpu_util", "max", "GPU utilisation", unit="%", panel="system"),
+        Metric("gpu_mem_mb", "min", "GPU memory", unit="MiB", panel="system"),
     )
 }
 

@@ -75,6 +75,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
         # busy machine that outlasts Celery's 4 s wait for the child, which then kills it
         # and starts another, forever.
         worker_proc_alive_timeout=120,
+        # Safety nets against a child that grows: Celery replaces it after the job it is
+        # running (Celery takes KiB; None = never).
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child or None,
     )
     if not settings.embedded_broker:
         app.conf.broker_transport_options = {

@@ -100,6 +100,28 @@ class Settings(BaseSettings):
     import_timeout_seconds: float = Field(
         900.0, gt=0, description="Longest one data set import may parse before it is stopped"
     )
+    # Celery's own safety nets for the pool child that trains (TensorFlow keeps memory it
+    # once used): past either, the child is replaced after its current job, never during it.
+    worker_max_memory_mb: int = Field(
+        6000,
+        ge=0,
+        description="A worker's pool child that uses more memory (resident, MB) than this "
+        "after a job is replaced by a fresh one before the next job; 0 = never",
+    )
+    worker_max_tasks_per_child: int = Field(
+        20,
+        ge=0,
+        description="A worker's pool child is replaced by a fresh one after this many jobs "
+        "(it imports TensorFlow again, a few seconds); it grows ~60 MB a job on CPU "
+        "(bench/worker_memory.py), so 20 keeps it near 2 GB; 0 = never",
+    )
+    system_metrics_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often a worker samples its process memory and CPU (and GPU "
+        "utilisation and memory, where NVML is available) into the running run's metrics "
+        "(stage 'system', step = seconds since the job started); 0 = off",
+    )
     max_classes: int = Field(
         1000, ge=1, description="Most classes a data set may have (imports with more fail)"
     )

@@ -1,12 +1,65 @@
-"""What this worker computes on, and the one-time framework import."""
+"""What this worker computes on, and the one-time framework import.
+
+GPU detection for `stacklab serve --gpus` asks `nvidia-smi -L`, never TensorFlow: the
+process that starts workers (and Celery's main process) must not import it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
 from functools import lru_cache
+
+# Set by `stacklab serve --gpus` / `stacklab worker --gpu N` (e.g. "gpu0"): the worker's
+# name in the queue panel starts with it.
+NAME_VARIABLE = "STACKLAB_WORKER_NAME"
+_GPU_LINE = re.compile(r"^GPU (\d+):", re.MULTILINE)
+
+
+class GpuSpecError(ValueError):
+    """--gpus names devices this machine does not have, or is not all/none/N,M."""
+
+
+def detect_gpus() -> list[str]:
+    """The GPU indices `nvidia-smi -L` lists ("0", "1", ...); [] without it or a driver."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return _GPU_LINE.findall(out.stdout) if out.returncode == 0 else []
+
+
+def choose_gpus(spec: str, detected: list[str]) -> list[str]:
+    """The devices of --gpus: "all" (those detected), "none", or a list like "0,1"."""
+    spec = spec.strip().lower()
+    if spec in ("none", ""):
+        return []
+    if spec == "all":
+        return list(detected)
+    wanted = [part.strip() for part in spec.split(",") if part.strip()]
+    bad = [g for g in wanted if not g.isdigit()]
+    if bad:
+        raise GpuSpecError(f"--gpus: expected all, none or indices like 0,1; got {spec!r}")
+    missing = [g for g in wanted if g not in detected]
+    if missing:
+        found = ", ".join(detected) or "none"
+        raise GpuSpecError(f"--gpus: no GPU {', '.join(missing)} here (nvidia-smi lists {found})")
+    return list(dict.fromkeys(wanted))
+
+
+def gpu_env(index: str | None) -> dict[str, str]:
+    """The environment of a worker pinned to one GPU (or, for None, to none: CPU)."""
+    if index is None:
+        return {"CUDA_VISIBLE_DEVICES": "", NAME_VARIABLE: "cpu"}
+    return {"CUDA_VISIBLE_DEVICES": index, NAME_VARIABLE: f"gpu{index}"}
 
 
 def prepare() -> None:
@@ -34,7 +87,9 @@ def describe() -> str:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             details = tf.config.experimental.get_device_details(gpus[0])
-            return f"GPU:0 {details.get('device_name', 'GPU')}" + (
+            # Pinned by CUDA_VISIBLE_DEVICES, TensorFlow's GPU:0 is the machine's GPU N.
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip() or "0"
+            return f"GPU:{visible} {details.get('device_name', 'GPU')}" + (
                 f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else ""
             )
     return f"CPU ({os.cpu_count()} cores)"
@@ -67,5 +122,7 @@ def versions() -> dict:
 
 
 def worker_name() -> str:
-    """host:pid, unique per worker process."""
-    return f"{platform.node()}:{os.getpid()}"
+    """host:pid, unique per worker process; name@host:pid for a named one (gpu0@host:pid)."""
+    label = os.environ.get(NAME_VARIABLE, "").strip()
+    where = f"{platform.node()}:{os.getpid()}"
+    return f"{label}@{where}" if label else where

@@ -189,6 +189,26 @@ class Workers:
                 proc.wait()
 
 
+def pool_children(pid: int) -> list[int]:
+    """The child processes of a worker's main process (its pool), from /proc (Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MiB (VmRSS in /proc); 0.0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def create_pg_database() -> tuple[str, Callable[[], None]]:
     """A fresh PostgreSQL database; returns its URL and a function that drops it."""
     import sqlalchemy as sa

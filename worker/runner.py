@@ -25,7 +25,7 @@ from store.runs import attempts
 from store.runs import checkpoints as checkpoints_service
 from store.runs import service as runs_service
 from store.settings import get_settings
-from worker import device, liveness
+from worker import device, liveness, system_metrics
 from worker.datasets import load_from_store
 from worker.recorder import StoreRecorder
 
@@ -142,7 +142,8 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
     settings = get_settings()
     try:
         with tempfile.TemporaryDirectory(prefix=f"stacklab-run{spec.id}-") as tmp:
-            status, result, files = _call_job(spec, checkpoint, Path(tmp), recorder, settings)
+            with system_metrics.sampling(recorder, settings.system_metrics_seconds):
+                status, result, files = _call_job(spec, checkpoint, Path(tmp), recorder, settings)
             return _conclude(spec, recorder, status, result, files)
     except AttemptSuperseded as err:
         log.error(

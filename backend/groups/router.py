@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from backend.conditional import fresh_runs
 from backend.deps import SessionDep
 from backend.groups import ablation
 
@@ -17,14 +18,14 @@ EffectQuery = Query(
 )
 
 
-@router.get("/groups/{group_id}/ablation")
+@router.get("/groups/{group_id}/ablation", dependencies=[fresh_runs])
 def ablation_study(group_id: int, session: SessionDep, effect: float | None = EffectQuery) -> dict:
     """Verdict with CI, detectable effect and seeds needed; per-arm metrics, per-seed
     differences with McNemar, pooled tests, validation curves and the runs."""
     return ablation.study(session=session, group_id=group_id, effect=effect)
 
 
-@router.get("/groups/{group_id}/augmentation")
+@router.get("/groups/{group_id}/augmentation", dependencies=[fresh_runs])
 def augmentation_study(
     group_id: int, session: SessionDep, effect: float | None = EffectQuery
 ) -> dict:

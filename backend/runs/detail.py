@@ -45,9 +45,11 @@ def curves(session: Session, run_id: int, max_points: int) -> dict:
         best_epoch=best_epoch(session, run),
         plan=_plan(run),
     )
-    last = max((points[-1][0] for points in series.values() if points), default=0)
+    epochs = {k: v for k, v in series.items() if not k.startswith(f"{figures.SYSTEM_STAGE}/")}
+    last = max((points[-1][0] for points in epochs.values() if points), default=0)
     points = sum(len(points) for points in series.values())
-    return {"figure": fig, "last_step": last, "points": points}
+    system = figures.system_figure(series, max_points=max_points)
+    return {"figure": fig, "system": system, "last_step": last, "points": points}
 
 
 def _plan(run: Run) -> dict[str, int]:

@@ -284,3 +284,59 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
     return image[..., :3]
+
+
+SYSTEM_STAGE = "system"  # the worker's samples: step = seconds since the job started
+
+
+def system_figure(series: dict[str, list], *, max_points: int = 500) -> dict | None:
+    """The worker's process memory and CPU (and GPU use where it has one) against seconds
+    since the job started: one panel per series, side by side; None without samples."""
+    keys = sorted(
+        (k for k in series if k.startswith(f"{SYSTEM_STAGE}/") and series[k]),
+        key=lambda k: (
+            list(_SYSTEM_ORDER).index(k.split("/", 1)[1])
+            if k.split("/", 1)[1] in _SYSTEM_ORDER
+            else 99
+        ),
+    )
+    if not keys:
+        return None
+    data, layout = [], {"height": 260, "showlegend": False, "margin": {"t": 40, "b": 50}}
+    gap = 0.06
+    width = (1 - gap * (len(keys) - 1)) / len(keys)
+    for i, key in enumerate(keys):
+        suffix = "" if i == 0 else str(i + 1)
+        name = key.split("/", 1)[1]
+        info = metric(name)
+        points = series[key]
+        steps, values = downsample([s for s, _ in points], [v for _, v in points], max_points)
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": info.label,
+                "x": steps,
+                "y": values,
+                "xaxis": f"x{suffix}",
+                "yaxis": f"y{suffix}",
+                "line": {"color": PALETTE[i % len(PALETTE)]},
+                "hovertemplate": f"%{{x}} s: %{{y:.1f}} {info.unit}<extra></extra>",
+            }
+        )
+        x0 = i * (width + gap)
+        layout[f"xaxis{suffix}"] = {
+            "domain": [x0, x0 + width],
+            "title": {"text": "seconds since start"},
+            "rangemode": "tozero",
+            "anchor": f"y{suffix}",
+        }
+        layout[f"yaxis{suffix}"] = {
+            "title": {"text": f"{info.label} ({info.unit})"},
+            "rangemode": "tozero",
+            "anchor": f"x{suffix}",
+        }
+    return plotting.figure(data, layout)
+
+
+_SYSTEM_ORDER = ("rss_mb", "cpu_percent", "gpu_util", "gpu_mem_mb")

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend.conditional import fresh_run, fresh_runs
 from backend.deps import SessionDep, UserDep
 from backend.reports import errors, notes
 from backend.reports.schemas import RunEdit, RunEdited
@@ -76,7 +77,7 @@ def list_runs(
     return queries.page(session, run_filter=run_filter, limit=limit, offset=offset)
 
 
-@router.get("/runs/table")
+@router.get("/runs/table", dependencies=[fresh_runs])
 def runs_table(
     session: SessionDep,
     run_filter: Annotated[RunFilter, Query()],
@@ -107,13 +108,13 @@ def runs_table_csv(
     return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
 
 
-@router.get("/queue")
+@router.get("/queue", dependencies=[fresh_runs])
 def queue_panel(session: SessionDep) -> dict:
     """Workers online, running and queued runs, and when each queued run should start and end."""
     return queries.queue_panel(session, online_within=get_settings().stale_after_seconds)
 
 
-@router.get("/runs/{run_id}", response_model=RunRead)
+@router.get("/runs/{run_id}", response_model=RunRead, dependencies=[fresh_run])
 def read_run(run_id: int, session: SessionDep):
     """One run with its progress and result."""
     return runs_service.get_run(session, run_id)
@@ -185,7 +186,7 @@ def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingR
     return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
 
 
-@router.get("/runs/{run_id}/curves")
+@router.get("/runs/{run_id}/curves", dependencies=[fresh_run])
 def run_curves(run_id: int, session: SessionDep, max_points: int = Query(500, ge=10, le=5000)):
     """Loss and accuracy curves as a Plotly figure, each series shortened to max_points."""
     return detail.curves(session, run_id, max_points)
@@ -250,7 +251,7 @@ def run_mistakes(run_id: int, session: SessionDep, per_class: int = Query(5, ge=
 # --- Partial runs (cancelled or failed mid-training) and live reconstructions. ---
 
 
-@router.get("/runs/{run_id}/partial")
+@router.get("/runs/{run_id}/partial", dependencies=[fresh_run])
 def run_partial(run_id: int, session: SessionDep) -> dict:
     """Where a cancelled or failed run stopped (null: it is not partial), the epoch its
     weights come from, its evaluation (if any) and whether "evaluate now" applies."""

@@ -6,9 +6,8 @@ import hashlib
 import json
 import warnings
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import optuna
-import optuna.visualization as vis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,12 +21,17 @@ from store.runs import service as runs_service
 from store.runs.models import FINISHED, Run
 from store.settings import get_settings
 
+if TYPE_CHECKING:
+    import optuna
+
+# optuna.visualization names; Optuna (and the matplotlib its plots pull in, ~40 MB) is
+# imported on the first study page, not when the web starts.
 PLOTS = {
-    "history": vis.plot_optimization_history,
-    "importances": vis.plot_param_importances,
-    "slice": vis.plot_slice,
-    "contour": vis.plot_contour,
-    "intermediate": vis.plot_intermediate_values,
+    "history": "plot_optimization_history",
+    "importances": "plot_param_importances",
+    "slice": "plot_slice",
+    "contour": "plot_contour",
+    "intermediate": "plot_intermediate_values",
 }
 STAGE_KEYS = ("kernel_size", "optimizer", "learning_rate")
 
@@ -35,6 +39,8 @@ STAGE_KEYS = ("kernel_size", "optimizer", "learning_rate")
 @lru_cache(maxsize=4)
 def _storage(url: str) -> optuna.storages.RDBStorage:
     # One engine per database for the process; upgrade_schema created Optuna's tables.
+    import optuna
+
     kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_table_creation=True)
 
@@ -55,6 +61,8 @@ def load_study(study_name: str | None) -> optuna.Study | None:
     """The study from Optuna's tables in our database, or None before a worker creates it."""
     if not study_name:
         return None
+    import optuna
+
     try:
         return optuna.load_study(
             study_name=study_name, storage=_storage(get_settings().sqlalchemy_url)
@@ -202,6 +210,8 @@ def version(study: optuna.Study | None) -> str:
 
 def importance_missing(study: optuna.Study) -> str | None:
     """Why parameter importances cannot be computed yet, or None when they can."""
+    import optuna
+
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < 2:
         return f"Parameter importances need at least 2 completed trials ({len(done)} so far)."
@@ -216,15 +226,19 @@ def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]
     if study is None:
         reason = "The study has not started yet: no trial has been run."
         return {}, {name: reason for name in PLOTS}
+    import optuna
+    import optuna.visualization as vis
+
     figs, missing = {}, {}
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         reason = "No trial has completed yet."
         return {}, {name: reason for name in PLOTS}
     if reason := importance_missing(study):
         missing["importances"] = reason
-    for name, plot in PLOTS.items():
+    for name, plot_name in PLOTS.items():
         if name in missing:
             continue
+        plot = getattr(vis, plot_name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # optuna warns about experimental/empty plots
             fig = plot(study)

@@ -7,10 +7,24 @@ const api = {
     const m = document.cookie.match(/(?:^|; )stacklab_csrf=([^;]+)/);
     return m ? decodeURIComponent(m[1]) : "";
   },
+  // The last answer per path with its ETag: a poll sends If-None-Match and, on 304 (nothing
+  // changed, no body), gets the body it had. Callers may mutate what they get: keep text.
+  seen: new Map(),
   async get(path) {
-    const r = await fetch(path, { headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const last = api.seen.get(path);
+    if (last) headers["If-None-Match"] = last.etag;
+    const r = await fetch(path, { headers });
+    if (r.status === 304 && last) return JSON.parse(last.text);
     if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
-    return r.json();
+    const text = await r.text();
+    const etag = r.headers.get("ETag");
+    api.seen.delete(path);
+    if (etag) {
+      api.seen.set(path, { etag, text });
+      if (api.seen.size > 32) api.seen.delete(api.seen.keys().next().value);  // oldest first
+    }
+    return JSON.parse(text);
   },
   async post(path, body) {
     const r = await fetch(path, {

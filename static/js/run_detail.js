@@ -23,6 +23,10 @@
     if (!data.points) return;
     show($("curves-empty"), false);
     plot($("curves"), data.figure);
+    if (data.system) {  // the worker's samples: shown once there are any
+      show($("system-card"), true);
+      plot($("system-curves"), data.system);
+    }
   }
 
   // ---- looking at the errors ----

@@ -271,3 +271,56 @@ def test_module_imports_no_web_db_or_queue_frameworks():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _pipeline_batches(n_batches: int, **kwargs) -> list[np.ndarray]:
+    from worker.ml.pipeline import make_input
+
+    x = (random_batch(20, seed=4) * 255).astype("uint8")
+    y = np.arange(20) % 3
+    data = make_input(x, y, batch_size=8, shuffle=True, seed=5, **kwargs)
+    return [
+        ops.convert_to_numpy(xb) for (xb, _), _ in zip(data.data, range(n_batches), strict=False)
+    ]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipeline only")
+def test_pipeline_augmentation_depends_only_on_seed_epoch_and_batch():
+    settings = AugmentSettings()
+    whole = _pipeline_batches(9, augment=settings)  # 3 batches an epoch, epochs 0-2
+    later = _pipeline_batches(3, augment=settings, start_epoch=2)
+    plain = _pipeline_batches(3)
+    for got, want in zip(later, whole[6:], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert all(b.min() >= 0.0 and b.max() <= 1.0 and b.dtype == np.float32 for b in whole)
+    assert np.abs(whole[0] - plain[0]).mean() > 0.02  # augmented
+    assert np.abs(whole[0] - _pipeline_batches(3, augment=settings)[0]).max() == 0.0
+    # Epochs draw afresh: the same images land in other batches, but never unaugmented alike.
+    assert not np.array_equal(whole[0], whole[3])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipeline only")
+def test_pipeline_augmentation_applies_the_same_transforms_as_the_layer():
+    # Flips only: each output is its input or its mirror, exactly, as with the layer.
+    flips = AugmentSettings(**{**OFF, "horizontal_flip": True})
+    augmented, plain = _pipeline_batches(3, augment=flips), _pipeline_batches(3)
+    mirrored = kept = 0
+    for got, want in zip(np.concatenate(augmented), np.concatenate(plain), strict=True):
+        mirrored += np.array_equal(got, want[:, ::-1])
+        kept += np.array_equal(got, want)
+    assert mirrored + kept == 20 and 2 <= mirrored <= 18
+
+
+def test_finetune_augments_in_the_pipeline_where_it_can_and_old_checkpoints_in_the_model():
+    from jobspec.params import FinetuneConfig
+    from worker.ml.checkpoint import Checkpoint
+    from worker.ml.finetune import augment_in_graph
+    from worker.ml.pipeline import can_augment
+
+    config = FinetuneConfig(encoder="scratch", augment=True)
+    assert augment_in_graph(config) is not can_augment()
+    assert not augment_in_graph(FinetuneConfig(encoder="scratch", augment=False))
+    old = Checkpoint("finetune", 1, {"run": {}}, {})  # taken before the pipeline augmented
+    assert augment_in_graph(config, old)
+    new = Checkpoint("finetune", 1, {"run": {}, "augment": "pipeline"}, {})
+    assert augment_in_graph(config, new) is not can_augment()

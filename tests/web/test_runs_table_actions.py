@@ -58,7 +58,7 @@ def test_a_demo_on_a_data_set_that_does_not_exist_queues_nothing(client):
 
 
 def test_pages_name_an_icon_and_the_old_address_of_one_answers(client):
-    assert 'rel="icon" href="/static/favicon.svg"' in client.get("/runs").text
+    assert 'rel="icon" href="/static/favicon.svg?v=' in client.get("/runs").text
     old = client.get("/favicon.ico", follow_redirects=False)
     assert old.status_code == 301 and old.headers["location"] == "/static/favicon.svg"
     icon = client.get("/static/favicon.svg")

@@ -121,7 +121,7 @@ def test_study_page_renders_trials_and_plots_locally(client, parallel_study):
     html = page.text
     assert "Pretrain with these settings" in html
     assert "tune (worker 2/2)" in html
-    assert 'src="/vendor/plotly.min.js"' in html and "cdn" not in html.lower()
+    assert 'src="/vendor/plotly.min.js?v=' in html and "cdn" not in html.lower()
     assert 'id="study-data"' in html and "/static/js/study.js" in html
 
 

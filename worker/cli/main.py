@@ -276,6 +276,12 @@ def evaluate(
     summaries.finish(out, summary, summaries.evaluate_lines(summary))
 
 
+GPUS_HELP = (
+    "One worker per GPU, each pinned to its device (CUDA_VISIBLE_DEVICES) and named gpuN: "
+    "all (those nvidia-smi -L lists), a list like 0,1, or none. Without a GPU: one CPU worker."
+)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address the web app listens on.")] = "127.0.0.1",
@@ -283,11 +289,58 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=0, help="Celery workers to start beside it (one job each).")
     ] = 1,
+    gpus: Annotated[
+        str | None, typer.Option(metavar="all|0,1|none", help=GPUS_HELP + " Overrides --workers.")
+    ] = None,
 ) -> None:
     """The dashboard and a worker together, on the settings in force (embedded by default)."""
     from worker.cli.serve import serve as run_serve
+    from worker.device import GpuSpecError
 
-    run_serve(host, port, workers)
+    with user_errors():
+        try:
+            run_serve(host, port, workers, gpus)
+        except GpuSpecError as err:
+            raise CliError(str(err)) from err
+
+
+@app.command()
+def worker(
+    gpu: Annotated[
+        int | None, typer.Option(min=0, help="Pin this worker to GPU N and name it gpuN.")
+    ] = None,
+    gpus: Annotated[str | None, typer.Option(metavar="all|0,1|none", help=GPUS_HELP)] = None,
+) -> None:
+    """A Celery worker (one job at a time) on the settings in force, without the web app."""
+    from worker.cli.serve import serve_workers
+    from worker.device import GpuSpecError
+
+    with user_errors():
+        if gpu is not None and gpus is not None:
+            raise CliError("--gpu and --gpus: give one of them")
+        try:
+            if gpus is not None:
+                serve_workers(gpus)
+            else:
+                _exec_worker(gpu)
+        except GpuSpecError as err:
+            raise CliError(str(err)) from err
+
+
+def _exec_worker(gpu: int | None) -> None:
+    """Become the Celery worker (pinned to `gpu` when given), so signals reach it directly."""
+    import os
+
+    from store.settings import get_settings
+    from worker import device
+    from worker.devstack import worker_command
+
+    name = "worker"
+    if gpu is not None:
+        os.environ.update(device.gpu_env(str(gpu)))
+        name = f"gpu{gpu}"
+    command = worker_command(get_settings().queue, name)
+    os.execv(command[0], command)
 
 
 app.add_typer(data_app, name="data")

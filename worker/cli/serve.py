@@ -12,11 +12,13 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import typer
 
 from store.settings import Settings
+from worker import device
 from worker.devstack import web_command, worker_command
 
 POLL_SECONDS = 0.5
@@ -32,13 +34,15 @@ class Supervised:
 
     name: str
     command: list[str]
+    env: dict[str, str] | None = None  # set on top of ours (a GPU worker's device)
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     quick_deaths: int = 0  # exits in a row, each soon after its start
     restart_at: float | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.command)
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen(self.command, env=env)
         self.started_at, self.restart_at = time.monotonic(), None
 
     def tend(self, now: float) -> None:
@@ -62,13 +66,36 @@ class Supervised:
         self.restart_at = now + delay
 
 
-def serve(host: str, port: int, workers: int) -> None:
-    """Start uvicorn and `workers` Celery workers, restart any that dies; stop all on Ctrl-C."""
+def worker_layout(
+    gpus: str | None, workers: int, detect: Callable[[], list[str]] = device.detect_gpus
+) -> tuple[list[tuple[str, dict[str, str]]], str | None]:
+    """(name, environment) of each worker to start, and a line to say about it.
+
+    gpus None: `workers` unpinned workers (worker1, worker2...). Otherwise one worker per
+    chosen GPU, pinned with CUDA_VISIBLE_DEVICES and named gpuN; no GPU at all: one CPU one.
+    """
+    if gpus is None:
+        return [(f"worker{i + 1}", {}) for i in range(workers)], None
+    detected = detect()
+    chosen = device.choose_gpus(gpus, detected)
+    if chosen:
+        names = ", ".join(f"gpu{g}" for g in chosen)
+        return [(f"gpu{g}", device.gpu_env(g)) for g in chosen], f"workers: {names}"
+    why = "no GPU found (nvidia-smi -L lists none)" if not detected else "--gpus none"
+    return [("cpu", device.gpu_env(None))], f"{why}: starting one CPU worker"
+
+
+def serve(host: str, port: int, workers: int, gpus: str | None = None) -> None:
+    """Start uvicorn and the Celery workers (`workers` of them, or one per GPU of `gpus`),
+    restart any that dies; stop all on Ctrl-C."""
     from store.db import upgrade_schema
     from store.settings import get_settings
     from worker.datasets import ensure_builtin
 
     settings = get_settings()
+    layout, said = worker_layout(gpus, workers)
+    if said:
+        typer.echo(said)
     upgrade_schema()
     for name in ("demo", "demo-imbalanced"):
         ensure_builtin(name)
@@ -78,8 +105,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
     job_queue.declare()  # before the workers: two creating it at once would crash one
     services = [
-        Supervised(f"worker{i + 1}", worker_command(settings.queue, f"worker{i + 1}"))
-        for i in range(workers)
+        Supervised(name, worker_command(settings.queue, name), env=env or None)
+        for name, env in layout
     ]
     if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
         os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
@@ -88,12 +115,34 @@ def serve(host: str, port: int, workers: int) -> None:
         "(others get 400; set STACKLAB_ALLOWED_HOSTS for more)"
     )
     services.append(Supervised("web", web_command(host, port)))
+    supervise(services, f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
+
+
+def serve_workers(gpus: str) -> None:
+    """Only the workers, one per GPU of `gpus` (a container reserving all of a box's GPUs)."""
+    from store import queue as job_queue
+    from store.settings import get_settings
+
+    layout, said = worker_layout(gpus, 1)
+    if said:
+        typer.echo(said)
+    settings = get_settings()
+    job_queue.declare()
+    services = [
+        Supervised(name, worker_command(settings.queue, name), env=env or None)
+        for name, env in layout
+    ]
+    supervise(services, f"{len(services)} worker(s) on queue {settings.queue} (Ctrl-C stops)")
+
+
+def supervise(services: list[Supervised], up: str) -> None:
+    """Start them, restart any that exits, stop all on Ctrl-C or SIGTERM."""
     # A service manager stops us with SIGTERM: take the web app and workers down too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for service in services:
             service.start()
-        typer.echo(f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
+        typer.echo(up)
         while True:
             time.sleep(POLL_SECONDS)
             now = time.monotonic()

@@ -1,4 +1,8 @@
-"""In-graph image augmentation replacing the legacy ImageDataGenerator (backend-agnostic)."""
+"""Image augmentation replacing the legacy ImageDataGenerator.
+
+`augment_batch` holds the semantics (backend-agnostic keras.ops). Training on TensorFlow
+runs it as a parallel tf.data stage (worker.ml.pipeline) with stateless draws; other
+backends run it inside the compiled step through the RandomAugment layer."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from jobspec.params import AugmentSettings
 
 # Columns of the per-image uniform draw; one RNG call per batch keeps eager mode cheap.
 _THETA, _TX, _TY, _SHEAR, _ZX, _ZY, _HFLIP, _VFLIP, _CSHIFT = range(9)
-_N_DRAWS = 9
+N_DRAWS = 9  # uniform draws per image that augment_batch consumes
 
 
 def _compose(theta, tx, ty, shear, zx, zy, fx, fy, height: int, width: int):
@@ -65,6 +69,63 @@ def _symmetric(u, limit: float):
     return (2.0 * u - 1.0) * limit
 
 
+def _transforms(draws, settings: AugmentSettings, height: int, width: int):
+    """Per-image (N, 8) transforms from (N, 9) uniform draws."""
+    s = settings
+    # One unstack instead of nine slices: fewer ops matters when run eagerly.
+    col = ops.unstack(draws, num=N_DRAWS, axis=1)
+    zoom = 1.0 + _symmetric(col[_ZX], s.zoom_range), 1.0 + _symmetric(col[_ZY], s.zoom_range)
+    return _compose(
+        _symmetric(col[_THETA], math.radians(s.rotation_range)),
+        _symmetric(col[_TX], s.width_shift_range * width),
+        _symmetric(col[_TY], s.height_shift_range * height),
+        _symmetric(col[_SHEAR], math.radians(s.shear_range)),
+        zoom[0],
+        zoom[1],
+        _flip_factor(col[_HFLIP], s.horizontal_flip),
+        _flip_factor(col[_VFLIP], s.vertical_flip),
+        height=height,
+        width=width,
+    )
+
+
+def _channel_shift(images, u, settings: AugmentSettings, value_range: tuple[float, float]):
+    """Add one intensity per image to all channels, clipped to its min/max and value_range."""
+    low, high = value_range
+    # The range is in 0..255 units; rescale it to the layer's value range.
+    limit = settings.channel_shift_range * (high - low) / 255.0
+    shift = ops.reshape(_symmetric(u, limit), (-1, 1, 1, 1))
+    # Legacy clips to the image's own min/max; folding value_range in saves a full pass.
+    lo = ops.maximum(ops.min(images, axis=(1, 2, 3), keepdims=True), low)
+    hi = ops.minimum(ops.max(images, axis=(1, 2, 3), keepdims=True), high)
+    return ops.clip(images + shift, lo, hi)
+
+
+def augment_batch(
+    images,
+    draws,
+    settings: AugmentSettings,
+    value_range: tuple[float, float] = (0.0, 1.0),
+):
+    """Augment a (B, H, W, C) batch with (B, N_DRAWS) uniform draws in [0, 1).
+
+    The one implementation of the semantics: the layer calls it with draws from a seed
+    generator, the tf.data pipeline with stateless draws keyed by (seed, epoch, batch)."""
+    images = ops.cast(images, "float32")
+    height, width = images.shape[1], images.shape[2]
+    out = ops.image.affine_transform(
+        images,
+        _transforms(draws, settings, height, width),
+        interpolation="bilinear",
+        fill_mode=settings.fill_mode,
+        fill_value=0.0,
+        data_format="channels_last",
+    )
+    if settings.channel_shift_range > 0:
+        return _channel_shift(out, draws[:, _CSHIFT], settings, value_range)
+    return ops.clip(out, value_range[0], value_range[1])
+
+
 @keras.saving.register_keras_serializable(package="stacklab")
 class RandomAugment(keras.layers.Layer):
     """One fused random affine transform per image (rotation, shear, zoom, shift composed into a
@@ -89,54 +150,12 @@ class RandomAugment(keras.layers.Layer):
         self.generator = keras.random.SeedGenerator(seed)
         self.built = True
 
-    def _transforms(self, draws, height: int, width: int):
-        """Per-image (N, 8) transforms from (N, 9) uniform draws."""
-        s = self.settings
-        # One unstack instead of nine slices: fewer ops matters when run eagerly.
-        col = ops.unstack(draws, num=_N_DRAWS, axis=1)
-        zoom = 1.0 + _symmetric(col[_ZX], s.zoom_range), 1.0 + _symmetric(col[_ZY], s.zoom_range)
-        return _compose(
-            _symmetric(col[_THETA], math.radians(s.rotation_range)),
-            _symmetric(col[_TX], s.width_shift_range * width),
-            _symmetric(col[_TY], s.height_shift_range * height),
-            _symmetric(col[_SHEAR], math.radians(s.shear_range)),
-            zoom[0],
-            zoom[1],
-            _flip_factor(col[_HFLIP], s.horizontal_flip),
-            _flip_factor(col[_VFLIP], s.vertical_flip),
-            height=height,
-            width=width,
-        )
-
-    def _channel_shift(self, images, u):
-        """Add one intensity per image to all channels, clipped to its min/max and value_range."""
-        low, high = self.value_range
-        # The range is in 0..255 units; rescale it to the layer's value range.
-        limit = self.settings.channel_shift_range * (high - low) / 255.0
-        shift = ops.reshape(_symmetric(u, limit), (-1, 1, 1, 1))
-        # Legacy clips to the image's own min/max; folding value_range in saves a full pass.
-        lo = ops.maximum(ops.min(images, axis=(1, 2, 3), keepdims=True), low)
-        hi = ops.minimum(ops.max(images, axis=(1, 2, 3), keepdims=True), high)
-        return ops.clip(images + shift, lo, hi)
-
     def call(self, images, training=None):
         """Augment a (B, H, W, C) batch when training; return it untouched otherwise."""
         if not training:
             return images
-        images = ops.cast(images, "float32")
-        height, width = images.shape[1], images.shape[2]
-        draws = keras.random.uniform((ops.shape(images)[0], _N_DRAWS), seed=self.generator)
-        out = ops.image.affine_transform(
-            images,
-            self._transforms(draws, height, width),
-            interpolation="bilinear",
-            fill_mode=self.settings.fill_mode,
-            fill_value=0.0,
-            data_format="channels_last",
-        )
-        if self.settings.channel_shift_range > 0:
-            return self._channel_shift(out, draws[:, _CSHIFT])
-        return ops.clip(out, self.value_range[0], self.value_range[1])
+        draws = keras.random.uniform((ops.shape(images)[0], N_DRAWS), seed=self.generator)
+        return augment_batch(images, draws, self.settings, self.value_range)
 
     def compute_output_shape(self, input_shape):
         """Augmentation keeps the shape."""

@@ -29,7 +29,7 @@ from worker.ml.models import (
     set_bn_momentum,
     transfer_weights,
 )
-from worker.ml.pipeline import make_input
+from worker.ml.pipeline import can_augment, make_input
 from worker.ml.pretrain import load_pretrained, pretrained_kernel_sizes
 from worker.ml.reporting import Reporter
 from worker.ml.splits import pretrain_split_warnings
@@ -69,12 +69,27 @@ def build_model(config: FinetuneConfig, num_classes: int, pretrained_dir: Path |
     return classifier, copied
 
 
-def training_model(classifier: keras.Model, config: FinetuneConfig) -> keras.Model:
-    """The graph that trains: optional augmentation, encoder (frozen or not), head."""
+def augment_in_graph(config: FinetuneConfig, resume: Checkpoint | None = None) -> bool:
+    """Whether augmentation runs inside the model rather than in the input pipeline.
+
+    The pipeline does it where it can (TensorFlow): in parallel with the step, and with
+    draws keyed by (seed, epoch, batch), so no RNG state needs checkpointing. A checkpoint
+    taken when the model augmented (before the pipeline could) resumes the same way."""
+    if not config.augment:
+        return False
+    if resume is not None and resume.state.get("augment", "graph") == "graph":
+        return True
+    return not can_augment()
+
+
+def training_model(
+    classifier: keras.Model, config: FinetuneConfig, *, in_graph: bool | None = None
+) -> keras.Model:
+    """The graph that trains: augmentation when in_graph, encoder (frozen or not), head."""
     encoder, head = encoder_of(classifier), classifier.layers[-1]
     inputs = keras.Input(classifier.input_shape[1:], name="train_input")
     x = inputs
-    if config.augment:
+    if augment_in_graph(config) if in_graph is None else in_graph:
         x = build_augmenter(config.augmentation, seed=config.seed)(x)
     if config.freeze_encoder:
         encoder.trainable = False
@@ -110,7 +125,8 @@ def finetune(
     with runtime(config.runtime, config.seed):
         classifier, copied = build_model(config, dataset.num_classes, pretrained_dir)
         set_bn_momentum(classifier, config.bn_momentum)
-        model = training_model(classifier, config)
+        in_graph = augment_in_graph(config, resume)
+        model = training_model(classifier, config, in_graph=in_graph)
         model.compile(
             optimizer=make_optimizer(config.optimizer, config.lr),
             loss="sparse_categorical_crossentropy",
@@ -135,6 +151,7 @@ def finetune(
                 seed=config.seed,
                 start_epoch=start.epoch,
                 max_steps=config.steps_per_epoch,
+                augment=config.augmentation if config.augment and not in_graph else None,
             ),
             val=make_input(split.x_val, split.y_val, batch_size=bs, shuffle=False),
             epochs=config.epochs,
@@ -142,7 +159,7 @@ def finetune(
             callbacks=[stopper],
             class_weight=dataset.class_weights() if config.class_weights else None,
             start=start,
-            snapshot=_snapshot(model, stopper, key),
+            snapshot=_snapshot(model, stopper, key, "graph" if in_graph else "pipeline"),
         )
         _describe(result, stopper, config, copied, warnings)
         training = result.summary()
@@ -165,10 +182,11 @@ def _early_stopping(config: FinetuneConfig) -> ResumableEarlyStopping:
     )
 
 
-def _snapshot(model: keras.Model, stopper: ResumableEarlyStopping, key: dict):
+def _snapshot(model: keras.Model, stopper: ResumableEarlyStopping, key: dict, augment: str):
     def snapshot(state: FitState) -> Checkpoint:
         stopping, best = stopper.snapshot(state.epoch)
         payload = {"run": key, "fit": state.to_json(), "early_stopping": stopping}
+        payload["augment"] = augment  # where augmentation ran: a resume keeps it there
         return Checkpoint("finetune", state.epoch, payload, capture_training(model) | best)
 
     return snapshot

@@ -10,6 +10,11 @@ already run: a run resumed at epoch k (`start_epoch=k`) sees exactly the batches
 uninterrupted run saw from epoch k on. Every epoch ends with its own, possibly partial,
 batch. With `max_steps` (a quick run) an epoch is the first max_steps batches of its own
 order, so the rule holds for limited epochs too.
+
+With `augment`, on TensorFlow, augmentation is a parallel stage of the same pipeline, so it
+overlaps with the train step instead of running inside it. Its random draws are stateless,
+keyed by (seed, epoch, batch index): a resumed run augments exactly as the uninterrupted
+one did without any RNG state in the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from jobspec.params import AugmentSettings
+
+# Folded into the augmentation key so its draws never coincide with the shuffle's.
+_AUGMENT_STREAM = 0x5EED_A06
+
 
 @dataclass(frozen=True)
 class InputData:
@@ -32,6 +42,12 @@ class InputData:
     steps: int
     images: int
     batch_size: int
+    augmented: bool = False  # the batches come out augmented
+
+
+def can_augment() -> bool:
+    """Whether make_input can augment (TensorFlow's tf.data); elsewhere the model does."""
+    return keras.backend.backend() == "tensorflow"
 
 
 def make_input(
@@ -43,9 +59,13 @@ def make_input(
     seed: int = 0,
     start_epoch: int = 0,
     max_steps: int | None = None,
+    augment: AugmentSettings | None = None,
 ) -> InputData:
     """A repeating stream of (x, y) batches, or x alone when y is None, from start_epoch on;
-    `max_steps` caps the batches of each epoch."""
+    `max_steps` caps the batches of each epoch; `augment` (only where can_augment())
+    augments every batch."""
+    if augment is not None and not can_augment():
+        raise ValueError("this backend augments inside the model, not in the pipeline")
     if len(x) == 0:
         raise ValueError("cannot train or validate on zero images")
     if start_epoch < 0:
@@ -63,13 +83,22 @@ def make_input(
         seed=seed,
         start_epoch=start_epoch,
         steps=steps,
+        **({} if augment is None else {"augment": augment}),
     )
     images = min(len(x), steps * batch_size)
-    return InputData(data=data, steps=steps, images=images, batch_size=batch_size)
+    return InputData(data, steps, images, batch_size, augmented=augment is not None)
 
 
 def _tf_dataset(
-    x, y, *, batch_size: int, shuffle: bool, seed: int, start_epoch: int, steps: int | None = None
+    x,
+    y,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    start_epoch: int,
+    steps: int | None = None,
+    augment: AugmentSettings | None = None,
 ):
     import tensorflow as tf  # the input pipeline only; models stay backend-agnostic
 
@@ -86,17 +115,39 @@ def _tf_dataset(
         if shuffle:
             key = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(order, seed=key)
-        return tf.data.Dataset.from_tensor_slices(starts).map(
-            lambda start: order[start : start + batch_size]
+        return (
+            tf.data.Dataset.from_tensor_slices(starts)
+            .enumerate()
+            .map(lambda batch, start: (epoch, batch, order[start : start + batch_size]))
         )
 
-    def load(idx):
+    augment_fn = None if augment is None else _tf_augmenter(augment, seed)
+
+    def load(epoch, batch, idx):
         xb = tf.cast(tf.gather(images, idx), tf.float32) / 255.0
+        if augment_fn is not None:
+            xb = augment_fn(xb, epoch, batch)
         return xb if labels is None else (xb, tf.gather(labels, idx))
 
     ds = tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _tf_augmenter(settings: AugmentSettings, seed: int):
+    """(batch, epoch, batch index) -> the batch augmented with draws keyed by all three."""
+    import tensorflow as tf
+
+    from worker.ml.augment import N_DRAWS, augment_batch
+
+    def run(xb, epoch, batch):
+        key = tf.stack([tf.constant(seed, tf.int64), tf.constant(_AUGMENT_STREAM, tf.int64)])
+        key = tf.random.experimental.stateless_fold_in(key, epoch)
+        key = tf.random.experimental.stateless_fold_in(key, batch)
+        draws = tf.random.stateless_uniform((tf.shape(xb)[0], N_DRAWS), seed=key)
+        return augment_batch(xb, draws, settings)
+
+    return run
 
 
 def _numpy_batches(

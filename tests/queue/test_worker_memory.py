@@ -1,0 +1,45 @@
+"""A worker that does not grow: Celery's own safety nets come from the settings, and a run
+records its process's memory (and CPU, and GPU where there is one) as system metrics."""
+
+from __future__ import annotations
+
+import pytest
+from celery import Celery
+
+from store.db import session_scope
+from store.queue import configure
+from store.runs import metrics as metrics_service
+from store.settings import Settings
+from tests.queue.test_queue import finished, launch
+
+
+def test_worker_child_recycling_comes_from_the_settings(monkeypatch):
+    monkeypatch.setenv("STACKLAB_WORKER_MAX_MEMORY_MB", "3000")
+    monkeypatch.setenv("STACKLAB_WORKER_MAX_TASKS_PER_CHILD", "7")
+    conf = configure(Celery("t"), Settings()).conf
+    assert conf.worker_max_memory_per_child == 3000 * 1024  # Celery counts KiB
+    assert conf.worker_max_tasks_per_child == 7
+    defaults = configure(Celery("t"), Settings(_env_file=None)).conf
+    assert defaults.worker_max_memory_per_child and defaults.worker_max_tasks_per_child
+    # 0 switches a net off (Celery's None), as the memory bench does.
+    off = Settings(worker_max_memory_mb=0, worker_max_tasks_per_child=0)
+    conf = configure(Celery("t"), off).conf
+    assert conf.worker_max_memory_per_child is None and conf.worker_max_tasks_per_child is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["redis-postgres"], indirect=True)
+def test_a_run_records_the_worker_process_memory_as_system_metrics(stack):
+    run = launch(
+        kind="finetune",
+        dataset="demo-tiny",
+        params={"encoder": "scratch", "architecture": "single", "epochs": 1, "batch_size": 50},
+    )[0]
+    run = finished(run.id)
+    assert run.status == "succeeded", run.error
+    with session_scope() as session:
+        series = metrics_service.series(session, run.id)
+    rss = series["system/rss_mb"]
+    assert rss[0][0] == 0 and all(value > 50 for _, value in rss)  # MiB of a TF process
+    assert "system/gpu_util" not in series  # a CPU worker: the GPU series are absent
+    assert [step for step, _ in series["finetune/val_loss"]] == [1]

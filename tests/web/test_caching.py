@@ -1,0 +1,159 @@
+"""Static files: versioned URLs cached for a year, others revalidated. Polled JSON: ETag and
+304 while nothing changed, a new ETag once something did."""
+
+from __future__ import annotations
+
+import re
+
+from backend.web import IMMUTABLE, VERSIONS
+from tests.web.factories import make_run
+
+REFERENCE = re.compile(r'(?:src|href)="(/(?:static|vendor)/[^"]*)"')
+
+
+def test_versioned_static_urls_are_cached_for_a_year(client):
+    for url, version in VERSIONS.items():
+        response = client.get(f"{url}?v={version}")
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"] == IMMUTABLE, url
+
+
+def test_unversioned_or_stale_static_urls_are_revalidated(client):
+    for url in ("/static/js/api.js", "/static/js/api.js?v=old", "/vendor/plotly.min.js"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"] == "no-cache", url
+        again = client.get(url, headers={"If-None-Match": response.headers["etag"]})
+        assert again.status_code == 304 and again.content == b"", url
+
+
+def _references(html: str) -> list[str]:
+    return REFERENCE.findall(html)
+
+
+def test_every_static_reference_in_pages_is_versioned(client):
+    run_id = make_run("finetune", "succeeded", metrics={"finetune/val_accuracy": [0.5, 0.6]})
+    pages = ["/runs", "/runs/new", f"/runs/{run_id}", "/compare", "/datasets", "/docs"]
+    seen = set()
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        for ref in _references(response.text):
+            if ref.startswith("/vendor/docs/"):  # Swagger's own assets, from fastapi-offline
+                continue
+            url, _, query = ref.partition("?")
+            assert query == f"v={VERSIONS[url]}", (page, ref)
+            seen.add(url)
+    assert {"/static/js/api.js", "/static/css/app.css", "/vendor/plotly.min.js"} <= seen
+
+
+def test_plotly_is_deferred_and_only_on_chart_pages(client):
+    run_id = make_run("finetune", "succeeded")
+    chart_page = client.get(f"/runs/{run_id}").text
+    tag = re.search(r"<script[^>]*/vendor/plotly\.min\.js[^>]*>", chart_page)
+    assert tag and " defer" in tag.group(0)
+    for page in ("/runs", "/runs/new", "/datasets"):
+        assert "plotly" not in client.get(page).text, page
+
+
+def _poll(client, url: str, tag: str | None = None):
+    return client.get(url, headers={"If-None-Match": tag} if tag else {})
+
+
+def test_unchanged_polls_get_304_without_a_body(client):
+    run_id = make_run("finetune", "running", progress={"stage": "finetune", "epoch": 1})
+    other = make_run("finetune", "succeeded", metrics={"finetune/val_accuracy": [0.5]})
+    urls = [
+        f"/api/runs/{run_id}",
+        f"/api/runs/{run_id}/curves?max_points=500",
+        f"/api/runs/{run_id}/partial",
+        "/api/runs/table?status=running",
+        "/api/queue",
+        f"/api/compare?ids={run_id},{other}",
+    ]
+    for url in urls:
+        first = _poll(client, url)
+        assert first.status_code == 200, url
+        tag = first.headers["etag"]
+        again = _poll(client, url, tag)
+        assert again.status_code == 304, url
+        assert again.content == b"" and again.headers["etag"] == tag, url
+
+
+def test_a_new_metric_or_status_gives_a_new_etag(client):
+    from store.db import session_scope
+    from store.runs import attempts
+    from store.runs import metrics as metrics_service
+
+    run_id = make_run("finetune", "running", progress={"stage": "finetune", "epoch": 1})
+    urls = [f"/api/runs/{run_id}", f"/api/runs/{run_id}/curves", "/api/runs/table"]
+    tags = {url: _poll(client, url).headers["etag"] for url in urls}
+
+    with session_scope() as session:
+        metrics_service.log_epoch(
+            session=session,
+            run_id=run_id,
+            stage="finetune",
+            step=1,
+            values={"loss": 0.5},
+        )
+    for url in urls:
+        changed = _poll(client, url, tags[url])
+        assert changed.status_code == 200 and changed.content, url
+        assert changed.headers["etag"] != tags[url], url
+        tags[url] = changed.headers["etag"]
+
+    with session_scope() as session:
+        attempts.finish(session=session, run_id=run_id, attempt=1, status="succeeded")
+    for url in urls:
+        changed = _poll(client, url, tags[url])
+        assert changed.status_code == 200, url
+        assert changed.headers["etag"] != tags[url], url
+    assert _poll(client, urls[0]).json()["status"] == "succeeded"
+
+
+def test_an_edit_through_the_api_gives_a_new_etag(client):
+    run_id = make_run("finetune", "succeeded")
+    url = f"/api/runs/{run_id}"
+    tag = _poll(client, url).headers["etag"]
+    client.patch(url, json={"notes": "a new note"})
+    changed = _poll(client, url, tag)
+    assert changed.status_code == 200 and changed.json()["notes"] == "a new note"
+
+
+def test_api_js_sends_the_etag_and_reuses_the_body_on_304():
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed")
+    api_js = (Path(__file__).resolve().parents[2] / "static/js/api.js").read_text()
+    script = (
+        api_js
+        + """
+    const sent = [];
+    globalThis.fetch = async (path, init) => {
+      sent.push(init.headers["If-None-Match"] || null);
+      const first = sent.length === 1;
+      return {
+        status: first ? 200 : 304, ok: first,
+        headers: { get: () => 'W/"v1"' },
+        text: async () => (first ? '{"n": 1}' : ""),
+      };
+    };
+    (async () => {
+      const a = await api.get("/api/x");
+      const b = await api.get("/api/x");
+      console.log(JSON.stringify({ a, b, sent }));
+    })();
+    """
+    )
+    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out == {"a": {"n": 1}, "b": {"n": 1}, "sent": [None, 'W/"v1"']}
