@@ -88,7 +88,7 @@ def test_an_augmentation_study_from_the_form_gives_a_verdict(page):
     fill_params(
         page,
         "ablation",
-        {"params.epochs": "2", "params.batch_size": "50", "params.bn_momentum": "0.9"},
+        {"params.epochs": "1", "params.batch_size": "50", "params.bn_momentum": "0.9"},
     )
     submit(page, "ablation")
     page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=30_000)

@@ -20,7 +20,7 @@ NAME = "cifar-imbalanced"
 TRAIN_PER_CLASS = (60, 48, 39, 31, 25, 20, 16, 13, 11, 10)  # 6:1, the rarest last
 TEST_PER_CLASS = 20
 STAGE = {"epochs": 1, "batch_size": 64}
-FINETUNE = {"epochs": 2, "batch_size": 64, "early_stopping": {"patience": 1}}
+FINETUNE = {"epochs": 1, "batch_size": 64}
 
 pytestmark = [
     pytest.mark.slow,
