@@ -102,21 +102,20 @@ def _scratch(base: dict, context: Context) -> dict:
     return out
 
 
-def _pretrained(base: dict, context: Context) -> dict:
-    out = {**base, "encoder": _architecture(base)}
+def _pretrained_encoder(base: dict, encoder: str) -> dict:
+    """The shared params with a pretrained encoder (no scratch-only fields left over)."""
+    out = {**base, "encoder": encoder}
     out.pop("architecture", None)
     out.pop("kernel_sizes", None)
     return out
 
 
-def _pretrained_as(encoder: str) -> Callable[[dict, Context], dict]:
-    def apply(base: dict, context: Context) -> dict:
-        out = {**base, "encoder": encoder}
-        out.pop("architecture", None)
-        out.pop("kernel_sizes", None)
-        return out
+def _pretrained(base: dict, context: Context) -> dict:
+    return _pretrained_encoder(base, _architecture(base))
 
-    return apply
+
+def _pretrained_as(encoder: str) -> Callable[[dict, Context], dict]:
+    return lambda base, context: _pretrained_encoder(base, encoder)
 
 
 FACTORS: dict[str, Factor] = {

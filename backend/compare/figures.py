@@ -8,7 +8,6 @@ from jobspec.metrics import Metric
 
 MAX_POINTS = 500
 PALETTE = ["#2f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
-ARM_COLORS = {"off": "#57606a", "on": "#1a7f37"}
 LAYOUT = {
     "margin": {"l": 56, "r": 16, "t": 36, "b": 44},
     "legend": {"orientation": "h", "y": -0.2},
@@ -99,54 +98,3 @@ def difference(title: str, matrix: list[list[float]], class_names: list[str]) ->
     return plotting.figure(
         [trace], plotting.heatmap_layout(f"{title} ({note})" if note else title, height=380)
     )
-
-
-def bands(title: str, arms: dict[str, list[dict]], percent: bool = False) -> dict:
-    """Per arm: the mean over seeds as a line and the min-max over seeds as a shaded band.
-
-    arms maps an arm name to points {"step", "mean", "low", "high", "n"}.
-    """
-    data = []
-    scale = 100.0 if percent else 1.0
-    for arm, points in arms.items():
-        if not points:
-            continue
-        color = ARM_COLORS.get(arm, PALETTE[0])
-        steps = [p["step"] for p in points]
-        data.append(
-            {
-                "type": "scatter",
-                "x": steps + steps[::-1],
-                "y": [p["high"] * scale for p in points] + [p["low"] * scale for p in points][::-1],
-                "fill": "toself",
-                "fillcolor": _alpha(color, 0.18),
-                "line": {"width": 0},
-                "hoverinfo": "skip",
-                "name": f"augment {arm}: min–max over seeds",
-                "showlegend": True,
-            }
-        )
-        data.append(
-            {
-                "type": "scatter",
-                "x": steps,
-                "y": [p["mean"] * scale for p in points],
-                "customdata": [p["n"] for p in points],
-                "mode": "lines+markers" if len(points) < 40 else "lines",
-                "line": {"color": color, "width": 2.5},
-                "name": f"augment {arm}: mean",
-                "hovertemplate": "epoch %{x}<br>mean %{y:.3f}<br>%{customdata} seeds"
-                "<extra></extra>",
-            }
-        )
-    layout = {
-        "title": {"text": title, "font": {"size": 14}},
-        "xaxis": {"title": {"text": "epoch"}},
-        **LAYOUT,
-    }
-    return plotting.figure(data, layout)
-
-
-def _alpha(hex_color: str, alpha: float) -> str:
-    red, green, blue = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({red},{green},{blue},{alpha})"
