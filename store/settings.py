@@ -109,11 +109,11 @@ class Settings(BaseSettings):
         "after a job is replaced by a fresh one before the next job; 0 = never",
     )
     worker_max_tasks_per_child: int = Field(
-        20,
+        100,
         ge=0,
         description="A worker's pool child is replaced by a fresh one after this many jobs "
-        "(it imports TensorFlow again, a few seconds); it grows ~60 MB a job on CPU "
-        "(bench/worker_memory.py), so 20 keeps it near 2 GB; 0 = never",
+        "(it imports TensorFlow again, a few seconds); a safety net: the child grows about "
+        "6 MB a job once warm (bench/worker_memory.py); 0 = never",
     )
     system_metrics_seconds: float = Field(
         5.0,
