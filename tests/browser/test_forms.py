@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 
 import httpx
 import pytest
 
 from tests.browser.chromium import screenshot
 from tests.browser.test_hardening import WATCH_CSP
-from tests.web.factories import make_run
+from tests.web.factories import make_run, make_tune_study
 
 pytestmark = pytest.mark.slow
 
@@ -33,36 +32,9 @@ TUNE = {
 
 def finished_tune() -> int:
     """A tune run on demo-ui with two completed trials in its Optuna study (rows only)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution
-
-    from store.db import session_scope
-    from store.runs import metrics as metrics_service
-    from store.runs import service as runs_service
-    from store.settings import get_settings
-
-    name = f"ui-forms-{uuid.uuid4().hex[:6]}"
-    run_id = make_run("tune", params={**TUNE, "study_name": name}, dataset="demo-ui")
-    storage = optuna.storages.RDBStorage(get_settings().sqlalchemy_url)
-    study = optuna.create_study(study_name=name, storage=storage)
-    space = {
-        "kernel_size": CategoricalDistribution([3, 5]),
-        "optimizer": CategoricalDistribution(["adam", "rmsprop"]),
-    }
-    for number, (kernel_size, optimizer, value) in enumerate(
-        [(3, "adam", 0.2), (5, "rmsprop", 0.1)]
-    ):
-        params = {"kernel_size": kernel_size, "optimizer": optimizer}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
-        with session_scope() as session:
-            trial = {"number": number, "params": params, "state": "complete", "value": value}
-            metrics_service.record_trial(
-                session=session, run_id=run_id, trial=trial | {"intermediate": {}, "seconds": 1}
-            )
-    storage.engine.dispose()
-    with session_scope() as session:
-        runs_service.get_run(session, run_id).study_name = name
-    return run_id
+    return make_tune_study(
+        TUNE, [(3, "adam", 0.2), (5, "rmsprop", 0.1)], prefix="ui-forms", dataset="demo-ui"
+    )
 
 
 @pytest.fixture

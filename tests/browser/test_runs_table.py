@@ -21,8 +21,7 @@ from store.db import session_scope
 from store.runs.models import Run
 from store.timeutil import utcnow
 from tests.browser.chromium import screenshot
-from tests.web.factories import finetune_result, make_run
-from tests.web.test_runs_table_actions import referencing_rows
+from tests.web.factories import finetune_result, make_run, owned_rows
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +117,7 @@ def test_bulk_cancel_then_delete(watched, live):
     assert page.locator("#bulk-result").inner_text() == "2 deleted."
     for run_id in (queued, done):
         assert httpx.get(f"{live}/api/runs/{run_id}").status_code == 404
-    assert set(referencing_rows([queued, done]).values()) == {0}
+    assert set(owned_rows([queued, done]).values()) == {0}
     assert_clean(page)
 
 

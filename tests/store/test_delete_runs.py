@@ -5,18 +5,17 @@ On SQLite and PostgreSQL (the `store` fixture)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
 
 import store.models  # noqa: F401  (every table in the metadata)
 from store.artifacts import service as artifacts_service
-from store.artifacts.models import CHUNK_BYTES, Artifact, ArtifactChunk
-from store.base import Base
+from store.artifacts.models import CHUNK_BYTES
 from store.db import session_scope
 from store.runs import attempts, checkpoints
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.models import Run, RunGroup
 from store.workers import service as workers_service
+from tests.web.factories import owned_rows, table_sizes
 
 
 def make(dataset_id: int, kind: str = "pretrain", status: str = "succeeded", **fields) -> int:
@@ -56,36 +55,6 @@ def make(dataset_id: int, kind: str = "pretrain", status: str = "succeeded", **f
         if status != "running":
             attempts.finish(session=session, run_id=run_id, attempt=1, status=status)
     return run_id
-
-
-def owned_rows(run_ids: list[int]) -> dict[str, int]:
-    """Rows that point at these runs, in every table with a column referencing runs."""
-    with session_scope() as session:
-        counts = {}
-        for table in Base.metadata.sorted_tables:
-            for fk in table.foreign_keys:
-                if fk.column.table.name == "runs":
-                    where = fk.parent.in_(run_ids)
-                    counts[f"{table.name}.{fk.parent.name}"] = session.scalar(
-                        select(func.count()).select_from(table).where(where)
-                    )
-        counts["runs.id"] = session.scalar(select(func.count()).where(Run.id.in_(run_ids)))
-        counts["runs.source_run_id"] = session.scalar(
-            select(func.count()).where(Run.source_run_id.in_(run_ids))
-        )
-        files = select(Artifact.id).where(Artifact.run_id.in_(run_ids))
-        counts["artifact_chunks"] = session.scalar(
-            select(func.count()).where(ArtifactChunk.artifact_id.in_(files))
-        )
-    return counts
-
-
-def table_sizes() -> dict[str, int]:
-    with session_scope() as session:
-        return {
-            t.name: session.scalar(select(func.count()).select_from(t))
-            for t in Base.metadata.sorted_tables
-        }
 
 
 def delete(run_ids: list[int]) -> dict[int, str | None]:

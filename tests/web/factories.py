@@ -340,3 +340,84 @@ def make_ablation(
                 dataset=dataset,
             )
     return group
+
+
+def make_tune_study(
+    params: dict, trials: list[tuple[int, str, float]], *, prefix: str = "tune", **fields
+) -> int:
+    """A finished tune run whose Optuna study ("<prefix>-<random>") holds completed trials
+    (kernel size, optimizer, value), stored as the worker stores them; `fields` go to
+    make_run."""
+    import uuid
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from store.settings import get_settings
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    run_id = make_run("tune", params={**params, "study_name": name}, **fields)
+    storage = optuna.storages.RDBStorage(get_settings().sqlalchemy_url)
+    study = optuna.create_study(study_name=name, storage=storage)
+    space = {
+        "kernel_size": CategoricalDistribution(sorted({k for k, _, _ in trials})),
+        "optimizer": CategoricalDistribution(sorted({o for _, o, _ in trials})),
+    }
+    for number, (kernel_size, optimizer, value) in enumerate(trials):
+        trial_params = {"kernel_size": kernel_size, "optimizer": optimizer}
+        study.add_trial(
+            optuna.trial.create_trial(params=trial_params, distributions=space, value=value)
+        )
+        with session_scope() as session:
+            trial = {"number": number, "params": trial_params, "state": "complete", "value": value}
+            metrics_service.record_trial(
+                session=session, run_id=run_id, trial=trial | {"intermediate": {}, "seconds": 1}
+            )
+    storage.engine.dispose()
+    with session_scope() as session:
+        runs_service.get_run(session, run_id).study_name = name
+    return run_id
+
+
+def owned_rows(run_ids: list[int]) -> dict[str, int]:
+    """Rows that point at these runs, in every table with a column referencing runs (and the
+    chunks of their files): what deleting them must leave at zero."""
+    from sqlalchemy import func, select
+
+    import store.models  # noqa: F401  (every table in the metadata)
+    from store.artifacts.models import Artifact, ArtifactChunk
+    from store.base import Base
+    from store.runs.models import Run
+
+    with session_scope() as session:
+        counts = {}
+        for table in Base.metadata.sorted_tables:
+            for fk in table.foreign_keys:
+                if fk.column.table.name == "runs":
+                    where = fk.parent.in_(run_ids)
+                    counts[f"{table.name}.{fk.parent.name}"] = session.scalar(
+                        select(func.count()).select_from(table).where(where)
+                    )
+        counts["runs.id"] = session.scalar(select(func.count()).where(Run.id.in_(run_ids)))
+        counts["runs.source_run_id"] = session.scalar(
+            select(func.count()).where(Run.source_run_id.in_(run_ids))
+        )
+        files = select(Artifact.id).where(Artifact.run_id.in_(run_ids))
+        counts["artifact_chunks"] = session.scalar(
+            select(func.count()).where(ArtifactChunk.artifact_id.in_(files))
+        )
+    return counts
+
+
+def table_sizes() -> dict[str, int]:
+    """Rows per table, every table of the schema."""
+    from sqlalchemy import func, select
+
+    import store.models  # noqa: F401  (every table in the metadata)
+    from store.base import Base
+
+    with session_scope() as session:
+        return {
+            t.name: session.scalar(select(func.count()).select_from(t))
+            for t in Base.metadata.sorted_tables
+        }

@@ -4,19 +4,13 @@ quick runs, data-set warnings and the form's own polish (labels, parent -> data 
 from __future__ import annotations
 
 import re
-import uuid
 
-import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution
 
 from store.db import session_scope
 from store.runs import launch as launcher
-from store.runs import metrics as metrics_service
-from store.runs import service as runs_service
 from store.runs.schemas import RunCreate
-from store.settings import get_settings
-from tests.web.factories import make_run
+from tests.web.factories import make_run, make_tune_study
 
 TRAINED = {"trained_stages": ["ae01", "ae02", "ae03"]}
 TUNE = {
@@ -33,26 +27,9 @@ TUNE = {
 
 def _finished_tune(parent: int | None) -> int:
     """A tune of AE02 on `parent`'s AE01 whose Optuna study's best trial is 5 / sgd."""
-    study_name = f"forms-{uuid.uuid4().hex[:8]}"
-    run_id = make_run("tune", params={**TUNE, "study_name": study_name}, parent_run_id=parent)
-    storage = optuna.storages.RDBStorage(get_settings().sqlalchemy_url)
-    study = optuna.create_study(study_name=study_name, storage=storage)
-    space = {
-        "kernel_size": CategoricalDistribution([3, 5, 7]),
-        "optimizer": CategoricalDistribution(["sgd", "adam"]),
-    }
-    for number, (kernel_size, optimizer, value) in enumerate([(3, "adam", 0.3), (5, "sgd", 0.1)]):
-        params = {"kernel_size": kernel_size, "optimizer": optimizer}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
-        with session_scope() as session:
-            trial = {"number": number, "params": params, "state": "complete", "value": value}
-            metrics_service.record_trial(
-                session=session, run_id=run_id, trial=trial | {"intermediate": {}, "seconds": 1}
-            )
-    storage.engine.dispose()
-    with session_scope() as session:
-        runs_service.get_run(session, run_id).study_name = study_name
-    return run_id
+    return make_tune_study(
+        TUNE, [(3, "adam", 0.3), (5, "sgd", 0.1)], prefix="forms", parent_run_id=parent
+    )
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,20 @@ import io
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
 
 import store.models  # noqa: F401  (every table in the metadata)
 from backend.runs import table_csv
-from store.base import Base
 from store.db import session_scope
 from store.runs.models import Run, RunGroup
 from store.timeutil import utcnow
-from tests.web.factories import finetune_result, make_group, make_run, make_worker
+from tests.web.factories import (
+    finetune_result,
+    make_group,
+    make_run,
+    make_worker,
+    owned_rows,
+    table_sizes,
+)
 
 
 def test_an_empty_store_opens_on_the_first_run_page_and_a_used_one_on_the_runs_table(client):
@@ -279,31 +284,6 @@ def test_archiving_a_live_run_is_refused(client):
 # --- delete -----------------------------------------------------------------------------
 
 
-def referencing_rows(run_ids: list[int]) -> dict[str, int]:
-    """Rows pointing at these runs in every table with a column that references runs."""
-    with session_scope() as session:
-        counts = {"runs.id": session.scalar(select(func.count()).where(Run.id.in_(run_ids)))}
-        counts["runs.source_run_id"] = session.scalar(
-            select(func.count()).where(Run.source_run_id.in_(run_ids))
-        )
-        for t in Base.metadata.sorted_tables:
-            for fk in t.foreign_keys:
-                if fk.column.table.name == "runs":
-                    where = fk.parent.in_(run_ids)
-                    counts[f"{t.name}.{fk.parent.name}"] = session.scalar(
-                        select(func.count()).select_from(t).where(where)
-                    )
-        return counts
-
-
-def table_sizes() -> dict[str, int]:
-    with session_scope() as session:
-        return {
-            t.name: session.scalar(select(func.count()).select_from(t))
-            for t in Base.metadata.sorted_tables
-        }
-
-
 def test_bulk_delete_removes_the_runs_rows_and_files_and_nothing_else(client):
     group = make_group("ablation_study", name="del-study")
     files = {"classifier.weights.h5": b"w" * 2000, "predictions.npz": b"p"}
@@ -321,16 +301,16 @@ def test_bulk_delete_removes_the_runs_rows_and_files_and_nothing_else(client):
         session.get(Run, sibling).source_run_id = child
     make_worker("del-worker", current_run_id=child)
     doomed = [pretrain, child]
-    assert referencing_rows(doomed)["metrics.run_id"] == 3
-    assert referencing_rows(doomed)["artifacts.run_id"] == 4
-    kept_before = referencing_rows([sibling])
+    assert owned_rows(doomed)["metrics.run_id"] == 3
+    assert owned_rows(doomed)["artifacts.run_id"] == 4
+    kept_before = owned_rows([sibling])
     sizes = table_sizes()
 
     results = bulk(client, "delete", [child, pretrain])
 
     assert results == {child: {"id": child, "ok": True}, pretrain: {"id": pretrain, "ok": True}}
-    assert set(referencing_rows(doomed).values()) == {0}
-    assert referencing_rows([sibling]) == kept_before
+    assert set(owned_rows(doomed).values()) == {0}
+    assert owned_rows([sibling]) == kept_before
     changed = {t: sizes[t] - n for t, n in table_sizes().items() if n != sizes[t]}
     assert changed == {
         "runs": 2,
