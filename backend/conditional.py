@@ -9,22 +9,40 @@ The validator is what the answer is computed from, never the answer itself:
   latest times over all runs, the last metric row id and the workers' last beat, plus a
   30-second clock slot, because queue ETAs and "worker online" move with the clock and a
   rename changes no timestamp: a concurrently open page is at most 30 s behind an edit.
+
+An unchanged poll is answered before FastAPI routes it (`PollShortcut`, pure ASGI, inside
+the access check), and the validators are kept for STACKLAB_POLL_CACHE_SECONDS (default 1,
+the pace of the workers' progress writes): a hundred pages polling one run cost one small
+query a second, not a hundred. A write through this web process forgets them at once; a
+worker's write shows at most that long later.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+import threading
 import time
+from collections.abc import Callable
 
+import anyio
 from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.deps import SessionDep
+from store.db import session_scope
 from store.runs.models import Metric, Run, TuneTrial
+from store.settings import get_settings
 from store.workers.models import WorkerRecord
 
+log = logging.getLogger(__name__)
+
 CLOCK_SLOT_SECONDS = 30
+MAX_ID = 2**63 - 1  # a larger id is no run: the route answers it (404)
 
 
 def run_state(session: Session, run_id: int) -> tuple:
@@ -70,6 +88,45 @@ def etag(request: Request, state: tuple) -> str:
     return f'W/"{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"'
 
 
+class Validators:
+    """The states above per (kind, id), each kept `poll_cache_seconds` after it was read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[tuple, tuple[float, tuple]] = {}
+
+    def get(self, key: tuple) -> tuple | None:
+        ttl = get_settings().poll_cache_seconds
+        with self._lock:
+            kept = self._states.get(key)
+        return kept[1] if kept and time.monotonic() - kept[0] < ttl else None
+
+    def put(self, key: tuple, state: tuple) -> tuple:
+        with self._lock:
+            if len(self._states) > 10_000:  # ids are the client's choice: keep it bounded
+                self._states.clear()
+            self._states[key] = (time.monotonic(), state)
+        return state
+
+    def forget(self) -> None:
+        with self._lock:
+            self._states.clear()
+
+
+VALIDATORS = Validators()
+
+_STATES: dict[str, Callable[[Session, int], tuple]] = {
+    "run": run_state,
+    "study": study_state,
+    "runs": lambda session, _id: runs_state(session),
+}
+
+
+def current(kind: str, run_id: int, session: Session) -> tuple:
+    """A fresh state of `kind` (read now, and kept for the shortcut)."""
+    return VALIDATORS.put((kind, run_id), _STATES[kind](session, run_id))
+
+
 def answer(request: Request, response: Response, tag: str) -> None:
     """304 (no body) when the client already holds `tag`; else the route runs with it."""
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
@@ -78,19 +135,96 @@ def answer(request: Request, response: Response, tag: str) -> None:
     response.headers.update(headers)
 
 
+def _checked(kind: str, run_id: int, request: Request, response: Response, session) -> None:
+    _learn(request, kind)
+    answer(request, response, etag(request, current(kind, run_id, session)))
+
+
 def _one_run(run_id: int, request: Request, response: Response, session: SessionDep) -> None:
-    answer(request, response, etag(request, run_state(session, run_id)))
+    _checked("run", run_id, request, response, session)
 
 
 def _study(run_id: int, request: Request, response: Response, session: SessionDep) -> None:
-    answer(request, response, etag(request, study_state(session, run_id)))
+    _checked("study", run_id, request, response, session)
 
 
 def _all_runs(request: Request, response: Response, session: SessionDep) -> None:
-    answer(request, response, etag(request, runs_state(session)))
+    _checked("runs", 0, request, response, session)
 
 
 # Put in a route's `dependencies=[...]`; the route's own code and answer stay as they are.
 fresh_run = Depends(_one_run)
 fresh_study = Depends(_study)
 fresh_runs = Depends(_all_runs)
+
+# The full paths (prefix included) of the routes seen using the dependencies above, and
+# the kind each uses. A route is learnt the first time it answers: no client can hold one
+# of its ETags before that.
+_POLLED: dict[str, tuple[re.Pattern, str]] = {}
+
+
+def _learn(request: Request, kind: str) -> None:
+    route, path = request.scope.get("route"), request.scope["path"]
+    pattern = getattr(route, "path_regex", None)
+    if pattern is None:
+        return
+    for at in (i for i, char in enumerate(path) if char == "/"):  # the router's prefix
+        if pattern.match(path[at:]):
+            template = path[:at] + route.path
+            if template not in _POLLED:
+                _POLLED[template] = (compile_path(template)[0], kind)
+            return
+
+
+class PollShortcut:
+    """Pure ASGI middleware: a GET with If-None-Match on a route that uses fresh_run,
+    fresh_study or fresh_runs is answered 304 here when its validator (kept up to
+    STACKLAB_POLL_CACHE_SECONDS) still matches; anything else goes on to FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["method"] in ("GET", "HEAD"):
+                if await self._not_modified(scope, send):
+                    return
+            else:  # a write through this process: no poll may be answered from before it
+                VALIDATORS.forget()
+        await self.app(scope, receive, send)
+
+    async def _not_modified(self, scope: Scope, send: Send) -> bool:
+        if not scope["path"].startswith("/api/"):
+            return False
+        held = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+        if not held:
+            return False
+        for pattern, kind in list(_POLLED.values()):  # noqa: B007 (kind: the matched one)
+            if matched := pattern.match(scope["path"]):
+                break
+        else:
+            return False
+        raw = 0 if kind == "runs" else matched.groupdict().get("run_id")
+        run_id = raw if isinstance(raw, int) else int(raw) if str(raw).isdecimal() else None
+        if run_id is None or run_id > MAX_ID:  # the route answers what is no run
+            return False
+        state = VALIDATORS.get((kind, run_id))
+        if state is None:
+            try:
+                state = await anyio.to_thread.run_sync(_read, kind, run_id)
+            except Exception as err:  # the route answers (and reports) a store that fails
+                log.debug("poll shortcut: %s", err)
+                return False
+        tag = etag(Request(scope), state)
+        if tag not in held.decode("latin-1"):
+            return False
+        headers = [(b"etag", tag.encode()), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+
+
+def _read(kind: str, run_id: int) -> tuple:
+    with session_scope() as session:
+        return current(kind, run_id, session)

@@ -12,6 +12,7 @@ from backend import api_errors, apidocs, hardening, login, security, web
 from backend.body_limit import BodyLimit
 from backend.compare import pages as compare_pages
 from backend.compare import router as compare_router
+from backend.conditional import PollShortcut
 from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
 from backend.groups import pages as groups_pages
@@ -66,6 +67,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit)
     api_errors.install(app)
     web.install(app)
+    app.add_middleware(PollShortcut)  # inside the access check, outside compression
     security.install(app)
     hardening.install(app)
     apidocs.install(app)

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.throttle import Throttle
 from store.settings import SHARED_TOKEN, get_settings
@@ -193,25 +194,62 @@ def csrf_ok(request: Request, submitted: str | None = None) -> bool:
     return _same(given, request.cookies.get(CSRF_COOKIE))
 
 
+class Guard:
+    """The access check as pure ASGI middleware (Starlette's `@app.middleware("http")`
+    costs a task and a body stream per request; this costs a header scan).
+
+    Every request gets `request.state.csrf` (the page forms' CSRF value; a new one is set
+    as a cookie on the response), `signed_in` and `user` (who launched: a token's name, or
+    None on an open site); a refused request never reaches the app.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        state = scope.setdefault("state", {})
+        had_csrf = CSRF_COOKIE in request.cookies
+        state["csrf"] = request.cookies.get(CSRF_COOKIE) if had_csrf else None
+        state["csrf"] = state["csrf"] or secrets.token_urlsafe(24)
+        state["signed_in"] = False
+        state["user"] = None
+        refused = _check(request)
+        if not had_csrf:
+            cookie = _csrf_cookie(state["csrf"], secure=cookie_secure(request))
+
+            async def send_with_cookie(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), cookie]
+                await send(message)
+
+            target = send_with_cookie
+        else:
+            target = send
+        if refused is not None:
+            await refused(scope, receive, target)
+        else:
+            await self.app(scope, receive, target)
+
+
+def _csrf_cookie(value: str, *, secure: bool) -> tuple[bytes, bytes]:
+    """The Set-Cookie header for the CSRF cookie, as Starlette would write it."""
+    carrier = Response()
+    carrier.set_cookie(
+        CSRF_COOKIE,
+        value,
+        samesite="strict",
+        httponly=False,  # the page's JS copies it into a header
+        secure=secure,
+    )
+    return next((k, v) for k, v in carrier.raw_headers if k == b"set-cookie")
+
+
 def install(app: FastAPI) -> None:
     """Add the access check, the login throttle and the CSRF cookie to every request."""
     settings = get_settings()
     app.state.login_throttle = Throttle(limit=settings.login_failures_per_minute, window=60.0)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next) -> Response:
-        # Pages put the CSRF value in their forms; a new one is set as a cookie below.
-        request.state.csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        request.state.signed_in = False
-        request.state.user = None  # who launched: a token's name, or None on an open site
-        refused = _check(request)
-        response = refused or await call_next(request)
-        if CSRF_COOKIE not in request.cookies:
-            response.set_cookie(
-                CSRF_COOKIE,
-                request.state.csrf,
-                samesite="strict",
-                httponly=False,  # the page's JS copies it into a header
-                secure=cookie_secure(request),
-            )
-        return response
+    app.add_middleware(Guard)

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         600.0, gt=0, description="How long a worker keeps retrying a run's final write"
     )
     progress_interval_seconds: float = Field(1.0, ge=0, description="Progress writes, at most")
+    poll_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long the web reuses what a polled answer depends on before asking "
+        "the database again (0: every poll asks); a worker's write shows that much later",
+    )
     embedded_poll_seconds: float = Field(
         0.1, gt=0, description="Embedded queue: how often an idle worker looks for work"
     )

@@ -39,6 +39,17 @@ def test_with_a_token_every_page_api_and_download_needs_it(guarded):
     assert guarded.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
+def test_a_poll_answered_before_routing_still_needs_the_token(guarded):
+    """The 304 shortcut for unchanged polls sits inside the access check."""
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    first = guarded.get("/api/queue", headers=bearer)
+    assert first.status_code == 200
+    held = {"If-None-Match": first.headers["etag"]}
+    assert guarded.get("/api/queue", headers=bearer | held).status_code == 304
+    refused = guarded.get("/api/queue", headers=held)
+    assert refused.status_code == 401 and refused.json()["detail"].startswith("sign in")
+
+
 def test_login_sets_a_session_and_cookie_posts_need_the_csrf_header(guarded):
     bad = guarded.post("/login", data={"token": "nope", "next": "/runs"})
     assert bad.status_code == 401 and "not right" in bad.text

@@ -112,6 +112,20 @@ def test_a_pipeline_started_at_epoch_k_yields_the_batches_after_k_epochs(shuffle
     assert shuffle == any((orders[0] != o).any() for o in orders[1:])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipeline only")
+def test_the_pipeline_runs_without_tf_data_autotuning():
+    """Autotuning's model thread made each iterator's destructor wait out its sleep (seconds
+    at every validation, bench/train_overhead.py); the pipeline uses fixed settings."""
+    from worker.ml.pipeline import PREFETCH_BATCHES
+
+    x = np.zeros((10, 2, 2, 1), dtype=np.uint8)
+    data = make_input(x, np.zeros(10), batch_size=4, shuffle=True, seed=0).data
+    assert data.options().autotune.enabled is False
+    assert PREFETCH_BATCHES >= 2
+    batches = [np.asarray(b[0]) for _, b in zip(range(3), iter(data), strict=False)]
+    assert [len(b) for b in batches] == [4, 4, 2]
+
+
 def test_the_numpy_stream_also_depends_only_on_seed_and_epoch():
     x = np.arange(7 * 4, dtype=np.uint8).reshape(7, 2, 2, 1)
     stream = _numpy_batches(x, None, batch_size=3, shuffle=True, seed=1, start_epoch=0)

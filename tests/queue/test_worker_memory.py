@@ -3,14 +3,18 @@ records its process's memory (and CPU, and GPU where there is one) as system met
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 from celery import Celery
 
 from store.db import session_scope
 from store.queue import configure
 from store.runs import metrics as metrics_service
-from store.settings import Settings
+from store.settings import Settings, get_settings
 from tests.queue.test_queue import finished, launch
+from worker.devstack import Workers, pool_children, wait_for
 
 
 def test_worker_child_recycling_comes_from_the_settings(monkeypatch):
@@ -43,3 +47,34 @@ def test_a_run_records_the_worker_process_memory_as_system_metrics(stack):
     assert rss[0][0] == 0 and all(value > 50 for _, value in rss)  # MiB of a TF process
     assert "system/gpu_util" not in series  # a CPU worker: the GPU series are absent
     assert [step for step, _ in series["finetune/val_loss"]] == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["redis-postgres"], indirect=True)
+def test_a_recycled_pool_child_is_replaced_and_takes_the_next_job(stack, monkeypatch, tmp_path):
+    """Celery replaces the child after STACKLAB_WORKER_MAX_TASKS_PER_CHILD jobs; the new
+    child (which loads TensorFlow again) runs the next one."""
+    queue_name = f"recycle-{uuid.uuid4().hex[:8]}"  # only this worker listens to it
+    monkeypatch.setenv("STACKLAB_QUEUE", queue_name)
+    get_settings.cache_clear()
+    env = {**os.environ, "STACKLAB_WORKER_MAX_TASKS_PER_CHILD": "1"}
+    workers = Workers(env, tmp_path)
+    worker = workers.start("recycler")
+    params = {"encoder": "scratch", "architecture": "single", "epochs": 1, "batch_size": 50}
+    try:
+        first_child = wait_for(lambda: pool_children(worker.pid), timeout=60)
+        run = finished(launch(kind="finetune", dataset="demo-tiny", params=params)[0].id)
+        assert run.status == "succeeded", run.error
+        # The child exits after its one job; Celery starts another in its place.
+        wait_for(
+            lambda: set(pool_children(worker.pid)) - set(first_child),
+            timeout=60,
+            what="a new pool child",
+        )
+        run = finished(launch(kind="finetune", dataset="demo-tiny", params=params)[0].id)
+        assert run.status == "succeeded", run.error
+        assert "recycler" in (run.worker_host or "")
+    finally:
+        workers.stop_all(timeout=10)
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import re
+import time
 
+import pytest
+
+from backend import conditional
 from backend.web import IMMUTABLE, VERSIONS
+from store.settings import get_settings
 from tests.web.factories import make_run
 
 REFERENCE = re.compile(r'(?:src|href)="(/(?:static|vendor)/[^"]*)"')
@@ -80,8 +85,23 @@ def test_unchanged_polls_get_304_without_a_body(client):
         assert again.content == b"" and again.headers["etag"] == tag, url
 
 
-def test_a_new_metric_or_status_gives_a_new_etag(client):
+@pytest.fixture
+def poll_cache(monkeypatch):
+    """Set STACKLAB_POLL_CACHE_SECONDS for one test (the app reads it per poll)."""
+
+    def set_seconds(seconds: float) -> None:
+        monkeypatch.setenv("STACKLAB_POLL_CACHE_SECONDS", str(seconds))
+        get_settings.cache_clear()
+
+    yield set_seconds
+    monkeypatch.delenv("STACKLAB_POLL_CACHE_SECONDS", raising=False)
+    get_settings.cache_clear()
+
+
+def test_a_new_metric_or_status_gives_a_new_etag(client, poll_cache):
     from store.db import session_scope
+
+    poll_cache(0)  # every poll asks the database: a worker's write shows at once
     from store.runs import attempts
     from store.runs import metrics as metrics_service
 
@@ -119,6 +139,41 @@ def test_an_edit_through_the_api_gives_a_new_etag(client):
     client.patch(url, json={"notes": "a new note"})
     changed = _poll(client, url, tag)
     assert changed.status_code == 200 and changed.json()["notes"] == "a new note"
+
+
+def test_unchanged_polls_are_answered_from_the_kept_validator(client, poll_cache, monkeypatch):
+    """Within STACKLAB_POLL_CACHE_SECONDS a poll costs no query and no route; a worker's
+    write shows once that time is over."""
+    from store.db import session_scope
+    from store.runs import metrics as metrics_service
+
+    poll_cache(0.5)
+    run_id = make_run("finetune", "running", progress={"stage": "finetune", "epoch": 1})
+    url = f"/api/runs/{run_id}"
+    tag = _poll(client, url).headers["etag"]
+    reads = []
+    real = conditional.current
+    monkeypatch.setattr(conditional, "current", lambda *a: reads.append(a) or real(*a))
+    with session_scope() as session:  # as a worker writes: not through this web process
+        metrics_service.log_epoch(
+            session=session, run_id=run_id, stage="finetune", step=1, values={"loss": 0.5}
+        )
+    for _ in range(5):
+        kept = _poll(client, url, tag)
+        assert kept.status_code == 304 and kept.headers["etag"] == tag
+    assert reads == []  # answered before FastAPI's route and its query
+    time.sleep(0.6)
+    fresh = _poll(client, url, tag)
+    assert fresh.status_code == 200 and fresh.headers["etag"] != tag
+    assert reads, "the expired validator was read again"
+
+
+def test_a_poll_of_no_run_or_a_huge_id_is_the_routes_answer(client):
+    run_id = make_run("finetune", "succeeded")
+    tag = _poll(client, f"/api/runs/{run_id}").headers["etag"]
+    assert _poll(client, "/api/runs/999999", tag).status_code == 404
+    assert _poll(client, f"/api/runs/{2**70}", tag).status_code == 404
+    assert _poll(client, "/api/runs/x1", tag).status_code == 422
 
 
 def test_api_js_sends_the_etag_and_reuses_the_body_on_304():

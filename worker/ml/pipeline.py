@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,9 @@ import keras
 import numpy as np
 
 from jobspec.params import AugmentSettings
+
+# Batches made ahead of the train step (tf.data's autotuning is off: _fixed_options).
+PREFETCH_BATCHES = 4
 
 # Folded into the augmentation key so its draws never coincide with the shuffle's.
 _AUGMENT_STREAM = 0x5EED_A06
@@ -130,8 +134,32 @@ def _tf_dataset(
         return xb if labels is None else (xb, tf.gather(labels, idx))
 
     ds = tf.data.Dataset.counter(start_epoch).flat_map(epoch_batches)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(load, num_parallel_calls=_parallel_calls(), deterministic=True)
+    return ds.prefetch(PREFETCH_BATCHES).with_options(_fixed_options(tf))
+
+
+def _parallel_calls() -> int:
+    """One batch in flight per core this process may run on."""
+    try:
+        return max(2, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(2, os.cpu_count() or 2)
+
+
+def _fixed_options(tf):
+    """tf.data's autotuning off: fixed parallelism and buffer sizes instead.
+
+    With autotuning on, every iterator runs a model thread that re-optimises the pipeline
+    at a period that doubles (10 ms, 20 ms, ... up to a minute), and the iterator's
+    destructor waits for that thread's current sleep to end. Keras destroys the
+    validation iterator at every epoch's validation and the training iterator when fit
+    returns, so each could stall training for seconds (seen: 2.4-28 s on 2 cores,
+    bench/train_overhead.py). Fixed settings cost nothing here: one map stage, a few
+    batches ahead.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def _tf_augmenter(settings: AugmentSettings, seed: int):
