@@ -159,8 +159,10 @@ fresh_runs = Depends(_all_runs)
 
 # The full paths (prefix included) of the routes seen using the dependencies above, and
 # the kind each uses. A route is learnt the first time it answers: no client can hold one
-# of its ETags before that.
+# of its ETags before that. Fixed paths are tried first (/api/runs/table, not as run
+# "table" of /api/runs/{run_id}), as the router, where they come first, does.
 _POLLED: dict[str, tuple[re.Pattern, str]] = {}
+_ORDER: list[tuple[re.Pattern, str]] = []
 
 
 def _learn(request: Request, kind: str) -> None:
@@ -173,6 +175,8 @@ def _learn(request: Request, kind: str) -> None:
             template = path[:at] + route.path
             if template not in _POLLED:
                 _POLLED[template] = (compile_path(template)[0], kind)
+                by_fixed = sorted(_POLLED, key=lambda path: (path.count("{"), path))
+                _ORDER[:] = [_POLLED[path] for path in by_fixed]
             return
 
 
@@ -200,7 +204,7 @@ class PollShortcut:
         held = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
         if not held:
             return False
-        for pattern, kind in list(_POLLED.values()):  # noqa: B007 (kind: the matched one)
+        for pattern, kind in list(_ORDER):  # noqa: B007 (kind: the matched one)
             if matched := pattern.match(scope["path"]):
                 break
         else:

@@ -11,7 +11,8 @@ static/js/api.js does. The web is uvicorn serving backend.main on 127.0.0.1, one
 under the load, and compares its training time (and images/s).
 
 Prints per-endpoint p50/p95/max latency, errors, the 304 share and the web process's CPU
-milliseconds per request (its own user+system time over the load, from /proc). Last line
+milliseconds per request (its own user+system time over the load, from /proc); before the
+load, the web CPU of one unchanged poll (2,000 in a row from one keep-alive client). Last line
 of stdout: one JSON object with the figures.
 """
 
@@ -136,6 +137,29 @@ def summarize(samples: dict) -> dict:
     return rows
 
 
+def unchanged_poll_cpu(base: str, pid: int, url: str, polls: int = 2000) -> dict:
+    """Web CPU per unchanged poll: one keep-alive client repeats a poll it holds the ETag
+    of, `polls` times in a row; the web process's own CPU time over them."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=30) as http:
+        tag = http.get(url).headers["etag"]
+        statuses: dict[int, int] = defaultdict(int)
+        before = cpu_seconds(pid)
+        began = time.perf_counter()
+        for _ in range(polls):
+            statuses[http.get(url, headers={"If-None-Match": tag}).status_code] += 1
+        seconds = time.perf_counter() - began
+        cpu = cpu_seconds(pid) - before
+    return {
+        "url": url,
+        "polls": polls,
+        "statuses": dict(statuses),
+        "web_cpu_ms_per_poll": round(cpu * 1000 / polls, 3),
+        "wall_ms_per_poll": round(seconds * 1000 / polls, 3),
+    }
+
+
 def train_once(base: str, epochs: int) -> dict:
     """Launch a small finetune on `demo` through the API and wait for it; its time."""
     import httpx
@@ -176,6 +200,10 @@ def main() -> None:
         start_web(os.environ, log=Path(tmp) / "web.log", log_level="warning") as web,
     ):
         ids = seed_runs()
+        out["unchanged"] = [
+            unchanged_poll_cpu(web.url, web.proc.pid, url)
+            for url in (f"/api/runs/{ids[0]}", "/api/runs/table?sort=created&order=desc")
+        ]
         workers = None
         if args.train:
             workers = Workers({**os.environ}, Path(tmp))
@@ -210,6 +238,11 @@ def main() -> None:
         )
     cpu_ms = cpu * 1000 / max(total, 1)
     print(f"web CPU: {cpu:.2f} s over {total} requests = {cpu_ms:.2f} ms per request")
+    for row in out["unchanged"]:
+        print(
+            f"unchanged poll {row['url']}: {row['web_cpu_ms_per_poll']:.3f} ms web CPU per poll "
+            f"({row['polls']} in a row, statuses {row['statuses']}; target {TARGET_CPU_MS_304})"
+        )
     if args.train:
         alone, loaded = out["train_alone"], out["train_loaded"]
         slower = loaded["seconds"] / alone["seconds"] - 1
