@@ -10,11 +10,12 @@ The validator is what the answer is computed from, never the answer itself:
   30-second clock slot, because queue ETAs and "worker online" move with the clock and a
   rename changes no timestamp: a concurrently open page is at most 30 s behind an edit.
 
-An unchanged poll is answered before FastAPI routes it (`PollShortcut`, pure ASGI, inside
-the access check), and the validators are kept for STACKLAB_POLL_CACHE_SECONDS (default 1,
-the pace of the workers' progress writes): a hundred pages polling one run cost one small
-query a second, not a hundred. A write through this web process forgets them at once; a
-worker's write shows at most that long later.
+Polls are answered before FastAPI routes them (`PollShortcut`, pure ASGI, inside the
+access check): 304 when unchanged, else the answer already made for that ETag (`Answers`),
+so only the first page to see a change runs the route. The validators are kept for
+STACKLAB_POLL_CACHE_SECONDS (default 1, the pace of the workers' progress writes): a
+hundred pages polling one run cost one small query a second, not a hundred. A write
+through this web process forgets them at once; a worker's write shows at most that late.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import anyio
@@ -31,7 +33,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.deps import SessionDep
 from store.db import session_scope
@@ -180,10 +182,47 @@ def _learn(request: Request, kind: str) -> None:
             return
 
 
+class Answers:
+    """Polled answers by ETag and encoding, so a hundred pages polling a run that changed
+    cost one route call, not a hundred. An ETag stands for what the answer is computed
+    from (see above), so one ETag is one answer; the newest `max_entries` are kept, none
+    over `max_bytes`, and no Set-Cookie header is ever kept."""
+
+    def __init__(self, max_entries: int = 256, max_bytes: int = 1 << 20) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[tuple, tuple[list, bytes]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple[list, bytes] | None:
+        with self._lock:
+            found = self._answers.get(key)
+            if found is not None:
+                self._answers.move_to_end(key)
+            return found
+
+    def put(self, key: tuple, headers: list, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        kept = [(name, value) for name, value in headers if name.lower() != b"set-cookie"]
+        with self._lock:
+            self._answers[key] = (kept, body)
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.max_entries:
+                self._answers.popitem(last=False)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+
+ANSWERS = Answers()
+
+
 class PollShortcut:
-    """Pure ASGI middleware: a GET with If-None-Match on a route that uses fresh_run,
-    fresh_study or fresh_runs is answered 304 here when its validator (kept up to
-    STACKLAB_POLL_CACHE_SECONDS) still matches; anything else goes on to FastAPI.
+    """Pure ASGI middleware for GETs of the routes that use fresh_run, fresh_study or
+    fresh_runs: with the validator (kept up to STACKLAB_POLL_CACHE_SECONDS) it answers
+    304 when the client holds the ETag, or the answer already made for that ETag; only an
+    answer not made yet reaches FastAPI (and is kept). Anything else goes on untouched.
     """
 
     def __init__(self, app: ASGIApp):
@@ -191,18 +230,18 @@ class PollShortcut:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if scope["method"] in ("GET", "HEAD"):
-                if await self._not_modified(scope, send):
+            if scope["method"] == "GET":
+                if await self._polled(scope, receive, send):
                     return
-            else:  # a write through this process: no poll may be answered from before it
+            elif scope["method"] not in ("HEAD", "OPTIONS"):
+                # A write through this process: no poll may be answered from before it.
                 VALIDATORS.forget()
+                ANSWERS.forget()
         await self.app(scope, receive, send)
 
-    async def _not_modified(self, scope: Scope, send: Send) -> bool:
+    async def _polled(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """True when the request was answered here (304, a kept answer, or a new one)."""
         if not scope["path"].startswith("/api/"):
-            return False
-        held = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-        if not held:
             return False
         for pattern, kind in list(_ORDER):  # noqa: B007 (kind: the matched one)
             if matched := pattern.match(scope["path"]):
@@ -221,12 +260,40 @@ class PollShortcut:
                 log.debug("poll shortcut: %s", err)
                 return False
         tag = etag(Request(scope), state)
-        if tag not in held.decode("latin-1"):
-            return False
-        headers = [(b"etag", tag.encode()), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+        headers = dict(scope["headers"])
+        if tag in headers.get(b"if-none-match", b"").decode("latin-1"):
+            await _send(send, 304, [(b"etag", tag.encode()), (b"cache-control", b"no-cache")])
+            return True
+        gzip = b"gzip" in headers.get(b"accept-encoding", b"")
+        if kept := ANSWERS.get((tag, gzip)):
+            await _send(send, 200, *kept)
+            return True
+        await self.app(scope, receive, _keeping(send, gzip))
         return True
+
+
+async def _send(send: Send, status: int, headers: list, body: bytes = b"") -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _keeping(send: Send, gzip: bool) -> Send:
+    """`send`, also keeping a 200 answer with an ETag in ANSWERS under that ETag."""
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def keep(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body" and start.get("status") == 200:
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                tag = dict(start.get("headers", [])).get(b"etag")
+                if tag:
+                    ANSWERS.put((tag.decode("latin-1"), gzip), start["headers"], b"".join(chunks))
+        await send(message)
+
+    return keep
 
 
 def _read(kind: str, run_id: int) -> tuple:

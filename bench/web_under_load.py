@@ -8,7 +8,8 @@ static/js/api.js does. The web is uvicorn serving backend.main on 127.0.0.1, one
     python bench/web_under_load.py [--clients 100] [--seconds 60] [--train] [--epochs 4]
 
 --train also starts one Celery worker and runs a small finetune on `demo` twice, alone and
-under the load, and compares its training time (and images/s).
+under the load (which then lasts until that training ends, --seconds at least), and
+compares its training time (and images/s).
 
 Prints per-endpoint p50/p95/max latency, errors, the 304 share and the web process's CPU
 milliseconds per request (its own user+system time over the load, from /proc); before the
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -77,11 +79,12 @@ def seed_runs() -> list[int]:
     return ids
 
 
-async def client_loop(http, urls, stop_at, samples, start_delay, conditional=True):
-    """One open page: every second, GET its URLs (with If-None-Match when conditional)."""
+async def client_loop(http, urls, going, samples, start_delay, conditional=True):
+    """One open page: every second while going(), GET its URLs (with If-None-Match when
+    conditional)."""
     tags: dict[str, str] = {}
     await asyncio.sleep(start_delay)
-    while time.monotonic() < stop_at:
+    while going():
         tick = time.monotonic()
         for url in urls:
             headers = {"If-None-Match": tags[url]} if url in tags else {}
@@ -100,8 +103,14 @@ async def client_loop(http, urls, stop_at, samples, start_delay, conditional=Tru
 
 
 async def load(
-    base: str, clients: int, seconds: float, running_id: int, conditional: bool = True
+    base: str,
+    clients: int,
+    seconds: float,
+    running_id: int,
+    conditional: bool = True,
+    until: asyncio.Future | None = None,
 ) -> dict:
+    """The clients for `seconds`, and on until `until` (the training) is done."""
     import httpx
 
     pages = [
@@ -112,9 +121,13 @@ async def load(
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
         stop_at = time.monotonic() + seconds
+
+        def going() -> bool:
+            return time.monotonic() < stop_at or (until is not None and not until.done())
+
         await asyncio.gather(
             *(
-                client_loop(http, pages[i % 2], stop_at, samples, i / clients, conditional)
+                client_loop(http, pages[i % 2], going, samples, i / clients, conditional)
                 for i in range(clients)
             )
         )
@@ -164,7 +177,7 @@ def train_once(base: str, epochs: int) -> dict:
     """Launch a small finetune on `demo` through the API and wait for it; its time."""
     import httpx
 
-    params = {"encoder": "scratch", "epochs": epochs, "batch_size": 64}
+    params = {"encoder": "scratch", "architecture": "single", "epochs": epochs, "batch_size": 64}
     body = {"kind": "finetune", "dataset": "demo", "params": params, "name": "load bench"}
     run = httpx.post(f"{base}/api/runs", json=body, timeout=30).json()[0]
 
@@ -196,7 +209,14 @@ def main() -> None:
     out: dict = {"bench": "web_under_load", "clients": args.clients, "seconds": args.seconds}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        stack_env({"STACKLAB_DATA_DIR": tmp}),
+        stack_env(
+            {
+                "STACKLAB_DATA_DIR": tmp,
+                "STACKLAB_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
+                # The seeded "running" run has no worker behind it: not to be given up.
+                "STACKLAB_STALE_AFTER_SECONDS": "86400",
+            }
+        ),
         start_web(os.environ, log=Path(tmp) / "web.log", log_level="warning") as web,
     ):
         ids = seed_runs()
@@ -214,7 +234,9 @@ def main() -> None:
             if args.train:
                 loop = asyncio.new_event_loop()
                 task = loop.run_in_executor(None, train_once, web.url, args.epochs)
-                samples = loop.run_until_complete(load(web.url, args.clients, args.seconds, ids[0]))
+                samples = loop.run_until_complete(
+                    load(web.url, args.clients, args.seconds, ids[0], until=task)
+                )
                 out["train_loaded"] = loop.run_until_complete(task)
                 loop.close()
             else:

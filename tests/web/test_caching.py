@@ -171,6 +171,34 @@ def test_unchanged_polls_are_answered_from_the_kept_validator(client, poll_cache
     assert reads, "the expired validators were read again"
 
 
+def test_pages_polling_a_changed_run_share_one_route_call(client, poll_cache, monkeypatch):
+    """After a change, the first poll runs the route; the others get that same answer."""
+    from store.db import session_scope
+    from store.runs import metrics as metrics_service
+
+    poll_cache(30)
+    run_id = make_run("finetune", "running", progress={"stage": "finetune", "epoch": 1})
+    url = f"/api/runs/{run_id}/curves"
+    old = _poll(client, url)
+    with session_scope() as session:
+        metrics_service.log_epoch(
+            session=session, run_id=run_id, stage="finetune", step=1, values={"loss": 0.5}
+        )
+    conditional.VALIDATORS.forget()  # as when the kept validator expires
+    reads = []
+    real = conditional.current
+    monkeypatch.setattr(conditional, "current", lambda *a: reads.append(a) or real(*a))
+    pages = [_poll(client, url, old.headers["etag"]) for _ in range(6)]
+    pages += [client.get(url, headers={"Accept-Encoding": "identity"}) for _ in range(2)]
+    assert all(page.status_code == 200 for page in pages)
+    assert len({page.headers["etag"] for page in pages}) == 1 != old.headers["etag"]
+    assert all(page.json() == pages[0].json() for page in pages)
+    assert pages[0].json() != old.json()
+    assert "set-cookie" not in pages[1].headers  # a kept answer carries no one's cookie
+    # One validator read and one route call, and one more route call for the other encoding.
+    assert len(reads) == 3, reads
+
+
 def test_a_poll_of_no_run_or_a_huge_id_is_the_routes_answer(client):
     run_id = make_run("finetune", "succeeded")
     tag = _poll(client, f"/api/runs/{run_id}").headers["etag"]
