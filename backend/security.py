@@ -213,8 +213,8 @@ class Guard:
         request = Request(scope)
         state = scope.setdefault("state", {})
         had_csrf = CSRF_COOKIE in request.cookies
-        state["csrf"] = request.cookies.get(CSRF_COOKIE) if had_csrf else None
-        state["csrf"] = state["csrf"] or secrets.token_urlsafe(24)
+        # Pages put the CSRF value in their forms; a new one is set as a cookie below.
+        state["csrf"] = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         state["signed_in"] = False
         state["user"] = None
         refused = _check(request)

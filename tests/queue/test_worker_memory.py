@@ -9,12 +9,13 @@ import uuid
 import pytest
 from celery import Celery
 
+from store import queue
 from store.db import session_scope
 from store.queue import configure
 from store.runs import metrics as metrics_service
 from store.settings import Settings, get_settings
 from tests.queue.test_queue import finished, launch
-from worker.devstack import Workers, pool_children, wait_for
+from worker.devstack import Workers, wait_for
 
 
 def test_worker_child_recycling_comes_from_the_settings(monkeypatch):
@@ -57,24 +58,39 @@ def test_a_recycled_pool_child_is_replaced_and_takes_the_next_job(stack, monkeyp
     queue_name = f"recycle-{uuid.uuid4().hex[:8]}"  # only this worker listens to it
     monkeypatch.setenv("STACKLAB_QUEUE", queue_name)
     get_settings.cache_clear()
-    env = {**os.environ, "STACKLAB_WORKER_MAX_TASKS_PER_CHILD": "1"}
+    queue.client.cache_clear()  # the sender's Celery app names its queue
+    env = {
+        **os.environ,
+        "STACKLAB_WORKER_MAX_TASKS_PER_CHILD": "1",
+        "STACKLAB_WORKER_NAME": "recycler",
+    }
     workers = Workers(env, tmp_path)
-    worker = workers.start("recycler")
+    workers.start("recycler")
     params = {"encoder": "scratch", "architecture": "single", "epochs": 1, "batch_size": 50}
     try:
-        first_child = wait_for(lambda: pool_children(worker.pid), timeout=60)
+        # Launch only once its child is up: the other workers re-send a run left waiting.
+        first = wait_for(lambda: recycler_online(), timeout=90, what="the recycler's child")
         run = finished(launch(kind="finetune", dataset="demo-tiny", params=params)[0].id)
         assert run.status == "succeeded", run.error
+        assert run.worker_host == first  # recycler@host:pid of its pool child
         # The child exits after its one job; Celery starts another in its place.
-        wait_for(
-            lambda: set(pool_children(worker.pid)) - set(first_child),
-            timeout=60,
-            what="a new pool child",
+        second = wait_for(
+            lambda: recycler_online(besides=first), timeout=90, what="a new pool child"
         )
         run = finished(launch(kind="finetune", dataset="demo-tiny", params=params)[0].id)
         assert run.status == "succeeded", run.error
-        assert "recycler" in (run.worker_host or "")
+        assert run.worker_host == second != first
     finally:
         workers.stop_all(timeout=10)
         monkeypatch.undo()
         get_settings.cache_clear()
+        queue.client.cache_clear()
+
+
+def recycler_online(besides: str | None = None) -> str | None:
+    """The name (recycler@host:pid) of the recycling worker's child that is online now."""
+    from store.workers import service as workers_service
+
+    with session_scope() as session:
+        names = [w.name for w in workers_service.online(session, within_seconds=2)]
+    return next((n for n in names if n.startswith("recycler@") and n != besides), None)

@@ -94,14 +94,14 @@ def poll_cache(monkeypatch):
         get_settings.cache_clear()
 
     yield set_seconds
-    monkeypatch.delenv("STACKLAB_POLL_CACHE_SECONDS", raising=False)
+    monkeypatch.undo()  # the module's own value again
     get_settings.cache_clear()
 
 
 def test_a_new_metric_or_status_gives_a_new_etag(client, poll_cache):
     from store.db import session_scope
 
-    poll_cache(0)  # every poll asks the database: a worker's write shows at once
+    poll_cache(0)  # every poll asks the database: a worker's write shows at once (default 1)
     from store.runs import attempts
     from store.runs import metrics as metrics_service
 
