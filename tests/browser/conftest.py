@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import CHROMIUM
+from tests.browser.watch import watch
 from worker.devstack import FAST, Workers, stack_env, start_web
 
 
@@ -85,3 +86,10 @@ def page(browser, live):
     page.js_errors = errors
     yield page
     context.close()
+
+
+@pytest.fixture
+def watched(page):
+    """The page, also recording CSP violations, console errors, failed responses and the
+    scripts it fetched (tests/browser/watch.py); check it with watch.assert_clean."""
+    return watch(page)

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.browser.chromium import screenshot
-from tests.browser.test_dashboard import assert_clean, fill_params, plots_drawn, submit
+from tests.browser.test_dashboard import fill_params, plots_drawn, submit
+from tests.browser.watch import assert_clean
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.chromium import screenshot
-from tests.browser.test_dashboard import assert_clean, plots_drawn
+from tests.browser.test_dashboard import plots_drawn
+from tests.browser.watch import assert_clean
 from tests.web.factories import finetune_result, make_run
 
 CANCELLED = {

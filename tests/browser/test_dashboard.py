@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.browser.chromium import screenshot
+from tests.browser.watch import assert_clean
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +29,6 @@ def fill_params(page, kind: str, values: dict[str, str]) -> None:
 
 def submit(page, kind: str) -> None:
     page.locator(f"form[data-kind='{kind}'] button[type=submit]").click()
-
-
-def assert_clean(page) -> None:
-    assert page.outside_requests == [], "pages must not reach other hosts"
-    assert page.js_errors == []
 
 
 PLOTTED_TRACES = """([sel, n]) => [...document.querySelectorAll(sel)]

@@ -7,26 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.browser.test_hardening import assert_clean
+from tests.browser.watch import assert_clean
 from tests.web.factories import make_run
 
 pytestmark = pytest.mark.slow
 
 CELLS = "() => [...document.querySelectorAll('#runs-body tr td')].map((td) => td.innerText)"
-
-
-@pytest.fixture
-def watched(page):
-    from tests.browser.test_hardening import WATCH_CSP
-
-    page.add_init_script(WATCH_CSP)
-    page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-    page.scripts = []
-    page.on(
-        "request", lambda r: page.scripts.append(r.url) if r.resource_type == "script" else None
-    )
-    return page
 
 
 def test_the_runs_table_reads_the_same_after_the_first_poll(watched, live):

@@ -6,40 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.test_dashboard import plots_drawn
+from tests.browser.watch import assert_clean
 from tests.web.factories import finetune_result, make_run
 
 pytestmark = pytest.mark.slow
 
 LINK = '<a href="https://example.com">CLICK</a>'
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-WATCH_CSP = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation",
-    (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-"""
-
-
-@pytest.fixture
-def watched(page):
-    """The page, also recording CSP violations and console errors."""
-    page.add_init_script(WATCH_CSP)
-    page.console_errors = []
-    page.on(
-        "console",
-        lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None,
-    )
-    return page
-
-
-def assert_clean(page, allowed_violations: tuple[str, ...] = ()) -> None:
-    assert page.outside_requests == [], "pages must not reach other hosts"
-    assert page.js_errors == []
-    violations = [v for v in page.evaluate("window.__csp") if v not in allowed_violations]
-    assert violations == []
-    errors = [
-        e for e in page.console_errors if not any(a.split()[1] in e for a in allowed_violations)
-    ]
-    assert errors == []
 
 
 @pytest.fixture(scope="module")

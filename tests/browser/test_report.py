@@ -8,17 +8,13 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.chromium import screenshot
+from tests.browser.watch import assert_clean
 from tests.web.factories import demo_test_labels
 from tests.web.report_factories import make_finetune, make_pretrain
 
 pytestmark = pytest.mark.slow
 
 N_TEST = 60  # demo-ui's test set (tests/browser/conftest.py)
-WATCH = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation",
-    (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-"""
 IMAGES_LOADED = """(sel) => { const imgs = [...document.querySelectorAll(sel)];
     return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0); }"""
 
@@ -28,19 +24,6 @@ def experiment(live):
     pretrain = make_pretrain("ui experiment", dataset="demo-ui", notes="first *draft*")
     finetune = make_finetune(pretrain, name="ui finetune", dataset="demo-ui", n_test=N_TEST)
     return {"pretrain": pretrain, "finetune": finetune}
-
-
-@pytest.fixture
-def watched(page):
-    page.add_init_script(WATCH)
-    page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-    return page
-
-
-def assert_clean(page) -> None:
-    assert page.outside_requests == [] and page.js_errors == []
-    assert page.evaluate("window.__csp") == [] and page.console_errors == []
 
 
 def test_edit_the_notes_and_export_the_report(watched, experiment, browser, tmp_path):

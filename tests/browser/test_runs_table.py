@@ -21,6 +21,7 @@ from store.db import session_scope
 from store.runs.models import Run
 from store.timeutil import utcnow
 from tests.browser.chromium import screenshot
+from tests.browser.watch import assert_clean
 from tests.web.factories import finetune_result, make_run, owned_rows
 
 pytestmark = pytest.mark.slow
@@ -29,20 +30,6 @@ CELLS = "() => [...document.querySelectorAll('#runs-body tr td')].map((td) => td
 POLL_NOW = "() => { window.__first = document.querySelector('#runs-body tr td');" \
     " document.dispatchEvent(new Event('visibilitychange')); }"  # fmt: skip
 POLLED = "() => document.querySelector('#runs-body tr td') !== window.__first"
-
-
-@pytest.fixture
-def watched(page):
-    """The page, with every failed response it got recorded."""
-    page.failed = []
-    page.on(
-        "response", lambda r: page.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None
-    )
-    return page
-
-
-def assert_clean(page) -> None:
-    assert page.outside_requests == [] and page.js_errors == [] and page.failed == []
 
 
 def unique(prefix: str) -> str:

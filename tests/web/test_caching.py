@@ -77,10 +77,15 @@ def test_unchanged_polls_get_304_without_a_body(client):
         f"/api/compare?ids={run_id},{other}",
     ]
     for url in urls:
-        first = _poll(client, url)
-        assert first.status_code == 200, url
-        tag = first.headers["etag"]
-        again = _poll(client, url, tag)
+        # The app's upkeep may touch the running run between two polls (and the runs'
+        # validator has a 30 s clock slot): a changed state is a fair 200, so a few tries.
+        for _ in range(3):
+            first = _poll(client, url)
+            assert first.status_code == 200, url
+            tag = first.headers["etag"]
+            again = _poll(client, url, tag)
+            if again.status_code != 200:
+                break
         assert again.status_code == 304, url
         assert again.content == b"" and again.headers["etag"] == tag, url
 
