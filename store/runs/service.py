@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import String, cast, delete, func, select, update
+from sqlalchemy import String, bindparam, cast, delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from store.artifacts.models import Artifact, ArtifactChunk
@@ -206,6 +206,9 @@ def _delete_rows(session: Session, ids: list[int]) -> None:
     groups = set(
         session.scalars(select(Run.group_id).where(Run.id.in_(ids), Run.group_id.is_not(None)))
     )
+    studies = set(
+        session.scalars(select(Run.study_name).where(Run.id.in_(ids), Run.study_name.is_not(None)))
+    )
     files = select(Artifact.id).where(Artifact.run_id.in_(ids)).scalar_subquery()
     statements = [
         delete(ArtifactChunk).where(ArtifactChunk.artifact_id.in_(files)),
@@ -224,4 +227,44 @@ def _delete_rows(session: Session, ids: list[int]) -> None:
             session.delete(group)  # a study or parallel tune with no run left
         elif (group.params or {}).get("parent_run_id") in ids:
             group.params = {**group.params, "parent_run_id": None}
+    left = set(session.scalars(select(Run.study_name).where(Run.study_name.in_(studies))))
+    delete_optuna_studies(session, sorted(studies - left))  # a parallel tune's last run
     session.flush()
+
+
+# Optuna's own tables (its RDB storage shares our database), children first.
+_OPTUNA_TRIAL_TABLES = (
+    "trial_heartbeats",
+    "trial_intermediate_values",
+    "trial_params",
+    "trial_system_attributes",
+    "trial_user_attributes",
+    "trial_values",
+)
+_OPTUNA_STUDY_TABLES = (
+    "study_directions",
+    "study_system_attributes",
+    "study_user_attributes",
+    "trials",
+)
+
+
+def delete_optuna_studies(session: Session, names: list[str]) -> None:
+    """Delete Optuna's rows of these studies in the caller's transaction (Optuna's own
+    `delete_study` would commit on its own connection, before our delete is safe). Tables
+    Optuna has not created yet (no tune ever ran) are skipped."""
+    if not names:
+        return
+    present = set(inspect(session.connection()).get_table_names())
+    if "studies" not in present:
+        return
+    studies = "SELECT study_id FROM studies WHERE study_name IN :names"
+    trials = f"SELECT trial_id FROM trials WHERE study_id IN ({studies})"
+    statements = [f"DELETE FROM {t} WHERE trial_id IN ({trials})" for t in _OPTUNA_TRIAL_TABLES]
+    statements += [f"DELETE FROM {t} WHERE study_id IN ({studies})" for t in _OPTUNA_STUDY_TABLES]
+    statements.append("DELETE FROM studies WHERE study_name IN :names")
+    for statement in statements:
+        table = statement.split()[2]
+        if table in present:
+            query = text(statement).bindparams(bindparam("names", expanding=True))
+            session.execute(query, {"names": names})

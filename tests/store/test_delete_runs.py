@@ -158,3 +158,57 @@ def test_a_failure_before_the_commit_leaves_every_row_in_place(store):
         assert runs_service.delete_runs(session=session, run_ids=[run_id]) == {run_id: None}
         raise RuntimeError("the database went away before the commit")
     assert owned_rows([run_id]) == before
+
+
+def optuna_study(name: str, trials: int = 2) -> None:
+    """An Optuna study in the store's database, as a tune's workers leave it."""
+    import optuna
+
+    from store.settings import get_settings
+
+    storage = optuna.storages.RDBStorage(get_settings().sqlalchemy_url)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    study.set_user_attr("run", name)
+    for number in range(trials):
+        trial = study.ask()
+        trial.suggest_int("kernel", 3, 5)
+        trial.report(1.0 / (number + 1), step=1)
+        study.tell(trial, 0.5)
+    storage.engine.dispose()
+
+
+def optuna_rows(name: str) -> int:
+    """Rows of every Optuna table that belong to the study `name`."""
+    from sqlalchemy import text
+
+    with session_scope() as session:
+        study = "SELECT study_id FROM studies WHERE study_name = :n"
+        trials = f"SELECT trial_id FROM trials WHERE study_id IN ({study})"
+        queries = ["SELECT count(*) FROM studies WHERE study_name = :n"]
+        queries += [f"SELECT count(*) FROM {t} WHERE study_id IN ({study})" for t in (
+            "study_directions", "study_user_attributes", "trials")]  # fmt: skip
+        queries += [f"SELECT count(*) FROM {t} WHERE trial_id IN ({trials})" for t in (
+            "trial_params", "trial_values", "trial_intermediate_values")]  # fmt: skip
+        return sum(session.execute(text(q), {"n": name}).scalar_one() for q in queries)
+
+
+def test_deleting_a_tune_deletes_its_optuna_study_once_no_run_shares_it(store):
+    shared, other = f"study-{store}-shared", f"study-{store}-other"
+    for name in (shared, other):
+        optuna_study(name)
+    first, second = (make(store, "tune", study_name=shared) for _ in range(2))
+    kept = make(store, "tune", study_name=other)
+    before = optuna_rows(other)
+    assert optuna_rows(shared) >= 10 and before >= 10
+
+    assert delete([first]) == {first: None}
+    assert optuna_rows(shared) >= 10  # the parallel tune's other run still reads it
+    assert delete([second]) == {second: None}
+    assert optuna_rows(shared) == 0
+    assert optuna_rows(other) == before  # another tune's study is untouched
+    assert delete([kept]) == {kept: None} and optuna_rows(other) == 0
+
+
+def test_a_tune_whose_study_was_never_stored_is_deleted_all_the_same(store):
+    tune = make(store, "tune", study_name="never-stored")
+    assert delete([tune]) == {tune: None}
