@@ -1,9 +1,11 @@
 """Input pipelines: uint8 arrays in, float32 [0, 1] batches out, with no stall per epoch.
 
 A bare `model.fit(x, y)` builds a fresh tf.data iterator every epoch and can stall for
-seconds at epoch boundaries while the old one is torn down. Here, on the TensorFlow
-backend, one repeating tf.data pipeline is built per run and Keras keeps its iterator
-across epochs (`steps_per_epoch` given). Other backends get a plain NumPy batch stream.
+seconds at epoch boundaries while the old one is torn down (tf.data's autotuning thread:
+see `_fixed_options`). Here, on the TensorFlow backend, one repeating tf.data pipeline
+is built per run, Keras keeps its training iterator across epochs (`steps_per_epoch`
+given), and autotuning is off, so the iterators Keras still tears down (validation's,
+every epoch) go at once. Other backends get a plain NumPy batch stream.
 
 The order of epoch e depends only on (seed, e), never on how many epochs this process has
 already run: a run resumed at epoch k (`start_epoch=k`) sees exactly the batches the
