@@ -35,14 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from worker.devstack import Workers, stack_env, start_web, wait_for  # noqa: E402
+from worker.system_metrics import cpu_seconds  # noqa: E402
 
 TARGET_CPU_MS_304 = 0.5
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def seed_runs() -> list[int]:

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import system_metrics
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 PG_ADMIN_URL = os.environ.get(
@@ -200,13 +202,7 @@ def pool_children(pid: int) -> list[int]:
 
 def rss_mb(pid: int) -> float:
     """A process's resident memory in MiB (VmRSS in /proc); 0.0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return 0.0
+    return system_metrics.rss_mb(pid) or 0.0
 
 
 def create_pg_database() -> tuple[str, Callable[[], None]]:

@@ -292,13 +292,10 @@ SYSTEM_STAGE = "system"  # the worker's samples: step = seconds since the job st
 def system_figure(series: dict[str, list], *, max_points: int = 500) -> dict | None:
     """The worker's process memory and CPU (and GPU use where it has one) against seconds
     since the job started: one panel per series, side by side; None without samples."""
+    order = {name: i for i, name in enumerate(_SYSTEM_ORDER)}
     keys = sorted(
         (k for k in series if k.startswith(f"{SYSTEM_STAGE}/") and series[k]),
-        key=lambda k: (
-            list(_SYSTEM_ORDER).index(k.split("/", 1)[1])
-            if k.split("/", 1)[1] in _SYSTEM_ORDER
-            else 99
-        ),
+        key=lambda k: order.get(k.split("/", 1)[1], len(order)),
     )
     if not keys:
         return None

@@ -14,16 +14,9 @@ from pathlib import Path
 import pytest
 
 from worker.devstack import REPO_ROOT, STACK_VARS, free_port, wait_for
+from worker.devstack import pool_children as children
 
 pytestmark = pytest.mark.slow
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def cmdline(pid: int) -> str:

@@ -26,6 +26,7 @@ from tests.ml.test_hostile_files import (
 from tests.ml.test_import_sandbox import label_bomb, slow_zip, small_npz, zeros_bomb
 from tests.queue.test_queue import workers_online
 from worker.devstack import FAST, wait_for
+from worker.devstack import pool_children as children
 
 pytestmark = pytest.mark.slow
 MEMORY_MB = int(FAST["STACKLAB_IMPORT_MEMORY_MB"])
@@ -88,13 +89,6 @@ def proc_status(pid: int, key: str) -> float:
         if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"{key} not in /proc/{pid}/status")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def is_parser(pid: int) -> bool:

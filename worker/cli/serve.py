@@ -93,9 +93,7 @@ def serve(host: str, port: int, workers: int, gpus: str | None = None) -> None:
     from worker.datasets import ensure_builtin
 
     settings = get_settings()
-    layout, said = worker_layout(gpus, workers)
-    if said:
-        typer.echo(said)
+    services = _worker_services(gpus, workers, settings.queue)
     upgrade_schema()
     for name in ("demo", "demo-imbalanced"):
         ensure_builtin(name)
@@ -104,10 +102,6 @@ def serve(host: str, port: int, workers: int, gpus: str | None = None) -> None:
     from store import queue as job_queue
 
     job_queue.declare()  # before the workers: two creating it at once would crash one
-    services = [
-        Supervised(name, worker_command(settings.queue, name), env=env or None)
-        for name, env in layout
-    ]
     if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
         os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
     typer.echo(
@@ -123,16 +117,18 @@ def serve_workers(gpus: str) -> None:
     from store import queue as job_queue
     from store.settings import get_settings
 
-    layout, said = worker_layout(gpus, 1)
+    settings = get_settings()
+    services = _worker_services(gpus, 1, settings.queue)
+    job_queue.declare()
+    supervise(services, f"{len(services)} worker(s) on queue {settings.queue} (Ctrl-C stops)")
+
+
+def _worker_services(gpus: str | None, workers: int, queue: str) -> list[Supervised]:
+    """The workers of `worker_layout`, not started yet; says what it chose for --gpus."""
+    layout, said = worker_layout(gpus, workers)
     if said:
         typer.echo(said)
-    settings = get_settings()
-    job_queue.declare()
-    services = [
-        Supervised(name, worker_command(settings.queue, name), env=env or None)
-        for name, env in layout
-    ]
-    supervise(services, f"{len(services)} worker(s) on queue {settings.queue} (Ctrl-C stops)")
+    return [Supervised(name, worker_command(queue, name), env=env or None) for name, env in layout]
 
 
 def supervise(services: list[Supervised], up: str) -> None:

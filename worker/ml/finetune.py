@@ -83,13 +83,13 @@ def augment_in_graph(config: FinetuneConfig, resume: Checkpoint | None = None) -
 
 
 def training_model(
-    classifier: keras.Model, config: FinetuneConfig, *, in_graph: bool | None = None
+    classifier: keras.Model, config: FinetuneConfig, *, in_graph: bool
 ) -> keras.Model:
     """The graph that trains: augmentation when in_graph, encoder (frozen or not), head."""
     encoder, head = encoder_of(classifier), classifier.layers[-1]
     inputs = keras.Input(classifier.input_shape[1:], name="train_input")
     x = inputs
-    if augment_in_graph(config) if in_graph is None else in_graph:
+    if in_graph:
         x = build_augmenter(config.augmentation, seed=config.seed)(x)
     if config.freeze_encoder:
         encoder.trainable = False

@@ -48,7 +48,6 @@ class InputData:
     steps: int
     images: int
     batch_size: int
-    augmented: bool = False  # the batches come out augmented
 
 
 def can_augment() -> bool:
@@ -92,7 +91,7 @@ def make_input(
         **({} if augment is None else {"augment": augment}),
     )
     images = min(len(x), steps * batch_size)
-    return InputData(data, steps, images, batch_size, augmented=augment is not None)
+    return InputData(data, steps, images, batch_size)
 
 
 def _tf_dataset(
