@@ -22,27 +22,27 @@ RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin stacklab \
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone, so a code change does not re-download
-# TensorFlow: empty packages stand in for the code until the next layer.
+# Dependencies first, from the lock alone, so a code change does not re-download
+# TensorFlow: every package at its locked version (requirements.lock, or
+# requirements-gpu.lock with EXTRAS=gpu; scripts/lock makes them from pyproject.toml).
 # With EXTRAS=gpu, tensorflow-cpu (a base dependency on x86_64) and tensorflow[and-cuda] both
 # land in one package folder, whichever was unpacked last winning: drop the CPU build's
 # files and put the CUDA build's back.
-COPY pyproject.toml README.md ./
-RUN mkdir -p backend store worker jobspec \
-    && touch backend/__init__.py store/__init__.py worker/__init__.py jobspec/__init__.py \
-    && pip install ".${EXTRAS:+[$EXTRAS]}" \
+COPY requirements.lock requirements-gpu.lock ./
+RUN pip install -r "requirements${EXTRAS:+-$EXTRAS}.lock" \
     && if [ "$EXTRAS" = "gpu" ]; then \
          tf_version="$(pip show tensorflow | sed -n 's/^Version: //p')" \
          && pip uninstall -y tensorflow-cpu \
          && pip install --no-deps --force-reinstall "tensorflow==${tf_version}"; \
-       fi \
-    && rm -rf backend store worker jobspec build ./*.egg-info
+       fi
 
+COPY pyproject.toml README.md ./
 COPY alembic.ini ./
 COPY jobspec/ jobspec/
 COPY store/ store/
 COPY backend/ backend/
 COPY worker/ worker/
+COPY cli/ cli/
 COPY templates/ templates/
 COPY static/ static/
 # Editable: the code stays in /app only, next to templates/ and static/, which the web finds

@@ -15,6 +15,7 @@ import typing
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -106,7 +107,7 @@ def internal_error(request: Request, err: Exception) -> Response:
     return JSONResponse(status_code=500, content={"detail": INTERNAL})
 
 
-def _int_fields(dependant) -> list[tuple[str, str]]:
+def _int_fields(dependant: Dependant) -> list[tuple[str, str]]:
     """(where, name) of every int path and query parameter of a route and its dependencies."""
     fields = [
         (where, field.alias)
@@ -150,19 +151,19 @@ def ids_in_range(request: Request) -> None:
         )
 
 
-def _ascii(raw) -> bool:
+def _ascii(raw: object) -> typing.TypeGuard[str]:
     # int() reads "١٢" as 12 but FastAPI's validation refuses it: leave that to FastAPI.
     return isinstance(raw, str) and raw.isascii()
 
 
-def _clip(value, limit: int = ECHO_LIMIT):
+def _clip(value: object, limit: int = ECHO_LIMIT) -> object:
     """A string cut to `limit` characters (a marker says so); other values as they are."""
     if isinstance(value, str) and len(value) > limit:
         return value[:limit] + f"… ({len(value)} characters)"
     return value
 
 
-def short_errors(errors: list[dict]) -> list[dict]:
+def short_errors(errors: typing.Sequence[typing.Mapping[str, typing.Any]]) -> list[dict]:
     """FastAPI's validation errors without large input echoed back (a 1 MB body, a long id)."""
     out = []
     for error in errors:
@@ -275,7 +276,7 @@ async def readiness() -> JSONResponse:
     }
     problems: dict[str, str] = {}
 
-    async def probe(part: str, check, deadline: float) -> None:
+    async def probe(part: str, check: typing.Callable[[], object], deadline: float) -> None:
         with anyio.move_on_after(deadline) as scope:  # a hung part must not hang the probe
             try:
                 await anyio.to_thread.run_sync(check, abandon_on_cancel=True)

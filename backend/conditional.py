@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.deps import SessionDep
 from store.db import session_scope
-from store.runs.models import Metric, Run, TuneTrial
+from store.runs.models import Metric, Run, RunSample, TuneTrial
 from store.settings import get_settings
 from store.workers.models import WorkerRecord
 
@@ -48,9 +48,12 @@ MAX_ID = 2**63 - 1  # a larger id is no run: the route answers it (404)
 
 
 def run_state(session: Session, run_id: int) -> tuple:
-    """The run's stored row and its last metric row id, in one query."""
+    """The run's stored row and its last metric and sample row ids, in one query."""
     last_metric = select(func.max(Metric.id)).where(Metric.run_id == run_id).scalar_subquery()
-    row = session.execute(select(Run.__table__, last_metric).where(Run.id == run_id)).first()
+    last_sample = select(func.max(RunSample.id)).where(RunSample.run_id == run_id).scalar_subquery()
+    row = session.execute(
+        select(Run.__table__, last_metric, last_sample).where(Run.id == run_id)
+    ).first()
     return tuple(row) if row else ()
 
 
@@ -137,7 +140,9 @@ def answer(request: Request, response: Response, tag: str) -> None:
     response.headers.update(headers)
 
 
-def _checked(kind: str, run_id: int, request: Request, response: Response, session) -> None:
+def _checked(
+    kind: str, run_id: int, request: Request, response: Response, session: Session
+) -> None:
     _learn(request, kind)
     answer(request, response, etag(request, current(kind, run_id, session)))
 
@@ -170,7 +175,7 @@ _ORDER: list[tuple[re.Pattern, str]] = []
 def _learn(request: Request, kind: str) -> None:
     route, path = request.scope.get("route"), request.scope["path"]
     pattern = getattr(route, "path_regex", None)
-    if pattern is None:
+    if route is None or pattern is None:
         return
     for at in (i for i, char in enumerate(path) if char == "/"):  # the router's prefix
         if pattern.match(path[at:]):
@@ -249,7 +254,9 @@ class PollShortcut:
         else:
             return False
         raw = 0 if kind == "runs" else matched.groupdict().get("run_id")
-        run_id = raw if isinstance(raw, int) else int(raw) if str(raw).isdecimal() else None
+        run_id = raw if isinstance(raw, int) else None
+        if isinstance(raw, str) and raw.isdecimal():
+            run_id = int(raw)
         if run_id is None or run_id > MAX_ID:  # the route answers what is no run
             return False
         state = VALIDATORS.get((kind, run_id))

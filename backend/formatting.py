@@ -3,6 +3,8 @@ backend/web.py), mirrored by static/js/dom.js's `dom.fmt` (tests/web/test_dom_js
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from store.timeutil import aware
 
 
@@ -18,7 +20,7 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def fmt_when(moment) -> str:
+def fmt_when(moment: str | datetime | None) -> str:
     """An ISO string or datetime as 'YYYY-MM-DD HH:MM' UTC (the browser shows local time)."""
     if not moment:
         return "–"
@@ -38,7 +40,7 @@ def flatten(params: dict, prefix: str = "") -> dict:
     return out
 
 
-def readable(value) -> str:
+def readable(value: object) -> str:
     """A parameter's value as the run page writes it: lists joined, None as 'default'."""
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)

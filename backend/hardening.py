@@ -113,4 +113,5 @@ def install(app: FastAPI) -> None:
         # Built on the first request, so the settings in force then are the ones used.
         return SecurityHeaders(HostAllowList(build(), allowed_hosts()))
 
+    # Starlette builds the stack by calling this method: replacing it is the hook we have.
     app.build_middleware_stack = build_hardened  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -44,7 +45,7 @@ def _upkeep(stop: threading.Event) -> None:
 
 
 @asynccontextmanager
-async def lifespan(_app: FastAPI):
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     upgrade_schema()
     stop = threading.Event()
     thread = threading.Thread(target=_upkeep, args=(stop,), name="upkeep", daemon=True)

@@ -14,6 +14,7 @@ text (run names, tags, class names, parameter values) shows as written.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -82,7 +83,7 @@ def figure(data: list[dict], layout: dict) -> dict:
     }
 
 
-def epoch_axis(epochs: int, **extra) -> dict:
+def epoch_axis(epochs: int, **extra: Any) -> dict:
     """An epoch axis: starts at 1, ticks on whole epochs (1, then every 1, 2, 5, 10, 20,
     50... epochs, about eight in all), room for `epochs` (the last seen or planned), so a
     one-epoch series is not a lone dot at 0."""
@@ -103,14 +104,14 @@ def epoch_axis(epochs: int, **extra) -> dict:
 TICKS = 8
 
 
-def _nice_steps():
+def _nice_steps() -> Iterator[int]:
     scale = 1
     while True:
         yield from (scale, 2 * scale, 5 * scale)
         scale *= 10
 
 
-def value_axis(*, percent: bool, **extra) -> dict:
+def value_axis(*, percent: bool, **extra: Any) -> dict:
     """A metric axis; fractions (accuracy) read as percentages, as in every table."""
     axis = {"tickformat": ".1~%", "hoverformat": ".1%"} if percent else {}
     return {**axis, **extra}
@@ -136,7 +137,9 @@ MAX_HEATMAP_CLASSES = 40
 MAX_CELL_TEXT_CLASSES = 20
 
 
-def heatmap_classes(matrices: list[list[list[float]]], limit: int = MAX_HEATMAP_CLASSES):
+def heatmap_classes(
+    matrices: Sequence[Sequence[Sequence[float]]], limit: int = MAX_HEATMAP_CLASSES
+) -> list[int]:
     """Indices of the classes a confusion heatmap shows: all of them up to `limit`, else
     the `limit` classes with the most errors (off-diagonal cells of their row and column,
     summed over the matrices), in class order."""

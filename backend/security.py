@@ -46,7 +46,9 @@ MAX_PATH = 2048  # characters; no page or API path comes near
 
 def _same(a: str | None, b: str | None) -> bool:
     """Constant-time equality of two strings of any characters (bytes, so no TypeError)."""
-    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+    if not a or not b:
+        return False
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def _session_key(token: str) -> bytes:
@@ -226,7 +228,7 @@ class Guard:
                     message["headers"] = [*message.get("headers", []), cookie]
                 await send(message)
 
-            target = send_with_cookie
+            target: Send = send_with_cookie
         else:
             target = send
         if refused is not None:

@@ -12,6 +12,7 @@ import hashlib
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
@@ -22,6 +23,8 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 from starlette.types import Scope
 
 from backend import formatting
+from jobspec import kinds
+from jobspec import status as vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -39,6 +42,8 @@ def plotly_js_path() -> Path:
     from importlib.util import find_spec
 
     spec = find_spec("plotly")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("plotly is not installed: pip install -e . installs it")
     return Path(spec.origin).parent / "package_data" / "plotly.min.js"
 
 
@@ -70,6 +75,17 @@ templates = Jinja2Templates(directory=TEMPLATES)  # autoescapes .html: user text
 templates.env.filters["duration"] = formatting.fmt_duration  # one formatter, every page
 templates.env.filters["when"] = formatting.fmt_when
 templates.env.globals["asset"] = asset
+# The status vocabulary, defined once in jobspec/status.py: templates compare with its members
+# and groups; base.html hands it to the browser as JSON (dom.status in static/js/dom.js).
+templates.env.globals.update(
+    RunStatus=vocabulary.RunStatus,
+    AttemptOutcome=vocabulary.AttemptOutcome,
+    ImportState=vocabulary.ImportState,
+    ImportPhase=vocabulary.ImportPhase,
+    status_vocabulary=vocabulary.vocabulary(),
+)
+# What a kind's runs show (jobspec.kinds.Features): templates ask the kind, never its name.
+templates.env.globals["features"] = kinds.features
 vendor = APIRouter()
 
 
@@ -106,7 +122,9 @@ def plotly_js(request: Request) -> Response:
     return FileResponse(plotly_js_path(), media_type="text/javascript", headers=headers)
 
 
-def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+def render(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
     """A page from templates/, with the request in its context."""
     context.setdefault("status_code", status_code)
     # The guard (backend/security.py) sets these; the header's sign-out form needs them.

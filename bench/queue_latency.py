@@ -36,14 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.devstack import (  # noqa: E402
+from tests.stack import (  # noqa: E402
     FAST,
     REDIS_URL,
     Workers,
     create_pg_database,
     stack_env,
 )
-from worker.devstack import wait_for as _wait_for  # noqa: E402
+from tests.stack import wait_for as _wait_for  # noqa: E402
 
 SETUPS = ("redis+postgres", "embedded")
 DATASET = "bench-tiny"
@@ -151,16 +151,16 @@ def run_times(run_id: int) -> tuple[str, object, object]:
 
 def finish(current: Stack, run_id: int, task_id: str, *, cancel: bool) -> str:
     """Cancel (if asked), wait for the run to end and for the worker to be idle again."""
+    from jobspec.status import RunStatus
     from store.db import session_scope
     from store.errors import InvalidRequest
     from store.runs import launch as launcher
-    from store.runs.models import FINISHED
 
     if cancel:
         with contextlib.suppress(InvalidRequest), session_scope() as session:
             launcher.cancel(session=session, run_id=run_id)  # it may have finished already
     status = current.wait_for(
-        lambda: (s := run_times(run_id)[0]) in FINISHED and s,
+        lambda: (s := run_times(run_id)[0]) in RunStatus.finished() and s,
         timeout=240,
         what=f"run {run_id} to finish",
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.devstack import Web, free_port, rss_mb, stack_env, wait_for  # noqa: E402
+from tests.stack import Web, free_port, rss_mb, stack_env, wait_for  # noqa: E402
 
 HEAVY = (
     "plotly.graph_objects",

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.devstack import stack_env, start_web  # noqa: E402
+from tests.stack import stack_env, start_web  # noqa: E402
 
 TARGET_MS = 100.0
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.devstack import Workers, stack_env, start_web, wait_for  # noqa: E402
+from tests.stack import Workers, stack_env, start_web, wait_for  # noqa: E402
 from worker.system_metrics import cpu_seconds  # noqa: E402
 
 TARGET_CPU_MS_304 = 0.5

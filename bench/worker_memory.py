@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.devstack import (  # noqa: E402
+from tests.stack import (  # noqa: E402
     FAST,
     REDIS_URL,
     Workers,

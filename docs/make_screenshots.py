@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from worker.devstack import Workers, stack_env, start_web, wait_for  # noqa: E402
+from tests.stack import Workers, stack_env, start_web, wait_for  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 STAGE = {"epochs": 3, "batch_size": 32}

@@ -11,10 +11,14 @@ evaluation, and which metric is the default for a data set. Pure: no Keras, SQL 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from jobspec.builtin_kinds import FINETUNE
 from jobspec.stages import STAGES
+
+RUN_KIND = FINETUNE.name  # every arm of a study is a run of this kind
 
 # The kind of a study's run group; studies made before ablations existed have the legacy one.
 GROUP_KIND = "ablation_study"
@@ -26,6 +30,8 @@ IMBALANCE_RATIO = 1.5
 RAREST_SHARE = 0.25
 COMPARABLE_MONITOR = "val_balanced_accuracy"
 STACK = "-".join(stage.upper() for stage in STAGES)
+# A finetune's parameters as JSON (what a run stores), which the arms change.
+Params = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Arm:
 
     name: str
     label: str
-    apply: Callable[[dict, Context], dict]
+    apply: Callable[[Params, Context], Params]
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ class Factor:
                 return arm
         raise KeyError(f"{self.name} has no arm {name!r}")
 
-    def shared(self, base: dict) -> dict:
+    def shared(self, base: Params) -> Params:
         """The parameters both arms share (before each arm's own change)."""
         if self.name == "class_weights":
             stopping = dict(base.get("early_stopping") or {})
@@ -78,23 +84,23 @@ class Factor:
             return {**base, "early_stopping": stopping}
         return dict(base)
 
-    def params(self, base: dict, arm: str, context: Context) -> dict:
+    def params(self, base: Params, arm: str, context: Context) -> Params:
         """The full parameters of one arm."""
         return self.arm(arm).apply(self.shared(base), context)
 
 
-def _set(**changes) -> Callable[[dict, Context], dict]:
+def _set(**changes: Any) -> Callable[[Params, Context], Params]:
     return lambda base, context: {**base, **changes}
 
 
-def _architecture(base: dict) -> str:
+def _architecture(base: Params) -> str:
     """The classifier architecture both arms of a pretraining study build."""
     if base.get("encoder") == "scratch":
         return base.get("architecture") or "stacked"
     return base.get("encoder") or "stacked"
 
 
-def _scratch(base: dict, context: Context) -> dict:
+def _scratch(base: Params, context: Context) -> Params:
     out = {**base, "encoder": "scratch", "freeze_encoder": False}
     out["architecture"] = _architecture(base)
     if context.parent_kernel_sizes is not None:
@@ -102,7 +108,7 @@ def _scratch(base: dict, context: Context) -> dict:
     return out
 
 
-def _pretrained_encoder(base: dict, encoder: str) -> dict:
+def _pretrained_encoder(base: Params, encoder: str) -> Params:
     """The shared params with a pretrained encoder (no scratch-only fields left over)."""
     out = {**base, "encoder": encoder}
     out.pop("architecture", None)
@@ -110,11 +116,11 @@ def _pretrained_encoder(base: dict, encoder: str) -> dict:
     return out
 
 
-def _pretrained(base: dict, context: Context) -> dict:
+def _pretrained(base: Params, context: Context) -> Params:
     return _pretrained_encoder(base, _architecture(base))
 
 
-def _pretrained_as(encoder: str) -> Callable[[dict, Context], dict]:
+def _pretrained_as(encoder: str) -> Callable[[Params, Context], Params]:
     return lambda base, context: _pretrained_encoder(base, encoder)
 
 
@@ -208,7 +214,9 @@ def rarest_classes(train_counts: dict[str, int]) -> list[str]:
     return order[:k]
 
 
-def metric_value(metric: str, evaluation: dict, train_counts: dict[str, int]) -> float | None:
+def metric_value(
+    metric: str, evaluation: Mapping[str, Any], train_counts: dict[str, int]
+) -> float | None:
     """A study metric of one run from its stored test evaluation (a fraction), or None when
     the evaluation lacks what it needs. Classes absent from the test set are left out of
     the per-class means, as scikit-learn's balanced accuracy does."""
@@ -221,14 +229,14 @@ def metric_value(metric: str, evaluation: dict, train_counts: dict[str, int]) ->
     if not present:
         return None
     if metric == "macro_f1":
-        return sum(s["f1"] for s in present.values()) / len(present)
+        return float(sum(s["f1"] for s in present.values())) / len(present)
     if metric == "minority_recall":
         rare = [name for name in rarest_classes(train_counts) if name in present]
         if not rare:
             return None
-        return sum(present[name]["recall"] for name in rare) / len(rare)
+        return float(sum(present[name]["recall"] for name in rare)) / len(rare)
     raise KeyError(f"unknown study metric {metric!r} (known: {', '.join(STUDY_METRICS)})")
 
 
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:  # a JSON number, or None
     return None if value is None else float(value)

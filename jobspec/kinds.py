@@ -1,65 +1,58 @@
 """The registry of job kinds: everything the web, the store and the worker need to know
-about a kind, written once.
+about a kind, declared once, typed by the kind's parameter model.
 
-Per kind: its parameter model (title and help come from the model), its Celery task name,
-the parent stages it needs, its stage/epoch plan (progress and ETAs), the metrics it is
-ranked by and the parameters the runs table shows. Pure: pydantic and the standard library.
+A `JobKind[P]` is one declaration: its parameter model `P` and, as functions of a
+validated `P`, its stage/epoch plan, the parent stages it needs, its split and batches
+(ETAs), the model a rate is measured per, its batch memory; as data, its ranking, its
+limits, what the pages show for it (`Features`) and its worker entry point (a dotted
+"module:function" the worker imports when a run of the kind starts; it returns a
+`jobspec.outcome.JobOutcome`). Other layers ask the kind; none reads an attribute its
+params may lack or compares a kind's name.
+
+The built-in kinds are declared in `jobspec/builtin_kinds.py`, the value types a kind
+declares (RankKey, Keep, SplitPlan, Features) in `jobspec/kind_fields.py`. Plug-ins: the
+modules named in `STACKLAB_KIND_MODULES` (comma-separated) and the entry points of the
+`stacklab.kinds` group are imported when the registry is first read, in every process
+(web, worker, command line), and call `register(...)`. Pure: pydantic and the stdlib.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import os
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from inspect import cleandoc
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from jobspec.metrics import Goal, Metric, metric
-from jobspec.params import FinetuneConfig, PretrainConfig, TuneConfig
-from jobspec.stages import STAGES
+from jobspec.kind_fields import Features, Keep, RankKey, SplitPlan
+from jobspec.stages import STAGES, TRIAL_STAGE
 
-__all__ = ["STAGES", "JobKind", "Keep", "RankKey", "get", "names", "register", "registered"]
+__all__ = [
+    "STAGES",
+    "TRIAL_STAGE",
+    "Features",
+    "JobKind",
+    "Keep",
+    "RankKey",
+    "SplitPlan",
+    "get",
+    "names",
+    "register",
+    "registered",
+]
+
+P = TypeVar("P", bound=BaseModel)
 
 TASK_PREFIX = "stacklab."
-TRIAL_STAGE = "trial"  # a tune's epochs are logged under trial-0, trial-1, ...
-
-
-@dataclass(frozen=True)
-class RankKey:
-    """A stored metric key a run is ranked by; "trial-*/..." stands for any trial's."""
-
-    key: str
-    label: str
-
-    @property
-    def metric(self) -> Metric:
-        return metric(self.key)
-
-    @property
-    def pattern(self) -> bool:
-        """Whether the key matches many stored keys (one per trial)."""
-        return "*" in self.key
-
-
-@dataclass(frozen=True)
-class Keep:
-    """Which epoch's model a stage keeps: the best by `monitor` (early stopping restoring
-    its best weights), improving by more than `min_delta` as Keras counts it. A stage
-    without a Keep keeps its last epoch."""
-
-    stage: str
-    monitor: str
-    goal: Goal
-    min_delta: float = 0.0
-
-    def improves(self, value: float, kept: float | None) -> bool:
-        """Whether `value` replaces the kept epoch whose monitor value is `kept`."""
-        if kept is None:
-            return True
-        if self.goal == "min":
-            return value + self.min_delta < kept
-        return value - self.min_delta > kept
+PLUGIN_ENV = "STACKLAB_KIND_MODULES"  # comma-separated modules that register kinds
+PLUGIN_GROUP = "stacklab.kinds"  # Python entry points whose load() registers kinds
+FALLBACK_RATE = 100.0  # images/s of a model nothing was measured for nor declared
+DEFAULT_BATCH = 128
 
 
 def _no_keep(config: BaseModel) -> Keep | None:
@@ -74,32 +67,86 @@ def _no_plan(config: BaseModel) -> dict[str, int]:
     return {}
 
 
-def _no_columns(params: dict) -> list[list[str]]:
+def _no_columns(params: dict[str, Any]) -> list[list[str]]:
     return []
 
 
+def _no_split(config: BaseModel) -> SplitPlan:
+    return SplitPlan()
+
+
+def _default_batch(config: BaseModel, stage: str) -> int:
+    return DEFAULT_BATCH
+
+
+def _stage_is_model(config: BaseModel, stage: str) -> str:
+    return stage
+
+
+def _no_memory(config: BaseModel) -> float:
+    return 0.0
+
+
 @dataclass(frozen=True)
-class JobKind:
-    """One kind of job. The functions take the validated config (columns: stored params)."""
+class JobKind(Generic[P]):
+    """One kind of job. Every function takes the validated config `P` (columns: the
+    stored params, which may predate the model); every field has a safe default except
+    the name, the model and the worker entry point."""
 
     name: str
-    params: type[BaseModel]
-    plan: Callable[[BaseModel], dict[str, int]] = _no_plan
-    parents: Callable[[BaseModel], tuple[str, ...]] = _no_parents
+    params: type[P]
+    entry: str  # "package.module:function": (config: P, context) -> JobOutcome, in the worker
+    plan: Callable[[P], dict[str, int]] = _no_plan  # stage -> epochs it trains
+    parents: Callable[[P], tuple[str, ...]] = _no_parents  # stages it loads from its parent
     ranking: tuple[RankKey, ...] = ()
     # A field of the run's result that, when set, is its score (a tune's best trial value).
     result_score: str | None = None
-    columns: Callable[[dict], list[list[str]]] = _no_columns
+    columns: Callable[[dict[str, Any]], list[list[str]]] = _no_columns
     title: str = ""  # default: the name, capitalised
-    keeps: Callable[[BaseModel], Keep | None] = _no_keep
+    keeps: Callable[[P], Keep | None] = _no_keep
+    split: Callable[[P], SplitPlan] = _no_split  # its validation share and quick-run caps
+    batch_size: Callable[[P, str], int] = _default_batch  # of a stage of its plan
+    rate_model: Callable[[P, str], str] = _stage_is_model  # what images/s are measured per
+    default_rates: Mapping[str, float] = field(default_factory=dict)  # model -> images/s
+    batch_memory_mb: Callable[[P], float] = _no_memory  # 0: no memory check
+    trials_field: str | None = None  # a params field that multiplies its work (max_trials)
+    features: Features = Features()
 
-    def kept_epoch_rule(self, params: dict) -> Keep | None:
-        """The Keep of a run's stored params (None: every stage keeps its last epoch)."""
+    def config(self, params: Mapping[str, Any] | None) -> P | None:
+        """The validated config of stored params; None when they no longer validate."""
         try:
-            config = self.params(**(params or {}))
+            return self.params(**(params or {}))
         except ValidationError:
             return None
-        return self.keeps(config)
+
+    def kept_epoch_rule(self, params: Mapping[str, Any] | None) -> Keep | None:
+        """The Keep of a run's stored params (None: every stage keeps its last epoch)."""
+        config = self.config(params)
+        return None if config is None else self.keeps(config)
+
+    def stage_plan(self, params: Mapping[str, Any] | None) -> dict[str, int]:
+        """Stage -> epochs the job trains, defaults filled in; {} when params do not validate
+        (a run stored under older rules has no plan rather than a wrong one)."""
+        config = self.config(params)
+        return {} if config is None else self.plan(config)
+
+    def total_epochs(self, config: P) -> int:
+        """Epochs the job may train at most: its plan summed (a tune: trials x epochs)."""
+        return sum(self.plan(config).values())
+
+    def stage_images(self, config: P, stage: str, n_train: int) -> tuple[int, int]:
+        """(training, validation) images one epoch of a stage sees."""
+        return self.split(config).images(n_train, self.batch_size(config, stage))
+
+    def default_rate(self, model: str) -> float:
+        """The images/s a model is assumed to train at before one is measured."""
+        return self.default_rates.get(model, FALLBACK_RATE)
+
+    def trials(self, config: P) -> int | None:
+        """The value of its trials field (None: the kind has none)."""
+        if self.trials_field is None:
+            return None
+        return int(getattr(config, self.trials_field))
 
     @property
     def task(self) -> str:
@@ -116,57 +163,103 @@ class JobKind:
         """One paragraph on what the job does: the first of its model's docstring."""
         return cleandoc(self.params.__doc__ or "").split("\n\n", 1)[0].replace("\n", " ")
 
-    def stage_plan(self, params: dict) -> dict[str, int]:
-        """Stage -> epochs the job trains, defaults filled in; {} when params do not validate
-        (a run stored under older rules has no plan rather than a wrong one)."""
-        try:
-            config = self.params(**(params or {}))
-        except ValidationError:
-            return {}
-        return self.plan(config)
+
+_REGISTRY: dict[str, JobKind[Any]] = {}
+_LOADED = False
 
 
-_REGISTRY: dict[str, JobKind] = {}
+def _builtins() -> None:
+    """The built-in kinds come first, whichever module registers first (a no-op while
+    jobspec.builtin_kinds itself is being imported)."""
+    importlib.import_module("jobspec.builtin_kinds")
 
 
-def register(kind: JobKind) -> JobKind:
-    """Add a kind (at import time; tests use `registered`)."""
+def _load() -> None:
+    """Import the built-in kinds, then the plug-ins, once per process: at the registry's
+    first read, so a plug-in module may import anything the registry's readers do."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True  # first: the modules imported below call register()
+    _builtins()
+    for module in os.environ.get(PLUGIN_ENV, "").split(","):
+        if module.strip():
+            importlib.import_module(module.strip())
+    for point in entry_points(group=PLUGIN_GROUP):
+        point.load()
+
+
+def register(kind: JobKind[P]) -> JobKind[P]:
+    """Add a kind (at import time of its module; tests use `registered`)."""
+    _builtins()
     if kind.name in _REGISTRY:
         raise ValueError(f"job kind {kind.name!r} is already registered")
+    if kind.trials_field is not None and kind.trials_field not in kind.params.model_fields:
+        raise ValueError(f"{kind.name}: trials_field {kind.trials_field!r} is not a param")
+    if ":" not in kind.entry:
+        raise ValueError(f"{kind.name}: entry {kind.entry!r} is not 'module:function'")
     _REGISTRY[kind.name] = kind
     return kind
 
 
 @contextmanager
-def registered(kind: JobKind) -> Iterator[JobKind]:
+def registered(kind: JobKind[P]) -> Iterator[JobKind[P]]:
     """A kind registered for the duration of a block, then removed."""
     register(kind)
     try:
         yield kind
     finally:
-        _REGISTRY.pop(kind.name, None)
+        unregister(kind.name)
+
+
+def unregister(name: str) -> None:
+    """Remove a kind (tests; a process's kinds are otherwise fixed once imported)."""
+    _REGISTRY.pop(name, None)
 
 
 def names() -> tuple[str, ...]:
     """Every kind's name, in registration order."""
+    _load()
     return tuple(_REGISTRY)
 
 
-def get(name: str) -> JobKind:
+def get(name: str) -> JobKind[Any]:
     """A kind by name; KeyError names the known ones."""
+    _load()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown job kind {name!r} (known: {', '.join(_REGISTRY)})") from None
 
 
+def find(name: str) -> JobKind[Any] | None:
+    """A kind by name, None for one this process does not know (a run stored by a plug-in
+    no longer installed)."""
+    _load()
+    return _REGISTRY.get(name)
+
+
+def features(name: str) -> Features:
+    """What the pages show for a kind; all off for an unknown one."""
+    kind = find(name)
+    return kind.features if kind else Features()
+
+
+def having(test: Callable[[Features], bool]) -> tuple[str, ...]:
+    """Names of the kinds whose features pass `test` (`lambda f: f.experiment_root`)."""
+    _load()
+    return tuple(n for n, k in _REGISTRY.items() if test(k.features))
+
+
 def job_params() -> dict[str, type[BaseModel]]:
     """Kind -> parameter model."""
+    _load()
     return {name: kind.params for name, kind in _REGISTRY.items()}
 
 
 def task_names() -> dict[str, str]:
     """Kind -> Celery task name."""
+    _load()
     return {name: kind.task for name, kind in _REGISTRY.items()}
 
 
@@ -175,103 +268,7 @@ def parent_stages(name: str, config: BaseModel) -> tuple[str, ...]:
     return get(name).parents(config)
 
 
-def table_columns(name: str, params: dict) -> list[list[str]]:
+def table_columns(name: str, params: dict[str, Any]) -> list[list[str]]:
     """[label, value] pairs of the parameters that tell runs of a kind apart in a list."""
-    kind = _REGISTRY.get(name)
+    kind = find(name)
     return kind.columns(params) if kind else []
-
-
-# --- The built-in kinds. ---
-
-
-def _pretrain_plan(config: PretrainConfig) -> dict[str, int]:
-    return {stage: config.stage(stage).epochs for stage in STAGES}
-
-
-def _pretrain_columns(params: dict) -> list[list[str]]:
-    stages = [params.get(s, {}) for s in STAGES]
-    optimizers = {s.get("optimizer") for s in stages}
-    optimizer = (
-        "/".join(s.get("optimizer", "?") for s in stages)
-        if len(optimizers) > 1
-        else str(optimizers.pop())
-    )
-    return [
-        ["kernels", "/".join(str(s.get("kernel_size", "?")) for s in stages)],
-        ["optimizer", optimizer],
-        ["epochs", "/".join(str(s.get("epochs", "?")) for s in stages)],
-    ]
-
-
-def _tune_parents(config: TuneConfig) -> tuple[str, ...]:
-    """The stages below the tuned one are loaded frozen from a pretrain run."""
-    return STAGES[: STAGES.index(config.stage)]
-
-
-def _tune_columns(params: dict) -> list[list[str]]:
-    return [
-        ["stage", str(params.get("stage", "?"))],
-        ["trials", str(params.get("n_trials", "?"))],
-        ["kernels", ",".join(str(k) for k in params.get("kernel_sizes", []))],
-    ]
-
-
-def _finetune_parents(config: FinetuneConfig) -> tuple[str, ...]:
-    """Stacked uses all three encoders, single only AE01's, scratch none."""
-    return {"stacked": STAGES, "single": STAGES[:1]}.get(config.encoder, ())
-
-
-def _finetune_keeps(config: FinetuneConfig) -> Keep | None:
-    stopping = config.early_stopping
-    if not stopping.restore_best_weights:
-        return None
-    return Keep("finetune", stopping.monitor, stopping.mode, stopping.min_delta)
-
-
-def _finetune_columns(params: dict) -> list[list[str]]:
-    pairs = [
-        ["encoder", str(params.get("encoder", "?"))],
-        ["augment", "on" if params.get("augment") else "off"],
-    ]
-    if params.get("freeze_encoder"):
-        pairs.append(["encoder", "frozen"])
-    if params.get("encoder") == "scratch":
-        pairs.append(["kernel", str(params.get("kernel_size", "?"))])
-    return pairs
-
-
-register(
-    JobKind(
-        name="pretrain",
-        params=PretrainConfig,
-        plan=_pretrain_plan,
-        # The last stage trained counts: a cancelled pretrain is ranked by what it reached.
-        ranking=tuple(RankKey(f"{s}/val_loss", f"{s} val loss") for s in reversed(STAGES)),
-        columns=_pretrain_columns,
-    )
-)
-register(
-    JobKind(
-        name="tune",
-        params=TuneConfig,
-        plan=lambda config: {TRIAL_STAGE: config.n_trials * config.epochs},
-        parents=_tune_parents,
-        ranking=(RankKey(f"{TRIAL_STAGE}-*/val_loss", "best val loss"),),
-        result_score="best_value",
-        columns=_tune_columns,
-    )
-)
-register(
-    JobKind(
-        name="finetune",
-        params=FinetuneConfig,
-        plan=lambda config: {"finetune": config.epochs},
-        parents=_finetune_parents,
-        ranking=(
-            RankKey("finetune/val_accuracy", "val acc"),
-            RankKey("finetune/val_loss", "val loss"),
-        ),
-        columns=_finetune_columns,
-        keeps=_finetune_keeps,
-    )
-)

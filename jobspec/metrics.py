@@ -17,6 +17,10 @@ VALIDATION_PREFIX = "val_"
 SCORE_PANELS = frozenset({"loss", "accuracy"})
 # A "fraction" (accuracy, macro-F1...) is stored in 0..1 and shown everywhere as a percentage.
 PERCENT_UNIT = "fraction"
+# The panel of series sampled in time (seconds since the run started), never per epoch: the
+# worker's memory, CPU and GPU. They are run samples (store.runs.samples), not metrics; no
+# epoch stage may carry this name (runs before migration 0008 logged "system/<name>").
+SAMPLED_PANEL = "system"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class Metric:
     def scored(self) -> bool:
         """Whether the metric rates the model (a loss or an accuracy), not the run's speed."""
         return self.panel in SCORE_PANELS
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the metric is sampled in time (a run sample), never logged per epoch."""
+        return self.panel == SAMPLED_PANEL
 
     @property
     def percent(self) -> bool:
@@ -62,11 +71,11 @@ METRICS: dict[str, Metric] = {
         Metric("images_per_sec", "max", "images/s", unit="images/s", panel="throughput"),
         Metric("learning_rate", "max", "learning rate", panel="optimizer"),
         Metric("lr", "max", "learning rate", panel="optimizer"),
-        # Sampled by the worker every few seconds under the "system" stage (step: seconds).
-        Metric("rss_mb", "min", "process memory", unit="MiB", panel="system"),
-        Metric("cpu_percent", "min", "CPU", unit="% of a core", panel="system"),
-        Metric("gpu_util", "max", "GPU utilisation", unit="%", panel="system"),
-        Metric("gpu_mem_mb", "min", "GPU memory", unit="MiB", panel="system"),
+        # Sampled by the worker every few seconds: run samples against seconds, not epochs.
+        Metric("rss_mb", "min", "process memory", unit="MiB", panel=SAMPLED_PANEL),
+        Metric("cpu_percent", "min", "CPU", unit="% of a core", panel=SAMPLED_PANEL),
+        Metric("gpu_util", "max", "GPU utilisation", unit="%", panel=SAMPLED_PANEL),
+        Metric("gpu_mem_mb", "min", "GPU memory", unit="MiB", panel=SAMPLED_PANEL),
     )
 }
 

@@ -6,7 +6,7 @@ core, which runs them. Nothing here imports Keras, SQL or web code.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,7 +14,8 @@ from jobspec.stages import STAGES
 
 KernelSize = Literal[3, 5, 7]
 OptimizerName = Literal["sgd", "adam", "rmsprop"]
-Stage = Literal[STAGES]
+Stage = Literal["ae01", "ae02", "ae03"]
+assert get_args(Stage) == STAGES, "Stage must list jobspec.stages.STAGES"
 Encoder = Literal["stacked", "single", "scratch"]
 Architecture = Literal["stacked", "single"]
 DecoderOutput = Literal["bn_relu", "sigmoid", "linear"]
@@ -24,7 +25,7 @@ Monitor = Literal["val_loss", "val_accuracy", "val_balanced_accuracy", "val_macr
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "adam": 1e-3, "rmsprop": 1e-3}
 
 
-def _split_seed_field():
+def _split_seed_field() -> Any:  # pydantic types Field() as Any
     return Field(
         None,
         ge=0,
@@ -33,7 +34,7 @@ def _split_seed_field():
     )
 
 
-def _bn_momentum_field():
+def _bn_momentum_field() -> Any:
     return Field(
         0.99,
         gt=0,
@@ -43,7 +44,7 @@ def _bn_momentum_field():
     )
 
 
-def _max_train_images_field():
+def _max_train_images_field() -> Any:
     return Field(
         None,
         ge=2,
@@ -55,7 +56,7 @@ def _max_train_images_field():
     )
 
 
-def _steps_per_epoch_field():
+def _steps_per_epoch_field() -> Any:
     return Field(
         None,
         ge=1,
@@ -170,7 +171,8 @@ class PretrainConfig(_Config):
 
     def stage(self, name: str) -> StageConfig:
         """Settings of one stage by name."""
-        return getattr(self, name)
+        config: StageConfig = getattr(self, name)
+        return config
 
     @property
     def kernel_sizes(self) -> tuple[int, int, int]:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+# A JSON object stored in a JSON column (its values are whatever JSON holds).
+JSONObject = dict[str, Any]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

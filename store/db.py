@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from store import models  # noqa: F401  (every table, so foreign keys resolve anywhere)
 from store.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # Optuna keeps its studies in the same database with its own Alembic table; ours differs.
 VERSION_TABLE = "stacklab_alembic_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_pragmas(busy_ms: int):
-    def set_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(busy_ms: int) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    def set_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # WAL lets the web read while a worker writes; the busy timeout rides out short locks.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -60,7 +66,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _failed_ping_is_a_disconnect(context) -> None:
+def _failed_ping_is_a_disconnect(context: ExceptionContext) -> None:
     """A pooled connection whose ping fails in any way is dead: drop it and connect anew.
 
     psycopg can fail a ping on a socket cut mid-way with ProgrammingError ("can't change
@@ -70,14 +76,15 @@ def _failed_ping_is_a_disconnect(context) -> None:
         context.is_disconnect = True
 
 
-def _pg_timeouts(url: str, settings: Settings) -> dict:
+def _pg_timeouts(url: str, settings: Settings) -> dict[str, int | str]:
     """libpq's connect_timeout (whole seconds, at least 1) and server-side timeouts in ms."""
     from sqlalchemy.engine import make_url
 
+    given = make_url(url).query.get("options")  # kept: what the URL already asks for
     options = " ".join(
         part
         for part in (
-            make_url(url).query.get("options"),  # keep what the URL already asks for
+            *((given,) if isinstance(given, str) else given or ()),  # once or repeated
             f"-c statement_timeout={round(settings.db_statement_timeout_seconds * 1000)}",
             f"-c lock_timeout={round(settings.db_lock_timeout_seconds * 1000)}",
         )
@@ -120,7 +127,7 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> Config:
     """Alembic's config pointed at our migrations and the given database."""
     from alembic.config import Config
 
@@ -144,7 +151,7 @@ def upgrade_schema(url: str | None = None) -> None:
         RDBStorage(url).engine.dispose()
 
 
-def no_request_timeouts(conn) -> None:
+def no_request_timeouts(conn: Connection) -> None:
     """Lift the statement and lock timeouts on one connection (migrations may be long)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET statement_timeout = 0")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class NotFound(LookupError):
     """No such run, data set, artifact or group."""
 
-    def __init__(self, what: str, key):
+    def __init__(self, what: str, key: object) -> None:
         super().__init__(f"{what} {key} not found")
         self.what = what
         self.key = key

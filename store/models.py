@@ -2,7 +2,15 @@
 
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetImport, DatasetRecord
-from store.runs.models import Metric, MetricSummary, Run, RunAttempt, RunGroup, TuneTrial
+from store.runs.models import (
+    Metric,
+    MetricSummary,
+    Run,
+    RunAttempt,
+    RunGroup,
+    RunSample,
+    TuneTrial,
+)
 from store.workers.models import WorkerRecord
 
 __all__ = [
@@ -15,6 +23,7 @@ __all__ = [
     "Run",
     "RunAttempt",
     "RunGroup",
+    "RunSample",
     "TuneTrial",
     "WorkerRecord",
 ]

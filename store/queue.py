@@ -126,7 +126,8 @@ def enqueue(kind: str, run_id: int) -> str:
     QueueUnavailable."""
     name = task_name(kind)
     try:
-        return client().send_task(name, args=[run_id]).id
+        task_id: str = client().send_task(name, args=[run_id]).id
+        return task_id
     except _broker_errors() as err:
         raise QueueUnavailable(broker_name()) from err
 
@@ -144,6 +145,7 @@ def revoke(task_id: str) -> None:
 def check() -> None:
     """Raise QueueUnavailable unless the broker takes a connection within the broker timeout."""
     settings = get_settings()
+    errors: tuple[type[BaseException], ...] = (*_broker_errors(), sqlite3.Error)
     try:
         if settings.embedded_broker:
             _check_embedded(settings)
@@ -160,7 +162,7 @@ def check() -> None:
             conn.default_channel  # noqa: B018 - the channel is what proves the broker answers
     except QueueUnavailable:
         raise
-    except (*_broker_errors(), sqlite3.Error) as err:
+    except errors as err:
         raise QueueUnavailable(broker_name(settings)) from err
 
 

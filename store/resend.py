@@ -7,7 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from store.datasets.models import DatasetImport
+from store.dml import execute_dml
+from store.runs.models import Run
 from store.timeutil import utcnow
 from store.workers.models import WorkerRecord
 
@@ -21,10 +25,17 @@ def a_worker_is_idle(session: Session, *, within: float) -> bool:
     return session.scalar(idle.limit(1)) is not None
 
 
-def claim_send(session: Session, model, row_id: int, waiting, *, resend_after: float) -> bool:
+def claim_send(
+    session: Session,
+    model: type[Run] | type[DatasetImport],
+    row_id: int,
+    waiting: ColumnElement[bool],
+    *,
+    resend_after: float,
+) -> bool:
     """Compare-and-set on `model.sent_at`: the row is still `waiting` and unsent (or sent
     over `resend_after` s ago); True for the one process that gets to send it now."""
     cutoff = utcnow() - timedelta(seconds=resend_after)
     stale = or_(model.sent_at.is_(None), model.sent_at < cutoff)
     claim = update(model).where(model.id == row_id, waiting, stale).values(sent_at=utcnow())
-    return bool(session.execute(claim.execution_options(synchronize_session=False)).rowcount)
+    return bool(execute_dml(session, claim.execution_options(synchronize_session=False)))

@@ -126,8 +126,8 @@ class Settings(BaseSettings):
         5.0,
         ge=0,
         description="How often a worker samples its process memory and CPU (and GPU "
-        "utilisation and memory, where NVML is available) into the running run's metrics "
-        "(stage 'system', step = seconds since the job started); 0 = off",
+        "utilisation and memory, where NVML is available) into the running run's samples "
+        "(a time series against seconds since the job started, never epochs); 0 = off",
     )
     max_classes: int = Field(
         1000, ge=1, description="Most classes a data set may have (imports with more fail)"

@@ -19,6 +19,19 @@ os.environ.setdefault("STACKLAB_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,
 pytest_plugins = ["tests.fixtures.app"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """STACKLAB_TEST_TIMEOUT_SCALE stretches pytest-timeout's safety net with every wait,
+    unless `--timeout` names one."""
+    from tests.stack import TIMEOUT_SCALE
+
+    if TIMEOUT_SCALE == 1 or config.getoption("timeout", None) is not None:
+        return
+    limit = float(config.getini("timeout") or 0) * TIMEOUT_SCALE
+    for item in items:
+        if limit and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
+
+
 @pytest.fixture(scope="session")
 def demo_small():
     """400 train / 100 test demo images: enough to learn something in seconds."""

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT, scaled
 
 yaml = pytest.importorskip("yaml")
 
@@ -153,6 +153,6 @@ def test_docker_compose_accepts_the_file(tmp_path: Path):
             ],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=scaled(120),
         )
         assert done.returncode == 0, done.stderr

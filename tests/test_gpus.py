@@ -8,10 +8,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from cli import serve as serve_module
+from cli.main import app
+from cli.processes import worker_command
+from tests.stack import scaled
 from worker import device
-from worker.cli import serve as serve_module
-from worker.cli.main import app
-from worker.devstack import worker_command
 
 TWO_GPUS = ["0", "1"]
 
@@ -71,7 +72,7 @@ def test_each_supervised_worker_gets_its_own_device_and_name(monkeypatch, tmp_pa
         )
         service = serve_module.Supervised(name, [sys.executable, "-c", show, str(out)], env=env)
         service.start()
-        assert service.proc.wait(timeout=30) == 0
+        assert service.proc.wait(timeout=scaled(120)) == 0
         seen.append(out.read_text())
     assert seen == ["0 gpu0", "1 gpu1"]
 

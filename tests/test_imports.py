@@ -11,27 +11,36 @@ from __future__ import annotations
 
 import ast
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("backend", "store", "worker", "jobspec")
+PACKAGES = ("backend", "store", "worker", "jobspec", "cli")
 
 # Cycles that exist today outside the area that removed the rest: each entry is one
 # strongly connected set of modules. Fix one, then delete its entry (a stale entry fails
 # too). Any other cycle, or a module joining one of these, fails the test.
 KNOWN_CYCLES: tuple[frozenset[str], ...] = ()  # none left: keep it so
 
-# (package, banned top-level names): what a room never imports, at any depth of a function.
+# (package, banned names): what a room never imports, at any depth of a function, nor names
+# in a process command line it builds (tests/test_command_lines.py). A banned name bans its
+# submodules too, except the room's own (worker.ml may import worker.ml, not worker).
 WEB = ("fastapi", "starlette", "jinja2", "plotly")
 KERAS = ("keras", "tensorflow")
 QUEUE_AND_SQL = ("celery", "kombu", "sqlalchemy", "alembic")
+# Test scaffolding (tests/stack.py: throw-away databases, test timings) is not installed.
+NOT_INSTALLED = ("tests", "bench", "docs")
 BOUNDARIES = {
-    "worker.ml": ("store", "backend", *QUEUE_AND_SQL, *WEB),
-    "store": ("backend", "worker", *WEB, *KERAS),
-    "backend": ("worker", *KERAS),
+    "jobspec": ("store", "backend", "worker", "cli", *QUEUE_AND_SQL, *WEB, *KERAS, *NOT_INSTALLED),
+    "store": ("backend", "worker", "cli", *WEB, *KERAS, *NOT_INSTALLED),
+    "backend": ("worker", "cli", *KERAS, *NOT_INSTALLED),
+    "worker": ("backend", "cli", *WEB, *NOT_INSTALLED),
+    "worker.ml": ("store", "backend", "worker", "cli", *QUEUE_AND_SQL, *WEB, *NOT_INSTALLED),
+    # the composition root: it starts the web and the workers, and may import any room
+    "cli": NOT_INSTALLED,
 }
 JOBSPEC_ALLOWED = ("jobspec", "pydantic", "pydantic_core", "typing_extensions", "annotated_types")
 
@@ -242,16 +251,57 @@ def test_the_walker_sees_function_level_imports_and_cycles():
     assert strongly_connected(graph) == [frozenset({"a", "b", "c"})]
 
 
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+def may_use(source: str, target: str) -> bool:
+    """Whether module `source` may import (or start a process of) module `target`."""
+    for package, banned in BOUNDARIES.items():
+        outside = _within(source, package) and not _within(target, package)
+        if outside and any(_within(target, name) for name in banned):
+            return False
+    return True
+
+
+def test_every_installed_package_has_a_row():
+    """A package added to pyproject.toml without a boundary row would be checked by nothing."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    installed = {pattern.rstrip("*") for pattern in include}
+    assert installed == set(PACKAGES)
+    assert set(PACKAGES) <= set(BOUNDARIES)
+
+
 @pytest.mark.parametrize("package", sorted(BOUNDARIES))
 def test_each_room_imports_only_what_it_may(package):
-    banned = BOUNDARIES[package]
     bad = [
         f"{imp.source}:{imp.line} imports {imp.target}"
         for imp in all_imports()
-        if (imp.source == package or imp.source.startswith(f"{package}."))
-        and imp.target.split(".")[0] in banned
+        if _within(imp.source, package) and not may_use(imp.source, imp.target)
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_no_installed_module_carries_test_scaffolding():
+    """Test databases, test timings and their variables live in tests/stack.py only."""
+    marks = ("STACKLAB_TEST_", "stacklab_test_")
+    bad = [
+        f"{module} mentions {mark}"
+        for module, path in project_files().items()
+        for mark in marks
+        if mark in path.read_text()
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_a_banned_import_is_caught():
+    assert not may_use("worker.cli_like", "backend.main")
+    assert not may_use("worker.ml.tune", "worker.recorder")
+    assert may_use("worker.ml.tune", "worker.ml.models")
+    assert not may_use("backend.runs.pages", "cli.processes")
+    assert not may_use("store.db", "tests.stack")
+    assert may_use("cli.serve", "backend.main")
 
 
 def test_jobspec_imports_only_pydantic_and_the_standard_library():

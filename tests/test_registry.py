@@ -17,7 +17,7 @@ from jobspec.metrics import goal_of, metric
 from jobspec.params import STAGES as PARAMS_STAGES
 from jobspec.params import Stage
 from store import queue
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT
 
 
 class ToyConfig(BaseModel):
@@ -36,6 +36,7 @@ class ToyConfig(BaseModel):
 TOY = kinds.JobKind(
     name="toy",
     params=ToyConfig,
+    entry="tests.toykind_job:count",
     plan=lambda config: {"count": config.epochs},
     columns=lambda params: [["sheep", str(params.get("sheep", "?"))]],
 )

@@ -22,7 +22,7 @@ app = configure(Celery("stacklab", include=["worker.tasks"]), get_settings())
 
 
 @worker_process_init.connect
-def _warm_up_child(**_kwargs) -> None:
+def _warm_up_child(**_kwargs: object) -> None:
     # Never share the parent's pooled connections with a forked child.
     get_engine().dispose(close=False)
     reset_caches()
@@ -34,10 +34,10 @@ def _warm_up_child(**_kwargs) -> None:
 
 
 @worker_ready.connect
-def _on_ready(**_kwargs) -> None:
+def _on_ready(**_kwargs: object) -> None:
     upgrade_schema()
 
 
 @worker_shutting_down.connect
-def _on_shutdown(**_kwargs) -> None:
+def _on_shutdown(**_kwargs: object) -> None:
     liveness.forward_stop_to_children()  # their running runs go back to the queue

@@ -96,7 +96,7 @@ def describe() -> str:
 
 
 @lru_cache
-def versions() -> dict:
+def versions() -> dict[str, str]:
     """Versions that decide what a run computed."""
     from importlib.metadata import PackageNotFoundError, version
 

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobspec import kinds
 from store.artifacts import service as artifacts_service
 from store.db import session_scope
 from store.runs import evaluations
@@ -55,7 +56,7 @@ def evaluate_run(run_id: int) -> str:
         log.exception("run %s: evaluate now failed", run_id)
         message = f"{type(err).__name__}: {err}"
         retrying(lambda: _fail(run_id, message), what=f"recording run {run_id}'s evaluation error")
-        return "failed"
+        return f"evaluation failed: {message}"
     finally:
         from worker.ml.training import release_memory  # Keras: the pool child only
 
@@ -67,7 +68,7 @@ def _job(run_id: int) -> Job | str:
         run = session.get(Run, run_id)
         if run is None:
             return "no such run"
-        if run.kind != "finetune" or run.status not in evaluations.STOPPED:
+        if not kinds.features(run.kind).evaluation or not run.status.is_stopped:
             return f"run is a {run.status} {run.kind}"
         if (run.result or {}).get("evaluation"):
             return "evaluated already"

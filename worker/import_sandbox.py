@@ -121,7 +121,12 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _wait(child: subprocess.Popen, timeout: float, beat, every: float) -> bool:
+def _wait(
+    child: subprocess.Popen[bytes],
+    timeout: float,
+    beat: Callable[[], object] | None,
+    every: float,
+) -> bool:
     """Wait for the child, beating every `every` s; True when it ran out of time."""
     deadline = time.monotonic() + timeout
     while True:
@@ -228,13 +233,13 @@ def _cap(memory_bytes: int | None, cpu_seconds: int) -> None:
 def _parse(spec: str, work_dir: Path, resize: bool, limits: dict | None) -> dict:
     try:  # NumPy and the readers load only now, under the budgets set above
         from worker.ml.datasets.dataset import DataError
-        from worker.ml.datasets.limits import ImportLimits
+        from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
         from worker.ml.datasets.load import load_dataset
     except MemoryError:  # a budget too small for NumPy itself
         return {"error": "memory"}
     try:
-        kwargs = {} if limits is None else {"limits": ImportLimits(**limits)}
-        load_dataset(spec, resize=resize, **kwargs).save(work_dir / RESULT)
+        within = DEFAULT_LIMITS if limits is None else ImportLimits(**limits)
+        load_dataset(spec, resize=resize, limits=within).save(work_dir / RESULT)
     except MemoryError:
         return {"error": "memory"}
     except DataError as err:

@@ -45,7 +45,7 @@ class WorkerStopping(Exception):
     """This worker was told to stop (SIGTERM): the import goes back to the queue."""
 
 
-def import_dataset(import_id: int, *_legacy) -> str:
+def import_dataset(import_id: int, *_legacy: object) -> str:
     """Import `import_id` (a queued dataset_imports row). Older messages carried the name,
     resize and source too: the row is what counts."""
     if liveness.DRAINING.is_set():
@@ -176,7 +176,7 @@ class Heartbeat:
         self.thread.start()
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop.set()
         self.thread.join()
 

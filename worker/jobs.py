@@ -1,22 +1,73 @@
-"""Map a run kind to the training core's job, and its result to what the store keeps.
+"""Run a job of any registered kind: its worker entry point, found through the registry.
 
-Runs in the pool child (Keras already loaded). Each job's module is imported when a run of
-its kind starts: tuning alone pulls in Optuna, and a kind never run costs nothing.
+A kind declares `entry="package.module:function"` (jobspec.kinds); the module is imported
+when a run of that kind starts (in the pool child, Keras already loaded), so a kind never
+run costs nothing. The function takes the validated params and a `JobContext` and returns
+a `jobspec.outcome.JobOutcome`; nothing here knows any kind by name.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobspec import kinds
+from jobspec.outcome import JobOutcome
+from jobspec.status import RunStatus
 from worker.ml.checkpoint import Checkpoint
 from worker.ml.datasets.dataset import Dataset
 from worker.ml.reporting import Reporter
 
+Entry = Callable[[Any, "JobContext"], JobOutcome]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything a job gets besides its params: its data, where to write, how to report,
+    its parent's files, and the run's study and database (a job that keeps state there)."""
+
+    dataset: Dataset
+    out_dir: Path
+    reporter: Reporter
+    parent_dir: Path | None = None
+    study_name: str | None = None
+    storage_url: str = ""
+    resume: Checkpoint | None = None
+
+    def optuna_storage(self) -> Any:
+        """Optuna's RDB storage on our database; SQLite waits for locks instead of failing."""
+        import optuna
+
+        url = self.storage_url
+        kwargs = (
+            {"connect_args": {"timeout": 30}}
+            if url.startswith("sqlite")
+            else {"pool_pre_ping": True}
+        )
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def entry_point(kind: kinds.JobKind[Any]) -> Entry:
+    """The kind's entry function, imported now; TypeError when it cannot be called as
+    `function(config, context)`."""
+    module_name, _, attribute = kind.entry.partition(":")
+    function = getattr(importlib.import_module(module_name), attribute)
+    if not callable(function):
+        raise TypeError(f"{kind.name}: entry {kind.entry!r} is not callable")
+    try:
+        inspect.signature(function).bind(None, None)
+    except TypeError as err:
+        raise TypeError(f"{kind.name}: entry {kind.entry!r} must take (config, context)") from err
+    return function
+
 
 def run(
     kind: str,
-    params: dict,
+    params: dict[str, Any],
     *,
     dataset: Dataset,
     out_dir: Path,
@@ -25,68 +76,13 @@ def run(
     study_name: str | None,
     storage_url: str,
     resume: Checkpoint | None = None,
-):
+) -> tuple[RunStatus, dict[str, Any], list[Path]]:
     """Returns (status, result, files) for the run; resume continues from a checkpoint."""
-    if kind not in kinds.names():
-        raise ValueError(f"unknown run kind {kind!r}")
-    config = kinds.get(kind).params(**params)
-    if kind == "pretrain":
-        from worker.ml.pretrain import pretrain
-
-        res = pretrain(dataset, config, out_dir=out_dir, reporter=recorder, resume=resume)
-        result = {
-            "stages": res.stages,
-            "test_reconstruction_loss": res.test_reconstruction_loss,
-            "trained_stages": [s for s, v in res.stages.items() if not v["cancelled"]],
-            "decoder_output": config.decoder_output,
-            "reconstruction": res.reconstruction,
-            "probe_errors": res.probe_errors,
-        }
-    elif kind == "tune":
-        from worker.ml.tune import tune
-
-        config = config.model_copy(update={"study_name": study_name or config.study_name})
-        res = tune(
-            dataset,
-            config,
-            out_dir=out_dir,
-            storage=_optuna_storage(storage_url),
-            pretrained_dir=parent_dir,
-            reporter=recorder,
-            resume=resume,
-        )
-        result = {
-            "best_params": res.best_params,
-            "best_value": res.best_value,
-            "study_name": res.study_name,
-            "trials": len(res.trials),
-        }
-    elif kind == "finetune":
-        from worker.ml.finetune import finetune
-
-        res = finetune(
-            dataset,
-            config,
-            out_dir=out_dir,
-            pretrained_dir=parent_dir,
-            reporter=recorder,
-            resume=resume,
-        )
-        result = {
-            "training": res.training,
-            "evaluation": res.evaluation.summary() if res.evaluation else None,
-        }
-    else:  # registered (jobspec.kinds) but not trained here: a new kind needs its branch
-        raise ValueError(f"no training function for run kind {kind!r}")
-    result["split"] = res.split  # {"seed", "fraction", "n_train", "n_val", "fingerprint"}
-    return ("cancelled" if res.cancelled else "succeeded"), result, res.files
-
-
-def _optuna_storage(url: str):
-    """Optuna's RDB storage on our database; SQLite waits for locks instead of failing."""
-    import optuna
-
-    kwargs = (
-        {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    )
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    job = kinds.get(kind)  # KeyError naming the known kinds
+    config = job.params(**params)
+    context = JobContext(dataset, out_dir, recorder, parent_dir, study_name, storage_url, resume)
+    outcome = entry_point(job)(config, context)
+    if not isinstance(outcome, JobOutcome):
+        raise TypeError(f"{job.entry} returned {type(outcome).__name__}, not a JobOutcome")
+    status = RunStatus.CANCELLED if outcome.cancelled else RunStatus.SUCCEEDED
+    return status, outcome.stored_result(), list(outcome.files)

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 
 from store import queue
 from store.db import session_scope
@@ -71,7 +72,7 @@ def hand_back_on_sigterm() -> Iterator[None]:
     handler (exit at once) is in force; billiard installs it after worker_process_init,
     which is why this is set per job."""
 
-    def on_term(_signum, _frame) -> None:
+    def on_term(_signum: int, _frame: FrameType | None) -> None:
         if not DRAINING.is_set():
             log.warning("told to stop: run %s stops at its next batch and goes back", current_run)
         DRAINING.set()

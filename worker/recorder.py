@@ -1,10 +1,11 @@
 """The run's link to the store while it trains: the training thread never waits for it.
 
-The job reports into memory (progress, epoch metrics, checkpoints, trials); a background
-thread writes them, each write fenced by the attempt (see store.runs.attempts), and
-beats for the whole job, exports and uploads included. A store outage only delays the
-writes: they stay buffered and are retried with backoff while training goes on. A
-refused write (another attempt owns the run now) stops the job at its next batch.
+The job reports into memory (progress, epoch metrics, system samples, checkpoints,
+trials); a background thread writes them, each write fenced by the attempt (see
+store.runs.attempts), and beats for the whole job, exports and uploads included. A store
+outage only delays the writes: they stay buffered and are retried with backoff while
+training goes on. A refused write (another attempt owns the run now) stops the job at its
+next batch. Samples are time series (store.runs.samples), never written as epochs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import platform
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
 
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
@@ -21,11 +25,19 @@ from store.errors import AttemptSuperseded
 from store.runs import attempts
 from store.runs import checkpoints as checkpoints_service
 from store.runs import metrics as metrics_service
+from store.runs import samples as samples_service
+from store.settings import Settings
 from store.workers import service as workers_service
 from worker.ml.reporting import Progress, Reporter, TrialReport
 
+if TYPE_CHECKING:  # its module loads NumPy: the link itself never needs it
+    from worker.ml.checkpoint import Checkpoint
+
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 15.0
+# System samples kept while the store is unreachable (at 5 s a sample: hours); the oldest
+# go first, as they matter least and epochs never queue behind them.
+MAX_BUFFERED_SAMPLES = 2000
 
 
 @dataclass
@@ -33,19 +45,25 @@ class Pending:
     """What the job reported that is not in the store yet."""
 
     epochs: list[tuple[str, int, dict]] = field(default_factory=list)
+    samples: list[samples_service.Reading] = field(default_factory=list)  # (t, wall, values)
     trials: list[dict] = field(default_factory=list)
-    checkpoint: object | None = None  # worker.ml.checkpoint.Checkpoint, the latest only
+    checkpoint: Checkpoint | None = None  # the latest only
     files: dict[str, bytes] = field(default_factory=dict)  # made mid-run: the latest by name
 
     def __bool__(self) -> bool:
-        return bool(self.epochs or self.trials or self.files or self.checkpoint is not None)
+        return bool(
+            self.epochs or self.samples or self.trials or self.files or self.checkpoint is not None
+        )
 
-    def write(self, session, run_id: int, attempt: int) -> None:
+    def write(self, session: Session, run_id: int, attempt: int) -> None:
         """Everything pending in the caller's (fenced) transaction."""
         for stage, epoch, values in self.epochs:
             metrics_service.log_epoch(
                 session=session, run_id=run_id, stage=stage, step=epoch, values=values
             )
+        samples_service.record(
+            session=session, run_id=run_id, attempt=attempt, readings=self.samples
+        )
         for trial in self.trials:
             metrics_service.record_trial(session=session, run_id=run_id, trial=trial)
         for name, data in self.files.items():
@@ -70,6 +88,7 @@ class Pending:
     def merge_back(self, newer: Pending) -> None:
         """Put a failed write's data back in front of what arrived since."""
         self.epochs += newer.epochs
+        self.samples = (self.samples + newer.samples)[-MAX_BUFFERED_SAMPLES:]
         self.trials += newer.trials
         self.files = {**self.files, **newer.files}
         if newer.checkpoint is not None:
@@ -84,12 +103,12 @@ class StoreRecorder(Reporter):
         run_id: int,
         attempt: int,
         *,
-        settings,
+        settings: Settings,
         worker: str = "",
         device: str = "",
         stage_plan: dict[str, int] | None = None,
         draining: threading.Event | None = None,
-    ):
+    ) -> None:
         self.run_id, self.attempt = run_id, attempt
         self.settings, self.worker, self.device = settings, worker, device
         self.stage_plan = stage_plan or {}  # stage -> epochs, for an ETA across stages
@@ -112,7 +131,7 @@ class StoreRecorder(Reporter):
     def wants_checkpoints(self) -> bool:
         return True
 
-    def stage_started(self, stage, *, epochs, steps, images):
+    def stage_started(self, stage: str, *, epochs: int, steps: int, images: int) -> None:
         self._images = images
 
     def batch_ended(self, progress: Progress) -> None:
@@ -135,7 +154,14 @@ class StoreRecorder(Reporter):
         with self.write_lock:
             self._pending.epochs.append((stage, epoch, dict(metrics)))
 
-    def checkpoint(self, checkpoint) -> None:
+    def sampled(self, seconds: float, values: dict[str, float]) -> None:
+        """A system sample: written with the next flush, as a run sample of this attempt."""
+        with self.write_lock:
+            pending = self._pending.samples
+            pending.append((seconds, time.time(), dict(values)))
+            del pending[:-MAX_BUFFERED_SAMPLES]
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
         with self.write_lock:
             self._pending.checkpoint = checkpoint
         self._wake.set()  # the epoch's metrics and checkpoint go out together
@@ -165,7 +191,7 @@ class StoreRecorder(Reporter):
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._wake.set()
         self._thread.join(timeout=30)

@@ -14,9 +14,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from jobspec import kinds
+from jobspec.status import RunStatus
 from store import queue
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
@@ -24,7 +27,8 @@ from store.errors import AttemptSuperseded, NotFound
 from store.runs import attempts
 from store.runs import checkpoints as checkpoints_service
 from store.runs import service as runs_service
-from store.settings import get_settings
+from store.runs.models import ResumePoint, Run
+from store.settings import Settings, get_settings
 from worker import device, liveness, system_metrics
 from worker.datasets import load_from_store
 from worker.recorder import StoreRecorder
@@ -58,7 +62,7 @@ class RunSpec:
     parent_run_id: int | None
     study_name: str | None
     attempt: int
-    resume_from: dict | None
+    resume_from: ResumePoint | None
 
 
 def execute(run_id: int) -> str:
@@ -104,7 +108,7 @@ def _claim(run_id: int) -> tuple[RunSpec, bytes | None] | str:
             run = runs_service.get_run(session, run_id)
         except NotFound:
             return "skipped: no such run"
-        if run.status != "queued" or run.cancel_requested:
+        if run.status != RunStatus.QUEUED or run.cancel_requested:
             return f"skipped: {run.status}"
         _check_parent(session, run)
         claim = attempts.claim(
@@ -130,11 +134,11 @@ def _claim(run_id: int) -> tuple[RunSpec, bytes | None] | str:
     return spec, checkpoint
 
 
-def _check_parent(session, run) -> None:
+def _check_parent(session: Session, run: Run) -> None:
     if run.parent_run_id is None:
         return
     parent = runs_service.get_run(session, run.parent_run_id)
-    if parent.status in ("queued", "running"):
+    if parent.status.is_active:
         raise ParentNotReady(f"pretrain run {parent.id} is {parent.status}")
 
 
@@ -166,7 +170,13 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
         release_memory()
 
 
-def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files) -> str:
+def _conclude(
+    spec: RunSpec,
+    recorder: StoreRecorder,
+    status: RunStatus,
+    result: dict[str, Any],
+    files: list[Path],
+) -> str:
     """Store what the job produced, according to why it stopped."""
     reason = recorder.stop_reason
     if reason == "superseded":
@@ -177,7 +187,7 @@ def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files
     if reason == "store-error":
         err = recorder.store_error
         return _record_failure(spec, recorder, f"the store refused a write: {err}", None)
-    if status == "cancelled" and reason != "cancel" and recorder.draining.is_set():
+    if status == RunStatus.CANCELLED and reason != "cancel" and recorder.draining.is_set():
         return _hand_back(spec, recorder)
     pending = recorder.take_pending()
 
@@ -194,7 +204,7 @@ def _conclude(spec: RunSpec, recorder: StoreRecorder, status: str, result, files
             artifacts_service.drop_run_files_except(
                 session, spec.id, stored | {checkpoints_service.NAME}
             )
-            if status == "succeeded":
+            if status == RunStatus.SUCCEEDED:
                 checkpoints_service.discard(session, spec.id)
             attempts.finish(
                 session=session, run_id=spec.id, attempt=spec.attempt, status=status, result=result
@@ -228,12 +238,12 @@ def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
 
 
 def _record_failure(spec: RunSpec, recorder: StoreRecorder, error: str, trace: str | None) -> str:
-    def close(session) -> None:
+    def close(session: Session) -> None:
         attempts.finish(
             session=session,
             run_id=spec.id,
             attempt=spec.attempt,
-            status="failed",
+            status=RunStatus.FAILED,
             error=error,
             traceback=trace,
         )
@@ -243,10 +253,12 @@ def _record_failure(spec: RunSpec, recorder: StoreRecorder, error: str, trace: s
     except AttemptSuperseded as err:
         log.error("run %s: failure not recorded, attempt superseded: %s", spec.id, err)
         return "superseded"
-    return "failed"
+    return RunStatus.FAILED
 
 
-def _close_attempt(spec: RunSpec, recorder: StoreRecorder, close, *, what: str) -> None:
+def _close_attempt(
+    spec: RunSpec, recorder: StoreRecorder, close: Callable[[Session], object], *, what: str
+) -> None:
     """What the job still had unwritten, then close(session) ends the attempt: one fenced
     transaction, retried through store outages."""
     pending = recorder.take_pending()
@@ -311,7 +323,13 @@ def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
     return target
 
 
-def _call_job(spec: RunSpec, checkpoint: bytes | None, out_dir: Path, recorder, settings):
+def _call_job(
+    spec: RunSpec,
+    checkpoint: bytes | None,
+    out_dir: Path,
+    recorder: StoreRecorder,
+    settings: Settings,
+) -> tuple[RunStatus, dict[str, Any], list[Path]]:
     # Deferred like release_memory above: both import Keras.
     from worker import jobs
     from worker.ml.checkpoint import Checkpoint
@@ -321,10 +339,10 @@ def _call_job(spec: RunSpec, checkpoint: bytes | None, out_dir: Path, recorder, 
     )
     parent_dir = (
         _retrying(
-            lambda: _fetch_parent(spec.parent_run_id, settings.cache_dir),
+            lambda: _fetch_parent(parent_id, settings.cache_dir),
             what="fetching the parent's weights",
         )
-        if spec.parent_run_id
+        if (parent_id := spec.parent_run_id)
         else None
     )
     return jobs.run(

@@ -1,12 +1,14 @@
-"""System metrics of a running job, sampled every few seconds into the run's metrics.
+"""System metrics of a running job, sampled every few seconds as the run's time series.
 
-Stage "system", step = whole seconds since the job started on this worker (a retried
-attempt starts again at 0; a step already stored is kept, as for epochs):
+Each reading goes to `Reporter.sampled(seconds, values)`, seconds since the job started on
+this worker (a retried attempt starts again at 0; the store keeps each attempt's readings
+apart): run samples, never epochs, so no epoch reader (progress, kept epoch, compare,
+exports) ever sees them. The keys:
 
-    system/rss_mb       resident memory of the process that trains (the pool child), MiB
-    system/cpu_percent  its CPU time over the interval, percent of one core (200 = 2 cores)
-    system/gpu_util     GPU utilisation, percent (NVML; absent without a GPU or NVML)
-    system/gpu_mem_mb   GPU memory in use on the device, MiB (idem)
+    rss_mb       resident memory of the process that trains (the pool child), MiB
+    cpu_percent  its CPU time over the interval, percent of one core (200 = 2 cores)
+    gpu_util     GPU utilisation, percent (NVML; absent without a GPU or NVML)
+    gpu_mem_mb   GPU memory in use on the device, MiB (idem)
 
 Process figures come from /proc (Linux; absent elsewhere). NVML comes from the optional
 `nvidia-ml-py` package (module `pynvml`), imported lazily: a CPU-only worker has no GPU
@@ -20,11 +22,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-STAGE = "system"
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -85,19 +86,21 @@ class Gpu:
 
 
 class Sampler:
-    """Samples this process (and its GPU) every `interval` seconds into reporter.epoch_ended."""
+    """Samples this process (and its GPU) every `interval` seconds into reporter.sampled.
 
-    def __init__(self, reporter, interval: float):
-        self.reporter, self.interval = reporter, interval
+    clock: a monotonic clock (tests pass one they move by hand)."""
+
+    def __init__(self, reporter, interval: float, *, clock: Callable[[], float] = time.monotonic):
+        self.reporter, self.interval, self.clock = reporter, interval, clock
         self.gpu = Gpu.open()
-        self.started = time.monotonic()
+        self.started = clock()
         self._last = (self.started, cpu_seconds())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="system-metrics", daemon=True)
 
     def sample(self) -> dict[str, float]:
         """One sample now; the CPU percentage is over the time since the previous one."""
-        now, cpu = time.monotonic(), cpu_seconds()
+        now, cpu = self.clock(), cpu_seconds()
         values: dict[str, float] = {}
         rss = rss_mb()
         if rss is not None:
@@ -111,10 +114,10 @@ class Sampler:
         return values
 
     def record(self) -> None:
+        """Take one sample and hand it to the reporter, at whole seconds since the start."""
         values = self.sample()
         if values:
-            step = int(time.monotonic() - self.started)
-            self.reporter.epoch_ended(STAGE, step, values)
+            self.reporter.sampled(float(int(self.clock() - self.started)), values)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

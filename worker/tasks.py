@@ -3,6 +3,8 @@ handing it to the runner), the data set import, and "evaluate now" of a stopped 
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery.exceptions import Reject
 
 from jobspec import kinds
@@ -28,7 +30,7 @@ def _run(run_id: int) -> str:
         raise Reject(str(err), requeue=True) from err
 
 
-def _register(kind: kinds.JobKind):
+def _register(kind: kinds.JobKind[Any]) -> Any:  # a Celery task (Celery is untyped)
     def run(run_id: int) -> str:
         return _run(run_id)
 
@@ -42,7 +44,7 @@ RUN_TASKS = {name: _register(kinds.get(name)) for name in kinds.names()}
 
 
 @app.task(name=queue.IMPORT_TASK)
-def import_dataset(import_id: int, *_legacy) -> str:
+def import_dataset(import_id: int, *_legacy: object) -> str:
     """Import a queued upload (or CIFAR-10 download) as a data set, or record why not."""
     try:
         return import_task.import_dataset(import_id)

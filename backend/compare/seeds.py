@@ -3,7 +3,10 @@ seeds), grouped by that parameter with each score's mean ± sd over the seeds.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from backend.compare import stats
+from store.runs.models import Run
 
 # Parameters that only replicate a run (init, data order, split): never a group's label.
 SEED_KEYS = frozenset({"seed", "split_seed"})
@@ -13,7 +16,7 @@ MAX_GROUP_KEYS = 3  # more parameters than this changing at once is not a seed s
 ARM_TAGS = ("arm:", "augment:")  # how a study tags its runs (older studies: augment:on)
 
 
-def group_runs(runs: list, params: list[dict]) -> tuple[list[str], list[dict]] | None:
+def group_runs(runs: list[Run], params: list[dict]) -> tuple[list[str], list[dict]] | None:
     """(the parameters the runs are grouped by, the groups in order of first appearance);
     None when the seeds do not vary or no value of the other parameters repeats. The runs
     of one study are grouped by their arm."""
@@ -49,7 +52,7 @@ def study_arms(runs: list) -> dict[int, str] | None:
     return arms if len(set(arms.values())) > 1 else None
 
 
-def _groups(runs: list, values_of) -> list[dict]:
+def _groups(runs: list[Run], values_of: Callable[[Run], dict[str, str]]) -> list[dict]:
     """Runs by the values `values_of(run)` gives, in order of first appearance."""
     groups: dict[tuple, dict] = {}
     for run in runs:
@@ -59,7 +62,7 @@ def _groups(runs: list, values_of) -> list[dict]:
     return list(groups.values())
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     """A parameter's value as the compare table writes it."""
     if value is None:
         return "–"
@@ -69,7 +72,7 @@ def _text(value) -> str:
 
 
 def seed_groups(
-    runs: list, params: list[dict], tables: list[tuple[list[dict], str]]
+    runs: list[Run], params: list[dict], tables: list[tuple[list[dict], str]]
 ) -> dict | None:
     """The grouping and, per score row of `tables` ((rows, the cell field to read)), each
     group's mean ± sd; None when the runs are not seed replicates of a few settings."""

@@ -3,6 +3,8 @@ mean ± sd, metrics, curves, confusion matrices."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy.orm import Session
 
 from backend import plotting
@@ -17,7 +19,7 @@ from store.datasets import service as datasets_service
 from store.errors import InvalidRequest
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
-from store.runs.models import FINISHED, Run
+from store.runs.models import Run
 
 MAX_ID = 2**63 - 1  # what the id column holds
 METRIC_ORDER = ["val_accuracy", "val_loss", "accuracy", "loss"]
@@ -55,7 +57,7 @@ def compare(*, session: Session, ids: list[int]) -> dict:
     metrics, tests = metrics_table(runs, summaries), test_table(session, runs)
     return {
         "runs": [_run_card(session, run, summaries[run.id]) for run in runs],
-        "running": any(run.status not in FINISHED for run in runs),
+        "running": any(run.status.is_active for run in runs),
         "curves": curve_figures(runs, series),
         "params": params,
         "groups": seeds.seed_groups(runs, params, [(tests, "value"), (metrics, "best")]),
@@ -220,6 +222,15 @@ def _best(cells: dict, goal: str, field: str) -> str | None:
 MAX_RECALL_SENTENCES = 40
 
 
+class RecallChange(StrEnum):
+    """How one class's recall moved from one run to the other: a sentence's verb, and its
+    CSS class on the compare page."""
+
+    GAINED = "gained"
+    LOST = "lost"
+    KEPT = "kept"
+
+
 def confusion_section(runs: list[Run]) -> dict:
     """Each evaluated run's matrix, and each later one minus the first, with recall changes."""
     evaluated = [
@@ -273,14 +284,21 @@ def difference(base: Run, other: Run) -> dict:
         if ra is None or rb is None:
             continue
         change = (rb - ra) * 100
-        verb = "gained" if change > 0.05 else "lost" if change < -0.05 else "kept"
+        verb = (
+            RecallChange.GAINED
+            if change > 0.05
+            else RecallChange.LOST
+            if change < -0.05
+            else RecallChange.KEPT
+        )
         text = f"{name}: #{other.id} {verb} recall vs #{base.id}, {ra:.1%} → {rb:.1%}"
         sentences.append(
             {
                 "class": name,
                 "change": change,
                 "verb": verb,
-                "text": text + (f" ({change:+.1f} points)." if verb != "kept" else "."),
+                "text": text
+                + (f" ({change:+.1f} points)." if verb is not RecallChange.KEPT else "."),
             }
         )
     if len(sentences) > MAX_RECALL_SENTENCES:  # many classes: the biggest changes only

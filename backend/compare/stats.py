@@ -15,9 +15,12 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 HELPED, HURT, INCONCLUSIVE, TOO_FEW = "helped", "hurt", "inconclusive", "too_few"
 ALPHA, POWER = 0.05, 0.8
+# Per-sample correctness of one classifier: a list or a boolean array.
+Flags = Sequence[bool] | npt.NDArray[np.bool_]
 SEEDS_CAP = 1000  # seeds_needed answers None ("more than this") beyond it
 EXACT_FLIPS_UP_TO = 16  # seeds; above, the sign-flip test samples flips at random
 SAMPLED_FLIPS = 20_000
@@ -43,7 +46,7 @@ def mean_sd(values: Sequence[float]) -> dict:
 def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
     """Mean with a Student-t confidence interval (None bounds with fewer than two values)."""
     data = np.asarray(values, dtype=float)
-    out = {**mean_sd(data), "level": level, "low": None, "high": None}
+    out = {**mean_sd(values), "level": level, "low": None, "high": None}
     if data.size < 2:
         return out
     half = _stats().t.ppf(0.5 + level / 2, data.size - 1) * out["sd"] / math.sqrt(data.size)
@@ -74,7 +77,7 @@ def paired_t(after: Sequence[float], before: Sequence[float]) -> dict | None:
     return {"t": float(result.statistic), "p": float(result.pvalue), "df": int(a.size - 1)}
 
 
-def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
+def mcnemar(correct_a: Flags, correct_b: Flags) -> dict:
     """McNemar's test on paired per-sample correctness of two classifiers on the same set.
 
     b = only A right, c = only B right. Exact: two-sided binomial test of b out of b + c at
@@ -213,7 +216,7 @@ def paired_difference(diffs: Sequence[float], effect: float | None = None) -> di
     }
 
 
-def _same_shape(a: Sequence[bool], b: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+def _same_shape(a: Flags, b: Flags) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if x.shape != y.shape:
         raise ValueError("both classifiers must be scored on the same samples")

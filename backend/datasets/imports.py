@@ -13,6 +13,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING
 
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import MultipartParseError
@@ -22,15 +23,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from jobspec.status import ImportPhase, ImportState
 from store import queue
 from store.artifacts import service as artifacts_service
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets import lifecycle
-from store.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport, DatasetRecord
+from store.datasets.models import DatasetImport, DatasetRecord
 from store.db import session_scope
 from store.errors import InvalidRequest, NotFound
 from store.settings import get_settings
 from store.timeutil import aware
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 UPLOAD_KIND = "upload"
 ACCEPTED_SUFFIXES = (".npz", ".zip", ".tar.gz", ".tgz", ".tar")
@@ -89,9 +94,9 @@ class _Parts:
         self.name: str | None = None
         self.buffer = bytearray()
         self.pending: list[bytes] = []  # file bytes, written after each parser step
-        self.fh = None
+        self.fh: IO[bytes] | None = None
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
             "on_header_field": lambda d, s, e: setattr(self, "_header", d[s:e].lower()),
@@ -180,14 +185,15 @@ async def handle_upload(request: Request, *, name: str | None, resize: bool) -> 
         await run_in_threadpool(_check_name_in_db, name)
     dest = get_settings().data_dir / "uploads"
     received = await receive(request, dest_dir=dest)
+    path, filename = received.path, received.filename
+    if path is None or filename is None:  # receive() refuses a body without its file
+        raise InvalidRequest("file", "no file was sent")
     try:
         name = name if name is not None else received.fields.get("name")
         resize = resize or _truthy(received.fields.get("resize"))
-        return await run_in_threadpool(
-            _store_and_queue, received.path, name, received.filename, resize
-        )
+        return await run_in_threadpool(_store_and_queue, path, name, filename, resize)
     finally:
-        received.path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def _check_name_in_db(name: str) -> None:
@@ -234,7 +240,8 @@ def start_import(
         _delete_artifact(session, artifact.id)
         session.commit()
         raise HTTPException(503, f"could not reach the job queue: {err}") from err
-    return {"import_id": import_id, "name": name, "state": "pending", **_urls(import_id, name)}
+    pending = ImportPhase.PENDING
+    return {"import_id": import_id, "name": name, "state": pending, **_urls(import_id, name)}
 
 
 def start_cifar10(*, session: Session, name: str = "cifar10") -> dict:
@@ -259,13 +266,12 @@ def _delete_artifact(session: Session, artifact_id: int) -> None:
 def _status(row: DatasetImport) -> dict:
     """An import as the API shows it: state pending (queued or running), done or failed;
     detail is the exact state."""
-    state = "pending" if row.state in ACTIVE_IMPORT_STATES else row.state
     moments = ("created_at", "started_at", "heartbeat_at", "finished_at")
     return {
         "import_id": row.id,
         "name": row.name,
         "file": row.file_name,
-        "state": state,
+        "state": row.state.phase,
         "detail": row.state,
         "message": row.message,
         "dataset_id": row.dataset_id,
@@ -286,7 +292,7 @@ def pending_imports(session: Session) -> list[dict]:
     """Imports queued or running, oldest first."""
     rows = session.scalars(
         select(DatasetImport)
-        .where(DatasetImport.state.in_(ACTIVE_IMPORT_STATES))
+        .where(DatasetImport.state.in_(ImportState.active()))
         .order_by(DatasetImport.id)
     )
     return [_status(row) for row in rows]

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from backend.compare import stats
 from backend.groups import evidence, figures, verdict
 from jobspec import ablations
+from jobspec.status import RunStatus
 from store.datasets import service as datasets_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
-from store.runs.models import FINISHED, Run, RunGroup
+from store.runs.models import Run, RunGroup
 
 STUDY_KINDS = ablations.GROUP_KINDS
 LEGACY_KIND = ablations.LEGACY_GROUP_KIND
@@ -118,7 +119,7 @@ def study(*, session: Session, group_id: int, effect: float | None = None) -> di
         "arms": [_arm_summary(arm, design, runs, arms, counts) for arm in design.factor.arms],
         "curves": _curves(session, runs, arms, design),
         "runs": [_run_row(run, arms[run.id], design, counts) for run in runs],
-        "running": any(run.status not in FINISHED for run in runs),
+        "running": any(run.status.is_active for run in runs),
         "counts": {s: sum(r.status == s for r in runs) for s in sorted({r.status for r in runs})},
         "seeds": planned,
     }
@@ -190,7 +191,7 @@ def _why_metric(design: Design, counts: dict) -> str:
 
 def _evaluation(run: Run) -> dict | None:
     evaluation = (run.result or {}).get("evaluation") or {}
-    if run.status != "succeeded" or "accuracy" not in evaluation:
+    if run.status != RunStatus.SUCCEEDED or "accuracy" not in evaluation:
         return None
     return evaluation
 

@@ -23,7 +23,7 @@ def context(session: Session, data: dict) -> dict:
         "data": data,
         # not `charts`: base.html loads Plotly when a page sets that
         "report_charts": figures.charts(session, data),
-        "notes_html": notes.render(data["pretrain"]["notes"]),
+        "notes_html": notes.render(data["root"]["notes"]),
         "finetune_notes": {
             f["id"]: notes.render(f["notes"]) for f in data["finetunes"] if f.get("notes")
         },
@@ -48,7 +48,7 @@ def styles() -> Markup:
 
 def filename(data: dict) -> str:
     """experiment-12-name-in-ascii.html"""
-    slug = re.sub(r"[^a-z0-9]+", "-", data["pretrain"]["name"].lower()).strip("-")[:40]
+    slug = re.sub(r"[^a-z0-9]+", "-", data["root"]["name"].lower()).strip("-")[:40]
     return f"experiment-{data['id']}{'-' + slug if slug else ''}.html"
 
 

@@ -17,9 +17,9 @@ FINETUNE_KEYS = ("finetune/val_balanced_accuracy", "finetune/val_accuracy")
 
 
 def charts(session: Session, data: dict) -> dict[str, Markup]:
-    """{"pretrain": svg, "finetunes": svg}, '' where there is nothing to draw."""
+    """{"root": svg, "finetunes": svg}, '' where there is nothing to draw."""
     return {
-        "pretrain": pretrain_chart(session, data["pretrain"]["id"]),
+        "root": pretrain_chart(session, data["root"]["id"]),
         "finetunes": finetunes_chart(session, {f["id"]: f["name"] for f in data["finetunes"]}),
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -19,6 +20,9 @@ from store.runs import limits
 from store.runs import service as runs_service
 from store.runs.models import Run
 from store.settings import get_settings
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:", re.IGNORECASE)
 _WEB = re.compile(r"^https?://", re.IGNORECASE)
@@ -33,12 +37,15 @@ def allowed_link(url: str) -> bool:
 
 
 @lru_cache
-def _markdown():
+def _markdown() -> MarkdownIt:
     from markdown_it import MarkdownIt  # the web's pages import it only when notes render
 
-    md = MarkdownIt("commonmark", {"html": False})
+    class Notes(MarkdownIt):
+        def validateLink(self, url: str) -> bool:  # markdown-it's hook for links
+            return allowed_link(url)
+
+    md = Notes("commonmark", {"html": False})
     md.disable("image")
-    md.validateLink = allowed_link
 
     def link_open(self, tokens, idx, options, env):
         tokens[idx].attrSet("rel", "noopener noreferrer nofollow")

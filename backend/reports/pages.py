@@ -9,6 +9,7 @@ from backend.deps import SessionDep
 from backend.reports import export, service
 from backend.runs import detail
 from backend.web import render
+from jobspec import kinds
 from store.runs import service as runs_service
 from store.settings import get_settings
 
@@ -20,7 +21,7 @@ def experiment_page(request: Request, run_id: int, session: SessionDep):
     """One experiment: the pretrain, its tunes, finetunes, studies and the notes on it.
     A finetune's or tune's id leads to the experiment of its pretrain."""
     run = runs_service.get_run(session, run_id)
-    if run.kind != "pretrain" and run.parent_run_id is not None:
+    if not kinds.features(run.kind).experiment_root and run.parent_run_id is not None:
         return RedirectResponse(f"/experiments/{run.parent_run_id}", status_code=307)
     data = service.experiment(session=session, run_id=run_id)
     has_recon = detail.has_artifact(session, run_id, "reconstructions.npz")

@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 from backend.formatting import flatten, readable
 from backend.reports import studies
 from backend.runs import detail
+from jobspec import kinds
 from store.datasets import service as datasets_service
 from store.errors import NotFound
 from store.runs import service as runs_service
-from store.runs.models import FINISHED, Run, RunGroup
+from store.runs.models import Run, RunGroup
 from store.timeutil import aware, utcnow
 
 MAX_FINETUNES = 200  # a report lists at most this many (newest kept), and says so
@@ -23,7 +24,7 @@ MAX_TUNES_BEFORE = 10  # tunes on the same data set created before the pretrain
 def pretrain_of(session: Session, run_id: int) -> Run:
     """The pretrain run an experiment is named by, or NotFound."""
     run = runs_service.get_run(session, run_id)
-    if run.kind != "pretrain":
+    if not kinds.features(run.kind).experiment_root:
         raise NotFound("experiment (a pretrain run)", run_id)
     return run
 
@@ -45,12 +46,12 @@ def experiment(*, session: Session, run_id: int) -> dict:
             "classes": len(dataset.class_names or []),
             "fingerprint": dataset.fingerprint,
         },
-        "pretrain": _pretrain(pretrain),
+        "root": _pretrain(pretrain),
         "tunes": _tunes(session, pretrain),
         "finetunes": [_finetune(run, dataset.train_counts or {}) for run in finetunes],
         "finetunes_total": total,
         "studies": [studies.summary(session=session, group=group) for group in groups],
-        "running": any(r.status not in FINISHED for r in [pretrain, *finetunes]),
+        "running": any(r.status.is_active for r in [pretrain, *finetunes]),
     }
 
 
@@ -104,15 +105,27 @@ def _stages(run: Run) -> list[dict]:
     return rows
 
 
+def _studies() -> tuple[str, ...]:
+    """The kinds whose runs are the report's tunes: they search with a study."""
+    return kinds.having(lambda f: f.study)
+
+
+def _classifiers() -> tuple[str, ...]:
+    """The kinds whose runs are the report's finetunes: they are scored on the test set."""
+    return kinds.having(lambda f: f.evaluation)
+
+
 def _tunes(session: Session, pretrain: Run) -> list[dict]:
     """Tunes that use the pretrain, and those on its data set made before it (newest first)."""
     children = session.scalars(
-        select(Run).where(Run.kind == "tune", Run.parent_run_id == pretrain.id).order_by(Run.id)
+        select(Run)
+        .where(Run.kind.in_(_studies()), Run.parent_run_id == pretrain.id)
+        .order_by(Run.id)
     ).all()
     before = session.scalars(
         select(Run)
         .where(
-            Run.kind == "tune",
+            Run.kind.in_(_studies()),
             Run.dataset_id == pretrain.dataset_id,
             Run.created_at < pretrain.created_at,
             or_(Run.parent_run_id.is_(None), Run.parent_run_id != pretrain.id),
@@ -142,7 +155,8 @@ def _finetunes(session: Session, pretrain: Run) -> tuple[list[Run], int]:
     pretraining study's scratch arm has no parent); at most MAX_FINETUNES, by id."""
     groups = select(Run.group_id).where(Run.parent_run_id == pretrain.id, Run.group_id.is_not(None))
     query = select(Run).where(
-        Run.kind == "finetune", or_(Run.parent_run_id == pretrain.id, Run.group_id.in_(groups))
+        Run.kind.in_(_classifiers()),
+        or_(Run.parent_run_id == pretrain.id, Run.group_id.in_(groups)),
     )
     runs = session.scalars(query.order_by(Run.id.desc()).limit(MAX_FINETUNES)).all()
     total = session.scalar(select(func.count()).select_from(query.subquery()))

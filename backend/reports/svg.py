@@ -8,6 +8,7 @@ Every text is escaped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from html import escape
 
 from markupsafe import Markup
@@ -44,7 +45,7 @@ def _label(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _finite(points) -> list[tuple[float, float]]:
+def _finite(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     return [
         (float(x), float(y))
         for x, y in points
@@ -123,7 +124,7 @@ def _colour(line: dict) -> str:
     return PALETTE[int(line.get("group", 0)) % len(PALETTE)]
 
 
-def _polyline(line: dict, sx, sy) -> str:
+def _polyline(line: dict, sx: Callable[[float], float], sy: Callable[[float], float]) -> str:
     coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line["points"])
     dash = ' stroke-dasharray="5 3"' if line.get("dash") else ""
     shape = (

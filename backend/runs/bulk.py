@@ -7,6 +7,7 @@ never a 500 for one bad run. Deleting is one transaction for the whole request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -18,6 +19,9 @@ from store.errors import InvalidRequest, NotFound
 from store.runs import launch as launcher
 from store.runs import service as runs_service
 from store.runs.models import Run
+
+# What one bulk action does to one run: (session, run id, the request's tag) -> the run.
+RunAction = Callable[[Session, int, str], Run]
 
 MAX_IDS = 500  # the runs table's largest page
 Action = Literal["cancel", "tag", "untag", "archive", "unarchive", "delete"]
@@ -54,7 +58,7 @@ def apply(*, session: Session, request: BulkRequest) -> dict:
         ]
     else:
         results = [_one(session, request, run_id) for run_id in ids]
-    done = sum(result["ok"] for result in results)
+    done = sum(1 for result in results if result["ok"])
     return {
         "action": request.action,
         "results": results,
@@ -66,7 +70,7 @@ def apply(*, session: Session, request: BulkRequest) -> dict:
 def _one(session: Session, request: BulkRequest, run_id: int) -> dict:
     """One run's outcome; a refusal leaves that run as it was."""
     try:
-        run = ACTIONS[request.action](session, run_id, request.tag)
+        run = ACTIONS[request.action](session, run_id, request.tag or "")  # tag: validated
     except NotFound:
         session.rollback()
         return {"id": run_id, "ok": False, "error": f"run {run_id} does not exist"}
@@ -82,7 +86,7 @@ def _one(session: Session, request: BulkRequest, run_id: int) -> dict:
     }
 
 
-def _cancel(session: Session, run_id: int, _tag) -> Run:
+def _cancel(session: Session, run_id: int, _tag: str) -> Run:
     return launcher.cancel(session=session, run_id=run_id)
 
 
@@ -101,8 +105,8 @@ def _untag(session: Session, run_id: int, tag: str) -> Run:
     return notes.edit_run(session=session, run_id=run_id, edit=RunEdit(tags=kept))
 
 
-def _archiver(archived: bool):
-    def act(session: Session, run_id: int, _tag) -> Run:
+def _archiver(archived: bool) -> RunAction:
+    def act(session: Session, run_id: int, _tag: str) -> Run:
         run = runs_service.set_archived(session=session, run_id=run_id, archived=archived)
         session.commit()
         return run
@@ -110,7 +114,7 @@ def _archiver(archived: bool):
     return act
 
 
-ACTIONS = {
+ACTIONS: dict[str, RunAction] = {
     "cancel": _cancel,
     "tag": _tag,
     "untag": _untag,

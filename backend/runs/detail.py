@@ -10,10 +10,13 @@ from sqlalchemy.orm import Session
 
 from backend import plotting
 from backend.runs import figures
+from backend.runs.downsample import downsample
 from jobspec import ablations, kinds
+from jobspec.stages import AE01, AE02, AE03, FINETUNE_STAGE
 from store.artifacts import service as artifacts_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
+from store.runs import samples as samples_service
 from store.runs import service as runs_service
 from store.runs.models import Run, RunGroup
 
@@ -23,13 +26,13 @@ MAX_NPZ_BYTES = 64 * 1024 * 1024  # probe images are a few hundred KiB; refuse a
 def best_epoch(session: Session, run: Run) -> int | None:
     """Early stopping's pick for a finetune run: from its result, or the epoch it would
     restore so far (the monitor's kept epoch, min_delta counted)."""
-    if run.kind != "finetune":
+    if not kinds.features(run.kind).evaluation:
         return None
     training = (run.result or {}).get("training") or {}
     if training.get("best_epoch"):
         return int(training["best_epoch"])
     monitor = ((run.params or {}).get("early_stopping") or {}).get("monitor", "val_loss")
-    summary = metrics_service.summaries(session, run.id).get(f"finetune/{monitor}")
+    summary = metrics_service.summaries(session, run.id).get(f"{FINETUNE_STAGE}/{monitor}")
     if not summary:
         return None
     return summary["kept_step"] if summary["kept_step"] is not None else summary["best_step"]
@@ -45,19 +48,37 @@ def curves(session: Session, run_id: int, max_points: int) -> dict:
         best_epoch=best_epoch(session, run),
         plan=_plan(run),
     )
-    epochs = {k: v for k, v in series.items() if not k.startswith(f"{figures.SYSTEM_STAGE}/")}
-    last = max((points[-1][0] for points in epochs.values() if points), default=0)
+    last = max((points[-1][0] for points in series.values() if points), default=0)
     points = sum(len(points) for points in series.values())
-    system = figures.system_figure(series, max_points=max_points)
+    # The worker's samples: a time series of their own (seconds), never epochs.
+    system = figures.system_figure(samples_service.series(session, run_id), max_points=max_points)
     return {"figure": fig, "system": system, "last_step": last, "points": points}
+
+
+def samples(session: Session, run_id: int, max_points: int | None = None) -> dict:
+    """The run's time series against seconds since it started ({key: seconds, values,
+    attempts}), each shortened to max_points when given."""
+    runs_service.get_run(session, run_id)
+    out = {}
+    for key, found in samples_service.series(session, run_id).items():
+        keep: list[int] = list(range(len(found.values)))
+        if max_points is not None:
+            keep = [int(i) for i in downsample(keep, found.values, max_points)[0]]
+        out[key] = {
+            "seconds": [found.seconds[i] for i in keep],
+            "values": [found.values[i] for i in keep],
+            "attempts": [found.attempts[i] for i in keep],
+        }
+    return {"run_id": run_id, "x": "seconds", "series": out}
 
 
 def _plan(run: Run) -> dict[str, int]:
     """A live run's planned epochs per stage (cells for stages still to come); a finished
     run's axes span what it ran."""
-    if run.status not in ("queued", "running") or run.kind not in kinds.names():
+    job = kinds.find(run.kind)
+    if not run.status.is_active or job is None:
         return {}
-    return kinds.get(run.kind).stage_plan(run.params)
+    return job.stage_plan(run.params)
 
 
 def confusion(session: Session, run_id: int) -> dict:
@@ -204,7 +225,7 @@ BASELINES = {
     "image_mean_colour": "filling each image with its mean colour",
     "dataset_mean_image": "the data set's mean image",
 }
-DEPTHS = {"ae01": "AE01", "ae02": "AE01-02", "ae03": "stacked AE01-03"}
+DEPTHS = {AE01: "AE01", AE02: "AE01-02", AE03: "stacked AE01-03"}
 ZEROS_WORTH_SAYING = 0.05  # a share of output pixels exactly 0 worth a sentence
 
 
@@ -226,7 +247,7 @@ def kept_epoch(training: dict) -> int | None:
 def training_state(run: Run) -> dict | None:
     """How a finetune's training ended: 'stopped early at epoch 10 of 15', kept epoch."""
     training = (run.result or {}).get("training") or {}
-    if run.kind != "finetune" or not training.get("epochs_run"):
+    if not kinds.features(run.kind).evaluation or not training.get("epochs_run"):
         return None
     ran = int(training["epochs_run"])
     planned = training.get("epochs_planned") or (run.params or {}).get("epochs") or ran

@@ -41,6 +41,6 @@ def _min_max(ys: Sequence[float], start: int, stop: int) -> tuple[int, ...]:
             low = i
         if high is None or value > ys[high]:
             high = i
-    if low is None:
+    if low is None or high is None:  # both or neither: no finite value
         return (start,) if start < stop else ()
     return (low, high)

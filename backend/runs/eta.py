@@ -1,27 +1,25 @@
 """How long a run should take: the images it will train, at the images/s its model trains.
 
-A run's images come from its plan (jobspec.kinds: epochs per stage) and its data set: the
-training images less the validation part (`validation_fraction`, rounded up as sklearn's
-split does), at most `max_train_images` before the split and `steps_per_epoch` batches an
-epoch. One epoch then takes
+A run's images come from its kind (jobspec.kinds: its plan of epochs per stage, its split
+and batch sizes) and its data set: the training images less the validation share (rounded
+up as sklearn's split does), capped as a quick run asks. One epoch then takes
 
     train images / rate + validation images / (VALIDATION_SPEEDUP x rate)
 
 seconds, where `rate` is the median `images_per_sec` that runs of the same kind and model
 logged per epoch (any status: a run still training counts), on the online workers' devices
 when any was measured there. A run's first epoch traces and compiles the model, so it is
-left out when the run has later ones. Nothing measured yet: DEFAULT_RATES. A running run's
+left out when the run has later ones. Nothing measured yet: the rates the kind declares
+(`default_rates`, by the model its `rate_model` names). A running run's
 own epochs refine its remaining time: their rate over the measured (or default) one scales
 every stage still to come.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,20 +30,6 @@ from store.runs.models import Metric, Run
 RATE_KEY = "%/images_per_sec"
 RECENT_RUNS = 30  # runs whose epochs count, newest first
 VALIDATION_SPEEDUP = 3.0  # a validation batch (forward only) vs a training step
-# images/s when nothing of a model was measured yet: the README's CPU benchmark of the
-# stacked finetune (bench/train_overhead.py, ~70 img/s) and rough CPU ratios for the rest.
-# A run's first finished epoch replaces them.
-DEFAULT_RATES = {
-    ("pretrain", "ae01"): 400.0,
-    ("pretrain", "ae02"): 250.0,
-    ("pretrain", "ae03"): 150.0,
-    ("tune", "ae01"): 400.0,
-    ("tune", "ae02"): 250.0,
-    ("tune", "ae03"): 150.0,
-    ("finetune", "stacked"): 70.0,
-    ("finetune", "single"): 150.0,
-}
-FALLBACK_RATE = 100.0  # a model this table does not know
 
 
 @dataclass(frozen=True)
@@ -64,44 +48,15 @@ class StagePlan:
 
 def plan_of(kind: str, params: dict, n_train: int) -> list[StagePlan]:
     """The run's stages with their images ([] when its params no longer validate)."""
-    if kind not in kinds.names():
-        return []
-    job = kinds.get(kind)
-    try:
-        config = job.params(**(params or {}))
-    except ValidationError:
+    job = kinds.find(kind)
+    config = job.config(params) if job else None
+    if job is None or config is None:
         return []
     out = []
     for stage, epochs in job.plan(config).items():
-        model = _model(kind, config, stage)
-        batch = _batch_size(config, stage)
-        train, val = _images(config, n_train, batch)
-        out.append(StagePlan(stage, model, int(epochs), train, val))
+        train, val = job.stage_images(config, stage, n_train)
+        out.append(StagePlan(stage, job.rate_model(config, stage), int(epochs), train, val))
     return out
-
-
-def _model(kind: str, config: BaseModel, stage: str) -> str:
-    if kind == "finetune":
-        return str(config.model_architecture)
-    if kind == "tune":
-        return str(config.stage)
-    return stage
-
-
-def _batch_size(config: BaseModel, stage: str) -> int:
-    stage_config = getattr(config, stage, None)
-    return int(getattr(stage_config, "batch_size", None) or getattr(config, "batch_size", 128))
-
-
-def _images(config: BaseModel, n_train: int, batch: int) -> tuple[int, int]:
-    """(training images an epoch, validation images an epoch)."""
-    pool = min(n_train, getattr(config, "max_train_images", None) or n_train)
-    val = math.ceil(pool * config.validation_fraction)
-    train = pool - val
-    steps = getattr(config, "steps_per_epoch", None)
-    if steps:
-        train = min(train, steps * batch)
-    return train, val
 
 
 def measured_rates(session: Session, devices: set[str]) -> dict[tuple[str, str, str], float]:
@@ -151,13 +106,11 @@ def _warm_epochs(rows) -> list[tuple[int, str, list[float]]]:
 
 
 def _measured_model(kind: str, params: dict, stage: str) -> str | None:
-    if kind not in kinds.names():
+    job = kinds.find(kind)
+    config = job.config(params) if job else None
+    if job is None or config is None:
         return None
-    try:
-        config = kinds.get(kind).params(**(params or {}))
-    except ValidationError:
-        return None
-    return _model(kind, config, _family(stage))
+    return job.rate_model(config, _family(stage))
 
 
 def _family(stage: str) -> str:
@@ -170,7 +123,8 @@ def rate_for(kind: str, plan: StagePlan, rates: dict) -> tuple[float, str]:
     measured = rates.get((kind, plan.model, plan.stage))
     if measured:
         return measured, "measured"
-    return DEFAULT_RATES.get((kind, plan.model), FALLBACK_RATE), "default"
+    job = kinds.find(kind)
+    return (job.default_rate(plan.model) if job else kinds.FALLBACK_RATE), "default"
 
 
 def estimate(kind: str, plan: list[StagePlan], rates: dict) -> tuple[float | None, str | None]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 
 from backend import plotting
 from backend.runs.downsample import downsample
 from jobspec.metrics import metric
+from jobspec.stages import FINETUNE_STAGE, STAGES, TRIAL_STAGE
+from store.runs.samples import Series
 
 PALETTE = ["#2f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#0a7ea4", "#bc4c00", "#57606a"]
 CURVE_PANELS = ("loss", "accuracy")  # timings and rates have their own views
-RECON_ROWS = ("input", "ae01", "ae02", "ae03")
+RECON_ROWS = ("input", *STAGES)
 # Train and validation, loss and accuracy: never one colour for two of them (validation is
 # also dashed, for print and colour-blind readers).
 SERIES_COLOURS = {
@@ -55,9 +58,8 @@ def curves_figure(
     best_epoch: early stopping's pick, a vertical line in the finetune cells.
     """
     keys = [k for k in series if _panel(k.rsplit("/", 1)[1]) and series[k]]
-    planned = {stage: n for stage, n in (plan or {}).items() if not stage.startswith("trial")}
-    columns = {_column(k.rsplit("/", 1)[0]) for k in keys} | set(planned)
-    columns = sorted(columns, key=_stage_order)
+    planned = {stage: n for stage, n in (plan or {}).items() if not stage.startswith(TRIAL_STAGE)}
+    columns = sorted({_column(k.rsplit("/", 1)[0]) for k in keys} | set(planned), key=_stage_order)
     panels = [p for p in CURVE_PANELS if any(_panel(k.rsplit("/", 1)[1]) == p for k in keys)]
     cells = [(p, c) for p in panels or ["loss"] for c in columns or ["epoch"]]
     grid = _Grid(cells, rows=len(panels or [1]), cols=len(columns or [1]))
@@ -66,7 +68,7 @@ def curves_figure(
     data, last = [], dict.fromkeys(cells, 1)
     for key in sorted(keys, key=lambda k: (_stage_order(k.rsplit("/", 1)[0]), k)):
         stage, name = key.rsplit("/", 1)
-        cell = (_panel(name), _column(stage))
+        cell = (_panel(name) or "", _column(stage))  # a panel: keys were picked by it
         points = series[key]
         xs, ys = downsample([p[0] for p in points], [p[1] for p in points], max_points)
         last[cell] = max(last[cell], int(max(xs)))
@@ -74,11 +76,13 @@ def curves_figure(
     layout = grid.layout()
     for cell in cells:
         epochs = max(last[cell], planned.get(cell[1], 0))
-        grid.style(layout, cell, epochs, best_epoch if cell[1] == "finetune" else None)
+        grid.style(layout, cell, epochs, best_epoch if cell[1] == FINETUNE_STAGE else None)
     return plotting.figure(data, layout)
 
 
-def _trace(stage: str, name: str, xs, ys, index: int, trial: int) -> dict:
+def _trace(
+    stage: str, name: str, xs: list[float], ys: list[float], index: int, trial: int
+) -> dict:
     found = metric(name)
     base, validation = name.removeprefix("val_"), found.validation
     if stage.startswith("trial-"):  # one hue per trial, validation dashed
@@ -168,7 +172,7 @@ class _Grid:
 
 
 def _epoch_title(column: str) -> str:
-    return "epoch" if column in ("finetune", "epoch") else f"{column} epoch"
+    return "epoch" if column in (FINETUNE_STAGE, "epoch") else f"{column} epoch"
 
 
 def _title(text: str, x: float, y: float) -> dict:
@@ -286,17 +290,12 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     return image[..., :3]
 
 
-SYSTEM_STAGE = "system"  # the worker's samples: step = seconds since the job started
-
-
-def system_figure(series: dict[str, list], *, max_points: int = 500) -> dict | None:
-    """The worker's process memory and CPU (and GPU use where it has one) against seconds
-    since the job started: one panel per series, side by side; None without samples."""
+def system_figure(series: Mapping[str, Series], *, max_points: int = 500) -> dict | None:
+    """The worker's process memory and CPU (and GPU use where it has one) from the run's
+    samples, against seconds since the run started: one panel per series, side by side,
+    each attempt's stretch shortened apart (a gap between attempts); None without samples."""
     order = {name: i for i, name in enumerate(_SYSTEM_ORDER)}
-    keys = sorted(
-        (k for k in series if k.startswith(f"{SYSTEM_STAGE}/") and series[k]),
-        key=lambda k: order.get(k.split("/", 1)[1], len(order)),
-    )
+    keys = sorted((k for k in series if series[k].values), key=lambda k: order.get(k, len(order)))
     if not keys:
         return None
     data, layout = [], {"height": 260, "showlegend": False, "margin": {"t": 40, "b": 50}}
@@ -304,17 +303,15 @@ def system_figure(series: dict[str, list], *, max_points: int = 500) -> dict | N
     width = (1 - gap * (len(keys) - 1)) / len(keys)
     for i, key in enumerate(keys):
         suffix = "" if i == 0 else str(i + 1)
-        name = key.split("/", 1)[1]
-        info = metric(name)
-        points = series[key]
-        steps, values = downsample([s for s, _ in points], [v for _, v in points], max_points)
+        info = metric(key)
+        xs, ys = _attempt_stretches(series[key], max_points)
         data.append(
             {
                 "type": "scatter",
                 "mode": "lines",
                 "name": info.label,
-                "x": steps,
-                "y": values,
+                "x": xs,
+                "y": ys,
                 "xaxis": f"x{suffix}",
                 "yaxis": f"y{suffix}",
                 "line": {"color": PALETTE[i % len(PALETTE)]},
@@ -324,7 +321,7 @@ def system_figure(series: dict[str, list], *, max_points: int = 500) -> dict | N
         x0 = i * (width + gap)
         layout[f"xaxis{suffix}"] = {
             "domain": [x0, x0 + width],
-            "title": {"text": "seconds since start"},
+            "title": {"text": "seconds since the run started"},
             "rangemode": "tozero",
             "anchor": f"y{suffix}",
         }
@@ -334,6 +331,26 @@ def system_figure(series: dict[str, list], *, max_points: int = 500) -> dict | N
             "anchor": f"x{suffix}",
         }
     return plotting.figure(data, layout)
+
+
+def _attempt_stretches(found: Series, max_points: int) -> tuple[list, list]:
+    """One series' points, each attempt downsampled on its own share of max_points and
+    the attempts separated by a gap (None), so no line joins two workers' readings."""
+    bounds = [0] + [
+        i for i in range(1, len(found.attempts)) if found.attempts[i] != found.attempts[i - 1]
+    ]
+    bounds.append(len(found.attempts))
+    share = max(max_points // max(len(bounds) - 1, 1), 4)
+    xs: list = []
+    ys: list = []
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        if xs:
+            xs.append(None)
+            ys.append(None)
+        part = downsample(found.seconds[start:stop], found.values[start:stop], share)
+        xs += part[0]
+        ys += part[1]
+    return xs, ys
 
 
 _SYSTEM_ORDER = ("rss_mb", "cpu_percent", "gpu_util", "gpu_mem_mb")

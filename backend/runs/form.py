@@ -21,6 +21,7 @@ from store.settings import get_settings
 
 # The form's own kind: a group of finetunes (POST /api/ablations), not a job kind.
 STUDY_KIND = "ablation"
+STUDY_NO_PARENT = "none (encoder: scratch; not for studies of pretraining, encoder or freezing)"
 LEGACY_KINDS = {"augmentation": STUDY_KIND}  # the tab's old name, in links people kept
 STUDY_HELP = (
     "One factor switched between two arms, the same finetune otherwise, once per seed, "
@@ -50,6 +51,30 @@ def __getattr__(name: str):
 def kind_title(kind: str) -> str:
     """The tab's title."""
     return "Ablation study" if kind == STUDY_KIND else kinds.get(kind).label
+
+
+def parent_picker(kind: str) -> dict[str, str] | None:
+    """The parent-run picker's label and empty option, as the kind declares (None: none)."""
+    if kind == STUDY_KIND:
+        return {"label": "Pretrained weights", "empty": STUDY_NO_PARENT}
+    found = kinds.features(kind)
+    if found.parent_label is None:
+        return None
+    return {"label": found.parent_label, "empty": found.no_parent_label}
+
+
+def default_kind(*, has_parent: bool) -> str:
+    """The tab a plain /runs/new opens: the first kind, or with ?parent= the first whose
+    default parameters load stages from a parent."""
+    names = kinds.names()
+    if has_parent:
+        return next((k for k in names if _needs_parent(kinds.get(k))), names[0])
+    return names[0]
+
+
+def _needs_parent(kind: kinds.JobKind[Any]) -> bool:
+    config = kind.config({})
+    return config is not None and bool(kind.parents(config))
 
 
 def kind_help(kind: str) -> str:
@@ -200,6 +225,8 @@ def page(
             "title": kind_title(k),
             "help": kind_help(k),
             "fields": build_fields(k, values if k == kind else None),
+            "parent_picker": parent_picker(k),
+            "parallel": k != STUDY_KIND and kinds.features(k).parallel,
         }
         for k in form_kinds()
     ]

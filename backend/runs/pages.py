@@ -7,6 +7,7 @@ poll the JSON API and update them in place while runs progress.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -20,11 +21,12 @@ from backend.reports import notes
 from backend.runs import bulk, detail, form, partial, queries, table_csv, views, welcome
 from backend.web import render
 from jobspec import kinds
+from jobspec.status import RunStatus
 from store.artifacts import service as artifacts_service
 from store.artifacts.schemas import ArtifactRead
 from store.datasets import service as datasets_service
 from store.runs import service as runs_service
-from store.runs.models import STATUSES, Run
+from store.runs.models import Run
 from store.runs.schemas import RunFilter, RunRead
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
@@ -69,7 +71,7 @@ def runs_page(
         order=order,
         query={**filters, "sort": sort, "order": order, "offset": offset, "limit": PAGE_SIZE},
         kinds=kinds.names(),
-        statuses=STATUSES,
+        statuses=list(RunStatus),
         datasets=[d.name for d in datasets_service.list_all(session)],
         columns=views.COLUMNS,
         csv_max=table_csv.MAX_ROWS,
@@ -90,7 +92,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
     evaluation = (run.result or {}).get("evaluation") or {}
     lineage = detail.lineage(session, run)
     progress = views.progress_of(run)
-    if run.status == "succeeded":  # stopped early at epoch 10 of 15 is done, not 67%
+    if run.status == RunStatus.SUCCEEDED:  # stopped early at epoch 10 of 15 is done, not 67%
         progress["fraction"] = 1.0
     return render(
         request,
@@ -112,6 +114,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         state={
             "id": run.id,
             "kind": run.kind,
+            "features": dataclasses.asdict(kinds.features(run.kind)),
             "status": run.status,
             "attempts": run.attempts,
             "dataset": dataset.name,
@@ -126,16 +129,16 @@ def run_page(request: Request, run_id: int, session: SessionDep):
 def _readings(run, dataset, lineage: dict) -> dict:
     """What the run page says about its result: split, warnings, how training ended,
     reconstruction yardsticks, imbalance-aware scores, notes, its experiment."""
-    parent = lineage["parent"]
+    parent, features = lineage["parent"], kinds.features(run.kind)
     return {
         "split": detail.split_of(run),
         "warnings": detail.warnings_of(run),
         "training": detail.training_state(run),
-        "yardsticks": detail.yardsticks(run) if run.kind == "pretrain" else None,
+        "yardsticks": detail.yardsticks(run) if features.reconstructions else None,
         "scores": detail.scores(run, dataset.train_counts or {}),
         "notes_html": notes.render(run.notes),
         "max_notes": get_settings().max_notes_chars,
-        "experiment_id": run.id if run.kind == "pretrain" else (parent or {}).get("id"),
+        "experiment_id": run.id if features.experiment_root else (parent or {}).get("id"),
     }
 
 
@@ -161,9 +164,9 @@ def new_run_page(
 ):
     """One form per kind, generated from the job parameter models; clone prefills one."""
     source = runs_service.get_run(session, clone) if clone is not None else None
-    kind = form.LEGACY_KINDS.get(kind, kind)  # old links: ?kind=augmentation
+    kind = form.LEGACY_KINDS.get(kind, kind) if kind else kind  # old links: ?kind=augmentation
     kind = kind if kind in form.form_kinds() else (source.kind if source else None)
-    kind = kind or ("finetune" if parent is not None else "pretrain")
+    kind = kind or form.default_kind(has_parent=parent is not None)
     values = form.clone_values(source.params, kind) if source else {}
     prefill = {
         "name": f"{source.name} (clone)" if source else "",

@@ -7,11 +7,14 @@ is "partial" on the pages when it logged at least one epoch before it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy.orm import Session
 
 from backend.runs import detail
 from jobspec import kinds
 from jobspec.metrics import split_key
+from jobspec.stages import FINETUNE_STAGE
 from store import queue
 from store.artifacts import service as artifacts_service
 from store.errors import InvalidRequest, NotFound
@@ -19,13 +22,12 @@ from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.models import Run
 
-STOPPED = ("cancelled", "failed")
 CLASSIFIER = "classifier.keras"  # what "evaluate now" loads (worker/evaluate_task.py)
 # Files holding a stage's weights, by the stage they come from.
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
 
 
-def last_epochs(summaries: dict[str, dict]) -> dict[str, int]:
+def last_epochs(summaries: Mapping[str, metrics_service.SummaryView]) -> dict[str, int]:
     """Stage -> the last epoch it logged, from the metric summaries."""
     out: dict[str, int] = {}
     for key, summary in summaries.items():
@@ -38,9 +40,16 @@ def last_epochs(summaries: dict[str, dict]) -> dict[str, int]:
 def partial_of(run: Run, epochs: dict[str, int]) -> dict | None:
     """Where a cancelled or failed run stopped and which epoch its weights come from; None
     for a run that finished, or that stopped before any epoch ended (nothing kept)."""
-    if run.status not in STOPPED or not epochs:
+    # Only the kind's epoch stages say where training stopped (never a sampled series).
+    epochs = {
+        stage: epoch
+        for stage, epoch in epochs.items()
+        if metrics_service.is_epoch_stage(run.kind, run.params, stage)
+    }
+    if not run.status.is_stopped or not epochs:
         return None
-    plan = kinds.get(run.kind).stage_plan(run.params) if run.kind in kinds.names() else {}
+    job, features = kinds.find(run.kind), kinds.features(run.kind)
+    plan = job.stage_plan(run.params) if job else {}
     order = [s for s in plan if s in epochs] + sorted(
         (s for s in epochs if s not in plan), key=_trial_order
     )
@@ -50,9 +59,8 @@ def partial_of(run: Run, epochs: dict[str, int]) -> dict | None:
     if stage.startswith(f"{kinds.TRIAL_STAGE}-"):  # a tune: each trial runs `epochs` epochs
         planned = (run.params or {}).get("epochs") or epoch
     training = (run.result or {}).get("training") or {}
-    weights_epoch = detail.kept_epoch(training) if run.kind == "finetune" and training else epoch
-    verb = "cancelled" if run.status == "cancelled" else "failed"
-    text = f"{verb} in {stage} at epoch {epoch} of {planned}"
+    weights_epoch = detail.kept_epoch(training) if features.evaluation and training else epoch
+    text = f"{run.status} in {stage} at epoch {epoch} of {planned}"
     if done:
         trials = all(s.startswith(f"{kinds.TRIAL_STAGE}-") for s in done)
         text += f" ({len(done)} trials before it)" if trials else f" ({', '.join(done)} complete)"
@@ -65,7 +73,7 @@ def partial_of(run: Run, epochs: dict[str, int]) -> dict | None:
         "complete_stages": done,
         "text": text,
         "weights_note": f"partial model from epoch {weights_epoch} of {planned} "
-        f"({stage} training was {verb})",
+        f"({stage} training was {run.status})",
     }
 
 
@@ -80,7 +88,7 @@ def download_notes(partial: dict | None, names: list[str]) -> dict[str, str]:
     if not partial:
         return {}
     stage = partial["stage"]
-    prefix = "classifier" if stage == "finetune" else stage
+    prefix = "classifier" if stage == FINETUNE_STAGE else stage
     return {
         name: partial["weights_note"]
         for name in names
@@ -103,7 +111,10 @@ def state(session: Session, run: Run) -> dict:
         "evaluation": evaluation,
         "evaluation_error": (run.result or {}).get("evaluation_error"),
         "can_evaluate": bool(
-            partial and run.kind == "finetune" and not evaluation and CLASSIFIER in names
+            partial
+            and kinds.features(run.kind).evaluation
+            and not evaluation
+            and CLASSIFIER in names
         ),
     }
 
@@ -120,9 +131,10 @@ def request_evaluation(*, session: Session, run_id: int) -> dict:
     """Queue "evaluate now" for a cancelled or failed finetune that stored its classifier
     (NotFound, or InvalidRequest naming why not); an evaluated run is answered as it is."""
     run = runs_service.get_run(session, run_id)
-    if run.kind != "finetune":
-        raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: only a finetune is scored")
-    if run.status not in STOPPED:
+    if not kinds.features(run.kind).evaluation:
+        scored = " or ".join(kinds.having(lambda f: f.evaluation))
+        raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: only a {scored} is scored")
+    if not run.status.is_stopped:
         raise InvalidRequest(
             "status",
             f"run {run_id} is {run.status}: evaluate now is for a cancelled or failed finetune "

@@ -10,18 +10,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.runs import eta
+from jobspec.status import RunStatus
 from store.runs import service as runs_service
 from store.runs.models import Run
 from store.runs.schemas import RunFilter, RunPage, RunRead
 from store.settings import get_settings
 from store.timeutil import aware, utcnow
 from store.workers import service as workers_service
+from store.workers.models import WorkerRecord
 
 
 def page(session: Session, *, run_filter: RunFilter, limit: int, offset: int) -> RunPage:
     """One page of runs, newest first, with the total count."""
     query = runs_service.filtered(select(Run), run_filter)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)
     )
@@ -57,10 +59,12 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
     now = now or utcnow()
     workers = workers_service.online(session, within_seconds=online_within)
     running = list(
-        session.scalars(select(Run).where(Run.status == "running").order_by(Run.started_at))
+        session.scalars(select(Run).where(Run.status == RunStatus.RUNNING).order_by(Run.started_at))
     )
     queued = list(
-        session.scalars(select(Run).where(Run.status == "queued").order_by(Run.created_at, Run.id))
+        session.scalars(
+            select(Run).where(Run.status == RunStatus.QUEUED).order_by(Run.created_at, Run.id)
+        )
     )
     names = _names(session, {w.current_run_id for w in workers if w.current_run_id})
     timing = eta.Timing(session, {w.device for w in workers}, running + queued)
@@ -103,13 +107,15 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
                 "host": w.host,
                 "device": w.device,
                 "current_run_id": w.current_run_id,
-                "current_run_name": names.get(w.current_run_id),
+                "current_run_name": (
+                    None if w.current_run_id is None else names.get(w.current_run_id)
+                ),
                 "last_seen": aware(w.last_seen).isoformat(),
             }
             for w in workers
         ],
-        "running": busy,
-        "queued": waiting,
+        RunStatus.RUNNING: busy,
+        RunStatus.QUEUED: waiting,
         "unknown": unknown,
         "note": _unknown_note(unknown),
     }
@@ -137,7 +143,9 @@ def _unknown_note(unknown: list[int]) -> str:
     return f"Length unknown for run {runs}: the times after it leave it out."
 
 
-def _blocked(session: Session, queued: list[Run], workers, now: datetime) -> dict[int, str]:
+def _blocked(
+    session: Session, queued: list[Run], workers: list[WorkerRecord], now: datetime
+) -> dict[int, str]:
     """Queued runs that will not start on the next free worker, and why."""
     parents = {r.parent_run_id for r in queued if r.parent_run_id}
     status = (
@@ -150,7 +158,8 @@ def _blocked(session: Session, queued: list[Run], workers, now: datetime) -> dic
     out = {}
     for run in queued:
         sent = aware(run.sent_at)
-        if status.get(run.parent_run_id) in ("queued", "running"):
+        parent = None if run.parent_run_id is None else status.get(run.parent_run_id)
+        if parent is not None and parent in RunStatus.active():
             out[run.id] = f"waits for pretrain run #{run.parent_run_id}"
         elif not workers:
             out[run.id] = "no worker online"
@@ -161,7 +170,7 @@ def _blocked(session: Session, queued: list[Run], workers, now: datetime) -> dic
     return out
 
 
-def _waiting_note(run: Run, workers) -> str:
+def _waiting_note(run: Run, workers: list[WorkerRecord]) -> str:
     if run.attempts:
         return f"re-try: attempt {run.attempts + 1} of up to {run.max_attempts}"
     return "in the queue"

@@ -188,8 +188,20 @@ def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingR
 
 @router.get("/runs/{run_id}/curves", dependencies=[fresh_run])
 def run_curves(run_id: int, session: SessionDep, max_points: int = Query(500, ge=10, le=5000)):
-    """Loss and accuracy curves as a Plotly figure, each series shortened to max_points."""
+    """Loss and accuracy curves as a Plotly figure, each series shortened to max_points,
+    and the system chart (the worker's samples against seconds) beside them."""
     return detail.curves(session, run_id, max_points)
+
+
+@router.get("/runs/{run_id}/samples", dependencies=[fresh_run])
+def run_samples(
+    run_id: int,
+    session: SessionDep,
+    max_points: int | None = Query(None, ge=10, le=100_000, description="Shorten each series"),
+) -> dict:
+    """The worker's samples (memory, CPU, GPU) as time series: x = seconds since the run
+    started, never epochs; each reading names its attempt."""
+    return detail.samples(session, run_id, max_points)
 
 
 @router.get("/runs/{run_id}/confusion")

@@ -96,7 +96,7 @@ def record(row: dict) -> list:
     ]
 
 
-def safe(value) -> str | int | float:
+def safe(value: object) -> str | int | float:
     """A cell as written: numbers as numbers, None empty, text a spreadsheet would run as a
     formula behind an apostrophe."""
     if value is None:

@@ -7,19 +7,24 @@ and live progress.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Row, Select, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobspec import kinds
+from jobspec.status import RunStatus
 from store.datasets.models import DatasetRecord
 from store.runs import service as runs_service
 from store.runs.models import MetricSummary, Run, RunGroup
 from store.runs.schemas import RunFilter
 from store.timeutil import aware, utcnow
 
+Cols = TypeVarTuple("Cols")  # a sorted select() returns what it selected
 SORTS = ("created", "duration", "best", "name")
 
 # The columns a user may show or hide (the picker), in table order; the row's check box,
@@ -59,14 +64,16 @@ def table(
     return {"items": rows_of(session, rows), "total": total, "limit": limit, "offset": offset}
 
 
-def ordered(session: Session, *, run_filter: RunFilter, sort: str, order: str, limit: int):
+def ordered(
+    session: Session, *, run_filter: RunFilter, sort: str, order: str, limit: int
+) -> Sequence[Row[Run, str]]:
     """(Run, data set name) of the runs `run_filter` asks for, sorted as the table is."""
     query = select(Run, DatasetRecord.name).join(DatasetRecord, DatasetRecord.id == Run.dataset_id)
     query = _sorted(session, runs_service.filtered(query, run_filter), sort, order)
     return session.execute(query.limit(limit)).all()
 
 
-def rows_of(session: Session, rows) -> list[dict]:
+def rows_of(session: Session, rows: Sequence[tuple[Run, str]]) -> list[dict]:
     """Table rows of (Run, data set name) pairs, with their summaries and lineage names."""
     summaries = _summaries(session, [run.id for run, _ in rows])
     links = _links(session, [run for run, _ in rows])
@@ -86,23 +93,24 @@ def _links(session: Session, runs: list[Run]) -> dict:
     }
 
 
-def _sorted(session: Session, query, sort: str, order: str):
+def _sorted(session: Session, query: Select[*Cols], sort: str, order: str) -> Select[*Cols]:
     descending = order != "asc"
     if sort == "name":
-        key = func.lower(Run.name)
-        return query.order_by(key.desc() if descending else key.asc(), Run.id.desc())
+        name = func.lower(Run.name)
+        return query.order_by(name.desc() if descending else name.asc(), Run.id.desc())
     if sort == "duration":
         key = _duration_expr(session)
         return query.order_by(key.is_(None), key.desc() if descending else key.asc(), Run.id.desc())
     if sort == "best":
         return _by_best(query, descending)
-    key = Run.created_at
+    created = Run.created_at
     return query.order_by(
-        key.desc() if descending else key.asc(), Run.id.desc() if descending else Run.id.asc()
+        created.desc() if descending else created.asc(),
+        Run.id.desc() if descending else Run.id.asc(),
     )
 
 
-def _duration_expr(session: Session):
+def _duration_expr(session: Session) -> ColumnElement[Any]:
     """Seconds from start to finish (or to now while running), in the database's dialect."""
     if session.get_bind().dialect.name == "sqlite":
         end = func.coalesce(func.julianday(Run.finished_at), func.julianday("now"))
@@ -121,7 +129,7 @@ def _like(rank: kinds.RankKey) -> str:
     return rank.key.replace("%", r"\%").replace("_", r"\_").replace("*", "%")
 
 
-def _by_best(query, descending: bool):
+def _by_best(query: Select[*Cols], descending: bool) -> Select[*Cols]:
     """Runs with a score first, grouped by what they are scored on: accuracy-like metrics
     before losses, then kind (the registry's order), then the kind's ranking metric (its
     order of preference); best first within a group (descending; ascending: worst first).
@@ -129,7 +137,8 @@ def _by_best(query, descending: bool):
     against ones scored on ae03."""
     ranks = [(name, rank) for name in kinds.names() for rank in kinds.get(name).ranking]
     ranks.sort(key=lambda pair: pair[1].metric.goal != "max")  # stable: keeps the rest
-    groups, scores = [], []
+    groups: list[tuple[ColumnElement[bool], int]] = []
+    scores: list[tuple[ColumnElement[bool], ColumnElement[float]]] = []
     for name, rank in ranks:
         query, value = _rank_value(query, rank)
         hit = (Run.kind == name) & value.is_not(None)
@@ -143,7 +152,9 @@ def _by_best(query, descending: bool):
     )
 
 
-def _rank_value(query, rank: kinds.RankKey):
+def _rank_value(
+    query: Select[*Cols], rank: kinds.RankKey
+) -> tuple[Select[*Cols], ColumnElement[float]]:
     """The query joined to the value a run is ranked by on `rank`, and that value."""
     if rank.pattern:  # a tune: its best trial
         pick = func.min if rank.metric.goal == "min" else func.max
@@ -204,7 +215,7 @@ def row_of(
         "best": best_of(run, summaries),
         "test_accuracy": _number(evaluation.get("accuracy")),
         "balanced_accuracy": _number(evaluation.get("balanced_accuracy")),
-        "progress": progress_of(run) if run.status == "running" else None,
+        "progress": progress_of(run) if run.status == RunStatus.RUNNING else None,
         "duration_seconds": duration_of(run, now),
         "created_at": aware(run.created_at).isoformat(),
         "started_at": _iso(run.started_at),
@@ -213,7 +224,7 @@ def row_of(
     }
 
 
-def _number(value) -> float | None:
+def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -234,7 +245,7 @@ def key_params(kind: str, params: dict) -> list[list[str]]:
     return kinds.table_columns(kind, params)
 
 
-def best_of(run: Run, summaries: dict) -> dict | None:
+def best_of(run: Run, summaries: dict[str, MetricSummary]) -> dict | None:
     """The score a run is judged by: {label, value, epoch, goal} or None yet. For a model
     that is kept (a finetune, a pretrain stage) it is the kept epoch's; for a tune, its
     best trial's."""
@@ -257,7 +268,7 @@ def best_of(run: Run, summaries: dict) -> dict | None:
     return None
 
 
-def _score(rank: kinds.RankKey, summary) -> dict:
+def _score(rank: kinds.RankKey, summary: MetricSummary) -> dict:
     """The value at the epoch whose model the run keeps (early stopping's restored epoch,
     else the last), not the best of any epoch."""
     kept = summary.kept_step is not None

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jobspec import builtin_kinds
+from jobspec.stages import STAGES
 from store.runs import ablations as ablation_launcher
 from store.runs import launch as launcher
 from store.runs.models import Run
@@ -25,9 +27,7 @@ SEEDS = [0, 1]
 _STAGE = {"epochs": STAGE_EPOCHS, "batch_size": BATCH_SIZE}
 # BatchNorm momentum 0.9: a few hundred batches are too few for Keras' 0.99 to settle.
 PRETRAIN = {
-    "ae01": _STAGE,
-    "ae02": _STAGE,
-    "ae03": _STAGE,
+    **{stage: _STAGE for stage in STAGES},
     "bn_momentum": 0.9,
     "max_train_images": QUICK_IMAGES,
 }
@@ -76,7 +76,7 @@ def plan(n_train: int | None) -> dict:
 def launch(*, session: Session, demo_in: DemoCreate, launched_by: str | None) -> dict:
     """Queue the demo's pretrain, then its study; a study refused cancels the pretrain."""
     pretrain_in = RunCreate(
-        kind="pretrain",
+        kind=builtin_kinds.PRETRAIN.name,
         dataset=demo_in.dataset,
         name="demo: pretrain",
         tags=["demo"],

@@ -12,13 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import plotting
+from jobspec import kinds
+from jobspec.builtin_kinds import PRETRAIN
 from jobspec.params import DEFAULT_LEARNING_RATES, QUICK_FIELDS, StageConfig
-from jobspec.stages import STAGES
+from jobspec.stages import AE01, STAGES
 from store.datasets import service as datasets_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
-from store.runs.models import FINISHED, Run
+from store.runs.models import Run
 from store.settings import get_settings
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
 def study_runs(session: Session, run_id: int) -> list[Run]:
     """The tune run and every run sharing its study (parallel workers), by id."""
     run = runs_service.get_run(session, run_id)
-    if run.kind != "tune":
+    if not kinds.features(run.kind).study:
         raise NotFound("tune run", f"{run_id} (it is a {run.kind} run)")
     if not run.study_name:
         return [run]
@@ -128,7 +130,7 @@ def pretrain_params(session: Session, run: Run, best: dict | None) -> dict | Non
     if best is None:
         return None
     tune = run.params or {}
-    stage = tune.get("stage", "ae01")
+    stage = tune.get("stage", AE01)
     params = {key: tune[key] for key in CARRIED if tune.get(key) is not None}
     if "split_seed" in tune or "seed" in tune:  # validate on the images the tune did
         split = tune.get("split_seed")
@@ -154,7 +156,7 @@ def _parent(session: Session, run: Run) -> Run | None:
     if run.parent_run_id is None:
         return None
     parent = session.get(Run, run.parent_run_id)
-    return parent if parent is not None and parent.kind == "pretrain" else None
+    return parent if parent is not None and kinds.features(parent.kind).experiment_root else None
 
 
 def pretrain_request(session: Session, run: Run, best: dict | None) -> dict | None:
@@ -164,7 +166,7 @@ def pretrain_request(session: Session, run: Run, best: dict | None) -> dict | No
     if params is None:
         return None
     return {
-        "kind": "pretrain",
+        "kind": PRETRAIN.name,
         "dataset": datasets_service.get(session, run.dataset_id).name,
         "name": f"pretrain from {run.study_name or run.name}"[:200],
         "params": params,
@@ -179,11 +181,11 @@ def pretrain_review(session: Session, run_id: int) -> dict:
     run = next(r for r in runs if r.id == run_id)
     best = best_trial(trial_rows(session, runs, load_study(run.study_name)))
     request = pretrain_request(session, run, best)
-    if request is None:
+    if request is None or best is None:  # no best trial: no request either
         raise NotFound("best trial of study", run.study_name or run_id)
-    stage = run.params.get("stage", "ae01")
+    stage = run.params.get("stage", AE01)
     return {
-        "kind": "pretrain",
+        "kind": PRETRAIN.name,
         "values": request["params"],
         "prefill": {"name": request["name"], "tags": "", "dataset": request["dataset"]},
         "review": {
@@ -233,8 +235,8 @@ def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         reason = "No trial has completed yet."
         return {}, {name: reason for name in PLOTS}
-    if reason := importance_missing(study):
-        missing["importances"] = reason
+    if why := importance_missing(study):
+        missing["importances"] = why
     for name, plot_name in PLOTS.items():
         if name in missing:
             continue
@@ -261,7 +263,7 @@ def _empty_reason(name: str) -> str:
 
 def is_live(runs: list[Run]) -> bool:
     """True while any run of the study is queued or running."""
-    return any(run.status not in FINISHED for run in runs)
+    return any(run.status.is_active for run in runs)
 
 
 def study_view(session: Session, run_id: int, known_version: str | None = None) -> dict:
@@ -275,7 +277,7 @@ def study_view(session: Session, run_id: int, known_version: str | None = None) 
     view = {
         "run_id": run.id,
         "study_name": run.study_name,
-        "stage": run.params.get("stage", "ae01"),
+        "stage": run.params.get("stage", AE01),
         "direction": "minimize",
         "live": is_live(runs),
         "runs": [

@@ -102,7 +102,7 @@
     const rows = d.runs.map((r) => {
       const badge = el("span", { class: `badge ${r.status}` }, r.status);
       const pr = r.progress || {};
-      const progress = r.status === "running" && pr.epochs
+      const progress = r.status === dom.status.RUN.RUNNING && pr.epochs
         ? `epoch ${pr.epoch}/${pr.epochs}, ETA ${fmt.duration(pr.eta_seconds)}` : "";
       return [runLink(r.id, `#${r.id} ${r.name}`), r.arm_label, r.seed, badge, progress,
         r.value == null ? DASH : `${one(r.value)}%`, fmt.pct(r.accuracy)];

@@ -3,6 +3,7 @@
 
 const datasetPages = (() => {
   const { el, cell, row, plot, fmt } = dom;
+  const { IMPORT, IMPORT_PHASE } = dom.status;
 
   const chart = document.getElementById("class-distribution");
   if (chart) plot(chart, JSON.parse(document.getElementById("class-distribution-data").textContent));
@@ -27,17 +28,17 @@ const datasetPages = (() => {
     body.prepend(row([item.name, item.file || "", state]));
     api.poll(async () => {
       const status = await api.get(`/api/datasets/imports/${item.import_id}`);
-      if (status.state === "pending") {
-        if (status.detail === "running") state.textContent = "importing on a worker";
+      if (status.state === IMPORT_PHASE.PENDING) {
+        if (status.detail === IMPORT.RUNNING) state.textContent = "importing on a worker";
         return true;
       }
       state.replaceChildren();
-      if (status.state === "done") {
+      if (status.state === IMPORT_PHASE.DONE) {
         const link = el("a", { href: `/datasets/${encodeURIComponent(item.name)}` }, "open the data set");
         state.append(el("span", { class: "badge succeeded" }, "imported"), " ", link);
         refreshList().catch(console.error);
       } else {
-        state.append(el("span", { class: "badge failed" }, "failed"), el("div", { class: "error" }, status.message || ""));
+        state.append(el("span", { class: `badge ${IMPORT_PHASE.FAILED}` }, IMPORT_PHASE.FAILED), el("div", { class: "error" }, status.message || ""));
       }
       return false;
     }, 1500);

@@ -213,5 +213,29 @@ const dom = (() => {
     });
   }
 
-  return { DASH, el, cell, row, table, fill, plotConfig, plot, unplot, fmt, localTimes };
+  // ---- the status vocabulary ----
+  // jobspec/status.py, as base.html's JSON blob: run statuses (RUN.RUNNING...), their groups
+  // as Sets (ACTIVE, FINISHED, STOPPED), attempt outcomes and data set import states. Read
+  // on first use, so a page script never retypes a status name.
+  let vocabulary = null;
+  function statusVocabulary() {
+    if (vocabulary) return vocabulary;
+    const v = JSON.parse(document.getElementById("status-vocabulary").textContent);
+    vocabulary = Object.freeze({
+      RUN: Object.freeze(v.run),
+      ACTIVE: new Set(v.active),
+      FINISHED: new Set(v.finished),
+      STOPPED: new Set(v.stopped),
+      ATTEMPT: Object.freeze(v.attempt),
+      CLEAN_ATTEMPT: new Set(v.cleanAttempt),
+      IMPORT: Object.freeze(v.importState),
+      IMPORT_PHASE: Object.freeze(v.importPhase),
+    });
+    return vocabulary;
+  }
+
+  return {
+    DASH, el, cell, row, table, fill, plotConfig, plot, unplot, fmt, localTimes,
+    get status() { return statusVocabulary(); },
+  };
 })();

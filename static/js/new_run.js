@@ -75,7 +75,7 @@
     }
     out.kind = kind;
     out.tags = value(form, "tags").split(",").map((t) => t.trim()).filter(Boolean);
-    if (kind === "tune") out.parallel = Number(value(form, "parallel") || 1);
+    if (form.querySelector('[name="parallel"]')) out.parallel = Number(value(form, "parallel") || 1);
     const source = value(form, "source_run_id");
     if (source) out.source_run_id = Number(source);
     return out;

@@ -6,11 +6,11 @@
 (() => {
   const state = JSON.parse(document.getElementById("report-state").textContent);
   const SECTIONS = ["summary-card", "pretrain-card", "tunes-card", "finetunes-card", "studies-card"];
-  const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+  const { FINISHED } = dom.status;
   const $ = (sel) => document.getElementById(sel);
 
   const statuses = (data) => new Map(
-    [data.pretrain, ...data.tunes, ...data.finetunes].map((r) => [String(r.id), r.status]));
+    [data.root, ...data.tunes, ...data.finetunes].map((r) => [String(r.id), r.status]));
   let known = null;
 
   function setBadges(current) {

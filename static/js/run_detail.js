@@ -10,7 +10,7 @@
   const state = JSON.parse(document.getElementById("run-state").textContent);
   const partialState = JSON.parse(document.getElementById("run-partial-state").textContent);
   const id = state.id;
-  const LIVE = new Set(["queued", "running"]);
+  const { ACTIVE: LIVE, STOPPED, RUN } = dom.status;
   const { el, cell, row, plot, fmt } = dom;
   const $ = (sel) => document.getElementById(sel);
   const show = (node, on) => { if (node) node.hidden = !on; };
@@ -20,13 +20,13 @@
 
   async function drawCurves() {
     const data = await api.get(`/api/runs/${id}/curves?max_points=500`);
-    if (!data.points) return;
-    show($("curves-empty"), false);
-    plot($("curves"), data.figure);
-    if (data.system) {  // the worker's samples: shown once there are any
+    if (data.system) {  // the worker's samples (seconds, not epochs): shown once there are any
       show($("system-card"), true);
       plot($("system-curves"), data.system);
     }
+    if (!data.points) return;  // no epoch yet
+    show($("curves-empty"), false);
+    plot($("curves"), data.figure);
   }
 
   // ---- looking at the errors ----
@@ -168,7 +168,7 @@
 
   // ---- reconstructions, stored as each pretrain stage ends ----
   async function refreshRecon() {
-    if (state.kind !== "pretrain" || !$("recon-img")) return;
+    if (!state.features.reconstructions || !$("recon-img")) return;
     const info = await api.get(`/api/runs/${id}/reconstructions`);
     if (!info.url) return;
     const img = $("recon-img");
@@ -215,7 +215,7 @@
     badge.className = `badge ${run.status}`;
     badge.textContent = run.status;
     show($("btn-cancel"), LIVE.has(run.status));
-    const ended = run.status === "failed" || run.status === "cancelled";
+    const ended = STOPPED.has(run.status);
     show($("btn-requeue"), ended);
     show($("btn-restart"), ended && !!run.checkpoint);
     $("btn-requeue").textContent = run.checkpoint ? "Resume" : "Re-run";
@@ -223,7 +223,7 @@
       state.attempts = run.attempts;
       window.location.reload();  // a new attempt ended: show its row (rare)
     }
-    show($("live"), run.status === "running");
+    show($("live"), run.status === RUN.RUNNING);
     $("run-worker").textContent = run.worker_host ? `${run.worker_host}${run.device ? ` · ${run.device}` : ""}` : "–";
     if (run.started_at) {
       const end = run.finished_at ? new Date(run.finished_at) : new Date();
@@ -241,7 +241,7 @@
     const before = state.status;
     state.status = run.status;
     renderRun(run);
-    if (run.status === "running") {
+    if (run.status === RUN.RUNNING) {
       const key = renderProgress(run);
       if (key !== lastEpochKey) { lastEpochKey = key; await drawCurves(); }
       const stage = (run.progress || {}).stage;
@@ -287,6 +287,6 @@
 
   dom.localTimes(document, fmt.localLong);
   drawCurves().catch(console.error);
-  if (state.kind === "finetune" && $("eval-card") && !$("eval-card").hidden) drawConfusion();
+  if (state.features.evaluation && $("eval-card") && !$("eval-card").hidden) drawConfusion();
   if (LIVE.has(state.status)) startPolling();
 })();

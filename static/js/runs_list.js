@@ -8,7 +8,7 @@
   const body = document.getElementById("runs-body");
   const table = body.closest("table");
   const selected = new Set();
-  const LIVE = new Set(["queued", "running"]);
+  const { ACTIVE: LIVE, RUN } = dom.status;
   const FAST = 2000, SLOW = 10000;
   const COLUMNS_KEY = "stacklab.runs.columns";
 
@@ -185,7 +185,8 @@
     updateSelection();
   });
 
-  const VERBS = { cancel: "cancelled", tag: "tagged", untag: "untagged", archive: "archived", unarchive: "unarchived", delete: "deleted" };
+  // A bulk cancel leaves each run cancelled (a running one once it stops at its next batch).
+  const VERBS = { cancel: RUN.CANCELLED, tag: "tagged", untag: "untagged", archive: "archived", unarchive: "unarchived", delete: "deleted" };
   const result = document.getElementById("bulk-result");
   async function bulk(action) {
     const ids = [...selected].map(Number);

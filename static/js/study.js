@@ -35,7 +35,7 @@
 
   function drawBest(best, form) {
     const box = document.getElementById("best");
-    const link = document.getElementById("pretrain");
+    const link = document.getElementById("pretrain-from-best");
     link.hidden = !form;
     if (form) link.href = form;
     if (!best) { box.replaceChildren(el("p", { class: "muted" }, "No trial has completed yet.")); return; }

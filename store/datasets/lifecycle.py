@@ -12,10 +12,13 @@ from datetime import timedelta
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from jobspec.status import ImportState
 from store import resend
 from store.artifacts.models import Artifact, ArtifactChunk
-from store.datasets.models import ACTIVE_IMPORT_STATES, DatasetImport
+from store.datasets.models import DatasetImport
+from store.dml import execute_dml
 from store.timeutil import utcnow
 
 MAX_MESSAGE = 4000
@@ -47,7 +50,7 @@ def create(
         upload_artifact_id=upload_artifact_id,
         resize=resize,
         source=source,
-        state="queued",
+        state=ImportState.QUEUED,
         created_at=now,
         sent_at=now,
     )
@@ -60,7 +63,7 @@ def active_with_name(session: Session, name: str) -> int | None:
     """The id of the queued or running import that holds `name`, if any."""
     return session.scalar(
         select(DatasetImport.id).where(
-            DatasetImport.name == name, DatasetImport.state.in_(ACTIVE_IMPORT_STATES)
+            DatasetImport.name == name, DatasetImport.state.in_(ImportState.active())
         )
     )
 
@@ -68,45 +71,48 @@ def active_with_name(session: Session, name: str) -> int | None:
 def claim(*, session: Session, import_id: int, worker: str) -> DatasetImport | None:
     """queued -> running for `worker`; None when another delivery got there first."""
     now = utcnow()
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(DatasetImport)
-        .where(DatasetImport.id == import_id, DatasetImport.state == "queued")
-        .values(state="running", worker=worker, started_at=now, heartbeat_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .where(DatasetImport.id == import_id, DatasetImport.state == ImportState.QUEUED)
+        .values(state=ImportState.RUNNING, worker=worker, started_at=now, heartbeat_at=now)
+        .execution_options(synchronize_session=False),
+    )
     if not touched:
         return None
     return session.get(DatasetImport, import_id, populate_existing=True)
 
 
-def _held(import_id: int, worker: str):
+def _held(import_id: int, worker: str) -> ColumnElement[bool]:
     return and_(
         DatasetImport.id == import_id,
-        DatasetImport.state == "running",
+        DatasetImport.state == ImportState.RUNNING,
         DatasetImport.worker == worker,
     )
 
 
 def beat(*, session: Session, import_id: int, worker: str) -> None:
     """Still importing; ImportSuperseded when the import is no longer this worker's."""
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(DatasetImport)
         .where(_held(import_id, worker))
         .values(heartbeat_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if not touched:
         raise ImportSuperseded(f"import {import_id} is no longer running on {worker}")
 
 
 def finish(*, session: Session, import_id: int, worker: str, dataset_id: int) -> None:
     """running -> done, in the transaction that registered the data set (else raises)."""
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(DatasetImport)
         .where(_held(import_id, worker))
-        .values(state="done", dataset_id=dataset_id, finished_at=utcnow(), message=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(state=ImportState.DONE, dataset_id=dataset_id, finished_at=utcnow(), message=None)
+        .execution_options(synchronize_session=False),
+    )
     if not touched:
         raise ImportSuperseded(f"import {import_id} was given up on while it was stored")
     drop_upload(session, import_id)
@@ -117,14 +123,15 @@ def fail(*, session: Session, import_id: int, message: str, worker: str | None =
     where = (
         _held(import_id, worker)
         if worker is not None
-        else and_(DatasetImport.id == import_id, DatasetImport.state.in_(ACTIVE_IMPORT_STATES))
+        else and_(DatasetImport.id == import_id, DatasetImport.state.in_(ImportState.active()))
     )
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(DatasetImport)
         .where(where)
-        .values(state="failed", message=message[:MAX_MESSAGE], finished_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(state=ImportState.FAILED, message=message[:MAX_MESSAGE], finished_at=utcnow())
+        .execution_options(synchronize_session=False),
+    )
     if touched:
         drop_upload(session, import_id)
     return bool(touched)
@@ -133,12 +140,14 @@ def fail(*, session: Session, import_id: int, message: str, worker: str | None =
 def hand_back(*, session: Session, import_id: int, worker: str) -> bool:
     """running -> queued, unsent: a stopping worker's import goes to the next worker (the
     upkeep sends it again); False when it was no longer this worker's."""
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(DatasetImport)
         .where(_held(import_id, worker))
-        .values(state="queued", worker=None, started_at=None, heartbeat_at=None, sent_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(state=ImportState.QUEUED, worker=None, sent_at=None)
+        .values(started_at=None, heartbeat_at=None)
+        .execution_options(synchronize_session=False),
+    )
     return bool(touched)
 
 
@@ -176,14 +185,15 @@ def reap(*, session: Session, stale_after: float, timeout: float) -> list[tuple[
     )
     reaped = []
     for condition, message in (silent, too_long):
-        running = and_(DatasetImport.state == "running", condition)
+        running = and_(DatasetImport.state == ImportState.RUNNING, condition)
         for import_id in session.scalars(select(DatasetImport.id).where(running)).all():
-            touched = session.execute(
+            touched = execute_dml(
+                session,
                 update(DatasetImport)
                 .where(DatasetImport.id == import_id, running)
-                .values(state="failed", message=message, finished_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                .values(state=ImportState.FAILED, message=message, finished_at=now)
+                .execution_options(synchronize_session=False),
+            )
             if touched:
                 drop_upload(session, import_id)
                 reaped.append((import_id, message))
@@ -200,7 +210,7 @@ def due_for_send(session: Session, *, resend_after: float, idle_within: float) -
         session.scalars(
             select(DatasetImport.id)
             .where(
-                DatasetImport.state == "queued",
+                DatasetImport.state == ImportState.QUEUED,
                 or_(DatasetImport.sent_at.is_(None), DatasetImport.sent_at < cutoff),
             )
             .order_by(DatasetImport.id)
@@ -210,15 +220,16 @@ def due_for_send(session: Session, *, resend_after: float, idle_within: float) -
 
 def take_for_send(session: Session, import_id: int, *, resend_after: float) -> bool:
     """Claim the right to send import_id's message again now (one process wins)."""
-    waiting = DatasetImport.state == "queued"
+    waiting = DatasetImport.state == ImportState.QUEUED
     return resend.claim_send(session, DatasetImport, import_id, waiting, resend_after=resend_after)
 
 
 def purge_finished(session: Session, *, keep: timedelta = KEEP_FINISHED) -> int:
     """Forget done and failed imports that ended more than `keep` ago."""
-    return session.execute(
+    return execute_dml(
+        session,
         delete(DatasetImport).where(
-            DatasetImport.state.not_in(ACTIVE_IMPORT_STATES),
+            DatasetImport.state.in_(ImportState.finished()),
             DatasetImport.finished_at < utcnow() - keep,
-        )
-    ).rowcount
+        ),
+    )

@@ -7,8 +7,10 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from jobspec.status import ImportState, sql_in
 from store.base import Base
 from store.timeutil import utcnow
+from store.vocabulary import known_values, vocabulary_column
 
 
 class DatasetRecord(Base):
@@ -22,15 +24,14 @@ class DatasetRecord(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     n_train: Mapped[int] = mapped_column(Integer)
     n_test: Mapped[int] = mapped_column(Integer)
-    image_shape: Mapped[list] = mapped_column(JSON)
-    class_names: Mapped[list] = mapped_column(JSON)
-    train_counts: Mapped[dict] = mapped_column(JSON)
-    test_counts: Mapped[dict] = mapped_column(JSON)
+    image_shape: Mapped[list[int]] = mapped_column(JSON)
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    train_counts: Mapped[dict[str, int]] = mapped_column(JSON)
+    test_counts: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-IMPORT_STATES = ("queued", "running", "done", "failed")
-ACTIVE_IMPORT_STATES = ("queued", "running")
+ACTIVE = text(sql_in("state", ImportState.active()))  # one active import per name
 
 
 class DatasetImport(Base):
@@ -49,9 +50,10 @@ class DatasetImport(Base):
             "uq_dataset_imports_active_name",
             "name",
             unique=True,
-            sqlite_where=text("state IN ('queued', 'running')"),
-            postgresql_where=text("state IN ('queued', 'running')"),
+            sqlite_where=ACTIVE,
+            postgresql_where=ACTIVE,
         ),
+        known_values("state", ImportState),  # migration 0007
         {"sqlite_autoincrement": True},
     )
 
@@ -63,7 +65,7 @@ class DatasetImport(Base):
     upload_artifact_id: Mapped[int | None] = mapped_column(
         ForeignKey("artifacts.id", ondelete="SET NULL")
     )
-    state: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[ImportState] = mapped_column(vocabulary_column(ImportState), index=True)
     worker: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

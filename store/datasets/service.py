@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,7 +25,9 @@ SUMMARY_FIELDS = (
 )
 
 
-def register(*, session: Session, name: str, summary: dict, arrays: Path) -> DatasetRecord:
+def register(
+    *, session: Session, name: str, summary: Mapping[str, object], arrays: Path
+) -> DatasetRecord:
     """Record a data set and store its arrays file (.npz); names are unique."""
     if session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name)) is not None:
         raise InvalidRequest("name", f"a data set named {name!r} exists already")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.schema import SchemaItem, Table
 
 from store import models  # noqa: F401  (fills the metadata)
 from store.base import Base
@@ -11,10 +12,16 @@ from store.db import VERSION_TABLE, make_engine, no_request_timeouts
 config = context.config
 
 
-def ours(obj, name, type_, reflected, compare_to) -> bool:
+def ours(
+    obj: SchemaItem,
+    name: str | None,
+    type_: str,
+    reflected: bool,
+    compare_to: SchemaItem | None,
+) -> bool:
     """Only our tables: Optuna keeps its studies in the same database, and autogenerate
     must never propose dropping them."""
-    table = obj if type_ == "table" else getattr(obj, "table", None)
+    table: Table | None = obj if isinstance(obj, Table) else getattr(obj, "table", None)
     return table is None or table.name in Base.metadata.tables
 
 
@@ -31,7 +38,10 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no sqlalchemy.url: run migrations through store.db.upgrade_schema")
+    engine = make_engine(url)
     with engine.connect() as connection:
         no_request_timeouts(connection)  # a migration may rewrite a big table
         sqlite = connection.dialect.name == "sqlite"

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from jobspec import ablations, kinds
 from jobspec.stages import STAGES
 from store import queue
+from store.base import JSONObject
 from store.errors import InvalidRequest, NotFound
 from store.runs import limits
 from store.runs import service as runs_service
@@ -16,6 +17,7 @@ from store.runs.launch import (
     create_rows,
     dataset_by_name,
     dataset_warnings,
+    not_a_parent,
     send_runs,
     validate_params,
 )
@@ -56,7 +58,7 @@ def launch_ablation(
         known = ", ".join(ablations.STUDY_METRICS)
         raise InvalidRequest("metric", f"{metric!r} is not a study metric (known: {known})")
     parent = _study_parent(session, factor, study_in)
-    base = validate_params("finetune", study_in.params).model_dump(mode="json")
+    base = validate_params(ablations.RUN_KIND, study_in.params).model_dump(mode="json")
     split_seed, warnings = _study_split(study_in, parent, base)
     warnings = [*dataset_warnings(session, parent, dataset), *warnings]
     base["split_seed"] = split_seed
@@ -66,13 +68,13 @@ def launch_ablation(
     for seed in study_in.seeds:
         for arm in factor.arms:
             params = {**factor.params(base, arm.name, context), "seed": seed}
-            config = validate_params("finetune", params)
-            needs_parent = bool(kinds.parent_stages("finetune", config))
+            config = validate_params(ablations.RUN_KIND, params)
+            needs_parent = bool(kinds.parent_stages(ablations.RUN_KIND, config))
             plans.append(
                 check_request(
                     session,
                     RunCreate(
-                        kind="finetune",
+                        kind=ablations.RUN_KIND,
                         dataset=study_in.dataset,
                         name=f"{name}: {arm.label}, seed {seed}",
                         tags=[f"factor:{factor.name}", f"arm:{arm.name}", f"seed:{seed}"],
@@ -105,7 +107,9 @@ def launch_ablation(
     return group
 
 
-def _study_parent(session: Session, factor, study_in: AblationCreate) -> Run | None:
+def _study_parent(
+    session: Session, factor: ablations.Factor, study_in: AblationCreate
+) -> Run | None:
     """The pretrain the study's encoders come from; required where an arm loads one."""
     if study_in.parent_run_id is None:
         if factor.needs_parent:
@@ -122,12 +126,14 @@ def _study_parent(session: Session, factor, study_in: AblationCreate) -> Run | N
     except NotFound as err:
         missing = f"run {study_in.parent_run_id} does not exist"
         raise InvalidRequest("parent_run_id", missing) from err
-    if parent.kind != "pretrain":
-        raise InvalidRequest("parent_run_id", f"run {parent.id} is a {parent.kind}, not a pretrain")
+    if not kinds.features(parent.kind).experiment_root:
+        raise InvalidRequest("parent_run_id", not_a_parent(parent))
     return parent
 
 
-def _study_split(study_in: AblationCreate, parent: Run | None, base: dict):
+def _study_split(
+    study_in: AblationCreate, parent: Run | None, base: JSONObject
+) -> tuple[int | None, list[str]]:
     """The split seed every seed shares (None: each seed its own) and what to warn about."""
     warnings: list[str] = []
     if study_in.split_seed == "per_seed":
@@ -164,4 +170,5 @@ def _kernel_sizes(parent: Run | None) -> tuple[int, int, int] | None:
     if parent is None:
         return None
     params = parent.params or {}
-    return tuple(int((params.get(s) or {}).get("kernel_size", 3)) for s in STAGES)
+    ae01, ae02, ae03 = (int((params.get(s) or {}).get("kernel_size", 3)) for s in STAGES)
+    return ae01, ae02, ae03

@@ -2,7 +2,7 @@
 
 Claiming a queued run starts attempt N (runs.attempts = N). Every later write for the run
 names N and first moves the run's heartbeat with `UPDATE ... WHERE attempts = N AND
-status = 'running'`: when that touches no row, the run was given up for dead, re-queued or
+status = RunStatus.RUNNING`: when that touches no row, the run was given up for dead, re-queued or
 finished by someone else, and the write raises AttemptSuperseded instead of landing. The
 UPDATE also holds the run's row lock until commit, so a reaper or a new claim waits for a
 fenced write to land (or roll back) and then sees its fresh heartbeat.
@@ -11,14 +11,25 @@ fenced write to land (or roll back) and then sees its fresh heartbeat.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
+from jobspec.status import AttemptOutcome, RunStatus
 from store.artifacts.models import Artifact
+from store.base import JSONObject
+from store.dml import execute_dml
 from store.errors import AttemptSuperseded
 from store.runs import metrics as metrics_service
-from store.runs.models import FINISHED, Metric, MetricSummary, Run, RunAttempt, TuneTrial
+from store.runs.models import (
+    Metric,
+    MetricSummary,
+    ResumePoint,
+    Run,
+    RunAttempt,
+    TuneTrial,
+)
 from store.runs.service import check_transition
 from store.settings import get_settings
 from store.timeutil import utcnow
@@ -29,19 +40,20 @@ class Claim:
     """The attempt a worker now holds, and where it resumes (None: from the start)."""
 
     attempt: int
-    resume_from: dict | None
+    resume_from: ResumePoint | None
 
 
 def claim(
-    *, session: Session, run_id: int, worker_host: str, device: str, versions: dict
+    *, session: Session, run_id: int, worker_host: str, device: str, versions: dict[str, str]
 ) -> Claim | None:
     """queued -> running as a new attempt, atomically; None when cancelled or taken."""
     now = utcnow()
-    claimed = session.execute(
+    claimed = execute_dml(
+        session,
         update(Run)
-        .where(Run.id == run_id, Run.status == "queued", Run.cancel_requested.is_(False))
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED, Run.cancel_requested.is_(False))
         .values(
-            status="running",
+            status=RunStatus.RUNNING,
             started_at=now,
             finished_at=None,
             heartbeat_at=now,
@@ -52,11 +64,11 @@ def claim(
             error=None,
             traceback=None,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if not claimed:
         return None
-    run = session.get(Run, run_id, populate_existing=True)
+    run = session.get_one(Run, run_id, populate_existing=True)
     resume_from = _prepare_attempt(session, run)
     session.add(
         RunAttempt(
@@ -65,7 +77,7 @@ def claim(
             worker_host=worker_host,
             device=device,
             started_at=now,
-            outcome="running",
+            outcome=AttemptOutcome.RUNNING,
             resumed_from=resume_from,
         )
     )
@@ -73,16 +85,17 @@ def claim(
     return Claim(run.attempts, resume_from)
 
 
-def _prepare_attempt(session: Session, run: Run) -> dict | None:
+def _prepare_attempt(session: Session, run: Run) -> ResumePoint | None:
     """Resume from the checkpoint, or clear what an earlier attempt left and start over."""
     if run.checkpoint and not run.fresh_start:
         stage, epoch = run.checkpoint["stage"], int(run.checkpoint["epoch"])
         # Rows past the checkpoint cannot exist (they are written with it), but be sure.
-        dropped = session.execute(
+        dropped = execute_dml(
+            session,
             delete(Metric).where(
                 Metric.run_id == run.id, Metric.key.like(f"{stage}/%"), Metric.step > epoch
-            )
-        ).rowcount
+            ),
+        )
         if dropped:
             metrics_service.rebuild_summaries(session, run.id)
         return {"stage": stage, "epoch": epoch}
@@ -103,16 +116,17 @@ def guard(session: Session) -> None:
         session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{seconds}s'"))
 
 
-def fence(session: Session, run_id: int, attempt: int, **values) -> None:
+def fence(session: Session, run_id: int, attempt: int, **values: Any) -> None:
     """Prove `attempt` still owns the running run (beating, and setting `values`);
     else AttemptSuperseded."""
     guard(session)
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(Run)
-        .where(Run.id == run_id, Run.attempts == attempt, Run.status == "running")
+        .where(Run.id == run_id, Run.attempts == attempt, Run.status == RunStatus.RUNNING)
         .values(heartbeat_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if not touched:
         raise AttemptSuperseded(run_id, attempt, _why(session, run_id, attempt))
 
@@ -127,7 +141,9 @@ def _why(session: Session, run_id: int, attempt: int) -> str:
     return f"the run is {status} now (given up for dead or stopped by someone else)"
 
 
-def beat(*, session: Session, run_id: int, attempt: int, progress: dict | None = None) -> bool:
+def beat(
+    *, session: Session, run_id: int, attempt: int, progress: JSONObject | None = None
+) -> bool:
     """Alive on this run (with how far it got); returns whether a cancel was asked for."""
     fence(session, run_id, attempt, **({} if progress is None else {"progress": progress}))
     return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
@@ -138,22 +154,23 @@ def finish(
     session: Session,
     run_id: int,
     attempt: int,
-    status: str,
-    result: dict | None = None,
+    status: RunStatus | str,
+    result: JSONObject | None = None,
     error: str | None = None,
     traceback: str | None = None,
 ) -> Run:
     """running -> succeeded | failed | cancelled, by the attempt that ran it."""
-    assert status in FINISHED, status
+    status = RunStatus(status)
+    assert status.is_finished, status
     fence(session, run_id, attempt)
-    run = session.get(Run, run_id, populate_existing=True)
+    run = session.get_one(Run, run_id, populate_existing=True)
     check_transition(run, status)
     run.status, run.finished_at = status, utcnow()
     run.result = result or run.result or {}
     run.error, run.traceback = error, traceback
     if run.progress:
         run.progress = {**run.progress, "eta_seconds": 0.0}
-    end_attempt(session, run_id, attempt, status, error)
+    end_attempt(session, run_id, attempt, AttemptOutcome.of_run(status), error)
     session.flush()
     return run
 
@@ -161,16 +178,20 @@ def finish(
 def hand_back(*, session: Session, run_id: int, attempt: int, reason: str) -> Run:
     """running -> queued: this worker is stopping; another attempt resumes the run."""
     fence(session, run_id, attempt)
-    run = session.get(Run, run_id, populate_existing=True)
-    check_transition(run, "queued")
-    run.status, run.queued_at, run.sent_at = "queued", utcnow(), None
-    end_attempt(session, run_id, attempt, "interrupted", reason)
+    run = session.get_one(Run, run_id, populate_existing=True)
+    check_transition(run, RunStatus.QUEUED)
+    run.status, run.queued_at, run.sent_at = RunStatus.QUEUED, utcnow(), None
+    end_attempt(session, run_id, attempt, AttemptOutcome.INTERRUPTED, reason)
     session.flush()
     return run
 
 
 def end_attempt(
-    session: Session, run_id: int, attempt: int, outcome: str, note: str | None = None
+    session: Session,
+    run_id: int,
+    attempt: int,
+    outcome: AttemptOutcome,
+    note: str | None = None,
 ) -> None:
     """Close an attempt's record with how it ended."""
     record = session.get(RunAttempt, (run_id, attempt))

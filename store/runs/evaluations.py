@@ -9,25 +9,28 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from store.artifacts import service as artifacts_service
+from store.base import JSONObject
+from store.dml import execute_dml
 from store.runs.models import Run
 from store.timeutil import utcnow
 
-STOPPED = ("cancelled", "failed")
 
-
-def store_evaluation(*, session: Session, run_id: int, evaluation: dict, files: list[Path]) -> bool:
+def store_evaluation(
+    *, session: Session, run_id: int, evaluation: JSONObject, files: list[Path]
+) -> bool:
     """Files and result["evaluation"] (marked partial) of a stopped run; False, writing
     nothing, when the run is gone, moved on (re-queued) or was evaluated already."""
     # Take the run's row first (a no-op UPDATE: PostgreSQL locks the row, SQLite the
     # database), so of two copies of one message the second waits, then sees the first's.
-    touched = session.execute(
+    touched = execute_dml(
+        session,
         update(Run)
         .where(Run.id == run_id)
         .values(status=Run.status)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     run = session.get(Run, run_id, populate_existing=True) if touched else None
-    if run is None or run.status not in STOPPED or (run.result or {}).get("evaluation"):
+    if run is None or not run.status.is_stopped or (run.result or {}).get("evaluation"):
         return False
     for path in files:
         artifacts_service.store_file(session=session, path=path, run_id=run_id)

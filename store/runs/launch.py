@@ -6,29 +6,38 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
+from jobspec.kinds import SplitPlan
 from jobspec.params import is_quick
+from jobspec.status import RunStatus
 from store import queue
+from store.base import JSONObject
 from store.datasets import service as datasets_service
+from store.datasets.models import DatasetRecord
 from store.errors import FieldError, InvalidRequest, NotFound
 from store.runs import limits
 from store.runs import service as runs_service
-from store.runs.models import FINISHED, Run, RunGroup
+from store.runs.models import Run, RunGroup
 from store.runs.schemas import RunCreate
 from store.settings import get_settings
 
 log = logging.getLogger(__name__)
+Args = ParamSpec("Args")
+T = TypeVar("T")
 
 
-def validate_params(kind: str, params: dict) -> BaseModel:
+def validate_params(kind: str, params: Mapping[str, Any]) -> BaseModel:
     """The job's parameters, or InvalidRequest naming every bad field."""
     try:
-        return kinds.get(kind).params(**params)
+        config: BaseModel = kinds.get(kind).params(**params)
+        return config
     except ValidationError as err:
         raise invalid(err, prefix=("params",)) from err
 
@@ -43,7 +52,9 @@ def invalid(err: ValidationError, prefix: tuple[str, ...] = ()) -> InvalidReques
     )
 
 
-def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int | None):
+def check_parent(
+    session: Session, kind: str, config: BaseModel, parent_id: int | None
+) -> Run | None:
     """The pretrain run whose weights this run needs: it must exist and be able to provide them."""
     needed = kinds.parent_stages(kind, config)
     if not needed:
@@ -56,9 +67,9 @@ def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int 
         parent = runs_service.get_run(session, parent_id)
     except NotFound as err:
         raise InvalidRequest("parent_run_id", f"run {parent_id} does not exist") from err
-    if parent.kind != "pretrain":
-        raise InvalidRequest("parent_run_id", f"run {parent_id} is a {parent.kind}, not a pretrain")
-    if parent.status in FINISHED:  # queued or running parents are waited for by the task
+    if not kinds.features(parent.kind).experiment_root:
+        raise InvalidRequest("parent_run_id", not_a_parent(parent))
+    if parent.status.is_finished:  # queued or running parents are waited for by the task
         missing = [s for s in needed if s not in parent.result.get("trained_stages", [])]
         if missing:
             raise InvalidRequest(
@@ -66,6 +77,12 @@ def check_parent(session: Session, kind: str, config: BaseModel, parent_id: int 
                 f"pretrain run {parent_id} ({parent.status}) did not train {', '.join(missing)}",
             )
     return parent
+
+
+def not_a_parent(parent: Run) -> str:
+    """Why a run cannot be a parent: its kind roots no experiment."""
+    roots = " or ".join(kinds.having(lambda f: f.experiment_root)) or "parent"
+    return f"run {parent.id} is a {parent.kind}, not a {roots}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ def check_request(session: Session, run_in: RunCreate) -> _Plan:
     settings = get_settings()
     errors: list[FieldError] = []
 
-    def check(step, *args, **kwargs):
+    def check(step: Callable[Args, T], *args: Args.args, **kwargs: Args.kwargs) -> T | None:
         try:
             return step(*args, **kwargs)
         except InvalidRequest as err:
@@ -104,14 +121,15 @@ def check_request(session: Session, run_in: RunCreate) -> _Plan:
         errors.extend(limits.over("parallel", what, settings.max_parallel, "max_parallel").errors)
     dataset = check(dataset_by_name, session, run_in.dataset)
     if config is not None and dataset is not None:
-        check(check_quick, dataset, config)
+        check(check_quick, dataset, kinds.get(run_in.kind).split(config))
     parent = None
     if config is not None:
         parent = check(check_parent, session, run_in.kind, config, run_in.parent_run_id)
-    if run_in.parallel > 1 and run_in.kind != "tune":
-        errors.append(FieldError("parallel", "only tune runs share work across workers"))
+    if run_in.parallel > 1 and not kinds.features(run_in.kind).parallel:
+        sharing = ", ".join(kinds.having(lambda f: f.parallel)) or "no"
+        errors.append(FieldError("parallel", f"only {sharing} runs share work across workers"))
     check(_source, session, run_in.source_run_id)
-    if errors:
+    if errors or config is None or dataset is None:  # no config or data set: errors say why
         raise InvalidRequest.of(errors)
     warnings = tuple(dataset_warnings(session, parent, dataset))
     return _Plan(run_in, config, dataset.id, parent.id if parent else None, warnings)
@@ -127,15 +145,20 @@ def _source(session: Session, source_run_id: int | None) -> Run | None:
         raise InvalidRequest("source_run_id", f"run {source_run_id} does not exist") from err
 
 
-def check_quick(dataset, config: BaseModel) -> None:
-    """A quick run's image cap leaves every class in both parts of the split."""
-    cap = getattr(config, "max_train_images", None)
+def check_quick(dataset: DatasetRecord, split: SplitPlan) -> None:
+    """A quick run's image cap (its kind's split plan) leaves every class in both parts of
+    the split."""
+    cap = split.max_train_images
     counts = [c for c in (dataset.train_counts or {}).values() if c > 0]
     if cap is None or cap >= sum(counts):
         return
-    fraction = config.validation_fraction
+    fraction = split.validation_fraction
     classes = len(counts)
-    least = max(2 * classes, math.ceil(classes / fraction), math.ceil(classes / (1 - fraction)))
+    least = (
+        max(2 * classes, math.ceil(classes / fraction), math.ceil(classes / (1 - fraction)))
+        if fraction > 0
+        else classes
+    )
     if cap < least:
         raise InvalidRequest(
             "params.max_train_images",
@@ -144,7 +167,9 @@ def check_quick(dataset, config: BaseModel) -> None:
         )
 
 
-def dataset_warnings(session: Session, parent: Run | None, dataset) -> list[str]:
+def dataset_warnings(
+    session: Session, parent: Run | None, dataset: DatasetRecord | None
+) -> list[str]:
     """What a launch should say but not refuse: weights learnt on another data set."""
     if parent is None or dataset is None or parent.dataset_id == dataset.id:
         return []
@@ -162,7 +187,8 @@ def create_rows(
     """The run rows of a checked request (and a parallel tune's group), flushed, not committed."""
     run_in = plan.run_in
     if run_in.parallel > 1 and group is None:
-        group = RunGroup(kind="tune", name=run_in.name or "parallel tune", params={})
+        name = run_in.name or f"parallel {run_in.kind}"
+        group = RunGroup(kind=run_in.kind, name=name, params={})
         session.add(group)
         session.flush()
     runs = []
@@ -186,8 +212,8 @@ def create_rows(
         if run_in.parallel > 1:
             run.name = f"{run.name} (worker {part + 1}/{run_in.parallel})"
         runs.append(run)
-    if run_in.kind == "tune":
-        study = f"tune-group-{group.id}" if group else f"tune-run-{runs[0].id}"
+    if kinds.features(run_in.kind).study:  # one study per run, or per group of parts
+        study = f"{run_in.kind}-group-{group.id}" if group else f"{run_in.kind}-run-{runs[0].id}"
         for run in runs:
             run.study_name = study
     session.flush()
@@ -241,7 +267,7 @@ def cancel(*, session: Session, run_id: int) -> Run:
     """Cancel a queued or running run. The flag in the database is what counts."""
     run = runs_service.request_cancel(session=session, run_id=run_id)
     session.commit()
-    if run.status == "cancelled" and run.task_id:
+    if run.status == RunStatus.CANCELLED and run.task_id:
         try:  # only saves a worker the trip: it finds the run cancelled anyway
             queue.revoke(run.task_id)
         except queue.QueueUnavailable as err:
@@ -262,7 +288,11 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
 
 
 def clone(
-    *, session: Session, run_id: int, edits: dict | None = None, launched_by: str | None = None
+    *,
+    session: Session,
+    run_id: int,
+    edits: JSONObject | None = None,
+    launched_by: str | None = None,
 ) -> Run:
     """A new run like an old one, with some parameters (or name, tags, parent) changed."""
     source = runs_service.get_run(session, run_id)
@@ -294,7 +324,7 @@ def _clone_name(name: str) -> str:
     return name[: max(1, get_settings().max_name_length - len(suffix))] + suffix
 
 
-def _merge(base: dict, changes: dict) -> dict:
+def _merge(base: JSONObject, changes: JSONObject) -> JSONObject:
     out = dict(base)
     for key, value in changes.items():
         out[key] = (
@@ -305,7 +335,7 @@ def _merge(base: dict, changes: dict) -> dict:
     return out
 
 
-def dataset_by_name(session: Session, name: str):
+def dataset_by_name(session: Session, name: str) -> DatasetRecord:
     """A data set record by name, or InvalidRequest naming the field."""
     try:
         return datasets_service.get_by_name(session, name)

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from jobspec import budget
+from jobspec import kinds
+from jobspec.status import RunStatus
 from store.errors import InvalidRequest
-from store.runs.models import FINISHED, Run
+from store.runs.models import Run
 from store.settings import Settings
 
 
@@ -51,19 +52,20 @@ def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
     for field, epochs in _fields_named(config, "epochs"):
         if epochs > settings.max_epochs:
             raise over(field, f"{epochs:,} epochs", settings.max_epochs, "max_epochs")
-    if kind == "tune" and config.n_trials > settings.max_trials:
-        what = f"{config.n_trials:,} trials"
-        raise over("params.n_trials", what, settings.max_trials, "max_trials")
-    total = budget.total_epochs(kind, config)
+    job = kinds.get(kind)
+    trials, trials_field = job.trials(config), f"params.{job.trials_field}"
+    if trials is not None and trials > settings.max_trials:
+        raise over(trials_field, f"{trials:,} trials", settings.max_trials, "max_trials")
+    total = job.total_epochs(config)
     if total > settings.max_total_epochs:
-        field = "params.n_trials" if kind == "tune" else "params"
+        field = "params" if trials is None else trials_field
         what = f"the run would train up to {total:,} epochs in all"
         raise over(field, what, settings.max_total_epochs, "max_total_epochs")
     batches = _fields_named(config, "batch_size")
     for field, batch in batches:
         if batch > settings.max_batch_size:
             raise over(field, f"batch of {batch:,}", settings.max_batch_size, "max_batch_size")
-    memory = budget.batch_memory_mb(kind, config)
+    memory = job.batch_memory_mb(config)
     if memory > settings.max_batch_memory_mb:
         field = max(batches, key=lambda item: item[1])[0]
         what = f"one training batch of this model needs about {memory:,.0f} MiB"
@@ -78,8 +80,8 @@ def check_count(
     if runs > settings.max_runs_per_request:
         what = f"this request would create {runs} runs"
         raise over(field, what, settings.max_runs_per_request, "max_runs_per_request")
-    waiting = select(func.count()).select_from(Run).where(Run.status.not_in(FINISHED))
-    active = session.scalar(waiting)
+    waiting = select(func.count()).select_from(Run).where(Run.status.in_(RunStatus.active()))
+    active = session.scalar(waiting) or 0
     if active + runs > settings.max_queued_runs:
         raise over(
             "queued_runs",
@@ -90,7 +92,7 @@ def check_count(
         )
     if launched_by is None or len(settings.access_tokens) < 2:
         return
-    mine = session.scalar(waiting.where(Run.launched_by == launched_by))
+    mine = session.scalar(waiting.where(Run.launched_by == launched_by)) or 0
     if mine + runs > settings.max_queued_runs_per_token:
         raise over(
             "queued_runs",

@@ -1,18 +1,51 @@
-"""Metrics as rows (run, key, step, value, wall time) plus a latest/best summary per key."""
+"""Metrics as rows (run, key, step, value, wall time) plus a latest/best summary per key.
+
+Every row is one epoch of one stage. A series sampled in time (the worker's memory, CPU,
+GPU) is a run sample (store.runs.samples) and is refused here, so nothing that reads epochs
+can take seconds for epochs.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict
 
-from sqlalchemy import delete, select
+from sqlalchemy import Insert, delete, select
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
-from jobspec.metrics import goal_of, split_key
+from jobspec.metrics import SAMPLED_PANEL, goal_of, metric, split_key
+from jobspec.stages import TRIAL_STAGE
 from store.runs.models import Metric, MetricSummary, Run, TuneTrial
 
 __all__ = ["goal_of"]  # read by the compare page and test factories from here
+
+Point = tuple[int, float]  # (step, value)
+Series = dict[str, list[Point]]  # {key: points in step order}
+
+
+class MetricRow(TypedDict):
+    """One metrics row as inserted."""
+
+    run_id: int
+    key: str
+    step: int
+    value: float
+    wall_time: float
+
+
+class SummaryView(TypedDict):
+    """A key's summary as the pages read it."""
+
+    last_value: float
+    last_step: int
+    best_value: float
+    best_step: int
+    kept_value: float | None
+    kept_step: int | None
+    goal: str
 
 
 def log_epoch(
@@ -24,9 +57,11 @@ def log_epoch(
     values: dict[str, float],
     wall_time: float | None = None,
 ) -> None:
-    """One epoch's metrics of a stage, keys stored as "<stage>/<name>"."""
+    """One epoch's metrics of a stage, keys stored as "<stage>/<name>"; ValueError for a
+    sampled series (see check_epoch)."""
+    check_epoch(stage, values)
     wall_time = wall_time or time.time()
-    rows = [
+    rows: list[MetricRow] = [
         {
             "run_id": run_id,
             "key": f"{stage}/{name}",
@@ -45,6 +80,28 @@ def log_epoch(
         _update_summaries(session, run_id, stage, step, fresh, keep_rule(session, run_id))
 
 
+def check_epoch(stage: str | None, names: Iterable[str]) -> None:
+    """Refuse what is not an epoch: the sampled series' stage or a sampled metric's name
+    (they go to store.runs.samples, against seconds)."""
+    sampled = [name for name in names if metric(name).sampled]
+    if not stage or stage == SAMPLED_PANEL or sampled:
+        what = f"{stage}/{', '.join(sampled)}" if sampled else repr(stage)
+        raise ValueError(f"{what} is not an epoch metric: samples go to store.runs.samples")
+
+
+def is_epoch_stage(kind: str, params: Mapping[str, Any] | None, stage: str | None) -> bool:
+    """Whether `stage` is one the run's kind trains epoch by epoch: in its plan (the plan's
+    "trial" covers a tune's trial-0, trial-1, ...). Never the sampled series' stage; a run
+    whose plan is unknown (an unregistered kind, params stored under older rules) may have
+    any other."""
+    if not stage or stage == SAMPLED_PANEL:
+        return False
+    plan = kinds.get(kind).stage_plan(params or {}) if kind in kinds.names() else {}
+    base, _, number = stage.rpartition("-")
+    trial = base == TRIAL_STAGE and TRIAL_STAGE in plan and number.isdigit()
+    return not plan or stage in plan or trial
+
+
 def keep_rule(session: Session, run_id: int) -> kinds.Keep | None:
     """Which epoch a run keeps (its kind's rule on its params); None: the last."""
     run = session.get(Run, run_id)
@@ -53,17 +110,16 @@ def keep_rule(session: Session, run_id: int) -> kinds.Keep | None:
     return kinds.get(run.kind).kept_epoch_rule(run.params or {})
 
 
-def _insert_new(session: Session, rows: list[dict]):
+def _insert_new(session: Session, rows: list[MetricRow]) -> Insert:
     """INSERT that skips rows whose (run, key, step) exists: the schema forbids duplicates."""
+    unique = ["run_id", "key", "step"]
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return (
-        dialect_insert(Metric)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
-    )
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(Metric).values(rows).on_conflict_do_nothing(index_elements=unique)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(Metric).values(rows).on_conflict_do_nothing(index_elements=unique)
 
 
 def rebuild_summaries(session: Session, run_id: int) -> None:
@@ -76,7 +132,9 @@ def rebuild_summaries(session: Session, run_id: int) -> None:
     session.flush()
 
 
-def summaries_of(run_id: int, rows, rule: kinds.Keep | None) -> list[MetricSummary]:
+def summaries_of(
+    run_id: int, rows: Iterable[tuple[str, int, float]], rule: kinds.Keep | None
+) -> list[MetricSummary]:
     """The summaries of (key, step, value) rows ordered by step, replayed epoch by epoch."""
     out: dict[str, MetricSummary] = {}
     epochs: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
@@ -87,8 +145,9 @@ def summaries_of(run_id: int, rows, rule: kinds.Keep | None) -> list[MetricSumma
         kept = True
         if rule is not None and rule.stage == stage:
             monitor = out.get(f"{stage}/{rule.monitor}")
-            value = values.get(rule.monitor)
-            kept = value is not None and rule.improves(value, monitor and monitor.kept_value)
+            monitored = values.get(rule.monitor)
+            kept_before = monitor.kept_value if monitor else None
+            kept = monitored is not None and rule.improves(monitored, kept_before)
         for name, value in values.items():
             key = f"{stage}/{name}" if stage else name
             summary = out.get(key)
@@ -121,7 +180,7 @@ def _update_summaries(
     run_id: int,
     stage: str,
     step: int,
-    rows: list[dict],
+    rows: list[MetricRow],
     rule: kinds.Keep | None,
 ) -> None:
     """Fold one epoch of a stage into its keys' summaries: latest, best, and kept (this
@@ -132,12 +191,12 @@ def _update_summaries(
         by_name = {split_key(row["key"])[1]: row["value"] for row in rows}
         monitor = session.get(MetricSummary, (run_id, f"{stage}/{rule.monitor}"))
         value = by_name.get(rule.monitor)
-        kept = value is not None and rule.improves(value, monitor and monitor.kept_value)
+        kept = value is not None and rule.improves(value, monitor.kept_value if monitor else None)
     for row in rows:
         _update_summary(session, row, kept)
 
 
-def _update_summary(session: Session, row: dict, kept: bool) -> None:
+def _update_summary(session: Session, row: MetricRow, kept: bool) -> None:
     summary = session.get(MetricSummary, (row["run_id"], row["key"]))
     if summary is None:
         summary = MetricSummary(
@@ -154,20 +213,20 @@ def _update_summary(session: Session, row: dict, kept: bool) -> None:
     session.flush()  # the next epoch's rule reads the monitor's row
 
 
-def series(session: Session, run_id: int, keys: list[str] | None = None) -> dict[str, list]:
+def series(session: Session, run_id: int, keys: list[str] | None = None) -> Series:
     """{key: [(step, value), ...]} in step order."""
     query = select(Metric.key, Metric.step, Metric.value).where(Metric.run_id == run_id)
     if keys:
         query = query.where(Metric.key.in_(keys))
-    out: dict[str, list] = defaultdict(list)
+    out: dict[str, list[Point]] = defaultdict(list)
     for key, step, value in session.execute(query.order_by(Metric.key, Metric.step)):
         out[key].append((step, value))
     return dict(out)
 
 
-def series_many(session: Session, run_ids: list[int]) -> dict[int, dict[str, list]]:
+def series_many(session: Session, run_ids: list[int]) -> dict[int, Series]:
     """series() of several runs in one query: {run_id: {key: [(step, value), ...]}}."""
-    out: dict[int, dict[str, list]] = {run_id: defaultdict(list) for run_id in run_ids}
+    out: dict[int, dict[str, list[Point]]] = {run_id: defaultdict(list) for run_id in run_ids}
     query = (
         select(Metric.run_id, Metric.key, Metric.step, Metric.value)
         .where(Metric.run_id.in_(run_ids))
@@ -178,7 +237,7 @@ def series_many(session: Session, run_ids: list[int]) -> dict[int, dict[str, lis
     return {run_id: dict(keys) for run_id, keys in out.items()}
 
 
-def summaries(session: Session, run_id: int) -> dict[str, dict]:
+def summaries(session: Session, run_id: int) -> dict[str, SummaryView]:
     """{key: {last_value, last_step, best_value, best_step, goal}}."""
     rows = session.scalars(select(MetricSummary).where(MetricSummary.run_id == run_id))
     return {
@@ -195,7 +254,7 @@ def summaries(session: Session, run_id: int) -> dict[str, dict]:
     }
 
 
-def record_trial(*, session: Session, run_id: int, trial: dict) -> None:
+def record_trial(*, session: Session, run_id: int, trial: Mapping[str, Any]) -> None:
     """One finished Optuna trial of a tune run."""
     session.merge(
         TuneTrial(

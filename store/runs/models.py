@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import (
     JSON,
@@ -20,29 +21,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false as sql_false
 
-from store.base import Base
+from jobspec.status import AttemptOutcome, RunStatus
+from store.base import Base, JSONObject
 from store.timeutil import utcnow
-
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
-# The only moves a run's status may make. running -> queued: its worker died or was told
-# to stop, and another attempt resumes it. A finished run reopens only by a user's re-queue.
-TRANSITIONS = {
-    "queued": {"running", "cancelled"},
-    "running": {"succeeded", "failed", "cancelled", "queued"},
-    "failed": {"queued"},
-    "cancelled": {"queued"},
-    "succeeded": set(),
-}
-# How an attempt ended (a run's attempts are numbered from 1).
-ATTEMPT_OUTCOMES = (
-    "running",  # still going
-    "succeeded",
-    "failed",
-    "cancelled",
-    "lost",  # its worker stopped beating: died, froze or lost its machine
-    "interrupted",  # its worker was told to stop (SIGTERM) and handed the run back
-)
+from store.vocabulary import known_values, vocabulary_column
 
 
 class RunGroup(Base):
@@ -53,8 +35,18 @@ class RunGroup(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    params: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CheckpointInfo(TypedDict):
+    """Where a run's stored checkpoint stands (its bytes are an artifact)."""
+
+    stage: str
+    epoch: int
+    attempt: int  # the attempt that saved it
+    bytes: int
+    saved_at: str  # ISO 8601, UTC
 
 
 class Run(Base):
@@ -65,14 +57,17 @@ class Run(Base):
         Index("ix_runs_status_created", "status", "created_at"),
         Index("ix_runs_kind_created", "kind", "created_at"),
         Index("ix_runs_launched_by_status", "launched_by", "status"),
+        known_values("status", RunStatus),  # migration 0007
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(200))
-    tags: Mapped[list] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(20), default="queued")
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[RunStatus] = mapped_column(
+        vocabulary_column(RunStatus), default=RunStatus.QUEUED
+    )
+    params: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     seed: Mapped[int] = mapped_column(Integer, default=0)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
@@ -86,9 +81,9 @@ class Run(Base):
     task_id: Mapped[str | None] = mapped_column(String(64))
     worker_host: Mapped[str | None] = mapped_column(String(200))
     device: Mapped[str | None] = mapped_column(String(200))
-    versions: Mapped[dict] = mapped_column(JSON, default=dict)
-    progress: Mapped[dict] = mapped_column(JSON, default=dict)
-    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    versions: Mapped[JSONObject] = mapped_column(JSON, default=dict)
+    progress: Mapped[JSONObject] = mapped_column(JSON, default=dict)
+    result: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # the current attempt's number
@@ -98,8 +93,8 @@ class Run(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     fresh_start: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
-    # Where the stored checkpoint stands: {stage, epoch, attempt, bytes, saved_at}.
-    checkpoint: Mapped[dict | None] = mapped_column(JSON)
+    # Where the stored checkpoint stands (None: no checkpoint).
+    checkpoint: Mapped[CheckpointInfo | None] = mapped_column(JSON)
     # The name of the token that launched the run (None on an open site).
     launched_by: Mapped[str | None] = mapped_column(String(40))
     # The researcher's notes (markdown, shown escaped); a pretrain's are its experiment's.
@@ -112,11 +107,24 @@ class Run(Base):
         Boolean, default=False, server_default=sql_false(), index=True
     )
 
+    if TYPE_CHECKING:  # declared for the checker only: the ORM maps no such column
+        # What the launch that created this run warned about, set on the new row for its
+        # response (RunRead.warnings) and never stored; other rows do not have it.
+        warnings: list[str]
+
+
+class ResumePoint(TypedDict):
+    """Where an attempt resumed: after this stage's epoch (its checkpoint)."""
+
+    stage: str
+    epoch: int
+
 
 class RunAttempt(Base):
     """One try at a run: which worker, when, how it ended and where it resumed from."""
 
     __tablename__ = "run_attempts"
+    __table_args__ = (known_values("outcome", AttemptOutcome),)  # migration 0007
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -124,8 +132,10 @@ class RunAttempt(Base):
     device: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    outcome: Mapped[str] = mapped_column(String(20), default="running")
-    resumed_from: Mapped[dict | None] = mapped_column(JSON)  # {stage, epoch} or None: fresh
+    outcome: Mapped[AttemptOutcome] = mapped_column(
+        vocabulary_column(AttemptOutcome), default=AttemptOutcome.RUNNING
+    )
+    resumed_from: Mapped[ResumePoint | None] = mapped_column(JSON)  # None: a fresh start
     note: Mapped[str | None] = mapped_column(Text)
 
 
@@ -142,6 +152,27 @@ class Metric(Base):
     step: Mapped[int] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float)
     wall_time: Mapped[float] = mapped_column(Float)
+
+
+class RunSample(Base):
+    """One reading of one time series of a run (the worker's memory, CPU, GPU) at `t`
+    seconds since its attempt's job started: a point in time, never an epoch (migration
+    0008 moved the old "system/<name>" metric rows here)."""
+
+    __tablename__ = "run_samples"
+    # One reading per (run, attempt, key, second): a re-sent write changes nothing. The
+    # constraint's index also serves reading one run's series in order.
+    __table_args__ = (
+        UniqueConstraint("run_id", "attempt", "key", "t", name="uq_run_samples_run_attempt_key_t"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))  # a bare name: "rss_mb", "cpu_percent"
+    t: Mapped[float] = mapped_column(Float)  # seconds since the attempt's job started
+    value: Mapped[float] = mapped_column(Float)
+    wall_time: Mapped[float] = mapped_column(Float)  # the worker's clock, for reading only
 
 
 class MetricSummary(Base):
@@ -169,8 +200,8 @@ class TuneTrial(Base):
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    params: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(20))
     value: Mapped[float | None] = mapped_column(Float)
-    intermediate: Mapped[dict] = mapped_column(JSON, default=dict)
+    intermediate: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)

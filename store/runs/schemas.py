@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from jobspec import ablations, kinds
+from jobspec.status import AttemptOutcome, RunStatus
+from store.base import JSONObject
 
 
 def _registered(kind: str) -> str:
@@ -36,7 +38,7 @@ class RunCreate(BaseModel):
     )
     name: str | None = Field(None, max_length=1000)
     tags: list[str] = Field(default_factory=list, max_length=1000)
-    params: dict = Field(default_factory=dict, description="The job's parameters (jobspec)")
+    params: JSONObject = Field(default_factory=dict, description="The job's parameters (jobspec)")
     parent_run_id: int | None = Field(
         None, description="Pretrain run whose weights a finetune (or an ae02/ae03 tune) uses"
     )
@@ -55,7 +57,9 @@ class AugmentationStudyCreate(BaseModel):
 
     dataset: str = Field(..., min_length=1, max_length=100)
     name: str | None = Field(None, max_length=1000)
-    params: dict = Field(default_factory=dict, description="Finetune parameters (augment is set)")
+    params: JSONObject = Field(
+        default_factory=dict, description="Finetune parameters (augment is set)"
+    )
     parent_run_id: int | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
 
@@ -73,7 +77,7 @@ class AblationCreate(BaseModel):
         json_schema_extra={"enum": list(ablations.FACTORS)},
     )
     name: str | None = Field(None, max_length=1000)
-    params: dict = Field(default_factory=dict, description="Shared finetune parameters")
+    params: JSONObject = Field(default_factory=dict, description="Shared finetune parameters")
     parent_run_id: int | None = Field(None, description="The pretrain run the encoders come from")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
     split_seed: Annotated[int, Field(ge=0)] | Literal["per_seed"] | None = Field(
@@ -98,8 +102,8 @@ class RunRead(BaseModel):
     kind: str
     name: str
     tags: list[str]
-    status: str
-    params: dict
+    status: RunStatus
+    params: JSONObject
     seed: int
     dataset_id: int
     parent_run_id: int | None
@@ -112,9 +116,9 @@ class RunRead(BaseModel):
     cancel_requested: bool
     worker_host: str | None
     device: str | None
-    versions: dict
-    progress: dict
-    result: dict
+    versions: JSONObject
+    progress: JSONObject
+    result: JSONObject
     error: str | None
     traceback: str | None
     attempts: int
@@ -122,7 +126,9 @@ class RunRead(BaseModel):
     retries_left: int
     queued_at: datetime | None
     sent_at: datetime | None
-    checkpoint: dict | None = Field(None, description="{stage, epoch}: where a re-try resumes")
+    checkpoint: JSONObject | None = Field(
+        None, description="{stage, epoch}: where a re-try resumes"
+    )
     launched_by: str | None = Field(None, description="Name of the token that launched it")
     notes: str | None = Field(None, description="The researcher's notes (markdown)")
     source_run_id: int | None = Field(
@@ -144,8 +150,8 @@ class AttemptRead(BaseModel):
     device: str | None
     started_at: datetime
     ended_at: datetime | None
-    outcome: str
-    resumed_from: dict | None
+    outcome: AttemptOutcome
+    resumed_from: JSONObject | None
     note: str | None
 
 
@@ -162,7 +168,9 @@ class RunFilter(BaseModel):
     """Which runs a list shows: one model for every list (the API's and the runs page)."""
 
     kind: str | None = Field(None, max_length=40, description="Job kind")
-    status: str | None = Field(None, max_length=20, description="Run status")
+    status: Annotated[RunStatus | None, BeforeValidator(lambda v: v or None)] = Field(
+        None, description="Run status (empty: any)"
+    )
     group_id: int | None = Field(None, description="Runs launched together")
     tag: str | None = Field(None, max_length=200, description="Has this tag")
     dataset: str | None = Field(None, max_length=100, description="Trained on this data set")
@@ -171,7 +179,7 @@ class RunFilter(BaseModel):
         "hide", description="Archived runs: hidden (the default), shown too, or only them"
     )
 
-    def active(self) -> dict:
+    def active(self) -> dict[str, object]:
         """The filters set, for links and forms (archived runs hidden is no filter: the default)."""
         return {
             key: value
@@ -188,5 +196,5 @@ class GroupRead(BaseModel):
     id: int
     kind: str
     name: str
-    params: dict
+    params: JSONObject
     created_at: datetime

@@ -7,33 +7,38 @@ What workers write for a run (claim, progress, metrics, finish) goes through
 from __future__ import annotations
 
 import json
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import String, bindparam, cast, delete, func, inspect, select, text, update
+from sqlalchemy import Select, String, bindparam, cast, delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
+from jobspec import kinds
+from jobspec.kinds import Features
+from jobspec.status import RunStatus
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetRecord
 from store.errors import InvalidRequest, NotFound
 from store.runs.models import (
-    FINISHED,
-    TRANSITIONS,
     Metric,
     MetricSummary,
     Run,
     RunAttempt,
     RunGroup,
+    RunSample,
     TuneTrial,
 )
 from store.runs.schemas import RunFilter
 from store.timeutil import utcnow
 from store.workers.models import WorkerRecord
 
+Columns = TypeVarTuple("Columns")  # what a filtered select() returns, kept
 
-def create_run(*, session: Session, **fields) -> Run:
+
+def create_run(*, session: Session, **fields: Any) -> Run:
     """A new queued run (committed by the caller before it is enqueued)."""
     max_attempts = (fields.get("params") or {}).get("runtime", {}).get("max_attempts", 2)
     run = Run(
-        status="queued",
+        status=RunStatus.QUEUED,
         queued_at=utcnow(),
         max_attempts=max_attempts,
         retries_left=max_attempts - 1,
@@ -52,9 +57,9 @@ def get_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def check_transition(run: Run, new_status: str) -> None:
+def check_transition(run: Run, new_status: RunStatus) -> None:
     """InvalidRequest unless the status may move from where it is to new_status."""
-    if new_status not in TRANSITIONS[run.status]:
+    if not run.status.can_move_to(new_status):
         raise InvalidRequest(
             "status", f"run {run.id} is {run.status}: it cannot become {new_status}"
         )
@@ -70,11 +75,11 @@ def mark_sent(*, session: Session, run_id: int, task_id: str) -> None:
 def request_cancel(*, session: Session, run_id: int) -> Run:
     """A queued run is cancelled at once; a running one stops at its next batch."""
     run = get_run(session, run_id)
-    if run.status in FINISHED:
+    if run.status.is_finished:
         raise InvalidRequest("status", f"run {run_id} is {run.status} already")
     run.cancel_requested = True
-    if run.status == "queued":
-        run.status, run.finished_at = "cancelled", utcnow()
+    if run.status == RunStatus.QUEUED:
+        run.status, run.finished_at = RunStatus.CANCELLED, utcnow()
     session.flush()
     return run
 
@@ -84,12 +89,12 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     resumes from the run's checkpoint, or (fresh, or no checkpoint) clears the old metrics
     and files itself once a worker has claimed it."""
     run = get_run(session, run_id)
-    if run.status not in ("failed", "cancelled"):
+    if not run.status.is_stopped:
         raise InvalidRequest(
             "status", f"only failed or cancelled runs re-queue; this is {run.status}"
         )
-    check_transition(run, "queued")
-    run.status, run.cancel_requested, run.fresh_start = "queued", False, fresh
+    check_transition(run, RunStatus.QUEUED)
+    run.status, run.cancel_requested, run.fresh_start = RunStatus.QUEUED, False, fresh
     run.queued_at, run.sent_at = utcnow(), None
     run.finished_at = run.heartbeat_at = None
     run.error = run.traceback = None
@@ -107,23 +112,29 @@ def list_attempts(session: Session, run_id: int) -> list[RunAttempt]:
     )
 
 
+def roots(features: Features) -> bool:
+    """Whether a kind's runs can be parents (they root an experiment)."""
+    return features.experiment_root
+
+
 def parent_choices(*, session: Session, selected: int | None) -> list[Run]:
     """Pretrain runs whose weights can be used now or soon (plus the preselected one)."""
     query = (
         select(Run)
-        .where(Run.kind == "pretrain", Run.status.in_(("succeeded", "running")))
+        .where(Run.kind.in_(kinds.having(roots)))
+        .where(Run.status.in_((RunStatus.SUCCEEDED, RunStatus.RUNNING)))
         .order_by(Run.id.desc())
         .limit(200)
     )
     runs = list(session.scalars(query))
     if selected is not None and all(run.id != selected for run in runs):
         extra = session.get(Run, selected)
-        if extra is not None and extra.kind == "pretrain":
+        if extra is not None and kinds.features(extra.kind).experiment_root:
             runs.insert(0, extra)
     return runs
 
 
-def filtered(query, run_filter: RunFilter):
+def filtered(query: Select[*Columns], run_filter: RunFilter) -> Select[*Columns]:
     """`query` (over Run) narrowed to the runs `run_filter` asks for."""
     f = run_filter
     if f.kind:
@@ -148,7 +159,7 @@ def filtered(query, run_filter: RunFilter):
 def set_archived(*, session: Session, run_id: int, archived: bool) -> Run:
     """Hide a finished run from the runs list (or show it again); live runs stay in view."""
     run = get_run(session, run_id)
-    if archived and run.status not in FINISHED:
+    if archived and not run.status.is_finished:
         raise InvalidRequest(
             "status", f"run {run_id} is {run.status}: archive it once it has finished"
         )
@@ -166,7 +177,7 @@ def deletion_refusals(session: Session, run_ids: list[int]) -> dict[int, str]:
     for run_id in ids:
         if run_id not in status:
             refused[run_id] = f"run {run_id} does not exist"
-        elif status[run_id] not in FINISHED:
+        elif not status[run_id].is_finished:
             refused[run_id] = (
                 f"run {run_id} is {status[run_id]}: cancel it and let it stop before deleting it"
             )
@@ -174,7 +185,8 @@ def deletion_refusals(session: Session, run_ids: list[int]) -> dict[int, str]:
     for child, parent in session.execute(
         select(Run.id, Run.parent_run_id).where(Run.parent_run_id.in_(ids)).order_by(Run.id)
     ):
-        users.setdefault(parent, []).append(child)
+        if parent is not None:  # always: selected by parent_run_id
+            users.setdefault(parent, []).append(child)
     changed = True
     while changed:  # a kept child keeps its parent, which may keep its own parent
         changed = False
@@ -206,14 +218,16 @@ def _delete_rows(session: Session, ids: list[int]) -> None:
     groups = set(
         session.scalars(select(Run.group_id).where(Run.id.in_(ids), Run.group_id.is_not(None)))
     )
-    studies = set(
-        session.scalars(select(Run.study_name).where(Run.id.in_(ids), Run.study_name.is_not(None)))
-    )
+    studies = {
+        name
+        for name in session.scalars(select(Run.study_name).where(Run.id.in_(ids)))
+        if name is not None
+    }
     files = select(Artifact.id).where(Artifact.run_id.in_(ids)).scalar_subquery()
     statements = [
         delete(ArtifactChunk).where(ArtifactChunk.artifact_id.in_(files)),
         *(delete(m).where(m.run_id.in_(ids)) for m in (Artifact, Metric, MetricSummary)),
-        *(delete(m).where(m.run_id.in_(ids)) for m in (TuneTrial, RunAttempt)),
+        *(delete(m).where(m.run_id.in_(ids)) for m in (RunSample, TuneTrial, RunAttempt)),
         update(Run).where(Run.source_run_id.in_(ids)).values(source_run_id=None),
         update(WorkerRecord)
         .where(WorkerRecord.current_run_id.in_(ids))

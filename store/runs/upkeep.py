@@ -13,15 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
+from typing import Any, TypedDict
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from jobspec.status import AttemptOutcome, RunStatus
 from store import resend
 from store.datasets import lifecycle as imports_lifecycle
+from store.dml import execute_dml
 from store.runs.attempts import end_attempt
 from store.runs.models import Run
+from store.settings import Settings
 from store.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -29,14 +34,14 @@ log = logging.getLogger(__name__)
 
 def reap_stale(
     *, session: Session, stale_after: float, exclude: frozenset[int] = frozenset()
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, RunStatus]]:
     """Running runs silent for stale_after seconds: re-queued while they have automatic
     re-tries left, else failed (cancelled if a cancel was asked for). Returns (id, status)."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     candidates = session.execute(
         select(
             Run.id, Run.attempts, Run.retries_left, Run.cancel_requested, Run.max_attempts
-        ).where(Run.status == "running", Run.heartbeat_at < cutoff)
+        ).where(Run.status == RunStatus.RUNNING, Run.heartbeat_at < cutoff)
     ).all()
     done = []
     for run_id, attempt, retries_left, cancel, max_attempts in candidates:
@@ -44,36 +49,39 @@ def reap_stale(
             continue
         note = f"no heartbeat for {stale_after:.0f} s: its worker died, froze or lost its machine"
         values = _after_loss(attempt, retries_left, cancel, max_attempts, note)
-        touched = session.execute(
+        touched = execute_dml(
+            session,
             update(Run)
             .where(
                 Run.id == run_id,
-                Run.status == "running",
+                Run.status == RunStatus.RUNNING,
                 Run.attempts == attempt,
                 Run.heartbeat_at < cutoff,
             )
             .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+            .execution_options(synchronize_session=False),
+        )
         if touched:
-            end_attempt(session, run_id, attempt, "lost", note)
+            end_attempt(session, run_id, attempt, AttemptOutcome.LOST, note)
             done.append((run_id, values["status"]))
     return done
 
 
-def _after_loss(attempt: int, retries_left: int, cancel: bool, max_attempts: int, note: str):
+def _after_loss(
+    attempt: int, retries_left: int, cancel: bool, max_attempts: int, note: str
+) -> dict[str, Any]:
     now = utcnow()
     if cancel:
-        return {"status": "cancelled", "finished_at": now}
+        return {"status": RunStatus.CANCELLED, "finished_at": now}
     if retries_left > 0:
         return {
-            "status": "queued",
+            "status": RunStatus.QUEUED,
             "queued_at": now,
             "sent_at": None,
             "retries_left": retries_left - 1,
         }
     return {
-        "status": "failed",
+        "status": RunStatus.FAILED,
         "finished_at": now,
         "error": f"worker stopped responding on attempt {attempt} of {max_attempts} ({note}). "
         "Re-queue to resume from its last checkpoint.",
@@ -93,8 +101,8 @@ def due_for_send(
     rows = session.execute(
         select(Run.id, Run.kind)
         .outerjoin(parent, parent.id == Run.parent_run_id)
-        .where(Run.status == "queued", lost)
-        .where(or_(Run.parent_run_id.is_(None), parent.status.not_in(("queued", "running"))))
+        .where(Run.status == RunStatus.QUEUED, lost)
+        .where(or_(Run.parent_run_id.is_(None), parent.status.not_in(RunStatus.active())))
         .order_by(Run.queued_at, Run.id)
     ).all()
     return [(run_id, kind) for run_id, kind in rows]
@@ -102,7 +110,7 @@ def due_for_send(
 
 def take_for_send(session: Session, run_id: int, *, resend_after: float) -> bool:
     """Claim the right to send run_id's message now (one process wins)."""
-    waiting = Run.status == "queued"
+    waiting = Run.status == RunStatus.QUEUED
     return resend.claim_send(session, Run, run_id, waiting, resend_after=resend_after)
 
 
@@ -110,10 +118,20 @@ def send_failed(session: Session, run_id: int) -> None:
     """The send did not go out: try again next round."""
     session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == "queued")
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
         .values(sent_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+class RoundReport(TypedDict):
+    """What one upkeep round did: runs reaped (with their new status), runs re-sent,
+    imports failed (with why) and imports re-sent."""
+
+    reaped: list[tuple[int, RunStatus]]
+    sent: list[int]
+    imports_failed: list[tuple[int, str]]
+    imports_sent: list[int]
 
 
 class Upkeep:
@@ -124,11 +142,11 @@ class Upkeep:
     def __init__(
         self,
         *,
-        session_scope: Callable,
+        session_scope: Callable[[], AbstractContextManager[Session]],
         send: Callable[[str, int], str],
-        settings,
+        settings: Settings,
         own_runs: Callable[[], frozenset[int]] = frozenset,
-    ):
+    ) -> None:
         self.session_scope, self.send, self.settings = session_scope, send, settings
         self.own_runs = own_runs
         self.store_up_since: float | None = None
@@ -137,7 +155,7 @@ class Upkeep:
         """The caller failed to reach the store: reaping waits a whole window once it is back."""
         self.store_up_since = None
 
-    def round(self) -> dict:
+    def round(self) -> RoundReport:
         """Reap, then re-send; returns what it did. Raises when the store is unreachable."""
         try:
             reaped, imports_failed = self._reap()
@@ -151,7 +169,7 @@ class Upkeep:
             "imports_sent": self._resend_imports(),
         }
 
-    def _reap(self) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    def _reap(self) -> tuple[list[tuple[int, RunStatus]], list[tuple[int, str]]]:
         now = time.monotonic()
         settings = self.settings
         with self.session_scope() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from worker.devstack import stack_env
+from tests.stack import stack_env
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from backend import hardening
 from backend.datasets.imports import check_name_syntax
 from backend.main import create_app
+from cli.serve import serve_allowed_hosts
 from store.errors import InvalidRequest
 from store.settings import get_settings
-from worker.cli.serve import serve_allowed_hosts
 
 HEADERS = {
     "content-security-policy",
@@ -78,7 +78,7 @@ def test_every_response_carries_the_security_headers(raw, path, status):
 
 def test_pages_run_no_inline_script():
     """The CSP forbids inline code: templates may hold JSON data blocks, nothing to execute."""
-    from worker.devstack import REPO_ROOT
+    from tests.stack import REPO_ROOT
 
     offenders = []
     for path in (REPO_ROOT / "templates").rglob("*.html"):

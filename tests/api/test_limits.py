@@ -129,11 +129,12 @@ def test_seeds_per_study_and_runs_per_request(client):
 
 
 def test_queued_runs_in_total(client):
+    from jobspec.status import RunStatus
     from store.db import session_scope
-    from store.runs.models import FINISHED, Run
+    from store.runs.models import Run
 
     with session_scope() as session:
-        active = session.query(Run).filter(Run.status.not_in(FINISHED)).count()
+        active = session.query(Run).filter(Run.status.in_(RunStatus.active())).count()
     with limits(max_queued_runs=active + 2):
         assert _launch(client, "pretrain", ONE_EPOCH).status_code == 201
         before = _total(client)

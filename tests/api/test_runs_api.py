@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT
 
 PRETRAIN = {"ae01": {"epochs": 1}, "ae02": {"epochs": 1}, "ae03": {"epochs": 1}}
 

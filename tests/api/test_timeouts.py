@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 
-from worker.devstack import PG_ADMIN_URL, stack_env
+from tests.stack import PG_ADMIN_URL, stack_env
 
 
 @pytest.fixture
@@ -53,14 +51,13 @@ def test_embedded_queue_check_passes_on_a_writable_data_dir(limits):
 
 def test_an_unreachable_broker_is_named_without_its_password(limits, monkeypatch):
     from store import queue
-    from worker.devstack import reset_process_state
+    from tests.stack import reset_process_state
 
     monkeypatch.setenv("REDIS_URL", "redis://:s3cret@127.0.0.1:1/0")  # nothing listens on 1
     reset_process_state()
-    start = time.monotonic()
+    # Each gives up (Celery's default would retry a dead broker for ever: pytest-timeout).
     for action in (queue.check, lambda: queue.enqueue("pretrain", 1)):
         with pytest.raises(queue.QueueUnavailable) as caught:
             action()
         assert "Redis at 127.0.0.1:1" in str(caught.value)
         assert "s3cret" not in str(caught.value)
-    assert time.monotonic() - start < 5

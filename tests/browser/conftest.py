@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.chromium import CHROMIUM
+from tests.browser.chromium import CHROMIUM, ms
 from tests.browser.watch import watch
-from worker.devstack import FAST, Workers, stack_env, start_web
+from tests.stack import FAST, Workers, stack_env, start_web
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +68,7 @@ def browser():
 def page(browser, live):
     """A fresh page; requests to any host but the app are blocked and recorded."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=live)
+    context.set_default_timeout(ms(60))  # Playwright's own 30 s, for a slow machine
     outside: list[str] = []
 
     def guard(route):

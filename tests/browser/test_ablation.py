@@ -4,14 +4,14 @@ pretrained vs scratch over 2 seeds, judged by the metric the user picks, to its 
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 
-from tests.browser.chromium import screenshot
+from tests.browser.chromium import ms, screenshot
 from tests.browser.test_dashboard import fill_params, plots_drawn, submit
 from tests.browser.watch import assert_clean
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +29,15 @@ def finished_pretrain(live: str, dataset: str) -> int:
     response = httpx.post(f"{live}/api/runs", json=body)
     assert response.status_code == 201, response.text
     run_id = response.json()[0]["id"]
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{live}/api/runs/{run_id}").json()["status"]
-        if status in ("succeeded", "failed", "cancelled"):
-            assert status == "succeeded"
-            return run_id
-        time.sleep(1)
-    raise AssertionError(f"pretrain {run_id} did not finish in time")
+    status = wait_for(
+        lambda: (s := httpx.get(f"{live}/api/runs/{run_id}").json()["status"])
+        in ("succeeded", "failed", "cancelled")
+        and s,
+        timeout=240,
+        what=f"pretrain {run_id} to finish",
+    )
+    assert status == "succeeded"
+    return run_id
 
 
 def test_a_pretraining_study_on_imbalanced_data_shows_its_verdict_by_the_chosen_metric(page, live):
@@ -57,13 +58,13 @@ def test_a_pretraining_study_on_imbalanced_data_shows_its_verdict_by_the_chosen_
     fill_params(page, "ablation", {"params.epochs": "1", "params.batch_size": "64"})
     screenshot(page, "new-ablation-form")
     submit(page, "ablation")
-    page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=30_000)
+    page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=ms(60))
     assert page.locator("#metric-label").inner_text() == "macro-F1"
     assert page.locator(f"#parent a[href='/runs/{parent}']").count() == 1
     page.wait_for_function(
         "() => /^(Pretraining (helped|hurt)|Inconclusive whether pretraining helped)/.test("
         "document.querySelector('#verdict').textContent)",
-        timeout=300_000,
+        timeout=ms(300),
     )
     verdict = page.locator("#verdict").inner_text()
     assert "points macro-F1 on demo-imbalanced" in verdict and "n = 2 seeds" in verdict
@@ -76,7 +77,7 @@ def test_a_pretraining_study_on_imbalanced_data_shows_its_verdict_by_the_chosen_
     page.locator("#effect-form button[type=submit]").click()
     page.wait_for_function(
         "() => /effect of 3.0 points/.test(document.querySelector('#effect-answer').textContent)",
-        timeout=10_000,
+        timeout=ms(60),
     )
     plots_drawn(page, "#curves", minimum=4)
     screenshot(page, "ablation-study")

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.chromium import screenshot
+from tests.browser.chromium import ms, screenshot
 from tests.browser.test_dashboard import plots_drawn
 from tests.browser.watch import assert_clean
 from tests.web.factories import finetune_result, make_run
+
+pytestmark = pytest.mark.slow  # a live app, its worker and Chromium
 
 CANCELLED = {
     "epochs_run": 1,
@@ -158,7 +160,7 @@ def test_the_queue_panel_estimates_a_run_nobody_has_measured_yet(page, live):
         page.goto("/runs")
         for run_id in (first, second):
             row = page.locator(f"#queue-queued tr:has(a[href='/runs/{run_id}'])")
-            row.wait_for(timeout=15_000)
+            row.wait_for(timeout=ms(60))
             assert "done in" in row.locator("td").last.inner_text()
     finally:
         with session_scope() as session:

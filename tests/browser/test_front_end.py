@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.browser.chromium import ms
 from tests.browser.watch import assert_clean
 from tests.web.factories import make_run
 
@@ -32,7 +33,7 @@ def test_the_runs_table_reads_the_same_after_the_first_poll(watched, live):
     assert "1h 02m" in before, before
     page.evaluate("window.__first = document.querySelector('#runs-body tr td')")
     page.wait_for_function(  # the poll replaced every cell
-        "() => document.querySelector('#runs-body tr td') !== window.__first", timeout=30_000
+        "() => document.querySelector('#runs-body tr td') !== window.__first", timeout=ms(60)
     )
     assert page.evaluate(CELLS) == before
     assert_clean(page)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.chromium import ms
 from tests.browser.test_dashboard import plots_drawn
 from tests.browser.watch import assert_clean
 from tests.web.factories import finetune_result, make_run
@@ -74,14 +75,14 @@ def test_swagger_ui_renders_the_operations_from_local_files(watched):
     page = watched
     page.goto("/docs")
     page.wait_for_function(
-        "() => document.querySelectorAll('.opblock').length > 10", timeout=30_000
+        "() => document.querySelectorAll('.opblock').length > 10", timeout=ms(60)
     )
     assert page.locator(".opblock-summary-path", has_text="/api/runs/{run_id}").count() >= 1
     page.locator(".opblock-summary", has_text="/api/health").first.click()  # expand one
     page.locator(".try-out__btn").first.click()
     page.locator(".execute").first.click()
     status = page.locator(".live-responses-table tbody .response-col_status").first
-    status.wait_for(timeout=15_000)
+    status.wait_for(timeout=ms(60))
     assert status.inner_text().strip() == "200"
     assert_clean(page)
 
@@ -89,7 +90,7 @@ def test_swagger_ui_renders_the_operations_from_local_files(watched):
 def test_redoc_renders_from_local_files(watched):
     page = watched
     page.goto("/redoc")
-    page.get_by_text("/api/runs/{run_id}", exact=False).first.wait_for(timeout=30_000)
+    page.get_by_text("/api/runs/{run_id}", exact=False).first.wait_for(timeout=ms(60))
     assert page.locator("h2", has_text="Health").count() >= 1  # an operation, rendered
     # ReDoc always shows its maker's logo from its CDN: the CSP blocks it before any request
     # leaves the browser (outside_requests stays empty), and ReDoc hides the broken image.

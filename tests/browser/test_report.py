@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.chromium import screenshot
+from tests.browser.chromium import ms, screenshot
 from tests.browser.watch import assert_clean
 from tests.web.factories import demo_test_labels
 from tests.web.report_factories import make_finetune, make_pretrain
@@ -34,7 +34,7 @@ def test_edit_the_notes_and_export_the_report(watched, experiment, browser, tmp_
     box = page.locator("#notes-card textarea")
     box.fill("## Verdict\n\n**Saved** from the browser <script>window.__x = 1</script>")
     page.locator("#notes-card button[type=submit]").click()
-    page.locator("#notes-view h2").wait_for(timeout=10_000)
+    page.locator("#notes-view h2").wait_for(timeout=ms(60))
     assert page.locator("#notes-view strong").inner_text() == "Saved"
     assert "<script>window.__x = 1</script>" in page.locator("#notes-view").inner_text()
     assert page.evaluate("window.__x") is None  # shown as text, never run
@@ -65,7 +65,7 @@ def test_edit_the_notes_and_export_the_report(watched, experiment, browser, tmp_
     assert file_page.locator("h1").inner_text() == "ui experiment"
     assert file_page.locator("#notes-view strong").inner_text() == "Saved"
     assert file_page.locator("svg.chart").count() >= 1
-    file_page.wait_for_function(IMAGES_LOADED, arg="img.report-recon", timeout=10_000)
+    file_page.wait_for_function(IMAGES_LOADED, arg="img.report-recon", timeout=ms(60))
     assert "stopped early at epoch 3 of 5" in file_page.content()
     screenshot(file_page, "experiment-report-exported")
     offline.close()
@@ -81,7 +81,7 @@ def test_click_a_confusion_cell_and_see_its_images(watched, experiment):
     page.wait_for_function(
         "() => { const p = document.querySelector('#confusion');"
         " return p && p.data && p.data.length > 0; }",
-        timeout=30_000,
+        timeout=ms(60),
     )
     area = page.locator("#confusion .nsewdrag").first
     area.scroll_into_view_if_needed()
@@ -89,22 +89,26 @@ def test_click_a_confusion_cell_and_see_its_images(watched, experiment):
     x = box["x"] + (pred + 0.5) / 10 * box["width"]
     y_pos = box["y"] + (true + 0.5) / 10 * box["height"]  # rows top to bottom
     page.mouse.click(x, y_pos)
-    page.locator("#cell-errors").wait_for(state="visible", timeout=10_000)
-    page.wait_for_function(IMAGES_LOADED, arg="#cell-thumbs img", timeout=10_000)
+    page.locator("#cell-errors").wait_for(state="visible", timeout=ms(60))
+    page.wait_for_function(IMAGES_LOADED, arg="#cell-thumbs img", timeout=ms(60))
     title = page.locator("#cell-title").inner_text()
     assert title.startswith("true ") and "predicted" in title
     captions = page.locator("#cell-thumbs figcaption").all_inner_texts()
     assert captions and all("%" in c for c in captions)
     assert page.locator("#cell-thumbs figure").first.get_attribute("data-index") is not None
-    page.wait_for_function(IMAGES_LOADED, arg="#mistakes img", timeout=10_000)
+    page.wait_for_function(IMAGES_LOADED, arg="#mistakes img", timeout=ms(60))
     assert page.locator("#mistakes .mistake-row").count() >= 1
     screenshot(page, "finetune-errors")
     assert_clean(page)
 
 
 def test_the_report_follows_a_finetune_as_it_finishes(watched, live):
+    from datetime import timedelta
+
     from store.db import session_scope
     from store.runs import attempts
+    from store.runs.models import Run
+    from store.timeutil import utcnow
     from tests.web.factories import make_run
 
     page = watched
@@ -112,6 +116,8 @@ def test_the_report_follows_a_finetune_as_it_finishes(watched, live):
     running = make_run(
         "finetune", "running", name="ui live finetune", dataset="demo-ui", parent_run_id=pretrain
     )
+    with session_scope() as session:  # its "worker" stays alive for the live app's upkeep
+        session.get(Run, running).heartbeat_at = utcnow() + timedelta(hours=1)
     page.goto(f"/experiments/{pretrain}")
     assert page.locator("#report-live").is_visible()
     badge = page.locator(f"#finetunes-card [data-status-of='{running}']")
@@ -127,9 +133,9 @@ def test_the_report_follows_a_finetune_as_it_finishes(watched, live):
         "(id) => document.querySelector(`#finetunes-card [data-status-of='${id}']`)"
         ".textContent === 'succeeded'",
         arg=running,
-        timeout=15_000,
+        timeout=ms(60),
     )
-    page.locator("#report-live").wait_for(state="hidden", timeout=10_000)
+    page.locator("#report-live").wait_for(state="hidden", timeout=ms(60))
     assert page.locator("#notes-card textarea").input_value() == "typing while it runs"
     assert page.locator("#finetunes-card td[title='stopped early at epoch 2 of 4']").count() == 1
     assert_clean(page)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from store.db import session_scope
 from store.runs.models import Run
 from store.timeutil import utcnow
-from tests.browser.chromium import screenshot
+from tests.browser.chromium import ms, screenshot
 from tests.browser.watch import assert_clean
 from tests.web.factories import finetune_result, make_run, owned_rows
 
@@ -59,7 +59,7 @@ def test_columns_chosen_are_kept_after_a_reload_and_on_polled_rows(watched):
     assert page.locator("td[data-col=kind]").is_hidden()
     before = page.evaluate(CELLS)
     page.evaluate(POLL_NOW)  # the poll redraws every row from JSON at once
-    page.wait_for_function(POLLED, timeout=10_000)
+    page.wait_for_function(POLLED, timeout=ms(60))
     assert page.evaluate(CELLS) == before
     assert page.locator("td[data-col=kind]").is_hidden()
     screenshot(page, "runs-columns")
@@ -94,13 +94,13 @@ def test_bulk_cancel_then_delete(watched, live):
     page.goto(f"/runs?q={name}")
     page.locator(f"input.pick[value='{queued}']").check()
     page.locator("#bulk-bar button[data-action=cancel]").click()
-    page.locator(f"tr[data-id='{queued}'] .badge.cancelled").wait_for(timeout=10_000)
+    page.locator(f"tr[data-id='{queued}'] .badge.cancelled").wait_for(timeout=ms(60))
     assert page.locator("#bulk-result").inner_text() == "1 cancelled."
     page.locator(f"input.pick[value='{done}']").check()
     assert page.locator(f"input.pick[value='{queued}']").is_checked()
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#bulk-bar button[data-action=delete]").click()
-    page.locator("#runs-body td.empty").wait_for(timeout=10_000)
+    page.locator("#runs-body td.empty").wait_for(timeout=ms(60))
     assert page.locator("#bulk-result").inner_text() == "2 deleted."
     for run_id in (queued, done):
         assert httpx.get(f"{live}/api/runs/{run_id}").status_code == 404
@@ -114,13 +114,13 @@ def test_the_first_run_button_takes_a_new_user_to_a_running_demo(watched, live):
     page.locator("#demo-dataset").select_option("demo-ui")
     screenshot(page, "welcome")
     page.locator("#launch-demo").click()
-    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=10_000)
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=ms(60))
     pretrain = int(page.url.rsplit("/", 1)[1])
     try:
         assert "demo: pretrain" in page.locator("h1").first.inner_text()
         page.wait_for_function(
             "() => /running|succeeded/.test(document.querySelector('#run-status').textContent)",
-            timeout=30_000,
+            timeout=ms(60),
         )
         assert page.locator("body").inner_text().count("demo: augmentation study") >= 4
         assert_clean(page)

@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT, scaled
 
 # Runs in a fresh interpreter so its peak resident memory (VmHWM) is the picture's alone.
 MEASURE = """
@@ -44,7 +44,7 @@ def test_confusion_matrix_memory_is_bounded_up_to_a_thousand_classes(classes, tm
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=scaled(300),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     growth = json.loads(done.stdout.strip().splitlines()[-1])["growth_mb"]

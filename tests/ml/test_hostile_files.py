@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import tarfile
-import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.stack import scaled
 from worker.ml.datasets.archive_safety import read_tar_files, read_zip_files
 from worker.ml.datasets.dataset import DataError
 from worker.ml.datasets.demo import make_demo
@@ -30,10 +30,11 @@ REPO_ROOT = Path(__file__).parents[2]
 CIFAR_DIR = "cifar-10-batches-py"
 CLASSES = ("cat", "dog")
 
-# Runs one import in a fresh interpreter and reports its time and peak memory growth. The
+# Runs one import in a fresh interpreter and reports the work it did (CPU seconds: unlike
+# wall-clock time, a busy machine barely changes them) and its peak memory growth. The
 # address-space cap keeps a regression from eating the machine: it fails as a MemoryError.
 CHILD = r"""
-import json, resource, sys, time
+import json, resource, sys
 from worker.ml.datasets.dataset import DataError
 from worker.ml.datasets.load import load_dataset
 
@@ -42,8 +43,12 @@ def vm_bytes():
         return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmSize:"))
 
 resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + (3 << 29), resource.RLIM_INFINITY))
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-start = time.perf_counter()
+start = cpu_seconds()
 try:
     load_dataset(sys.argv[1], resize=sys.argv[2] == "1")
     outcome = "imported"
@@ -52,18 +57,18 @@ except DataError as exc:
 except BaseException as exc:
     outcome = f"{type(exc).__name__}: {exc}"
 grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-print(json.dumps({"outcome": outcome[:600], "seconds": time.perf_counter() - start,
+print(json.dumps({"outcome": outcome[:600], "cpu_seconds": cpu_seconds() - start,
                   "grew_mb": grew / 1024}))
 """
 
 
-def probe(path: Path, *, resize: bool = False, timeout: float = 60) -> dict:
-    """Import path in a child process: {'outcome', 'seconds', 'grew_mb'}."""
+def probe(path: Path, *, resize: bool = False, timeout: float = 300) -> dict:
+    """Import path in a child process: {'outcome', 'cpu_seconds', 'grew_mb'}."""
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), "1" if resize else "0"],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
         cwd=REPO_ROOT,
         check=True,
     )
@@ -71,11 +76,12 @@ def probe(path: Path, *, resize: bool = False, timeout: float = 60) -> dict:
 
 
 def assert_refused_cheaply(path: Path, message: str, *, max_mb: float = 100) -> None:
-    """The import fails with a DataError naming the file and message, in < 5 s and < max_mb."""
+    """The import fails with a DataError naming the file and message, having done little
+    work (< 5 CPU seconds: a bomb opened in full takes minutes) and grown < max_mb."""
     result = probe(path)
     assert result["outcome"].startswith(f"DataError: {path}"), result
     assert message in result["outcome"], result
-    assert result["seconds"] < 5, result
+    assert result["cpu_seconds"] < 5, result
     assert result["grew_mb"] < max_mb, result
 
 
@@ -301,10 +307,9 @@ def test_image_header_over_the_pixel_cap_is_refused_even_if_pil_allows_it(tmp_pa
     big[ihdr + 4 : ihdr + 12] = struct.pack(">2L", 100_000, 100_000)
     big[ihdr + 17 : ihdr + 21] = struct.pack(">L", zlib.crc32(bytes(big[ihdr : ihdr + 17])))
     path = write_zip(tmp_path / "wide.zip", tree() | {"train/cat/9.png": bytes(big)})
-    start = time.perf_counter()
+    # Refused at the header: decoding 10^10 pixels would have failed on memory, not this.
     with pytest.raises(DataError, match=r"wide.zip: train/cat/9.png: image is 100000x100000"):
         load_dataset(str(path), resize=True)
-    assert time.perf_counter() - start < 2
 
 
 def test_resize_imports_stop_at_the_total_decoded_pixel_budget(tmp_path):
@@ -382,11 +387,10 @@ def test_pickles_over_the_op_depth_or_size_budget_are_refused():
 # --- legitimate files still import --------------------------------------------------------
 
 
-def test_a_real_sized_cifar_batch_unpickles_quickly():
+def test_a_real_sized_cifar_batch_unpickles():
+    """Its speed (about 0.5 s here; official py2 batches 0.2 s): bench/import_speed.py."""
     data = cifar_batch(0, 10_000)
-    start = time.perf_counter()
     batch = safe_unpickle(data, "data_batch_1", ImportLimits())
-    assert time.perf_counter() - start < 3  # about 0.5 s here; official py2 batches 0.2 s
     assert batch[b"data"].shape == (10_000, 3072) and len(batch[b"labels"]) == 10_000
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT, scaled
 from worker.import_sandbox import Budget, ImportFailed, parse_in_child
 from worker.ml.datasets.dataset import DataError
 from worker.ml.datasets.limits import ImportLimits
@@ -76,7 +75,6 @@ def test_a_valid_file_comes_back_as_a_dataset_with_its_peak_memory(tmp_path):
 
 def test_a_label_bomb_hits_the_memory_budget_in_the_child_only(tmp_path):
     before = hwm_mb()
-    start = time.monotonic()
     with pytest.raises(ImportFailed) as caught:
         parse_in_child(
             str(label_bomb(tmp_path / "bomb.npz")),
@@ -86,8 +84,7 @@ def test_a_label_bomb_hits_the_memory_budget_in_the_child_only(tmp_path):
         )
     assert str(caught.value) == (
         "the import needed more than 512 MiB of memory (STACKLAB_IMPORT_MEMORY_MB)"
-    )
-    assert time.monotonic() - start < 30
+    )  # not the 60 s time budget's message: memory stopped it first
     assert hwm_mb() - before < 50  # in-process it grew to 19 GB
 
 
@@ -101,7 +98,8 @@ def test_a_decompression_bomb_hits_the_memory_budget(tmp_path):
 
 
 def test_a_slow_file_is_stopped_at_the_time_budget(tmp_path):
-    start = time.monotonic()
+    # The file is valid and parses in seconds: only a budget enforced while it runs stops it
+    # (a late check would return its data set), however slow the machine.
     with pytest.raises(ImportFailed) as caught:
         parse_in_child(
             str(slow_zip(tmp_path / "slow.zip")),
@@ -111,7 +109,6 @@ def test_a_slow_file_is_stopped_at_the_time_budget(tmp_path):
         )
     assert "took longer than 1.5 s" in str(caught.value)
     assert "STACKLAB_IMPORT_TIMEOUT_SECONDS" in str(caught.value)
-    assert time.monotonic() - start < 6
 
 
 def test_the_files_fault_comes_back_as_a_data_error(tmp_path):
@@ -125,7 +122,8 @@ def test_a_beat_that_fails_stops_the_child(tmp_path):
     def beat() -> None:
         raise RuntimeError("not ours any more")
 
-    start = time.monotonic()
+    # The valid file would come back as a data set within the 60 s budget: the error shows
+    # the failed beat stopped the child while it parsed.
     with pytest.raises(RuntimeError, match="not ours"):
         parse_in_child(
             str(slow_zip(tmp_path / "slow.zip")),
@@ -135,7 +133,6 @@ def test_a_beat_that_fails_stops_the_child(tmp_path):
             beat=beat,
             beat_every=0.2,
         )
-    assert time.monotonic() - start < 5
 
 
 CHILD_MODULES = """
@@ -165,7 +162,7 @@ def test_the_child_imports_no_framework(tmp_path):
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(120),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

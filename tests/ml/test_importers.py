@@ -10,7 +10,6 @@ import struct
 import sys
 import tarfile
 import threading
-import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -223,14 +222,12 @@ def test_image_folder_refuses_corrupt_zips(tmp_path, damage):
 
 
 @pytest.mark.skipif(not SUBSET_ZIP.is_file(), reason=f"shared data absent: {SUBSET_ZIP}")
-def test_image_folder_imports_the_shared_cifar10_jpeg_subset_quickly():
-    start = time.perf_counter()
+def test_image_folder_imports_the_shared_cifar10_jpeg_subset():
+    """How fast (about a second here): bench/import_speed.py."""
     ds = import_image_folder(SUBSET_ZIP)
-    elapsed = time.perf_counter() - start
     assert ds.class_names == CIFAR_NAMES
     assert ds.x_train.shape == (10_000, 32, 32, 3) and ds.x_test.shape == (2_000, 32, 32, 3)
     assert ds.x_train.dtype == np.uint8 and set(ds.class_counts("test").values()) == {200}
-    assert elapsed < 15
 
 
 # --- CIFAR-10 archives --------------------------------------------------------------------
@@ -371,30 +368,34 @@ def offline(monkeypatch, tmp_path):
 
 
 def test_cifar10_download_fails_fast_when_connections_are_refused(offline, monkeypatch):
+    tries = []
+
     def refuse(*args, **kwargs):
+        tries.append(args)
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    start = time.perf_counter()
     with pytest.raises(DataError, match="no internet") as info:
         load_cifar10_keras()
-    assert time.perf_counter() - start < 5
+    assert len(tries) == 1  # one probe, no retries; Keras (unimportable here) never reached
     assert "stacklab data import cifar-10-python.tar.gz" in str(info.value)
 
 
 def test_cifar10_download_fails_fast_when_the_network_hangs(offline, monkeypatch):
-    release = threading.Event()
+    hanging, release, hung_out = threading.Event(), threading.Event(), threading.Event()
 
     def hang(*args, **kwargs):
-        release.wait(10)
+        hanging.set()
+        if not release.wait(600):  # hangs until this test lets it go
+            hung_out.set()
         raise OSError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", hang)
-    start = time.perf_counter()
     try:
         with pytest.raises(DataError, match="no internet"):
             load_dataset("cifar10")
-        assert time.perf_counter() - start < 5
+        # It gave up on its own, while the connection still hung.
+        assert hanging.is_set() and not hung_out.is_set()
     finally:
         release.set()  # let the abandoned probe thread finish
 

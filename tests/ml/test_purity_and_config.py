@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobspec.params import FinetuneConfig, PretrainConfig, StageConfig, TuneConfig
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT
 from worker.ml.evaluate import score
 
 FORBIDDEN = ("fastapi", "starlette", "celery", "kombu", "sqlalchemy", "backend")

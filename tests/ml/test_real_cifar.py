@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobspec.params import FinetuneConfig
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT
 from worker.ml.datasets.load import load_dataset
 from worker.ml.finetune import finetune
 

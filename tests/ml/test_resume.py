@@ -193,7 +193,7 @@ def test_restore_refuses_a_checkpoint_of_another_model():
 
 
 def test_the_cli_reporter_pays_nothing_for_checkpoints():
-    from worker.cli.progress import TqdmReporter
+    from cli.progress import TqdmReporter
 
     assert not Reporter().wants_checkpoints()
     assert not TqdmReporter(disable=True).wants_checkpoints()

@@ -13,9 +13,12 @@ from worker.ml.datasets.demo import make_demo
 from worker.ml.finetune import finetune
 from worker.ml.training import release_memory
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="TensorFlow's gradient registry"
-)
+pytestmark = [
+    pytest.mark.slow,  # trains a finetune
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow", reason="TensorFlow's gradient registry"
+    ),
+]
 
 
 def _traced_graphs() -> int:

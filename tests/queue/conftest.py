@@ -14,7 +14,7 @@ import pytest
 
 from store import queue
 from tests.chaos import TcpProxy
-from worker.devstack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
+from tests.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
 
 @pytest.fixture(scope="package", params=["redis-postgres", "embedded"])

@@ -13,7 +13,7 @@ from store.runs import ablations as ablation_launcher
 from store.runs import launch as launcher
 from store.runs.models import Run
 from store.runs.schemas import AblationCreate, RunCreate
-from worker.devstack import REPO_ROOT, wait_for
+from tests.stack import REPO_ROOT, wait_for
 
 SUBSET = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg-subset.zip"
 NAME = "cifar-imbalanced"

@@ -16,7 +16,7 @@ from store.runs import launch as launcher
 from store.runs import metrics as metrics_service
 from store.runs.models import Run
 from store.runs.schemas import RunCreate, RunRead
-from worker.devstack import wait_for
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 DONE = re.compile(r"Task stacklab\.evaluate\[[^\]]+\] succeeded in [\d.]+s: '([^']*)'")

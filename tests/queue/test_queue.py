@@ -15,7 +15,7 @@ from store.runs import launch as launcher
 from store.runs import metrics as metrics_service
 from store.runs.models import Run
 from store.runs.schemas import AugmentationStudyCreate, RunCreate, RunRead
-from worker.devstack import wait_for
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 TINY_STAGE = {"epochs": 1, "batch_size": 50}

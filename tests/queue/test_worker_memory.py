@@ -1,5 +1,6 @@
 """A worker that does not grow: Celery's own safety nets come from the settings, and a run
-records its process's memory (and CPU, and GPU where there is one) as system metrics."""
+records its process's memory (and CPU, and GPU where there is one) as time series (run
+samples), never as epochs."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from store import queue
 from store.db import session_scope
 from store.queue import configure
 from store.runs import metrics as metrics_service
+from store.runs import samples as samples_service
 from store.settings import Settings, get_settings
 from tests.queue.test_queue import finished, launch
-from worker.devstack import Workers, wait_for
+from tests.stack import Workers, wait_for
 
 
 def test_worker_child_recycling_comes_from_the_settings(monkeypatch):
@@ -44,9 +46,12 @@ def test_a_run_records_the_worker_process_memory_as_system_metrics(stack):
     assert run.status == "succeeded", run.error
     with session_scope() as session:
         series = metrics_service.series(session, run.id)
-    rss = series["system/rss_mb"]
-    assert rss[0][0] == 0 and all(value > 50 for _, value in rss)  # MiB of a TF process
-    assert "system/gpu_util" not in series  # a CPU worker: the GPU series are absent
+        samples = samples_service.series(session, run.id)
+    rss = samples["rss_mb"]
+    assert rss.seconds[0] == 0 and all(value > 50 for value in rss.values)  # MiB of TF
+    assert set(rss.attempts) == {1}
+    assert "gpu_util" not in samples  # a CPU worker: the GPU series are absent
+    assert all(key.startswith("finetune/") for key in series)  # epochs only
     assert [step for step, _ in series["finetune/val_loss"]] == [1]
 
 

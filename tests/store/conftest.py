@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.devstack import create_pg_database, stack_env
+from tests.stack import create_pg_database, stack_env
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

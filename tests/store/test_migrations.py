@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from store.db import alembic_config
-from worker.devstack import create_pg_database
+from tests.stack import create_pg_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -17,13 +17,16 @@ import numpy as np
 from sqlalchemy import insert
 
 from jobspec import kinds
+from jobspec.metrics import split_key
+from jobspec.status import RunStatus
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
 from store.db import session_scope
 from store.runs import attempts
 from store.runs import metrics as metrics_service
+from store.runs import samples as samples_service
 from store.runs import service as runs_service
-from store.runs.models import FINISHED, Metric, RunGroup
+from store.runs.models import Metric, RunGroup
 from store.timeutil import utcnow
 from store.workers import service as workers_service
 
@@ -35,6 +38,7 @@ def make_run(
     status: str = "succeeded",
     *,
     metrics: dict[str, list[float]] | None = None,
+    samples: dict[str, list[tuple[float, float]]] | None = None,
     artifacts: dict[str, bytes] | None = None,
     result: dict | None = None,
     progress: dict | None = None,
@@ -52,7 +56,8 @@ def make_run(
     worker_host: str = "test-host",
     device: str = "CPU",
 ) -> int:
-    """One run in the given status with its metrics ({"stage/name": [epoch 1, 2, ...]}) and files.
+    """One run in the given status with its metrics ({"stage/name": [epoch 1, 2, ...]}),
+    its attempt 1's system samples ({"rss_mb": [(seconds, value), ...]}) and files.
 
     params are merged over the kind's defaults; times, when given, override the real ones.
     """
@@ -83,11 +88,12 @@ def make_run(
                 versions={"python": "3.11"},
             )
         _log_metrics(session, run_id, metrics or {})
+        _log_samples(session, run_id, samples or {})
         for file_name, data in (artifacts or {}).items():
             _store_bytes(session, run_id, file_name, data)
         if progress is not None and status != "queued":
             attempts.beat(session=session, run_id=run_id, attempt=1, progress=progress)
-        if status in FINISHED:
+        if status in RunStatus.finished():
             attempts.finish(
                 session=session,
                 run_id=run_id,
@@ -190,7 +196,15 @@ def _params(kind: str, overrides: dict) -> dict:
     return merged
 
 
+def _log_samples(session, run_id: int, samples: dict[str, list[tuple[float, float]]]) -> None:
+    readings = [(t, 0.0, {key: value}) for key, points in samples.items() for t, value in points]
+    samples_service.record(session=session, run_id=run_id, attempt=1, readings=readings)
+
+
 def _log_metrics(session, run_id: int, metrics: dict[str, list[float]]) -> None:
+    for key in metrics:  # epochs only, as the store takes them (samples: _log_samples)
+        stage, name = split_key(key)
+        metrics_service.check_epoch(stage, [name])
     # One bulk insert, then the summaries log_epoch would keep (first best step wins), so a
     # 5,000-epoch series takes well under a second on PostgreSQL too.
     now = time.time()

@@ -16,7 +16,7 @@ import subprocess
 import jinja2
 import pytest
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT, scaled
 
 DOM_JS = REPO_ROOT / "static" / "js" / "dom.js"
 JINJA = jinja2.Environment()
@@ -117,7 +117,7 @@ def _samples_js() -> str:
 
 def _run_in_node(node: str) -> dict:
     script = DOM_JS.read_text() + _samples_js() + JS_SIDE + "console.log(JSON.stringify(out));"
-    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=scaled(120))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT
 
 JS = REPO_ROOT / "static" / "js"
 TEMPLATES = REPO_ROOT / "templates"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from worker.devstack import REPO_ROOT
+from tests.stack import REPO_ROOT
 
 # src/href/url()/import/fetch pointing at an absolute or protocol-relative URL.
 OUTSIDE = re.compile(

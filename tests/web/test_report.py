@@ -45,16 +45,16 @@ def test_report_json_gathers_the_experiment(client, exp):
     response = client.get(f"/api/experiments/{exp['pretrain']}")
     assert response.status_code == 200, response.text
     data = response.json()
-    assert data["pretrain"]["id"] == exp["pretrain"] and data["dataset"]["name"] == "demo-tiny"
-    assert [s["stage"] for s in data["pretrain"]["stages"]] == ["ae01", "ae02", "ae03"]
-    assert data["pretrain"]["stages"][0]["epochs_planned"] == 2
-    sticks = data["pretrain"]["yardsticks"]
+    assert data["root"]["id"] == exp["pretrain"] and data["dataset"]["name"] == "demo-tiny"
+    assert [s["stage"] for s in data["root"]["stages"]] == ["ae01", "ae02", "ae03"]
+    assert data["root"]["stages"][0]["epochs_planned"] == 2
+    sticks = data["root"]["yardsticks"]
     ae01 = next(r for r in sticks["stages"] if r["stage"] == "ae01")
     assert ae01["reading"].startswith("better than the data set's mean image but worse than")
     assert ae01["zeros_note"] == "37.5% of its output pixels are exactly 0"
     ae02 = next(r for r in sticks["stages"] if r["stage"] == "ae02")
     assert ae02["reading"].startswith("better than both baselines")
-    assert data["pretrain"]["split"]["short"] == "ffffffff0000"
+    assert data["root"]["split"]["short"] == "ffffffff0000"
     tunes = {t["id"]: t["relation"] for t in data["tunes"]}
     assert tunes == {
         exp["tune_child"]: "uses this pretrain",
@@ -129,7 +129,7 @@ def test_report_without_children_or_results(client):
     pretrain = make_run("pretrain", "running", name="lonely <b>pre</b>")
     data = client.get(f"/api/experiments/{pretrain}").json()
     assert data["finetunes"] == [] and data["studies"] == [] and data["running"] is True
-    assert data["pretrain"]["yardsticks"] is None
+    assert data["root"]["yardsticks"] is None
     html = client.get(f"/experiments/{pretrain}").text
     assert "No finetune uses this pretrain yet" in html and "lonely &lt;b&gt;pre&lt;/b&gt;" in html
     export = client.get(f"/experiments/{pretrain}/report.html").text

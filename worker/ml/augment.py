@@ -20,7 +20,7 @@ _THETA, _TX, _TY, _SHEAR, _ZX, _ZY, _HFLIP, _VFLIP, _CSHIFT = range(9)
 N_DRAWS = 9  # uniform draws per image that augment_batch consumes
 
 
-def _compose(theta, tx, ty, shear, zx, zy, fx, fy, height: int, width: int):
+def _compose(theta, tx, ty, shear, zx, zy, fx, fy, *, height: int, width: int):
     """Batched (N, 8) output->input transforms; angles in radians, shifts in pixels."""
     # Closed form of ImageDataGenerator's rotation @ shift @ shear @ zoom about the centre,
     # followed by its flips; x is the column, y the row, as affine_transform expects.

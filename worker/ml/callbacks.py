@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 
@@ -82,11 +82,11 @@ class ReporterCallback(keras.callbacks.Callback):
         self._train_end = 0.0
         self._steps_done = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch + 1
         self._epoch_start = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         elapsed = time.perf_counter() - self._epoch_start
         done = batch + 1
         self._steps_done = done
@@ -103,7 +103,7 @@ class ReporterCallback(keras.callbacks.Callback):
             self.cancelled = True
             self.model.stop_training = True
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {key: float(value) for key, value in (logs or {}).items()}
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)

@@ -45,7 +45,8 @@ class Checkpoint:
             raise CheckpointError(f"{STATE_KEY!r} is reserved for the state")
         buffer = io.BytesIO()
         text = json.dumps(header, separators=(",", ":")).encode()
-        np.savez(buffer, **{STATE_KEY: np.frombuffer(text, np.uint8)}, **self.arrays)
+        arrays = {STATE_KEY: np.frombuffer(text, np.uint8), **self.arrays}
+        np.savez(buffer, allow_pickle=False, **arrays)
         return buffer.getvalue()
 
     @classmethod
@@ -78,7 +79,7 @@ def _read_npz(data: bytes) -> dict[str, np.ndarray]:
         return arrays
 
 
-def _read_array(fh, size: int) -> np.ndarray:
+def _read_array(fh, size: int) -> np.ndarray:  # fh: a ZipExtFile (it has readinto)
     """One .npy member, its declared shape checked against its real size first."""
     readers = {
         (1, 0): np.lib.format.read_array_header_1_0,
@@ -136,15 +137,16 @@ def restore(variables: Sequence, arrays: dict[str, np.ndarray], prefix: str) -> 
     """Assign what `capture` took, refusing a checkpoint of another model."""
     values = [arrays.get(f"{prefix}/{i:04d}") for i in range(len(variables))]
     extra = f"{prefix}/{len(variables):04d}" in arrays
-    if extra or any(value is None for value in values):
+    present = [value for value in values if value is not None]
+    if extra or len(present) != len(values):
         raise CheckpointError(f"{prefix}: checkpoint holds another number of variables")
-    for variable, value in zip(variables, values, strict=True):
+    for variable, value in zip(variables, present, strict=True):
         if tuple(variable.shape) != value.shape:
             raise CheckpointError(
                 f"{prefix}: {variable.path} is {tuple(variable.shape)}, checkpoint has "
                 f"{value.shape}"
             )
-    for variable, value in zip(variables, values, strict=True):
+    for variable, value in zip(variables, present, strict=True):
         variable.assign(value)
 
 
@@ -174,7 +176,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     _resumed: dict | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._resumed is None:
             super().on_train_begin(logs)
             return

@@ -8,7 +8,9 @@ from pathlib import Path
 import keras
 
 from jobspec import kinds
+from jobspec.builtin_kinds import FINETUNE
 from jobspec.params import FinetuneConfig
+from jobspec.stages import FINETUNE_STAGE
 from worker.ml import artifacts
 from worker.ml.augment import build_augmenter
 from worker.ml.callbacks import FitState
@@ -39,7 +41,7 @@ from worker.ml.training import fit, make_optimizer, runtime
 def pretrained_stages(config: FinetuneConfig) -> tuple[str, ...]:
     """The stages whose encoders the classifier loads: the registry's answer, the same one
     the launch checks the parent run against."""
-    return kinds.parent_stages("finetune", config)
+    return kinds.parent_stages(FINETUNE.name, config)
 
 
 @dataclass
@@ -115,7 +117,7 @@ def finetune(
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
     key = run_key(config, dataset)
-    check_resume(resume, stages=("finetune",), key=key, config_type=type(config))
+    check_resume(resume, stages=(FINETUNE_STAGE,), key=key, config_type=type(config))
     split = dataset.split_validation(
         fraction=config.validation_fraction, seed=config.split, max_images=config.max_train_images
     )
@@ -142,7 +144,7 @@ def finetune(
         bs = config.batch_size
         result = fit(
             model,
-            stage="finetune",
+            stage=FINETUNE_STAGE,
             train=make_input(
                 split.x_train,
                 split.y_train,
@@ -163,7 +165,7 @@ def finetune(
         )
         _describe(result, stopper, config, copied, warnings)
         training = result.summary()
-        reporter.stage_ended("finetune", training)
+        reporter.stage_ended(FINETUNE_STAGE, training)
         # A cancelled run stops now: its best weights are kept, scoring them can wait.
         evaluation = None if result.cancelled else evaluate(classifier, dataset)
     record = split.record()
@@ -185,9 +187,13 @@ def _early_stopping(config: FinetuneConfig) -> ResumableEarlyStopping:
 def _snapshot(model: keras.Model, stopper: ResumableEarlyStopping, key: dict, augment: str):
     def snapshot(state: FitState) -> Checkpoint:
         stopping, best = stopper.snapshot(state.epoch)
-        payload = {"run": key, "fit": state.to_json(), "early_stopping": stopping}
+        payload: dict[str, object] = {
+            "run": key,
+            "fit": state.to_json(),
+            "early_stopping": stopping,
+        }
         payload["augment"] = augment  # where augmentation ran: a resume keeps it there
-        return Checkpoint("finetune", state.epoch, payload, capture_training(model) | best)
+        return Checkpoint(FINETUNE_STAGE, state.epoch, payload, capture_training(model) | best)
 
     return snapshot
 
@@ -216,10 +222,10 @@ def _export(out_dir, classifier, result, training, evaluation, config, dataset, 
     files = artifacts.save_model(classifier, out_dir, "classifier")
     if evaluation is not None:
         files += export_evaluation(evaluation, out_dir)
-    rows = artifacts.history_rows("finetune", result.history)
+    rows = artifacts.history_rows(FINETUNE_STAGE, result.history)
     files.append(artifacts.write_metrics_csv(out_dir / "metrics.csv", rows))
     manifest = {
-        "job": "finetune",
+        "job": FINETUNE.name,
         "config": config.model_dump(mode="json"),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
         "split": split,

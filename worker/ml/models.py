@@ -12,12 +12,12 @@ from collections.abc import Iterator, Sequence
 import keras
 from keras import layers
 
-from jobspec.stages import STAGES
+from jobspec.stages import AE01, AE02, AE03, STAGES
 
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 # What each stage's autoencoder reads: the image, then the previous encoder's features.
-STAGE_INPUT_SHAPES = {"ae01": IMAGE_SHAPE, "ae02": (32, 32, 64), "ae03": (16, 16, 128)}
+STAGE_INPUT_SHAPES = {AE01: IMAGE_SHAPE, AE02: (32, 32, 64), AE03: (16, 16, 128)}
 
 KernelSizes = int | Sequence[int]
 # How AE01's decoder ends (jobspec.params.DecoderOutput); "bn_relu" is the seed's.
@@ -31,7 +31,7 @@ def _kernel_sizes(kernel_size: KernelSizes) -> tuple[int, int, int]:
     sizes = tuple(int(k) for k in kernel_size)
     if len(sizes) != 3:
         raise ValueError(f"kernel_size needs 1 or 3 values, got {len(sizes)}")
-    return sizes  # type: ignore[return-value]
+    return sizes  # three, by the length check
 
 
 def _conv_bn_relu(x, filters: int, kernel_size: int, stage: str, index: int):
@@ -44,9 +44,9 @@ def build_encoder(stage: str, kernel_size: int) -> keras.Model:
     """Encoder half of one autoencoder stage ("ae01", "ae02" or "ae03")."""
     tag = stage.upper()
     inputs = keras.Input(STAGE_INPUT_SHAPES[stage], name=f"{tag}_encoder_input")
-    filters = {"ae01": 64, "ae02": 128, "ae03": 256}[stage]
+    filters = {AE01: 64, AE02: 128, AE03: 256}[stage]
     x = _conv_bn_relu(inputs, filters, kernel_size, tag, 1)
-    if stage != "ae01":
+    if stage != AE01:
         x = layers.MaxPooling2D(name=f"Pool_{tag}_1")(x)
     return keras.Model(inputs, x, name=f"{tag}_encoder")
 
@@ -61,13 +61,13 @@ def build_decoder(stage: str, kernel_size: int, output: str = "bn_relu") -> kera
     """
     if output not in DECODER_OUTPUTS:
         raise ValueError(f"decoder output must be one of {DECODER_OUTPUTS}, got {output!r}")
-    if stage != "ae01" and output != "bn_relu":
+    if stage != AE01 and output != "bn_relu":
         raise ValueError(f"only AE01's decoder has an output option, not {stage}'s")
     tag = stage.upper()
-    code_shape = {"ae01": (32, 32, 64), "ae02": (16, 16, 128), "ae03": (8, 8, 256)}[stage]
+    code_shape = {AE01: (32, 32, 64), AE02: (16, 16, 128), AE03: (8, 8, 256)}[stage]
     inputs = keras.Input(code_shape, name=f"{tag}_decoder_input")
     x = inputs
-    if stage != "ae01":
+    if stage != AE01:
         x = layers.UpSampling2D(name=f"Unpool_{tag}_1")(x)
     channels = STAGE_INPUT_SHAPES[stage][-1]
     if output == "bn_relu":
@@ -88,24 +88,24 @@ def build_autoencoder(stage: str, kernel_size: int, decoder_output: str = "bn_re
     tag = stage.upper()
     inputs = keras.Input(STAGE_INPUT_SHAPES[stage], name=f"{tag}_input")
     code = build_encoder(stage, kernel_size)(inputs)
-    output = decoder_output if stage == "ae01" else "bn_relu"
+    output = decoder_output if stage == AE01 else "bn_relu"
     outputs = build_decoder(stage, kernel_size, output)(code)
     return keras.Model(inputs, outputs, name=tag)
 
 
 def build_ae01(kernel_size: int = 3, decoder_output: str = "bn_relu") -> keras.Model:
     """AE01: 32x32x3 image -> 32x32x64 code -> 32x32x3 reconstruction."""
-    return build_autoencoder("ae01", kernel_size, decoder_output)
+    return build_autoencoder(AE01, kernel_size, decoder_output)
 
 
 def build_ae02(kernel_size: int = 3) -> keras.Model:
     """AE02: AE01 features 32x32x64 -> 16x16x128 code -> 32x32x64."""
-    return build_autoencoder("ae02", kernel_size)
+    return build_autoencoder(AE02, kernel_size)
 
 
 def build_ae03(kernel_size: int = 3) -> keras.Model:
     """AE03: AE02 features 16x16x128 -> 8x8x256 code -> 16x16x128."""
-    return build_autoencoder("ae03", kernel_size)
+    return build_autoencoder(AE03, kernel_size)
 
 
 def build_stacked_encoder(kernel_size: KernelSizes = 3, depth: int = 3) -> keras.Model:
@@ -127,7 +127,7 @@ def build_stacked_decoder(
     inputs = keras.Input((8, 8, 256), name="stacked_decoder_input")
     x = inputs
     for stage, k in reversed(list(zip(STAGES, sizes, strict=True))):
-        x = build_decoder(stage, k, decoder_output if stage == "ae01" else "bn_relu")(x)
+        x = build_decoder(stage, k, decoder_output if stage == AE01 else "bn_relu")(x)
     return keras.Model(inputs, x, name="stacked_decoder")
 
 
@@ -192,7 +192,7 @@ def build_single_classifier(
     kernel_size: KernelSizes = 3, num_classes: int = NUM_CLASSES
 ) -> keras.Model:
     """AE01's encoder alone (32x32x64) topped with the seed's smaller CNN."""
-    encoder = build_encoder("ae01", _kernel_sizes(kernel_size)[0])
+    encoder = build_encoder(AE01, _kernel_sizes(kernel_size)[0])
     return _classifier(encoder, build_single_head(num_classes), "single_classifier")
 
 

@@ -10,7 +10,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from jobspec.builtin_kinds import PRETRAIN
 from jobspec.params import PretrainConfig, StageConfig
+from jobspec.stages import STAGES
 from worker.ml import artifacts, figures
 from worker.ml.callbacks import FitState
 from worker.ml.checkpoint import (
@@ -24,7 +26,6 @@ from worker.ml.checkpoint import (
 )
 from worker.ml.datasets.dataset import Dataset
 from worker.ml.models import (
-    STAGES,
     build_autoencoder,
     build_stacked_ae,
     encoder_of,
@@ -131,7 +132,7 @@ def pretrain(
         result = PretrainResult(models, run.stages, None, {}, cancelled, split=split.record())
         if not cancelled:
             result.reconstruction = reconstruction_report(models, dataset.x_test, split.x_train)
-            result.test_reconstruction_loss = result.reconstruction["stages"]["ae03"]["mse"]
+            result.test_reconstruction_loss = result.reconstruction["stages"][STAGES[-1]]["mse"]
             models["stacked_ae"] = assemble_stacked_ae(
                 models, config.kernel_sizes, config.decoder_output
             )
@@ -235,7 +236,7 @@ def _report_reconstructions(reporter: Reporter, models, dataset: Dataset, count:
     probes = dataset.x_test[probe_indices(dataset.y_test, count)]
     images, _ = probe_reconstructions(models, probes)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **images)
+    np.savez_compressed(buffer, allow_pickle=False, **images)
     reporter.file_ready("reconstructions.npz", buffer.getvalue())
 
 
@@ -254,13 +255,13 @@ def _export(out_dir: Path, result: PretrainResult, rows, config, dataset) -> lis
     for name, model in result.models.items():
         files += artifacts.save_model(model, out_dir, name)
     if result.probes:
-        np.savez_compressed(out_dir / "reconstructions.npz", **result.probes)
+        np.savez_compressed(out_dir / "reconstructions.npz", allow_pickle=False, **result.probes)
         files.append(out_dir / "reconstructions.npz")
         files.append(figures.reconstruction_grid(result.probes, out_dir / "reconstructions.png"))
     files.append(artifacts.write_metrics_csv(out_dir / "metrics.csv", rows))
     stages = result.stages
     manifest = {
-        "job": "pretrain",
+        "job": PRETRAIN.name,
         "config": config.model_dump(mode="json"),
         "kernel_sizes": list(config.kernel_sizes),
         "decoder_output": config.decoder_output,

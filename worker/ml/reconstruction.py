@@ -14,7 +14,8 @@ import math
 import keras
 import numpy as np
 
-from worker.ml.models import IMAGE_SHAPE, STAGES, decoder_of, encoder_of
+from jobspec.stages import STAGES
+from worker.ml.models import IMAGE_SHAPE, decoder_of, encoder_of
 from worker.ml.pipeline import to_float
 
 BATCH_SIZE = 256

@@ -52,6 +52,10 @@ class Reporter:
     def epoch_ended(self, stage: str, epoch: int, metrics: dict[str, float]) -> None:
         """Metrics of one finished epoch (1-based), validation included."""
 
+    def sampled(self, seconds: float, values: dict[str, float]) -> None:
+        """A reading of time series (the process's memory, CPU, GPU) `seconds` after the
+        job started: a point in time, never an epoch (worker.system_metrics sends them)."""
+
     def stage_ended(self, stage: str, summary: dict) -> None:
         """A stage is done (or was cancelled); summary is JSON-able."""
 

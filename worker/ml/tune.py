@@ -10,6 +10,7 @@ import keras
 import optuna
 
 from jobspec import kinds
+from jobspec.builtin_kinds import TUNE
 from jobspec.params import DEFAULT_LEARNING_RATES, TuneConfig
 from worker.ml import artifacts
 from worker.ml.checkpoint import Checkpoint, check_resume, run_key
@@ -96,14 +97,14 @@ def tune(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out_dir)
-    earlier = kinds.parent_stages("tune", config)
+    earlier = kinds.parent_stages(TUNE.name, config)
     if earlier and pretrained_dir is None:
         raise ValueError(f"tuning {config.stage} needs a pretrain output folder for {earlier}")
     key = run_key(config, dataset)
-    check_resume(resume, stages=("tune",), key=key, config_type=type(config))
+    check_resume(resume, stages=(TUNE.name,), key=key, config_type=type(config))
     frozen = (
         [encoder_of(m) for m in load_pretrained(pretrained_dir, earlier).values()]
-        if earlier
+        if earlier and pretrained_dir is not None  # checked above: both or neither
         else []
     )
     split = dataset.split_validation(
@@ -191,7 +192,7 @@ class _TrialLog:
                 "started": list(self.started),
                 "abandoned": list(self.abandoned),
             }
-            self.reporter.checkpoint(Checkpoint("tune", len(self.finished), state, {}))
+            self.reporter.checkpoint(Checkpoint(TUNE.name, len(self.finished), state, {}))
 
 
 def _objective(config, frozen, split, reporter, state, study, trials: _TrialLog):
@@ -232,7 +233,7 @@ def _objective(config, frozen, split, reporter, state, study, trials: _TrialLog)
         if result.cancelled:
             state["cancelled"] = True
             study.stop()
-            raise optuna.TrialPruned("cancelled")
+            raise optuna.TrialPruned("the run was cancelled")
         if pruning.pruned:
             raise optuna.TrialPruned()
         value = min(result.history["val_loss"])
@@ -275,7 +276,7 @@ def _result(study, config, storage, cancelled, out_dir, split: dict) -> TuneResu
     if completed and "learning_rate" not in best_params:
         best_params["learning_rate"] = DEFAULT_LEARNING_RATES[best_params["optimizer"]]
     manifest = {
-        "job": "tune",
+        "job": TUNE.name,
         "config": config.model_dump(mode="json"),
         "study_name": study.study_name,
         "best_params": best_params,

@@ -40,7 +40,7 @@ def downgrade() -> None:
         batch_op.drop_column("kept_value")
 
 
-def _backfill_kept(bind) -> None:
+def _backfill_kept(bind: sa.engine.Connection) -> None:
     """Replay every run's epochs under its kind's keep rule (jobspec.kinds)."""
     from jobspec import kinds
 

@@ -10,11 +10,11 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, NoReturn, Protocol
 
 import numpy as np
 
-from worker.ml.datasets import zip_safety
+from worker.ml.datasets import stdlib_internals, zip_safety
 from worker.ml.datasets.dataset import DataError
 from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
 
@@ -33,14 +33,6 @@ ARCHIVE_ERRORS = (
     OSError,
     NotImplementedError,
     RuntimeError,
-)
-# Tar headers whose content tarfile reads whole: GNU long names and pax records.
-_EXTENSION_TYPES = (
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
 )
 
 Parts = tuple[str, ...]
@@ -139,26 +131,18 @@ def _bounded_tarinfo(archive: Path, limits: ImportLimits) -> type[tarfile.TarInf
     """A TarInfo that counts header bytes, checking each before tarfile reads its content."""
     seen = [0]
 
-    def refuse_sparse(self: tarfile.TarInfo, *args: object) -> None:
-        raise DataError(f"{archive}: sparse member {self.name!r} is not supported")
+    def count_header(info: tarfile.TarInfo) -> None:
+        seen[0] += stdlib_internals.tar_header_bytes(info)
+        if seen[0] > limits.max_header_bytes:
+            raise DataError(
+                f"{archive}: tar headers take more than {limits.max_header_bytes:,} bytes "
+                "(max_header_bytes)"
+            )
 
-    class BoundedTarInfo(tarfile.TarInfo):
-        # tarfile's source names _proc_member as the hook for subclasses.
-        def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
-            if self.type == tarfile.GNUTYPE_SPARSE:
-                refuse_sparse(self)
-            seen[0] += tarfile.BLOCKSIZE + (self.size if self.type in _EXTENSION_TYPES else 0)
-            if seen[0] > limits.max_header_bytes:
-                raise DataError(
-                    f"{archive}: tar headers take more than {limits.max_header_bytes:,} bytes "
-                    "(max_header_bytes)"
-                )
-            return super()._proc_member(tf)
+    def refuse_sparse(info: tarfile.TarInfo) -> NoReturn:
+        raise DataError(f"{archive}: sparse member {info.name!r} is not supported")
 
-        # pax sparse maps are parsed in loops bounded only by the archive's length.
-        _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = refuse_sparse
-
-    return BoundedTarInfo
+    return stdlib_internals.hooked_tarinfo(count_header, refuse_sparse)
 
 
 def read_tar_files(
@@ -191,7 +175,13 @@ def read_tar_files(
     return found
 
 
-def _drain(fh: IO[bytes] | None, archive: Path, budget: int, max_bytes: int) -> None:
+class _Reader(Protocol):
+    """What _drain reads: a file object (tarfile's underlying one included)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _drain(fh: _Reader | None, archive: Path, budget: int, max_bytes: int) -> None:
     """Read to the end so gzip/bz2/xz check their trailer: a truncated download then fails."""
     while fh is not None and (chunk := fh.read(CHUNK)):
         budget -= len(chunk)

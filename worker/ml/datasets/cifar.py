@@ -147,7 +147,7 @@ def _cifar_labels(path: Path, member: str, labels: object, rows: int) -> np.ndar
         and labels.ndim == 1
         and np.issubdtype(labels.dtype, np.integer)
     ) or (isinstance(labels, list) and all(type(v) is int for v in labels))
-    if not flat or len(labels) != rows:  # type: ignore[arg-type]
+    if not flat or not isinstance(labels, np.ndarray | list) or len(labels) != rows:
         raise DataError(f"{path}: {member} labels must be a flat list of {rows} integers")
     try:
         return np.asarray(labels, dtype=np.int64)

@@ -159,7 +159,7 @@ class Dataset:
         if not isinstance(self.source, str) or not self.source.strip():
             raise DataError(f"dataset source must be a non-empty string, got {self.source!r}")
         names = _check_class_names(self.class_names)
-        checked = {"class_names": names}
+        checked: dict[str, object] = {"class_names": names}
         for split in SPLITS:
             x = _check_images(f"x_{split}", getattr(self, f"x_{split}"))
             y = _check_labels(f"y_{split}", getattr(self, f"y_{split}"), len(x), len(names))
@@ -192,8 +192,10 @@ class Dataset:
                 digest.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
                 digest.update(np.ascontiguousarray(a).data)
             digest.update("\x00".join(self.class_names).encode())
-            object.__setattr__(self, "_fingerprint", digest.hexdigest())
-        return self._fingerprint  # type: ignore[return-value]
+            fingerprint = digest.hexdigest()
+            object.__setattr__(self, "_fingerprint", fingerprint)  # frozen: cached once
+            return fingerprint
+        return self._fingerprint
 
     def split_validation(
         self, *, fraction: float = 0.1, seed: int = 0, max_images: int | None = None

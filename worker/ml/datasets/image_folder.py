@@ -63,7 +63,7 @@ def import_image_folder(
         raise DataError(f"{path}: file or folder not found")
     images = _collect(path, files, _Decoding(limits, resize, limits.max_total_pixels))
     class_names = _class_names(path, images)
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
         x, y = _stack(images[split], class_names)
         arrays |= {f"x_{split}": x, f"y_{split}": y}

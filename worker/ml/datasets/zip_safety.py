@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 from typing import IO
 
+from worker.ml.datasets import stdlib_internals
 from worker.ml.datasets.dataset import DataError
 from worker.ml.datasets.limits import ImportLimits
 
@@ -20,20 +21,17 @@ _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 def check_central_directory(fh: IO[bytes], archive: Path, limits: ImportLimits) -> None:
     """Refuse a central directory over max_header_bytes or max_members before zipfile parses it."""
     # zipfile's own end-record reader, so both agree on where the directory is.
-    end = zipfile._EndRecData(fh)
-    if not end:
+    directory_at = stdlib_internals.zip_central_directory(fh)
+    if directory_at is None:
         raise zipfile.BadZipFile("File is not a zip file")
-    size, entries = end[zipfile._ECD_SIZE], end[zipfile._ECD_ENTRIES_TOTAL]
+    size, entries = directory_at.size, directory_at.entries
     if size > limits.max_header_bytes:
         raise DataError(
             f"{archive}: central directory is {size:,} bytes, more than "
             f"{limits.max_header_bytes:,} bytes (max_header_bytes)"
         )
     _check_count(archive, entries, limits)
-    start = end[zipfile._ECD_LOCATION] - size
-    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
-        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
-    fh.seek(max(start, 0))
+    fh.seek(directory_at.start)
     directory = fh.read(size)
     # The end record's count can lie; zipfile builds one object per entry it finds, so count.
     count = pos = 0
@@ -72,7 +70,8 @@ def data_offsets(fh: IO[bytes], zf: zipfile.ZipFile, archive: Path) -> dict[zipf
         name_len, extra_len = _LOCAL_HEADER.unpack(head)[-2:]
         start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
         # Overlapping entries reuse one compressed kernel many times (a zip bomb).
-        if start + info.compress_size > (after.header_offset if after else zf.start_dir):
+        end = after.header_offset if after else stdlib_internals.zip_directory_start(zf)
+        if start + info.compress_size > end:
             other = repr(after.filename) if after else "the central directory"
             raise DataError(
                 f"{archive}: zip entries {info.filename!r} and {other} overlap "

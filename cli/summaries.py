@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from worker.cli.errors import CANCELLED_EXIT_CODE
+from cli.errors import CANCELLED_EXIT_CODE
 
 if TYPE_CHECKING:
     from worker.ml.datasets.dataset import Dataset

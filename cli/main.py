@@ -6,15 +6,18 @@ Keras and TensorFlow are imported inside the commands that train, so `--help` is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from worker.cli import configs, jobs, options, summaries
-from worker.cli.data_cmd import data_app
-from worker.cli.demo import DEMO_HELP, demo
-from worker.cli.errors import CliError, user_errors
-from worker.cli.options import TRAIN_PANEL, train_option
+from cli import configs, jobs, options, summaries
+from cli.data_cmd import data_app
+from cli.demo import DEMO_HELP, demo
+from cli.errors import CliError, user_errors
+from cli.options import TRAIN_PANEL, train_option
+
+if TYPE_CHECKING:  # pydantic loads only in the commands that need it
+    from jobspec.params import FinetuneConfig
 
 app = typer.Typer(
     name="stacklab",
@@ -50,7 +53,7 @@ def pretrain(
 ) -> None:
     """Train AE01 -> AE02 -> AE03 layer by layer; save each stage and the stacked AE."""
     with user_errors():
-        stages = {"kernel_size": kernel_size, "optimizer": optimizer}
+        stages: dict[str, str | None] = {"kernel_size": kernel_size, "optimizer": optimizer}
         stages |= {"learning_rate": learning_rate, "epochs": epochs, "batch_size": batch_size}
         config = configs.pretrain_config(
             stages=stages,
@@ -133,9 +136,9 @@ def tune(
             raise CliError(
                 f"--storage: expected a database URL like sqlite:///study.db, got {storage!r}"
             )
-        from jobspec.kinds import parent_stages
+        from jobspec.builtin_kinds import TUNE
 
-        earlier = parent_stages("tune", config)
+        earlier = TUNE.parents(config)
         if earlier:
             pretrained = jobs.check_pretrained(pretrained, earlier, why=f"tuning {config.stage}")
         dataset = jobs.load_data(
@@ -238,11 +241,11 @@ def finetune(
     summaries.finish(out, summary, summaries.finetune_lines(summary))
 
 
-def _finetune_pretrained(config, pretrained: Path | None) -> Path | None:
+def _finetune_pretrained(config: FinetuneConfig, pretrained: Path | None) -> Path | None:
     """The checked --pretrained folder for a pretrained encoder; None for scratch."""
-    from jobspec.kinds import parent_stages
+    from jobspec.builtin_kinds import FINETUNE
 
-    stages = parent_stages("finetune", config)
+    stages = FINETUNE.parents(config)
     if not stages:
         if pretrained is not None:
             raise CliError(f"--pretrained: not used with --encoder {config.encoder}; leave it out")
@@ -294,7 +297,7 @@ def serve(
     ] = None,
 ) -> None:
     """The dashboard and a worker together, on the settings in force (embedded by default)."""
-    from worker.cli.serve import serve as run_serve
+    from cli.serve import serve as run_serve
     from worker.device import GpuSpecError
 
     with user_errors():
@@ -312,7 +315,7 @@ def worker(
     gpus: Annotated[str | None, typer.Option(metavar="all|0,1|none", help=GPUS_HELP)] = None,
 ) -> None:
     """A Celery worker (one job at a time) on the settings in force, without the web app."""
-    from worker.cli.serve import serve_workers
+    from cli.serve import serve_workers
     from worker.device import GpuSpecError
 
     with user_errors():
@@ -331,9 +334,9 @@ def _exec_worker(gpu: int | None) -> None:
     """Become the Celery worker (pinned to `gpu` when given), so signals reach it directly."""
     import os
 
+    from cli.processes import worker_command
     from store.settings import get_settings
     from worker import device
-    from worker.devstack import worker_command
 
     name = "worker"
     if gpu is not None:

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from worker.cli import configs, jobs, options, summaries
-from worker.cli.errors import user_errors
+from cli import configs, jobs, options, summaries
+from cli.errors import user_errors
 
 PRETRAIN_DIR = "pretrain"
 RUNS = {"finetune-plain": False, "finetune-augment": True}  # folder -> augmentation on

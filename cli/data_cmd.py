@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from worker.cli import jobs, options
-from worker.cli.errors import CliError, data_errors, user_errors
-from worker.cli.summaries import table
+from cli import jobs, options
+from cli.errors import CliError, data_errors, user_errors
+from cli.summaries import table
 
 if TYPE_CHECKING:
     from worker.ml.datasets.dataset import Dataset

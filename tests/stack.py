@@ -1,9 +1,10 @@
-"""A development stack: the web app under uvicorn, Celery workers, PostgreSQL databases.
+"""The stack the tests start: the web app under uvicorn, Celery workers, PostgreSQL databases.
 
-One place for what `stacklab serve`, the tests, `bench/` and `docs/make_screenshots.py`
-all start: the command lines, a web app on a free port that answers, worker processes with
-their logs, a throw-away database, and an environment swapped in and out. It imports the
-store (to forget cached settings) but never the web: the web runs as a subprocess.
+Test-only scaffolding (also used by `bench/` and `docs/make_screenshots.py`), kept out of
+the installed package: a web app on a free port that answers, worker processes with their
+logs, a throw-away database on the test server (`STACKLAB_TEST_PG`), short test timings,
+and an environment swapped in and out. The command lines come from `cli.processes`, the
+same ones `stacklab serve` runs; the web itself always runs as a subprocess.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.processes import web_command, worker_command
 from worker import system_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +30,21 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("STACKLAB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
+# Every wait in the tests is an upper bound for an event, never a measure: on a machine
+# slower than ours, stretch them all with one factor (STACKLAB_TEST_TIMEOUT_SCALE=3), and
+# the windows below that decide a worker or an import is lost with them.
+TIMEOUT_SCALE = float(os.environ.get("STACKLAB_TEST_TIMEOUT_SCALE") or 1)
+
 # Short intervals so a dead worker is noticed in seconds, not the default half-minute.
 FAST = {
     "STACKLAB_HEARTBEAT_SECONDS": "0.5",
-    "STACKLAB_STALE_AFTER_SECONDS": "4",
+    "STACKLAB_STALE_AFTER_SECONDS": f"{4 * TIMEOUT_SCALE:g}",
     "STACKLAB_PROGRESS_INTERVAL_SECONDS": "0.2",
     "STACKLAB_EMBEDDED_POLL_SECONDS": "0.1",
-    "STACKLAB_RESEND_AFTER_SECONDS": "3",
+    "STACKLAB_RESEND_AFTER_SECONDS": f"{3 * TIMEOUT_SCALE:g}",
     # Small import budgets, so hostile uploads hit them in a second or two.
     "STACKLAB_IMPORT_MEMORY_MB": "768",
-    "STACKLAB_IMPORT_TIMEOUT_SECONDS": "5",
+    "STACKLAB_IMPORT_TIMEOUT_SECONDS": f"{5 * TIMEOUT_SCALE:g}",
 }
 
 # What stack_env swaps: where the data lives, which database, broker and queue, the token.
@@ -52,22 +58,6 @@ STACK_VARS = (
 )
 
 
-def worker_command(queue: str, name: str) -> list[str]:
-    """One prefork worker with one child: one job at a time per GPU."""
-    return [
-        *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
-        *("--pool=prefork", "--concurrency=1", "-Q", queue, "-n", f"{name}@%h"),
-        *("--loglevel=INFO", "--without-gossip", "--without-mingle"),
-    ]
-
-
-def web_command(host: str, port: int, *, log_level: str | None = None) -> list[str]:
-    """uvicorn serving the dashboard and the API."""
-    command = [sys.executable, "-m", "uvicorn", "backend.main:app"]
-    command += ["--host", host, "--port", str(port)]
-    return command + (["--log-level", log_level] if log_level else [])
-
-
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:
@@ -79,8 +69,17 @@ class WaitTimeout(AssertionError):
     """wait_for gave up; an AssertionError, so a test fails rather than errors."""
 
 
+def scaled(seconds: float) -> float:
+    """A timeout in seconds, stretched by STACKLAB_TEST_TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
+
+
 def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.2):
-    """Poll until predicate() is truthy; returns its value or fails saying what was awaited."""
+    """Poll until predicate() is truthy; returns its value or fails saying what was awaited.
+
+    `timeout` is a generous upper bound (scaled by STACKLAB_TEST_TIMEOUT_SCALE).
+    """
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -14,12 +14,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
 import typer
 
+from cli.processes import web_command, worker_command
 from store.settings import Settings
 from worker import device
-from worker.devstack import web_command, worker_command
 
 POLL_SECONDS = 0.5
 FIRST_BACKOFF_SECONDS = 1.0
@@ -35,22 +36,23 @@ class Supervised:
     name: str
     command: list[str]
     env: dict[str, str] | None = None  # set on top of ours (a GPU worker's device)
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     quick_deaths: int = 0  # exits in a row, each soon after its start
     restart_at: float | None = None
 
-    def start(self) -> None:
+    def start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env} if self.env else None
         self.proc = subprocess.Popen(self.command, env=env)
         self.started_at, self.restart_at = time.monotonic(), None
+        return self.proc
 
     def tend(self, now: float) -> None:
         """Notice an exit and schedule the restart; start again when its back-off is over."""
         if self.restart_at is not None:
             if now >= self.restart_at:
-                self.start()
-                typer.echo(f"{self.name} started again (pid {self.proc.pid})", err=True)
+                proc = self.start()
+                typer.echo(f"{self.name} started again (pid {proc.pid})", err=True)
             return
         code = self.proc.poll() if self.proc else None
         if code is None:
@@ -150,7 +152,7 @@ def supervise(services: list[Supervised], up: str) -> None:
         _stop([s.proc for s in services if s.proc is not None])
 
 
-def _interrupt(_signum, _frame) -> None:
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -192,4 +194,4 @@ def _this_machine() -> list[str]:
         infos = socket.getaddrinfo(socket.gethostname(), None)
     except OSError:  # no resolvable name: the names alone
         infos = []
-    return [*names, *(info[4][0] for info in infos)]
+    return [*names, *(str(info[4][0]) for info in infos)]

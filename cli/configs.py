@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from cli.errors import CliError
 from jobspec.stages import STAGES  # no imports of its own: --help stays instant
-from worker.cli.errors import CliError
 
 if TYPE_CHECKING:  # the config module imports Keras; only the commands that train load it
     from pydantic import BaseModel, ValidationError
+    from pydantic_core import ErrorDetails
 
     from jobspec.params import FinetuneConfig, PretrainConfig, TuneConfig
 
+Model = TypeVar("Model", bound="BaseModel")  # validated() returns the model it is given
 # Per-stage pretrain settings: the StageConfig field and how to read one value of it.
 STAGE_FIELDS: dict[str, Callable[[str], Any]] = {
     "kernel_size": int,
@@ -57,7 +59,7 @@ def per_stage(field: str, raw: str) -> list[Any]:
     return values * len(STAGES) if len(values) == 1 else values
 
 
-def stage_settings(raw_by_field: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+def stage_settings(raw_by_field: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
     """{'ae01': {...}, 'ae02': {...}, 'ae03': {...}} from per-stage option strings."""
     settings: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     for field, raw in raw_by_field.items():
@@ -79,7 +81,7 @@ def key_values(option: str, pairs: list[str]) -> dict[str, str]:
     return result
 
 
-def describe_error(error: dict) -> tuple[str, str | None, str]:
+def describe_error(error: ErrorDetails) -> tuple[str, str | None, str]:
     """(option, stage or None, problem) of one pydantic error; option is '' for a cross check."""
     loc = [part for part in error["loc"] if isinstance(part, str)]
     message = error["msg"].removeprefix("Value error, ")
@@ -108,7 +110,7 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+def validated(model: type[Model], data: dict[str, Any]) -> Model:
     """model.model_validate(data), with a CliError naming the options on failure."""
     from pydantic import ValidationError
 
@@ -123,7 +125,7 @@ def runtime(mixed_precision: bool, jit_compile: bool) -> dict[str, bool]:
     return {"mixed_precision": mixed_precision, "jit_compile": jit_compile}
 
 
-def pretrain_config(*, stages: dict[str, str | None], **fields: Any) -> PretrainConfig:
+def pretrain_config(*, stages: Mapping[str, str | None], **fields: Any) -> PretrainConfig:
     """PretrainConfig from per-stage option strings and the other fields."""
     from jobspec.params import PretrainConfig
 

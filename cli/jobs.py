@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.cli.errors import CliError, data_errors
+from cli.errors import CliError, data_errors
 
 if TYPE_CHECKING:
     from worker.ml.datasets.dataset import Dataset
@@ -68,7 +68,7 @@ def check_pretrained(path: Path | None, stages: tuple[str, ...], *, why: str) ->
 
 def run_with_progress(job: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
     """Run a core job with terminal progress and Ctrl-C handling; return (result, seconds)."""
-    from worker.cli.progress import TqdmReporter
+    from cli.progress import TqdmReporter
 
     # TensorFlow's Python warnings (tf.function retracing, ...) are not for a CLI user.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
