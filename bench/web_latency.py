@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobspec.status import RunStatus  # noqa: E402
 from tests.stack import stack_env, start_web  # noqa: E402
 
 TARGET_MS = 100.0
@@ -49,7 +50,7 @@ def seed(n_runs: int, epochs: int) -> list[int]:
             run = Run(
                 kind="finetune",
                 name=f"bench run {i}",
-                status="succeeded",
+                status=RunStatus.SUCCEEDED,
                 params={"encoder": "stacked", "augment": i % 2 == 0, "seed": i % 5},
                 seed=i % 5,
                 dataset_id=dataset_id,

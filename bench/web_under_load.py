@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobspec.status import RunStatus  # noqa: E402
 from tests.stack import Workers, stack_env, start_web, wait_for  # noqa: E402
 from worker.system_metrics import cpu_seconds  # noqa: E402
 
@@ -69,7 +70,8 @@ def seed_runs() -> list[int]:
                     values={"loss": 1 / epoch, "val_accuracy": 0.5 + epoch / 50},
                 )  # fmt: skip
             if i:
-                attempts.finish(session=session, run_id=run.id, attempt=1, status="succeeded")
+                done = RunStatus.SUCCEEDED
+                attempts.finish(session=session, run_id=run.id, attempt=1, status=done)
             ids.append(run.id)
     return ids
 
@@ -213,7 +215,7 @@ def train_once(base: str, epochs: int) -> dict:
 
     def done():
         row = httpx.get(f"{base}/api/runs/{run['id']}", timeout=30).json()
-        return row if row["status"] in ("succeeded", "failed", "cancelled") else None
+        return row if row["status"] in RunStatus.finished() else None
 
     row = wait_for(done, timeout=1800, what="the finetune to finish", every=1.0)
     from datetime import datetime

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jobspec.status import RunStatus  # noqa: E402
 from tests.stack import (  # noqa: E402
     FAST,
     REDIS_URL,
@@ -77,14 +78,12 @@ def measure(jobs: int, worker_pid: int) -> list[dict]:
         started = time.monotonic()
         run_id = launch(kind, params)
         state, error = wait_for(
-            lambda run_id=run_id: (
-                (s := status(run_id))[0] in ("succeeded", "failed", "cancelled") and s
-            ),
+            lambda run_id=run_id: (s := status(run_id))[0] in RunStatus.finished() and s,
             timeout=600,
             what=f"run {run_id}",
             every=0.2,
         )
-        if state != "succeeded":
+        if state != RunStatus.SUCCEEDED:
             raise SystemExit(f"run {run_id} ({kind}) {state}: {error}")
         time.sleep(0.5)  # the task returns after the run's final write: let it finish
         child = pool_children(worker_pid)

@@ -11,8 +11,9 @@ import typer
 from cli import configs, jobs, options, summaries
 from cli.errors import user_errors
 
-PRETRAIN_DIR = "pretrain"
-RUNS = {"finetune-plain": False, "finetune-augment": True}  # folder -> augmentation on
+# The demo's folders and summary sections are named after the kinds it runs: a pretrain
+# folder, and one finetune folder per variant, "<finetune>-<variant>".
+VARIANTS = {"plain": False, "augment": True}  # variant -> augmentation on
 
 
 @dataclass(frozen=True)
@@ -55,28 +56,33 @@ def demo(
     jit_compile: options.JitCompile = False,
 ) -> None:
     """Run the whole workflow on the demo data: pretrain, finetune plain and augmented."""
+    from jobspec.builtin_kinds import FINETUNE, PRETRAIN  # here: --help loads no pydantic
+
     plan = QUICK if quick else FULL
     runtime = configs.runtime(mixed_precision, jit_compile)
     with user_errors():
         pretrain_config = _pretrain_config(plan, seed, runtime)
         finetune_configs = {
-            name: _finetune_config(plan, seed, runtime, augment) for name, augment in RUNS.items()
+            f"{FINETUNE.name}-{variant}": _finetune_config(plan, seed, runtime, augment)
+            for variant, augment in VARIANTS.items()
         }
         dataset = jobs.load_data("demo", train_limit=plan.n_train, test_limit=plan.n_test)
     summary: dict[str, Any] = {"command": "demo", "quick": quick, "cancelled": False}
     summary["dataset"] = summaries.dataset_brief(dataset)
-    summary["pretrain"] = _pretrain(dataset, pretrain_config, out / PRETRAIN_DIR)
-    summary["cancelled"] = summary["pretrain"]["cancelled"]
-    summary["finetune"] = {}
+    pretrained = out / PRETRAIN.name
+    summary[PRETRAIN.name] = _pretrain(dataset, pretrain_config, pretrained)
+    summary["cancelled"] = summary[PRETRAIN.name]["cancelled"]
+    finetuned: dict[str, dict] = {}
+    summary[FINETUNE.name] = finetuned
     for name, config in finetune_configs.items():
         if summary["cancelled"]:
             break
-        run = _finetune(dataset, config, out / name, out / PRETRAIN_DIR)
-        summary["finetune"][name] = run
-        summary["cancelled"] = run["cancelled"]
-    steps = [summary["pretrain"], *summary["finetune"].values()]
+        finetuned[name] = _finetune(dataset, config, out / name, pretrained)
+        summary["cancelled"] = finetuned[name]["cancelled"]
+    steps = [summary[PRETRAIN.name], *finetuned.values()]
     summary["seconds"] = round(sum(step["seconds"] for step in steps), 1)
-    summaries.finish(out, summary, comparison_lines(summary))
+    lines = comparison_lines(summary, pretrains=PRETRAIN.name, finetunes=FINETUNE.name)
+    summaries.finish(out, summary, lines)
 
 
 def _pretrain_config(plan: Plan, seed: int, runtime: dict) -> Any:
@@ -102,7 +108,7 @@ def _finetune_config(plan: Plan, seed: int, runtime: dict, augment: bool) -> Any
 
 def _pretrain(dataset: Any, config: Any, out_dir: Path) -> dict:
     """Pretrain step: run, record its summary.json, print its table."""
-    typer.secho("== pretrain (AE01 -> AE02 -> AE03)", bold=True)
+    typer.secho(f"== {out_dir.name} (AE01 -> AE02 -> AE03)", bold=True)
     result, seconds = jobs.pretrain(dataset, config, out_dir)
     summary = summaries.pretrain_summary(result, dataset, seconds, out_dir)
     summaries.record(out_dir, summary, summaries.pretrain_lines(summary))
@@ -118,10 +124,10 @@ def _finetune(dataset: Any, config: Any, out_dir: Path, pretrained: Path) -> dic
     return summary
 
 
-def comparison_lines(summary: dict) -> list[str]:
-    """The table the demo ends with: one row per finetune run."""
+def comparison_lines(summary: dict, *, pretrains: str, finetunes: str) -> list[str]:
+    """The table the demo ends with: one row per run in the summary's `finetunes` section."""
     rows = []
-    for name, run in summary["finetune"].items():
+    for name, run in summary[finetunes].items():
         scores = run["evaluation"] or {}
         training = run["training"]
         rows.append([
@@ -137,6 +143,6 @@ def comparison_lines(summary: dict) -> list[str]:
         f"demo {'stopped' if summary['cancelled'] else 'finished'} after "
         f"{summaries.duration(summary['seconds'])}",
         *summaries.table(["run", "test acc", "balanced acc", "best epoch", "epochs", "time"], rows),
-        f"pretrained autoencoders: {summary['pretrain']['out_dir']}",
+        f"pretrained autoencoders: {summary[pretrains]['out_dir']}",
         *([QUICK_NOTE] if summary["quick"] else []),
     ]

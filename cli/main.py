@@ -15,6 +15,7 @@ from cli.data_cmd import data_app
 from cli.demo import DEMO_HELP, demo
 from cli.errors import CliError, user_errors
 from cli.options import TRAIN_PANEL, train_option
+from jobspec.stages import AE01  # no imports of its own: --help stays instant
 
 if TYPE_CHECKING:  # pydantic loads only in the commands that need it
     from jobspec.params import FinetuneConfig
@@ -77,7 +78,7 @@ def tune(
     out: options.Out,
     stage: Annotated[
         str, train_option("Stage to tune: ae01, ae02 or ae03 (ae02/ae03 need --pretrained).")
-    ] = "ae01",
+    ] = AE01,
     trials: Annotated[int, train_option("Trials this process runs.")] = 9,
     kernel_sizes: Annotated[
         str, train_option("Kernel sizes to try, comma-separated.", "K,K,...")

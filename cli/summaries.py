@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cli.errors import CANCELLED_EXIT_CODE
+from jobspec.stages import TRIAL_STAGE  # no imports of its own
 
 if TYPE_CHECKING:
     from worker.ml.datasets.dataset import Dataset
@@ -99,8 +100,10 @@ def finish(out_dir: Path, summary: dict[str, Any], lines: list[str]) -> None:
 
 def pretrain_summary(result: Any, dataset: Dataset, seconds: float, out_dir: Path) -> dict:
     """summary.json content of a pretrain run."""
+    from jobspec.builtin_kinds import PRETRAIN  # loaded already: the job has run
+
     return {
-        "command": "pretrain",
+        "command": PRETRAIN.name,
         "dataset": dataset_brief(dataset),
         "seconds": round(seconds, 1),
         "cancelled": result.cancelled,
@@ -133,8 +136,10 @@ def evaluation_brief(evaluation: Any) -> dict | None:
 
 def finetune_summary(result: Any, dataset: Dataset, seconds: float, out_dir: Path) -> dict:
     """summary.json content of a finetune run."""
+    from jobspec.builtin_kinds import FINETUNE
+
     return {
-        "command": "finetune",
+        "command": FINETUNE.name,
         "dataset": dataset_brief(dataset),
         "seconds": round(seconds, 1),
         "cancelled": result.cancelled,
@@ -166,8 +171,10 @@ def finetune_lines(summary: dict) -> list[str]:
 
 def tune_summary(result: Any, dataset: Dataset, seconds: float, out_dir: Path) -> dict:
     """summary.json content of a tune run."""
+    from jobspec.builtin_kinds import TUNE
+
     return {
-        "command": "tune",
+        "command": TUNE.name,
         "dataset": dataset_brief(dataset),
         "seconds": round(seconds, 1),
         "cancelled": result.cancelled,
@@ -188,7 +195,8 @@ def tune_lines(summary: dict) -> list[str]:
     best = ", ".join(f"{k}={v}" for k, v in summary["best_params"].items()) or "-"
     return [
         f"tune finished in {duration(summary['seconds'])}: study {summary['study_name']!r}",
-        *table(["trial", "state", "val_loss", "params"], rows),
+        # The first column is each trial's number, the N of its stage "trial-N".
+        *table([TRIAL_STAGE, "state", "val_loss", "params"], rows),
         f"best: {best} (val_loss {number(summary['best_value'], 5)})",
         f"storage: {summary['storage']}",
     ]

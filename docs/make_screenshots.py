@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from jobspec.status import RunStatus  # noqa: E402
 from tests.stack import Workers, stack_env, start_web, wait_for  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -29,7 +30,7 @@ STAGE = {"epochs": 3, "batch_size": 32}
 def _finished(base: str, run_ids: list[int], timeout: float) -> None:
     def done() -> bool:
         runs = [httpx.get(f"{base}/api/runs/{i}").json() for i in run_ids]
-        return all(r["status"] in ("succeeded", "failed", "cancelled") for r in runs)
+        return all(r["status"] in RunStatus.finished() for r in runs)
 
     wait_for(done, timeout=timeout, what=f"runs {run_ids}", every=2)
 

@@ -57,6 +57,11 @@ class SplitPlan:
     max_train_images: int | None = None
     steps_per_epoch: int | None = None
 
+    @property
+    def quick(self) -> bool:
+        """Whether the job trains on fewer images or batches than its data set gives."""
+        return self.max_train_images is not None or self.steps_per_epoch is not None
+
     def images(self, n_train: int, batch: int) -> tuple[int, int]:
         """(training images an epoch sees, validation images) of a data set's n_train."""
         cap = self.max_train_images

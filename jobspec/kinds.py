@@ -146,7 +146,8 @@ class JobKind(Generic[P]):
         """The value of its trials field (None: the kind has none)."""
         if self.trials_field is None:
             return None
-        return int(getattr(config, self.trials_field))
+        value = getattr(config, self.trials_field)  # None: the kind's "no set number"
+        return None if value is None else int(value)
 
     @property
     def task(self) -> str:

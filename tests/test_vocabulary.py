@@ -1,10 +1,11 @@
 """One status vocabulary: no quoted status name outside jobspec/status.py.
 
 Every value of every enum in jobspec.status (run statuses, attempt outcomes, import states
-and phases) is a status name. Python (backend/, store/, worker/, jobspec/, cli/; migrations
-0001-0006 are history) may not hold one as a string value, nor quote one inside a string
-(an SQL `'queued'`): it uses the enum's member or group. Templates and JS may not quote one
-at all: they get the vocabulary from the server (Jinja globals, `dom.status`).
+and phases) is a status name. Python (backend/, store/, worker/, jobspec/, cli/, bench/,
+docs/; migrations 0001-0006 are history) may not hold one as a string value, nor quote one
+inside a string (an SQL `'queued'`): it uses the enum's member or group. Templates and JS
+may not quote one at all: they get the vocabulary from the server (Jinja globals,
+`dom.status`).
 
 Allowed, because they are not status values: a field name (a dict display's key, a
 subscript, `.get("cancelled")`: e.g. the boolean `cancelled` of a stored training result),
@@ -23,7 +24,8 @@ from pathlib import Path
 from jobspec import status
 from tests.stack import REPO_ROOT
 
-PYTHON_ROOTS = ("backend", "store", "worker", "jobspec", "cli")
+# bench/ and docs/ too: their scripts drive the app and wait on its statuses.
+PYTHON_ROOTS = ("backend", "store", "worker", "jobspec", "cli", "bench", "docs")
 FRONT_END = (("templates", "*.html"), ("static/js", "*.js"))
 HISTORY = re.compile(r"store/migrations/versions/000[1-6]_")
 HOME = "jobspec/status.py"

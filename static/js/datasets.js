@@ -3,7 +3,7 @@
 
 const datasetPages = (() => {
   const { el, cell, row, plot, fmt } = dom;
-  const { IMPORT, IMPORT_PHASE } = dom.status;
+  const { IMPORT, IMPORT_PHASE, RUN } = dom.status;
 
   const chart = document.getElementById("class-distribution");
   if (chart) plot(chart, JSON.parse(document.getElementById("class-distribution-data").textContent));
@@ -35,7 +35,7 @@ const datasetPages = (() => {
       state.replaceChildren();
       if (status.state === IMPORT_PHASE.DONE) {
         const link = el("a", { href: `/datasets/${encodeURIComponent(item.name)}` }, "open the data set");
-        state.append(el("span", { class: "badge succeeded" }, "imported"), " ", link);
+        state.append(el("span", { class: `badge ${RUN.SUCCEEDED}` }, "imported"), " ", link);
         refreshList().catch(console.error);
       } else {
         state.append(el("span", { class: `badge ${IMPORT_PHASE.FAILED}` }, IMPORT_PHASE.FAILED), el("div", { class: "error" }, status.message || ""));

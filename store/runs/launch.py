@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from jobspec import kinds
 from jobspec.kinds import SplitPlan
-from jobspec.params import is_quick
 from jobspec.status import RunStatus
 from store import queue
 from store.base import JSONObject
@@ -197,7 +196,7 @@ def create_rows(
             session=session,
             kind=run_in.kind,
             name=run_in.name or run_in.kind,
-            tags=_tags(run_in.tags, plan.config),
+            tags=_tags(run_in.tags, kinds.get(run_in.kind).split(plan.config)),
             params=plan.config.model_dump(mode="json"),
             seed=getattr(plan.config, "seed", 0),
             dataset_id=plan.dataset_id,
@@ -220,11 +219,11 @@ def create_rows(
     return runs
 
 
-def _tags(tags: list[str], config: BaseModel) -> list[str]:
-    """The request's tags, "quick" kept exactly on runs limited to fewer images or batches
-    (a clone of a quick run with the limits taken out loses it)."""
+def _tags(tags: list[str], split: SplitPlan) -> list[str]:
+    """The request's tags, "quick" kept exactly on runs its kind's split limits to fewer
+    images or batches (a clone of a quick run with the limits taken out loses it)."""
     plain = [tag for tag in tags if tag != QUICK_TAG]
-    return [*plain, QUICK_TAG] if is_quick(config) else plain
+    return [*plain, QUICK_TAG] if split.quick else plain
 
 
 def launch(
@@ -279,12 +278,22 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     """Run a failed or cancelled run again, under the same id, resuming from its checkpoint
     (fresh: from the start). Nothing is deleted here."""
     run = runs_service.get_run(session, run_id)
+    if kinds.find(run.kind) is None:  # checked before the commit: it could not be sent
+        raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: {unknown_kind(run.kind)}")
     limits.check_count(get_settings(), session, runs=1, field="run", launched_by=run.launched_by)
     queue.check()
     run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh)
     session.commit()
     send_runs(session, [run])
     return run
+
+
+def unknown_kind(kind: str) -> str:
+    """Why a stored run's kind cannot run here: its plug-in is not installed."""
+    return (
+        f"no job kind {kind!r} is installed in this server "
+        f"(known: {', '.join(kinds.names())}; plug-ins come from {kinds.PLUGIN_ENV})"
+    )
 
 
 def clone(

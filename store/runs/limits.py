@@ -67,7 +67,8 @@ def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
             raise over(field, f"batch of {batch:,}", settings.max_batch_size, "max_batch_size")
     memory = job.batch_memory_mb(config)
     if memory > settings.max_batch_memory_mb:
-        field = max(batches, key=lambda item: item[1])[0]
+        # The largest batch field, or the params (a kind may estimate with none so named).
+        field = max(batches, key=lambda item: item[1])[0] if batches else "params"
         what = f"one training batch of this model needs about {memory:,.0f} MiB"
         raise over(field, what, settings.max_batch_memory_mb, "max_batch_memory_mb")
 

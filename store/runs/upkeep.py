@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from jobspec import kinds
 from jobspec.status import AttemptOutcome, RunStatus
 from store import resend
 from store.datasets import lifecycle as imports_lifecycle
@@ -150,6 +151,7 @@ class Upkeep:
         self.session_scope, self.send, self.settings = session_scope, send, settings
         self.own_runs = own_runs
         self.store_up_since: float | None = None
+        self.unknown_kinds: set[int] = set()  # runs of a kind this process cannot send
 
     def store_down(self) -> None:
         """The caller failed to reach the store: reaping waits a whole window once it is back."""
@@ -227,6 +229,11 @@ class Upkeep:
             )
         sent = []
         for run_id, kind in due:
+            if kinds.find(kind) is None:  # its plug-in is not installed here: not a broker fault
+                if run_id not in self.unknown_kinds:
+                    self.unknown_kinds.add(run_id)
+                    log.warning("run %s: kind %r is unknown here; not sent", run_id, kind)
+                continue
             with self.session_scope() as session:
                 if not take_for_send(session, run_id, resend_after=settings.resend_after_seconds):
                     continue
