@@ -67,6 +67,8 @@ PRETRAIN = register(
         default_rates=AE_RATES,
         batch_memory_mb=_pretrain_memory,
         features=Features(experiment_root=True, reconstructions=True),
+        provides=lambda result: tuple(result.get("trained_stages") or ()),
+        parent_files=("pretrain.json", *(f"{stage}.weights.h5" for stage in STAGES)),
     )
 )
 
@@ -167,5 +169,6 @@ FINETUNE = register(
             parent_label="Pretrained weights",
             no_parent_label="from scratch (encoder: scratch)",
         ),
+        file_prefixes={FINETUNE_STAGE: "classifier"},
     )
 )

@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from jobspec.kind_fields import Features, Keep, RankKey, SplitPlan
+from jobspec.kind_names import TASK_PREFIX, refusal
 from jobspec.stages import STAGES, TRIAL_STAGE
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 
 P = TypeVar("P", bound=BaseModel)
 
-TASK_PREFIX = "stacklab."
 PLUGIN_ENV = "STACKLAB_KIND_MODULES"  # comma-separated modules that register kinds
 PLUGIN_GROUP = "stacklab.kinds"  # Python entry points whose load() registers kinds
 FALLBACK_RATE = 100.0  # images/s of a model nothing was measured for nor declared
@@ -87,6 +87,10 @@ def _no_memory(config: BaseModel) -> float:
     return 0.0
 
 
+def _provides_nothing(result: Mapping[str, Any]) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class JobKind(Generic[P]):
     """One kind of job. Every function takes the validated config `P` (columns: the
@@ -111,6 +115,12 @@ class JobKind(Generic[P]):
     batch_memory_mb: Callable[[P], float] = _no_memory  # 0: no memory check
     trials_field: str | None = None  # a params field that multiplies its work (max_trials)
     features: Features = Features()
+    # stage -> the name its weights files start with, where that is not the stage's name
+    file_prefixes: Mapping[str, str] = field(default_factory=dict)
+    # As a parent (features.experiment_root: both required): the stages a finished run of
+    # it provides, read from its stored result, and the files a child's worker fetches.
+    provides: Callable[[Mapping[str, Any]], tuple[str, ...]] = _provides_nothing
+    parent_files: tuple[str, ...] = ()
 
     def config(self, params: Mapping[str, Any] | None) -> P | None:
         """The validated config of stored params; None when they no longer validate."""
@@ -129,6 +139,32 @@ class JobKind(Generic[P]):
         (a run stored under older rules has no plan rather than a wrong one)."""
         config = self.config(params)
         return {} if config is None else self.plan(config)
+
+    def epochs_of(self, params: Mapping[str, Any] | None, stage: str) -> int | None:
+        """The epochs a stored stage was planned to train: its plan's, or for one trial
+        ("trial-3") of a plan in trials, the trials' share (None: not in the plan)."""
+        config = self.config(params)
+        if config is None:
+            return None
+        plan, trials = self.plan(config), self.trials(config)
+        if stage in plan:
+            return plan[stage]
+        if stage.startswith(f"{TRIAL_STAGE}-") and TRIAL_STAGE in plan and trials:
+            return plan[TRIAL_STAGE] // trials
+        return None
+
+    def evaluated_stage(self, params: Mapping[str, Any] | None) -> str | None:
+        """The stage whose model an evaluated kind (`features.evaluation`) keeps and scores:
+        its Keep's, else its plan's last (None: not evaluated, or params do not validate)."""
+        config = self.config(params)
+        if config is None or not self.features.evaluation:
+            return None
+        keep = self.keeps(config)
+        return keep.stage if keep is not None else next(reversed(self.plan(config)), None)
+
+    def file_prefix(self, stage: str) -> str:
+        """What the names of a stage's weights files start with."""
+        return self.file_prefixes.get(stage, stage)
 
     def total_epochs(self, config: P) -> int:
         """Epochs the job may train at most: its plan summed (a tune: trials x epochs)."""
@@ -191,8 +227,15 @@ def _load() -> None:
 
 
 def register(kind: JobKind[P]) -> JobKind[P]:
-    """Add a kind (at import time of its module; tests use `registered`)."""
+    """Add a kind (at import time of its module; tests use `registered`). Its name must
+    be a short lowercase identifier outside `jobspec.kind_names.RESERVED`."""
     _builtins()
+    if (why := refusal(kind.name)) is not None:
+        raise ValueError(why)
+    if kind.features.experiment_root and (
+        kind.provides is _provides_nothing or not kind.parent_files
+    ):
+        raise ValueError(f"{kind.name}: a parent kind declares `provides` and `parent_files`")
     if kind.name in _REGISTRY:
         raise ValueError(f"job kind {kind.name!r} is already registered")
     if kind.trials_field is not None and kind.trials_field not in kind.params.model_fields:

@@ -1,7 +1,7 @@
 """The status vocabulary, defined once: a run's status, how an attempt ended, where a data
-set import stands. Pure standard library, read by every layer (store columns and the
-database CHECK of migration 0007, the worker, the web, and through the web the templates
-and `dom.status` in static/js/dom.js).
+set import stands, an Optuna trial's state. Pure standard library, read by every layer
+(store columns and the database CHECK of migration 0007, the worker, the web, and through
+the web the templates and `dom.status` in static/js/dom.js).
 
 Each concept is its own enum, even where two share a word: a run is "failed", an attempt
 that failed is too, but an attempt can also be "lost" and a run never is. Groups are
@@ -13,7 +13,7 @@ Jinja and in JSON); a member answers `is_active`/`is_finished` itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
+from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -147,6 +147,23 @@ class ImportPhase(StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+
+
+class TrialState(StrEnum):
+    """Where one Optuna trial of a tune stands, as tune_trials.state stores it and the study
+    page shows it: the lowercase name of the `optuna.trial.TrialState` member (a second
+    vocabulary, Optuna's; mirrored here so the web need not import Optuna to read it)."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAIL = "fail"
+
+    @classmethod
+    def of(cls, state: Enum) -> TrialState:
+        """The member for an `optuna.trial.TrialState` (matched by name)."""
+        return cls(state.name.lower())
 
 
 def sql_in(column: str, values: tuple[StrEnum, ...] | type[StrEnum]) -> str:

@@ -15,17 +15,20 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from jobspec import kinds
-from store.settings import Settings, get_settings
 
-IMPORT_TASK = "stacklab.import_dataset"  # its id is a dataset_imports row's
-# Its id is a cancelled or failed finetune's: score its stored classifier on the test split.
-EVALUATE_TASK = "stacklab.evaluate"
-# Tasks that are not a job kind's, by the name enqueue() takes.
-OTHER_TASKS = {"import": IMPORT_TASK, "evaluate": EVALUATE_TASK}
+# The tasks that are not a job kind's, named once in jobspec.kind_names (no kind may take
+# those names) and re-exported here for enqueue()'s callers and the worker's tasks:
+# IMPORT (its id is a dataset_imports row's), EVALUATE (a cancelled or failed finetune's).
+from jobspec.kind_names import EVALUATE as EVALUATE
+from jobspec.kind_names import EVALUATE_TASK as EVALUATE_TASK
+from jobspec.kind_names import IMPORT as IMPORT
+from jobspec.kind_names import IMPORT_TASK as IMPORT_TASK
+from jobspec.kind_names import OTHER_TASKS as OTHER_TASKS
+from store.settings import Settings, get_settings
 
 
 def task_name(kind: str) -> str:
-    """The Celery task a run of this kind (or "import", a data set import, or "evaluate",
+    """The Celery task a run of this kind (or IMPORT, a data set import, or EVALUATE,
     scoring a stopped finetune) is sent to."""
     return OTHER_TASKS.get(kind) or kinds.get(kind).task
 

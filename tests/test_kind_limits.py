@@ -23,7 +23,7 @@ class OneFieldConfig(BaseModel):
     rounds: int | None = Field(None, ge=1, description="Rounds; none: until told to stop")
 
 
-BASE = kinds.JobKind(name="limits-probe", params=OneFieldConfig, entry="tests.toykind_job:count")
+BASE = kinds.JobKind(name="limits_probe", params=OneFieldConfig, entry="tests.toykind_job:count")
 
 
 def test_a_kind_too_big_for_memory_without_a_batch_size_field_is_refused_by_name():
@@ -55,7 +55,7 @@ class CappedConfig(BaseModel):
 
 
 CAPPED = kinds.JobKind(
-    name="capped-probe",
+    name="capped_probe",
     params=CappedConfig,
     entry="tests.toykind_job:count",
     split=lambda config: kinds.SplitPlan(max_train_images=config.sample),

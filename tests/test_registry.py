@@ -4,6 +4,7 @@ plans behind progress, ETAs and limits agree with what the jobs train."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobspec import budget, kinds
+from backend.runs import form
+from jobspec import budget, kind_names, kinds
 from jobspec.metrics import goal_of, metric
 from jobspec.params import STAGES as PARAMS_STAGES
 from jobspec.params import Stage
@@ -208,3 +210,38 @@ def test_the_curves_chart_only_losses_and_accuracies():
         None,
         None,
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        queue.IMPORT,  # enqueue()'s name for a data set import
+        queue.EVALUATE,  # and for scoring a stopped finetune
+        queue.IMPORT_TASK.removeprefix(kinds.TASK_PREFIX),  # its task would be the import's
+        form.STUDY_KIND,  # the new-run form's ablation tab
+        *form.LEGACY_KINDS,  # and that tab's old name in kept links
+    ],
+)
+def test_a_kind_may_not_take_a_name_another_task_or_a_form_tab_has(name):
+    with pytest.raises(ValueError, match="reserved"):
+        kinds.register(dataclasses.replace(TOY, name=name))
+    assert name not in kinds.names()
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Toy", "toy-kind", "toy kind", "1toy", "_toy", "toy/x", "tøy", "t" * 33]
+)
+def test_a_kind_name_must_be_a_short_lowercase_identifier(name):
+    with pytest.raises(ValueError, match="lowercase"):
+        kinds.register(dataclasses.replace(TOY, name=name))
+    assert name not in kinds.names()
+
+
+def test_every_name_the_queue_and_the_form_take_for_themselves_is_reserved():
+    """One set, derived from the constants those names are defined by."""
+    other_names = {*queue.OTHER_TASKS, form.STUDY_KIND, *form.LEGACY_KINDS}
+    other_names |= {task.removeprefix(kinds.TASK_PREFIX) for task in queue.OTHER_TASKS.values()}
+    assert other_names <= kind_names.RESERVED
+    assert not set(kinds.names()) & kind_names.RESERVED
+    with kinds.registered(dataclasses.replace(TOY, name="toy_2")) as kind:
+        assert kind.name in kinds.names()

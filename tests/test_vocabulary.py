@@ -2,10 +2,10 @@
 
 Every value of every enum in jobspec.status (run statuses, attempt outcomes, import states
 and phases) is a status name. Python (backend/, store/, worker/, jobspec/, cli/, bench/,
-docs/; migrations 0001-0006 are history) may not hold one as a string value, nor quote one
-inside a string (an SQL `'queued'`): it uses the enum's member or group. Templates and JS
-may not quote one at all: they get the vocabulary from the server (Jinja globals,
-`dom.status`).
+docs/; not the migrations: history, each freezes its values) may not hold one as a string
+value, nor quote one inside a string (an SQL `'queued'`): it uses the enum's member or
+group. Templates and JS may not quote one at all: they get the vocabulary from the server
+(Jinja globals, `dom.status`).
 
 Allowed, because they are not status values: a field name (a dict display's key, a
 subscript, `.get("cancelled")`: e.g. the boolean `cancelled` of a stored training result),
@@ -27,7 +27,7 @@ from tests.stack import REPO_ROOT
 # bench/ and docs/ too: their scripts drive the app and wait on its statuses.
 PYTHON_ROOTS = ("backend", "store", "worker", "jobspec", "cli", "bench", "docs")
 FRONT_END = (("templates", "*.html"), ("static/js", "*.js"))
-HISTORY = re.compile(r"store/migrations/versions/000[1-6]_")
+HISTORY = re.compile(r"store/migrations/versions/")  # history: frozen literals, by design
 HOME = "jobspec/status.py"
 NAMES = frozenset(
     member.value
@@ -159,3 +159,15 @@ def test_dom_js_reads_every_part_of_the_vocabulary_the_server_sends():
         assert f"v.{key}" in dom_js, key
     base = (REPO_ROOT / "templates" / "base.html").read_text(encoding="utf-8")
     assert 'id="status-vocabulary">{{ status_vocabulary|tojson }}' in base
+
+
+def test_trial_states_are_optunas_by_name_and_the_study_page_reads_them():
+    """Optuna's trial states are a vocabulary of their own, mirrored once (the web does not
+    import Optuna to read a stored one)."""
+    import optuna
+
+    from jobspec.status import TrialState
+
+    assert {state.name.lower() for state in optuna.trial.TrialState} == set(TrialState)
+    assert all(TrialState.of(state).name == state.name for state in optuna.trial.TrialState)
+    assert TrialState.COMPLETE in NAMES and TrialState.PRUNED in NAMES  # scanned as statuses

@@ -34,13 +34,12 @@ from worker.datasets import load_from_store
 from worker.recorder import StoreRecorder
 
 log = logging.getLogger(__name__)
-PARENT_FILES = ("pretrain.json", "ae01.weights.h5", "ae02.weights.h5", "ae03.weights.h5")
 NOT_STORED = {"study.db"}
 T = TypeVar("T")
 
 
 class ParentNotReady(Exception):
-    """The pretrain run this run needs has not finished yet: try again later."""
+    """The parent run this run needs has not finished yet: try again later."""
 
 
 class StoreNotReady(Exception):
@@ -139,7 +138,7 @@ def _check_parent(session: Session, run: Run) -> None:
         return
     parent = runs_service.get_run(session, run.parent_run_id)
     if parent.status.is_active:
-        raise ParentNotReady(f"pretrain run {parent.id} is {parent.status}")
+        raise ParentNotReady(f"{parent.kind} run {parent.id} is {parent.status}")
 
 
 def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorder) -> str:
@@ -309,10 +308,12 @@ def _stage_plan(spec: RunSpec) -> dict[str, int]:
 
 
 def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
-    """The parent pretrain run's manifest and weights, in the local cache."""
+    """The files the parent's kind gives its children (`parent_files`: a pretrain's
+    manifest and weights), in the local cache."""
     target = cache_dir / "runs" / str(parent_run_id)
     with session_scope() as session:
-        for name in PARENT_FILES:
+        job = kinds.find(runs_service.get_run(session, parent_run_id).kind)
+        for name in job.parent_files if job else ():
             if (target / name).exists():
                 continue
             try:

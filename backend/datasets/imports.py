@@ -234,7 +234,7 @@ def start_import(
     import_id = row.id
     session.commit()  # the worker must find the import when the task arrives
     try:
-        queue.enqueue("import", import_id)
+        queue.enqueue(queue.IMPORT, import_id)
     except Exception as err:  # broker down: nothing is left behind
         session.execute(delete(DatasetImport).where(DatasetImport.id == import_id))
         _delete_artifact(session, artifact.id)

@@ -12,7 +12,7 @@ from backend import plotting
 from backend.runs import figures
 from backend.runs.downsample import downsample
 from jobspec import ablations, kinds
-from jobspec.stages import AE01, AE02, AE03, FINETUNE_STAGE
+from jobspec.stages import AE01, AE02, AE03
 from store.artifacts import service as artifacts_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
@@ -23,16 +23,26 @@ from store.runs.models import Run, RunGroup
 MAX_NPZ_BYTES = 64 * 1024 * 1024  # probe images are a few hundred KiB; refuse anything odd
 
 
+def evaluated_stage(run: Run) -> str | None:
+    """The stage whose model an evaluated kind keeps and scores (None: the kind is not
+    evaluated, or not installed), as the kind says."""
+    job = kinds.find(run.kind)
+    return job.evaluated_stage(run.params) if job else None
+
+
 def best_epoch(session: Session, run: Run) -> int | None:
-    """Early stopping's pick for a finetune run: from its result, or the epoch it would
-    restore so far (the monitor's kept epoch, min_delta counted)."""
-    if not kinds.features(run.kind).evaluation:
+    """The epoch of `evaluated_stage` an evaluated run keeps: from its result, or the one
+    its kind's Keep rule (early stopping) would restore so far, min_delta counted."""
+    job = kinds.find(run.kind)
+    if job is None or job.evaluated_stage(run.params) is None:
         return None
     training = (run.result or {}).get("training") or {}
     if training.get("best_epoch"):
         return int(training["best_epoch"])
-    monitor = ((run.params or {}).get("early_stopping") or {}).get("monitor", "val_loss")
-    summary = metrics_service.summaries(session, run.id).get(f"{FINETUNE_STAGE}/{monitor}")
+    keep = job.kept_epoch_rule(run.params)
+    if keep is None:  # it keeps its last epoch: no pick to mark
+        return None
+    summary = metrics_service.summaries(session, run.id).get(f"{keep.stage}/{keep.monitor}")
     if not summary:
         return None
     return summary["kept_step"] if summary["kept_step"] is not None else summary["best_step"]
@@ -46,6 +56,7 @@ def curves(session: Session, run_id: int, max_points: int) -> dict:
         series,
         max_points=max_points,
         best_epoch=best_epoch(session, run),
+        best_stage=evaluated_stage(run),
         plan=_plan(run),
     )
     last = max((points[-1][0] for points in series.values() if points), default=0)
@@ -250,7 +261,9 @@ def training_state(run: Run) -> dict | None:
     if not kinds.features(run.kind).evaluation or not training.get("epochs_run"):
         return None
     ran = int(training["epochs_run"])
-    planned = training.get("epochs_planned") or (run.params or {}).get("epochs") or ran
+    stage, job = evaluated_stage(run), kinds.find(run.kind)
+    planned_by_kind = job.epochs_of(run.params, stage) if job and stage else None
+    planned = training.get("epochs_planned") or planned_by_kind or ran
     if "epochs_planned" in training:
         stopped = bool(training.get("stopped_early"))
     else:  # older runs said stopped_early even when training ran to its last epoch

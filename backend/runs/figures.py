@@ -48,6 +48,7 @@ def curves_figure(
     *,
     max_points: int = 500,
     best_epoch: int | None = None,
+    best_stage: str | None = None,
     plan: dict[str, int] | None = None,
 ) -> dict:
     """Loss and accuracy as small multiples: one cell per (panel, stage), each with its own
@@ -55,7 +56,8 @@ def curves_figure(
 
     plan: stage -> planned epochs: every planned stage gets its cell (empty until it trains)
     and its axis spans the epochs still to come.
-    best_epoch: early stopping's pick, a vertical line in the finetune cells.
+    best_epoch: the kept epoch of `best_stage` (the kind's evaluated stage: early
+    stopping's pick), a vertical line in that stage's cells.
     """
     keys = [k for k in series if _panel(k.rsplit("/", 1)[1]) and series[k]]
     planned = {stage: n for stage, n in (plan or {}).items() if not stage.startswith(TRIAL_STAGE)}
@@ -76,7 +78,8 @@ def curves_figure(
     layout = grid.layout()
     for cell in cells:
         epochs = max(last[cell], planned.get(cell[1], 0))
-        grid.style(layout, cell, epochs, best_epoch if cell[1] == FINETUNE_STAGE else None)
+        marked = best_stage is not None and cell[1] == _column(best_stage)
+        grid.style(layout, cell, epochs, best_epoch if marked else None)
     return plotting.figure(data, layout)
 
 

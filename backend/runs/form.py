@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from backend.datasets.schemas import DatasetRead
-from jobspec import ablations, kinds
+from jobspec import ablations, kind_names, kinds
 from jobspec.labels import label
 from jobspec.params import FinetuneConfig
 from store.datasets import service as datasets_service
@@ -19,10 +19,11 @@ from store.runs import service as runs_service
 from store.runs.schemas import RunRead
 from store.settings import get_settings
 
-# The form's own kind: a group of finetunes (POST /api/ablations), not a job kind.
-STUDY_KIND = "ablation"
+# The form's own kind: a group of finetunes (POST /api/ablations), not a job kind (no kind
+# may take its name or its old one: jobspec.kind_names).
+STUDY_KIND = kind_names.STUDY_FORM
 STUDY_NO_PARENT = "none (encoder: scratch; not for studies of pretraining, encoder or freezing)"
-LEGACY_KINDS = {"augmentation": STUDY_KIND}  # the tab's old name, in links people kept
+LEGACY_KINDS = kind_names.LEGACY_FORM_TABS  # the tab's old name, in links people kept
 STUDY_HELP = (
     "One factor switched between two arms, the same finetune otherwise, once per seed, "
     "as one group; the group page says whether the factor helped, hurt or is inconclusive."

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from backend.runs import detail
 from jobspec import kinds
 from jobspec.metrics import split_key
-from jobspec.stages import FINETUNE_STAGE
 from store import queue
 from store.artifacts import service as artifacts_service
 from store.errors import InvalidRequest, NotFound
@@ -48,18 +47,19 @@ def partial_of(run: Run, epochs: dict[str, int]) -> dict | None:
     }
     if not run.status.is_stopped or not epochs:
         return None
-    job, features = kinds.find(run.kind), kinds.features(run.kind)
+    job = kinds.find(run.kind)
     plan = job.stage_plan(run.params) if job else {}
     order = [s for s in plan if s in epochs] + sorted(
         (s for s in epochs if s not in plan), key=_trial_order
     )
     stage = order[-1]
-    epoch, planned = epochs[stage], plan.get(stage) or epochs[stage]
+    epoch = epochs[stage]
+    # The kind's plan for it (one trial of a plan in trials: its share), else what it ran.
+    planned = (job.epochs_of(run.params, stage) if job else None) or epoch
     done = order[:-1]
-    if stage.startswith(f"{kinds.TRIAL_STAGE}-"):  # a tune: each trial runs `epochs` epochs
-        planned = (run.params or {}).get("epochs") or epoch
     training = (run.result or {}).get("training") or {}
-    weights_epoch = detail.kept_epoch(training) if features.evaluation and training else epoch
+    evaluated = job is not None and job.evaluated_stage(run.params) == stage
+    weights_epoch = detail.kept_epoch(training) if evaluated and training else epoch
     text = f"{run.status} in {stage} at epoch {epoch} of {planned}"
     if done:
         trials = all(s.startswith(f"{kinds.TRIAL_STAGE}-") for s in done)
@@ -67,6 +67,7 @@ def partial_of(run: Run, epochs: dict[str, int]) -> dict | None:
     return {
         "status": run.status,
         "stage": stage,
+        "file_prefix": job.file_prefix(stage) if job else stage,
         "epoch": epoch,
         "epochs_planned": planned,
         "weights_epoch": weights_epoch,
@@ -87,8 +88,7 @@ def download_notes(partial: dict | None, names: list[str]) -> dict[str, str]:
     """File name -> the warning its download carries (weights of the stage cut short)."""
     if not partial:
         return {}
-    stage = partial["stage"]
-    prefix = "classifier" if stage == FINETUNE_STAGE else stage
+    prefix = partial["file_prefix"]  # the kind's name for the stage's files
     return {
         name: partial["weights_note"]
         for name in names
@@ -147,7 +147,7 @@ def request_evaluation(*, session: Session, run_id: int) -> dict:
         raise InvalidRequest(
             "classifier", f"run {run_id} stored no classifier (it stopped before saving one)"
         )
-    task_id = queue.enqueue("evaluate", run_id)  # nothing to commit first: the run is as it was
+    task_id = queue.enqueue(queue.EVALUATE, run_id)  # nothing to commit first: the run is as it was
     return {"run_id": run_id, "queued": True, "task_id": task_id}
 
 

@@ -16,6 +16,7 @@ from jobspec import kinds
 from jobspec.builtin_kinds import PRETRAIN
 from jobspec.params import DEFAULT_LEARNING_RATES, QUICK_FIELDS, StageConfig
 from jobspec.stages import AE01, STAGES
+from jobspec.status import TrialState
 from store.datasets import service as datasets_service
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
@@ -96,7 +97,7 @@ def trial_rows(session: Session, runs: list[Run], study: optuna.Study | None) ->
                     "number": t.number,
                     "params": dict(t.params),
                     "value": None,
-                    "state": t.state.name.lower(),
+                    "state": TrialState.of(t.state),
                     "seconds": None,
                     "run_id": None,
                     "run_name": None,
@@ -107,7 +108,7 @@ def trial_rows(session: Session, runs: list[Run], study: optuna.Study | None) ->
 
 def best_trial(rows: list[dict]) -> dict | None:
     """The completed trial with the lowest value (the studies minimise validation loss)."""
-    done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    done = [r for r in rows if r["state"] == TrialState.COMPLETE and r["value"] is not None]
     if not done:
         return None
     best = dict(min(done, key=lambda r: r["value"]))

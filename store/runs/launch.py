@@ -66,16 +66,28 @@ def check_parent(
         parent = runs_service.get_run(session, parent_id)
     except NotFound as err:
         raise InvalidRequest("parent_run_id", f"run {parent_id} does not exist") from err
-    if not kinds.features(parent.kind).experiment_root:
-        raise InvalidRequest("parent_run_id", not_a_parent(parent))
-    if parent.status.is_finished:  # queued or running parents are waited for by the task
-        missing = [s for s in needed if s not in parent.result.get("trained_stages", [])]
-        if missing:
-            raise InvalidRequest(
-                "parent_run_id",
-                f"pretrain run {parent_id} ({parent.status}) did not train {', '.join(missing)}",
-            )
+    check_can_provide(parent, needed)
     return parent
+
+
+def check_can_provide(parent: Run, needed: tuple[str, ...]) -> None:
+    """A parent's kind says what it gives its children: a finished parent must have
+    provided every needed stage (its kind reads its result), a queued or running one must
+    plan them (the task waits for it); a kind that roots no experiment, or is not
+    installed here, gives nothing."""
+    job = kinds.find(parent.kind)
+    if job is None or not job.features.experiment_root:
+        raise InvalidRequest("parent_run_id", not_a_parent(parent))
+    if parent.status.is_finished:
+        have, verb = job.provides(parent.result or {}), "did not train"
+    else:
+        have, verb = tuple(job.stage_plan(parent.params)), "does not train"
+    missing = [s for s in needed if s not in have]
+    if missing:
+        raise InvalidRequest(
+            "parent_run_id",
+            f"{parent.kind} run {parent.id} ({parent.status}) {verb} {', '.join(missing)}",
+        )
 
 
 def not_a_parent(parent: Run) -> str:

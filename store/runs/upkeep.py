@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from jobspec import kinds
+from jobspec import kind_names, kinds
 from jobspec.status import AttemptOutcome, RunStatus
 from store import resend
 from store.datasets import lifecycle as imports_lifecycle
@@ -210,7 +210,7 @@ class Upkeep:
                 ):
                     continue
             try:
-                self.send("import", import_id)
+                self.send(kind_names.IMPORT, import_id)
             except Exception as err:  # sent_at stays: the next try comes a window later
                 log.warning("import %s: could not send its message (%s)", import_id, err)
                 break

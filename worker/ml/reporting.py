@@ -34,7 +34,7 @@ class TrialReport:
 
     number: int
     params: dict
-    state: str  # complete | pruned | failed
+    state: str  # a jobspec.status.TrialState (Optuna's state, by name)
     value: float | None
     intermediate: dict[int, float]
     seconds: float

@@ -12,6 +12,7 @@ import optuna
 from jobspec import kinds
 from jobspec.builtin_kinds import TUNE
 from jobspec.params import DEFAULT_LEARNING_RATES, TuneConfig
+from jobspec.status import TrialState
 from worker.ml import artifacts
 from worker.ml.checkpoint import Checkpoint, check_resume, run_key
 from worker.ml.datasets.dataset import Dataset
@@ -261,7 +262,7 @@ def trial_report(trial: optuna.trial.FrozenTrial) -> TrialReport:
     return TrialReport(
         number=trial.number,
         params=dict(trial.params),
-        state=trial.state.name.lower(),
+        state=TrialState.of(trial.state),
         value=trial.value,
         intermediate=dict(trial.intermediate_values),
         seconds=seconds,

@@ -10,8 +10,11 @@ failed CHECK). A later migration that rebuilds one of these tables in batch mode
 create its triggers again (`create_triggers`); tests/store/test_status_checks.py upgrades to
 head and checks that a bad value is still refused.
 
-The values come from the enums, as they are when this runs: a value added later is a new
-migration that drops and recreates these guards.
+The values are frozen here as literals (jobspec.status as it was at this revision): a
+migration is history and must build the same schema whatever the enums say later. A value
+added to or removed from an enum is a new migration that drops and recreates these guards;
+tests/store/test_status_checks.py compares the head schema's guards with the enums and
+fails until that migration exists.
 
 Revision ID: 0007
 Revises: 0006
@@ -20,32 +23,33 @@ Create Date: 2026-12-06 08:00:00
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from alembic import op
-
-from jobspec.status import AttemptOutcome, ImportState, RunStatus, sql_in
 
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-GUARDED: tuple[tuple[str, str, type[StrEnum]], ...] = (
-    ("runs", "status", RunStatus),
-    ("run_attempts", "outcome", AttemptOutcome),
-    ("dataset_imports", "state", ImportState),
+# (table, column, allowed values): RunStatus, AttemptOutcome and ImportState at 0007.
+GUARDED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("runs", "status", ("queued", "running", "succeeded", "failed", "cancelled")),
+    (
+        "run_attempts",
+        "outcome",
+        ("running", "succeeded", "failed", "cancelled", "lost", "interrupted"),
+    ),
+    ("dataset_imports", "state", ("queued", "running", "done", "failed")),
 )
 EVENTS = ("insert", "update")
 
 
 def upgrade() -> None:
-    for table, column, enum in GUARDED:
+    for table, column, values in GUARDED:
         if op.get_bind().dialect.name == "sqlite":
-            create_triggers(table, column, enum)
+            create_triggers(table, column, values)
         else:
             op.create_check_constraint(
-                op.f(f"ck_{table}_{column}_known"), table, sql_in(column, enum)
+                op.f(f"ck_{table}_{column}_known"), table, _sql_in(column, values)
             )
 
 
@@ -58,17 +62,23 @@ def downgrade() -> None:
             op.drop_constraint(op.f(f"ck_{table}_{column}_known"), table, type_="check")
 
 
-def create_triggers(table: str, column: str, enum: type[StrEnum]) -> None:
-    """SQLite: abort an INSERT or UPDATE that puts a value outside `enum` in `column`
+def create_triggers(table: str, column: str, values: tuple[str, ...]) -> None:
+    """SQLite: abort an INSERT or UPDATE that puts a value outside `values` in `column`
     (NULL passes, as it passes a CHECK)."""
-    message = f"{table}.{column} must be one of: {', '.join(member.value for member in enum)}"
+    message = f"{table}.{column} must be one of: {', '.join(values)}"
     for event in EVENTS:
         when = "INSERT" if event == "insert" else f"UPDATE OF {column}"
         op.execute(
             f"CREATE TRIGGER {_trigger(table, column, event)} BEFORE {when} ON {table} "
-            f"FOR EACH ROW WHEN NOT (NEW.{sql_in(column, enum)}) "
+            f"FOR EACH ROW WHEN NOT (NEW.{_sql_in(column, values)}) "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
         )
+
+
+def _sql_in(column: str, values: tuple[str, ...]) -> str:
+    """`column IN ('a', 'b')`: the same text jobspec.status.sql_in gives the models."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
 
 
 def _trigger(table: str, column: str, event: str) -> str:
