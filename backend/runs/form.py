@@ -228,6 +228,7 @@ def page(
             "fields": build_fields(k, values if k == kind else None),
             "parent_picker": parent_picker(k),
             "parallel": k != STUDY_KIND and kinds.features(k).parallel,
+            "study": k == STUDY_KIND,  # posts to /api/ablations (new_run.js: [data-study])
         }
         for k in form_kinds()
     ]

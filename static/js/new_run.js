@@ -64,7 +64,7 @@
       params: collectParams(form),
       parent_run_id: parent ? Number(parent) : null,
     };
-    if (kind === "ablation") {
+    if (form.querySelector("[data-study]")) {  // the server marks the study's fields
       out.seeds = value(form, "seeds").split(/[\s,]+/).filter(Boolean).map(Number);
       out.factor = value(form, "factor");
       out.metric = value(form, "metric") || null;  // "": auto, the server picks
@@ -277,7 +277,7 @@
       button.disabled = true;
       status.textContent = "Launching…";
       try {
-        if (form.getAttribute("data-kind") === "ablation") {
+        if (form.querySelector("[data-study]")) {
           const group = await api.post("/api/ablations", body(form));
           if (!showWarnings(form, group.warnings, group.url, "study")) location.href = group.url;
         } else {

@@ -5,6 +5,7 @@ finetune's params or stage. On SQLite and PostgreSQL (the `client` fixture)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -92,3 +93,19 @@ def test_a_tune_trials_planned_epochs_are_the_kinds_share_of_its_plan():
     assert tune.epochs_of(params, "finetune") is None
     assert kinds.get("finetune").evaluated_stage({}) == "finetune"
     assert tune.evaluated_stage(params) is None
+
+
+def test_the_new_run_form_marks_the_study_tab_and_no_page_or_script_names_it(client):
+    """The ablation tab is a pseudo-kind (jobspec.kind_names.STUDY_FORM): the server marks
+    its form, the templates and scripts never spell its name."""
+    from backend.runs import form
+    from tests.stack import REPO_ROOT
+
+    page = client.get("/runs/new").text
+    assert page.count("data-study") == 1  # in the study's form, after its opening tag
+    opening = page.index(f'<form class="card run-form" data-kind="{form.STUDY_KIND}"')
+    assert page.index("data-study") > opening
+    assert "<form" not in page[opening + 1 : page.index("data-study")]
+    quoted = re.compile(rf"""["']{form.STUDY_KIND}["']""")
+    pages = [*(REPO_ROOT / "templates").rglob("*.html"), *(REPO_ROOT / "static/js").glob("*.js")]
+    assert not [path.name for path in pages if quoted.search(path.read_text(encoding="utf-8"))]

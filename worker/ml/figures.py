@@ -47,8 +47,8 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], path: P
     ticks = list(range(0, n, step))
     labels = [class_names[i] for i in ticks]
     fontsize = 8 if n <= MAX_ANNOTATED_CLASSES else 6
-    turn = {"rotation": 45, "ha": "right"} if step == 1 else {"rotation": 90, "ha": "center"}
-    ax.set_xticks(ticks, labels, fontsize=fontsize, **turn)
+    rotation, ha = (45, "right") if step == 1 else (90, "center")
+    ax.set_xticks(ticks, labels, fontsize=fontsize, rotation=rotation, ha=ha)
     ax.set_yticks(ticks, labels, fontsize=fontsize)
     ax.set_xlabel("predicted" if step == 1 else f"predicted (every {step}th class named)")
     ax.set_ylabel("true")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,12 +58,16 @@ def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(Path(out_dir) / 'study.db').resolve()}"
 
 
-def make_study(config: TuneConfig, storage: str) -> optuna.Study:
+def make_study(config: TuneConfig, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
     """Create or join the named study: a grid over the choices, or TPE with learning rate."""
+    sampler: optuna.samplers.BaseSampler
     if config.tune_learning_rate:
         sampler = optuna.samplers.TPESampler(seed=config.seed)
     else:
-        grid = {"kernel_size": config.kernel_sizes, "optimizer": config.optimizers}
+        grid: dict[str, Sequence[int | str]] = {
+            "kernel_size": config.kernel_sizes,
+            "optimizer": config.optimizers,
+        }
         sampler = optuna.samplers.GridSampler(grid, seed=config.seed)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
