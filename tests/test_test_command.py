@@ -24,4 +24,6 @@ def test_the_script_installs_chromium_when_missing_and_runs_pytest():
     assert "command -v chromium" in text and "apt-get install" in text
     assert "pip install -q -r requirements-test.lock" in text  # the locked versions
     assert "pip install -q --no-deps -e ." in text
-    assert text.rstrip().endswith('exec python3 -m pytest "$@"')
+    last = text.rstrip().splitlines()[-1]
+    assert last.startswith("exec python3 -m pytest") and last.endswith('"$@"')
+    assert "--dist loadfile" in last  # a module's fixtures stay in one test process
