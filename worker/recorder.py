@@ -117,6 +117,9 @@ class StoreRecorder(Reporter):
         self.stop_reason: str | None = None  # cancel | superseded | store-error
         self.store_error: BaseException | None = None
         self.write_lock = threading.Lock()
+        # Held across a whole flush (take, write, commit or merge back): the final write's
+        # take_pending waits for a flush in flight, or both would store the same file.
+        self._flush_lock = threading.Lock()
         self._pending = Pending()
         self._progress: dict | None = None
         self._images = 0
@@ -200,7 +203,7 @@ class StoreRecorder(Reporter):
     def take_pending(self) -> Pending:
         """Hand what is still unwritten to the caller (the final write): from now on this
         thread only beats, and a refused beat is the final write's to report."""
-        with self.write_lock:
+        with self._flush_lock, self.write_lock:
             pending, self._pending = self._pending, Pending()
             self._concluding = True
         return pending
@@ -238,19 +241,20 @@ class StoreRecorder(Reporter):
                 backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF, settings.heartbeat_seconds)
 
     def _flush(self) -> None:
-        with self.write_lock:
-            pending, self._pending = self._pending, Pending()
-        if not pending:
-            return
-        try:
-            with session_scope() as session:
-                attempts.fence(session, self.run_id, self.attempt)
-                pending.write(session, self.run_id, self.attempt)
-        except BaseException:
+        with self._flush_lock:
             with self.write_lock:
-                pending.merge_back(self._pending)
-                self._pending = pending
-            raise
+                pending, self._pending = self._pending, Pending()
+            if not pending:
+                return
+            try:
+                with session_scope() as session:
+                    attempts.fence(session, self.run_id, self.attempt)
+                    pending.write(session, self.run_id, self.attempt)
+            except BaseException:
+                with self.write_lock:
+                    pending.merge_back(self._pending)
+                    self._pending = pending
+                raise
 
     def _beat(self) -> None:
         progress, self._progress = self._progress, None
