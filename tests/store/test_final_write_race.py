@@ -41,8 +41,10 @@ def test_the_final_write_waits_for_the_links_write_in_flight(store, monkeypatch,
     def paused_before_commit():
         with real() as session:
             yield session
-            if session.new or session.dirty or any(
-                a.name == NAME for a in session.scalars(select(Artifact)).all()
+            if (
+                session.new
+                or session.dirty
+                or any(a.name == NAME for a in session.scalars(select(Artifact)).all())
             ):
                 in_flight.set()  # the link's file is written, not yet committed
                 assert release.wait(120), "the test never released the link's write"
