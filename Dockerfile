@@ -51,4 +51,5 @@ RUN pip install --no-deps -e . && rm -rf build ./*.egg-info
 
 USER stacklab
 EXPOSE 8000
-CMD ["uvicorn", "backend.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# cli/processes.py web_command's flags (docs/security-web.md, "The server's edges").
+CMD ["uvicorn", "backend.main:app", "--http", "backend.http_edges:EdgeProtocol", "--no-proxy-headers", "--host", "0.0.0.0", "--port", "8000"]

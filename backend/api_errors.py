@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
+from jobspec.text import shown
 from store import queue
 from store.errors import FieldError, InvalidRequest, NotFound
 from store.settings import get_settings
@@ -46,14 +47,21 @@ DB_FULL = "Every database connection is in use; try again in a moment."
 INTERNAL = "Something went wrong on the server; the server log has the details."
 # PostgreSQL's lock_timeout and statement_timeout, SQLite's busy timeout.
 _BUSY_STATES = {"55P03", "57014"}
-# PostgreSQL: a number out of range; a character the database cannot store.
-_BAD_VALUE_STATES = {"22003": "out_of_range", "22021": "bad_text", "22P05": "bad_text"}
+# PostgreSQL: a number out of range; a character the database cannot store; text longer
+# than its column (a limit setting raised past the column's width).
+_BAD_VALUE_STATES = {
+    "22003": "out_of_range",
+    "22021": "bad_text",
+    "22P05": "bad_text",
+    "22001": "too_long",
+}
 INT64 = (-(2**63), 2**63 - 1)  # what an id column holds
 ECHO_LIMIT = 200  # characters of a request's input a 422 repeats
 TOO_LARGE = "A number in the request is out of range."
 BAD_VALUES = {
     "out_of_range": TOO_LARGE,
     "bad_text": "Text in the request holds a character that cannot be stored (such as NUL).",
+    "too_long": "Text in the request is longer than the database stores for its field.",
 }
 
 
@@ -71,7 +79,7 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
         "error.html",
         status_code=status_code,
         title=TITLES.get(status_code, "Error"),
-        message=message,
+        message=shown(message, limit=2 * ECHO_LIMIT),
     )
 
 
@@ -157,9 +165,10 @@ def _ascii(raw: object) -> typing.TypeGuard[str]:
 
 
 def _clip(value: object, limit: int = ECHO_LIMIT) -> object:
-    """A string cut to `limit` characters (a marker says so); other values as they are."""
-    if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + f"… ({len(value)} characters)"
+    """A string cut to `limit` characters (a marker says so) and made safe to encode (a lone
+    surrogate, NUL or control character becomes U+FFFD); other values as they are."""
+    if isinstance(value, str):
+        return shown(value, limit=limit)
     return value
 
 
@@ -168,6 +177,7 @@ def short_errors(errors: typing.Sequence[typing.Mapping[str, typing.Any]]) -> li
     out = []
     for error in errors:
         item = {key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
+        item["loc"] = [_clip(part, 100) for part in error.get("loc", ())][:20]
         item["msg"] = _clip(str(error.get("msg", "")), 2 * ECHO_LIMIT)
         value = error.get("input")
         if "input" in error and (isinstance(value, str | int | float | bool) or value is None):
@@ -209,7 +219,7 @@ def install(app: FastAPI) -> None:
     async def not_found(request: Request, err: NotFound) -> Response:
         if wants_page(request):
             return error_page(request, 404, str(err).capitalize())
-        return JSONResponse(status_code=404, content={"detail": str(err)})
+        return JSONResponse(status_code=404, content={"detail": _clip(str(err), 2 * ECHO_LIMIT)})
 
     @app.exception_handler(InvalidRequest)
     async def invalid(request: Request, err: InvalidRequest) -> Response:
@@ -220,7 +230,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> Response:
         if wants_page(request) and err.status_code in TITLES:
-            return error_page(request, err.status_code, str(err.detail))
+            page = error_page(request, err.status_code, str(err.detail))
+            page.headers.update(err.headers or {})  # Retry-After of a 503 (backend/exports.py)
+            return page
+        if isinstance(err.detail, str):  # a detail can repeat what the request sent
+            err.detail = shown(err.detail, limit=2 * ECHO_LIMIT)
         return await http_exception_handler(request, err)
 
     @app.exception_handler(queue.QueueUnavailable)

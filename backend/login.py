@@ -9,14 +9,21 @@ from fastapi.responses import RedirectResponse, Response
 
 from backend import security
 from backend.web import render
+from jobspec.text import problem
 from store.settings import get_settings
 
 router = APIRouter(include_in_schema=False)
 
 
 def _safe_next(target: str | None) -> str:
-    # Only paths on this site: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    # Only paths on this site (never an open redirect to another host), of a path's length.
+    if (
+        target
+        and len(target) <= security.MAX_PATH
+        and target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and problem(target) is None  # no control character (jobspec/text.py)
+    ):
         return target
     return "/runs"
 
@@ -40,7 +47,7 @@ def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, 
         response = _form(request, 429, next, f"Too many wrong tokens: try again in {seconds} s.")
         response.headers["Retry-After"] = str(seconds)
         return response
-    user = security.token_owner(token, settings.access_tokens)
+    user = security.token_owner(token, settings.access_tokens)  # length checked first
     if user is None:
         throttle.failed(address)
         return _form(request, 401, next, "That token is not right.")

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from backend import api_errors, apidocs, hardening, login, security, web
+from backend import api_errors, api_responses, apidocs, hardening, login, security, web
 from backend.body_limit import BodyLimit
 from backend.compare import pages as compare_pages
 from backend.compare import router as compare_router
@@ -82,7 +82,7 @@ def create_app() -> FastAPI:
         studies_router,
         reports_router,
     ):
-        app.include_router(api.router, prefix="/api")
+        app.include_router(api.router, prefix="/api", responses=api_responses.ERRORS)
     for pages in (
         runs_pages,
         compare_pages,
@@ -97,7 +97,7 @@ def create_app() -> FastAPI:
     def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/api/ready", tags=["meta"])
+    @app.get("/api/ready", tags=["meta"], responses=api_responses.ERRORS)
     async def ready():
         """200 when the database and the broker answer; 503 naming the part that does not."""
         return await api_errors.readiness()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from urllib.parse import quote, urlsplit
@@ -21,9 +22,10 @@ from urllib.parse import quote, urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from backend.throttle import Throttle
-from store.settings import SHARED_TOKEN, get_settings
+from store.settings import MAX_TOKEN_CHARS, SHARED_TOKEN, get_settings
 
 SESSION_COOKIE = "stacklab_session"
 CSRF_COOKIE = "stacklab_csrf"
@@ -42,6 +44,15 @@ FORM_PATHS = {"/login", "/logout"}  # browser forms: they check their own CSRF f
 SESSION_VERSION = "v2"  # v2: the cookie names whose token signed it
 CLOCK_SKEW_SECONDS = 60
 MAX_PATH = 2048  # characters; no page or API path comes near
+# Lengths checked before anything is parsed, compared or converted (a hostile value is no
+# session and a wrong token, never a 500): ours are ~120 characters (version, a token name of
+# at most 40, a 10-digit time, 64 hex digits), the CSRF value 32; a token is at most
+# MAX_TOKEN_CHARS (store/settings.py refuses longer ones).
+MAX_SESSION_CHARS = 256
+MAX_CSRF_CHARS = 128
+STAMP = re.compile(r"[1-9][0-9]{0,11}")  # canonical decimal: no sign, no zero padding
+SIGNATURE = re.compile(r"[0-9a-f]{64}")
+CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -70,11 +81,16 @@ def session_value(token: str, issued: float | None = None, user: str = SHARED_TO
 def session_user(
     value: str | None, tokens: dict[str, str], *, hours: float, now: float | None = None
 ) -> str | None:
-    """Whose cookie this is: signed with that name's token key, issued within `hours`."""
-    version, user, stamp, signature = ((value or "").split(".", 3) + ["", "", "", ""])[:4]
+    """Whose cookie this is: signed with that name's token key, issued within `hours`.
+
+    Its length and the shape of each piece are checked before anything is converted.
+    """
+    if not value or len(value) > MAX_SESSION_CHARS:
+        return None
+    version, user, stamp, signature = (value.split(".", 3) + ["", "", "", ""])[:4]
     if version != SESSION_VERSION or user not in tokens:
         return None
-    if not (stamp.isascii() and stamp.isdigit()):
+    if not (STAMP.fullmatch(stamp) and SIGNATURE.fullmatch(signature)):
         return None
     if not _same(signature, _signature(tokens[user], user, int(stamp))):
         return None
@@ -88,7 +104,12 @@ def session_valid(value: str | None, token: str, *, hours: float, now: float | N
 
 
 def token_owner(given: str | None, tokens: dict[str, str]) -> str | None:
-    """The name whose token this is (every one compared, in constant time each)."""
+    """The name whose token this is (every one compared, in constant time each).
+
+    A value longer than any token may be is nobody's, before any comparison.
+    """
+    if not given or len(given) > MAX_TOKEN_CHARS:
+        return None
     owners = [name for name, token in tokens.items() if _same(given, token)]
     return owners[0] if owners else None
 
@@ -96,14 +117,15 @@ def token_owner(given: str | None, tokens: dict[str, str]) -> str | None:
 def cookie_secure(request: Request) -> bool:
     """Secure cookies when configured, or when the request came over https.
 
-    Behind a TLS proxy the scheme is https only when uvicorn trusts the proxy's
-    X-Forwarded-Proto (--proxy-headers --forwarded-allow-ips=...).
+    Behind a TLS proxy the scheme is https only when the proxy's X-Forwarded-Proto is
+    believed: its address is in STACKLAB_TRUSTED_PROXIES.
     """
     return get_settings().cookie_secure or request.url.scheme == "https"
 
 
 def client_address(request: Request) -> str:
-    """Who to throttle: the peer (or X-Forwarded-For's, when uvicorn trusts the proxy)."""
+    """Who to throttle: the peer that connected, or the address a proxy of
+    STACKLAB_TRUSTED_PROXIES forwarded (X-Forwarded-For); nobody else's header counts."""
     return request.client.host if request.client else "unknown"
 
 
@@ -193,7 +215,15 @@ def _check(request: Request) -> Response | None:
 def csrf_ok(request: Request, submitted: str | None = None) -> bool:
     """The form field (or else the X-CSRF-Token header) matches the CSRF cookie."""
     given = submitted if submitted is not None else request.headers.get("x-csrf-token")
-    return _same(given, request.cookies.get(CSRF_COOKIE))
+    if given is None or len(given) > MAX_CSRF_CHARS:
+        return False
+    return _same(given, csrf_cookie(request))
+
+
+def csrf_cookie(request: Request) -> str | None:
+    """The CSRF cookie when it has the shape of one we set (else none: a new one is set)."""
+    value = request.cookies.get(CSRF_COOKIE)
+    return value if value is not None and CSRF_VALUE.fullmatch(value) else None
 
 
 class Guard:
@@ -214,9 +244,9 @@ class Guard:
             return
         request = Request(scope)
         state = scope.setdefault("state", {})
-        had_csrf = CSRF_COOKIE in request.cookies
+        had_csrf = csrf_cookie(request) is not None
         # Pages put the CSRF value in their forms; a new one is set as a cookie below.
-        state["csrf"] = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        state["csrf"] = csrf_cookie(request) or secrets.token_urlsafe(24)
         state["signed_in"] = False
         state["user"] = None
         refused = _check(request)
@@ -251,7 +281,20 @@ def _csrf_cookie(value: str, *, secure: bool) -> tuple[bytes, bytes]:
 
 
 def install(app: FastAPI) -> None:
-    """Add the access check, the login throttle and the CSRF cookie to every request."""
+    """Add the access check, the login throttle and the CSRF cookie to every request.
+
+    With STACKLAB_TRUSTED_PROXIES set, X-Forwarded-For and -Proto from those addresses name
+    the client and scheme the check (and everything inside it) sees; from anyone else, and
+    when it is empty, they are ignored. The web is started with uvicorn's --no-proxy-headers
+    (cli/processes.py), whose default would believe any process on loopback.
+    """
     settings = get_settings()
     app.state.login_throttle = Throttle(limit=settings.login_failures_per_minute, window=60.0)
     app.add_middleware(Guard)
+    if proxies := trusted_proxies(settings.trusted_proxies):
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
+
+
+def trusted_proxies(setting: str) -> list[str]:
+    """STACKLAB_TRUSTED_PROXIES as a list of addresses and networks (empty: none)."""
+    return [item.strip() for item in setting.split(",") if item.strip()]

@@ -22,8 +22,16 @@ def worker_command(queue: str, name: str) -> list[str]:
     ]
 
 
+# The server's edges (docs/security-web.md): h11 with the header limits of the settings (431),
+# and forwarded headers believed only from STACKLAB_TRUSTED_PROXIES, which the app itself
+# applies (backend/security.py): uvicorn's own --proxy-headers would trust loopback, where
+# `serve` listens. The compose file and the Dockerfile pass the same flags.
+WEB_PROTOCOL = "backend.http_edges:EdgeProtocol"
+WEB_FLAGS = ("--http", WEB_PROTOCOL, "--no-proxy-headers")
+
+
 def web_command(host: str, port: int, *, log_level: str | None = None) -> list[str]:
     """uvicorn serving the dashboard and the API."""
-    command = [sys.executable, "-m", "uvicorn", WEB_APP]
+    command = [sys.executable, "-m", "uvicorn", WEB_APP, *WEB_FLAGS]
     command += ["--host", host, "--port", str(port)]
     return command + (["--log-level", log_level] if log_level else [])

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field, JsonValue
 
 REPLACEMENT = "\ufffd"
 # Format characters (Cf) that are harmless in names: the joiners that some scripts need.
@@ -169,9 +169,17 @@ def _checked(rule: Rule) -> AfterValidator:
     return AfterValidator(rule.check)
 
 
+def _schema(rule: Rule) -> Any:
+    """The cap in the OpenAPI schema (checked by `rule`, after normalisation)."""
+    bounds: dict[str, JsonValue] = {"maxLength": rule.max_chars}
+    if rule.min_chars:
+        bounds["minLength"] = rule.min_chars
+    return Field(json_schema_extra=bounds)
+
+
 # Hard caps: the largest any deployment may allow (settings may set smaller ones).
 RUN_NAME = Rule("name", max_chars=1000)
-TAG = Rule("tag", max_chars=200, min_chars=1)
+TAG = Rule("tag", max_chars=1000, min_chars=1)
 NOTES = Rule("notes", max_chars=1_000_000, multiline=True, strip=False)
 DATASET_NAME = Rule("data set name", max_chars=100, min_chars=1)
 CLASS_NAME = Rule("class name", max_chars=100, min_chars=1)
@@ -183,14 +191,14 @@ QUERY = Rule("search text", max_chars=200)
 MAX_CLASS_SUMMARY_CHARS = 20_000
 
 
-RunName = Annotated[str, _checked(RUN_NAME)]
-Tag = Annotated[str, _checked(TAG)]
-Notes = Annotated[str, _checked(NOTES)]
-DatasetName = Annotated[str, _checked(DATASET_NAME)]
-SearchText = Annotated[str, _checked(QUERY)]
-SourceText = Annotated[str, _checked(SOURCE)]
-FileName = Annotated[str, _checked(FILE_NAME)]
-ClassName = Annotated[str, _checked(CLASS_NAME)]
+RunName = Annotated[str, _checked(RUN_NAME), _schema(RUN_NAME)]
+Tag = Annotated[str, _checked(TAG), _schema(TAG)]
+Notes = Annotated[str, _checked(NOTES), _schema(NOTES)]
+DatasetName = Annotated[str, _checked(DATASET_NAME), _schema(DATASET_NAME)]
+SearchText = Annotated[str, _checked(QUERY), _schema(QUERY)]
+SourceText = Annotated[str, _checked(SOURCE), _schema(SOURCE)]
+FileName = Annotated[str, _checked(FILE_NAME), _schema(FILE_NAME)]
+ClassName = Annotated[str, _checked(CLASS_NAME), _schema(CLASS_NAME)]
 
 __all__ = [
     "CLASS_NAME",

@@ -17,6 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from store import models  # noqa: F401  (every table, so foreign keys resolve anywhere)
 from store.settings import Settings, get_settings
+from store.text_column import json_loads, sqlite_text
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,6 +36,8 @@ def _sqlite_pragmas(busy_ms: int) -> Callable[[DBAPIConnection, ConnectionPoolEn
         cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # TEXT that is not UTF-8 (written by hand) reads with U+FFFD instead of raising.
+        dbapi_connection.text_factory = sqlite_text
 
     return set_pragmas
 
@@ -48,7 +51,11 @@ def make_engine(url: str) -> Engine:
     settings = get_settings()
     lock_s = settings.db_lock_timeout_seconds
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": lock_s})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": lock_s},
+            json_deserializer=json_loads,  # stored strings read back showable
+        )
         event.listen(engine, "connect", _sqlite_pragmas(round(lock_s * 1000)))
         return engine
     connect_args = {}
@@ -61,6 +68,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=10,
         pool_timeout=settings.db_connect_timeout_seconds,
         connect_args=connect_args,
+        json_deserializer=json_loads,
     )
     event.listen(engine, "handle_error", _failed_ping_is_a_disconnect)
     return engine

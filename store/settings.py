@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SHARED_TOKEN = "shared"  # the name of STACKLAB_TOKEN's holder
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+MAX_TOKEN_CHARS = 256  # checked before any comparison (backend/security.py)
 
 
 class Settings(BaseSettings):
@@ -59,6 +61,23 @@ class Settings(BaseSettings):
     )
     login_failures_per_minute: int = Field(
         5, ge=1, description="Wrong tokens one client address may try per minute before a 429"
+    )
+    # The server's edges (docs/security-web.md): what one connection may send before the app.
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses (or CIDR networks, comma-separated; '*' = any) of the reverse "
+        "proxies whose X-Forwarded-For/-Proto the web believes; empty: none, the peer is who "
+        "connected (what the sign-in throttle counts)",
+    )
+    max_header_kb: int = Field(
+        64, ge=1, le=1024, description="Request line and headers together (KiB); past it: 431"
+    )
+    max_headers: int = Field(100, ge=8, le=1000, description="Header fields per request (431)")
+    max_form_parts: int = Field(
+        16, ge=2, le=1000, description="Parts of one multipart upload (file and fields; 413)"
+    )
+    max_part_header_kb: int = Field(
+        4, ge=1, le=64, description="Each header line of a multipart part (KiB; 413)"
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a busy worker says so")
     stale_after_seconds: float = Field(
@@ -132,6 +151,25 @@ class Settings(BaseSettings):
     max_classes: int = Field(
         1000, ge=1, description="Most classes a data set may have (imports with more fail)"
     )
+    # What an import decodes to, and what all data sets take in the store (issue 19).
+    import_max_images: int = Field(
+        120_000,
+        ge=1,
+        description="Most images (train and test) one data set import may decode to; "
+        "CIFAR-10 and CIFAR-100 have 60,000",
+    )
+    import_max_decoded_mb: int = Field(
+        512,
+        ge=1,
+        description="Most MiB the arrays of one imported data set may take once decoded "
+        "(checked from headers and counts before allocating); CIFAR-10 takes 176",
+    )
+    max_dataset_store_mb: int = Field(
+        10_240,
+        ge=1,
+        description="Most MiB the arrays of all stored data sets may take together; an "
+        "import that would pass it fails",
+    )
 
     # Limits of work: a launch past any of them is refused (422 naming the field and limit).
     max_epochs: int = Field(1000, ge=1, description="Epochs of one stage, trial or finetune")
@@ -155,6 +193,30 @@ class Settings(BaseSettings):
     max_queued_runs_per_token: int = Field(
         50, ge=1, description="Runs queued or running at once per token, when several are set"
     )
+    # Epochs are what costs: a run's plan summed (a tune: trials x epochs, each part).
+    max_request_epochs: int = Field(
+        20_000,
+        ge=1,
+        description="Epochs one launch may plan in all (parts x trials x epochs, seeds x arms "
+        "x epochs): two runs at STACKLAB_MAX_TOTAL_EPOCHS",
+    )
+    max_queued_epochs_per_token: int = Field(
+        50_000,
+        ge=1,
+        description="Planned epochs of the runs queued or running at once per token, when "
+        "several are set",
+    )
+    max_queued_epochs: int = Field(
+        200_000,
+        ge=1,
+        description="Planned epochs of the runs queued or running at once, all users together",
+    )
+    evaluation_lost_after_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description='An "evaluate now" queued this long without an outcome is taken for '
+        "lost (its message dropped or its worker gone) and may be asked for again",
+    )
     max_name_length: int = Field(200, ge=1, description="Characters of a run or study name")
     max_tags: int = Field(20, ge=0, description="Tags per run")
     max_tag_length: int = Field(64, ge=1, description="Characters per tag")
@@ -163,6 +225,9 @@ class Settings(BaseSettings):
     )
     max_request_kb: int = Field(
         1024, ge=1, description="Largest request body (KiB) outside data set uploads"
+    )
+    max_concurrent_exports: int = Field(
+        2, ge=1, description="Exports (runs table CSV, metrics CSV, report) written at once"
     )
 
     @field_validator("tokens")
@@ -173,7 +238,27 @@ class Settings(BaseSettings):
                 raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
             if len(value) < 8:
                 raise ValueError(f"the token of {name!r} is shorter than 8 characters")
+            if len(value) > MAX_TOKEN_CHARS:
+                raise ValueError(f"the token of {name!r} is longer than {MAX_TOKEN_CHARS}")
         return tokens
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, token: str | None) -> str | None:
+        if token and len(token) > MAX_TOKEN_CHARS:
+            raise ValueError(f"STACKLAB_TOKEN is longer than {MAX_TOKEN_CHARS} characters")
+        return token
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, proxies: str) -> str:
+        for item in filter(None, (part.strip() for part in proxies.split(","))):
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is no IP address or network") from None
+        return proxies
 
     @property
     def access_tokens(self) -> dict[str, str]:

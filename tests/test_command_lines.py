@@ -134,3 +134,25 @@ def test_a_kind_whose_entry_the_worker_may_not_import_is_caught():
     assert not may_use(named[0].source, named[0].target)
     fine = named_modules("jobspec.toy", 'JobKind(name="toy", entry="worker.entries:toy")\n')
     assert all(may_use(n.source, n.target) for n in fine)
+
+
+def test_serve_compose_and_the_image_start_the_web_with_the_same_edges():
+    """h11 with the header limits and no uvicorn-level forwarded headers, everywhere the web
+    is started (docs/security-web.md, "The server's edges")."""
+    import json
+
+    import yaml
+
+    from cli.processes import WEB_APP, WEB_FLAGS, web_command
+    from tests.stack import REPO_ROOT
+
+    def flags(words: list[str]) -> list[str]:
+        return words[words.index(WEB_APP) + 1 :]
+
+    served = web_command("0.0.0.0", 8000)
+    assert served[1:4] == ["-m", "uvicorn", WEB_APP]
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    image = (REPO_ROOT / "Dockerfile").read_text().split("\nCMD ", 1)[1].splitlines()[0]
+    for words in (compose["services"]["web"]["command"].split(), json.loads(image)):
+        assert words[0] == "uvicorn" and flags(words) == flags(served)
+    assert set(WEB_FLAGS) <= set(served) and "--proxy-headers" not in served

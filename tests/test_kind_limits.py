@@ -74,3 +74,38 @@ def test_the_quick_tag_comes_from_the_kinds_split_not_from_field_names(client, p
         )
     assert response.status_code == 201, response.text
     assert response.json()[0]["tags"] == (["a", "quick"] if quick else ["a"])
+
+
+def test_a_stored_runs_planned_epochs_come_from_its_kinds_plan():
+    """What a re-queue counts for a run stored before planned_epochs (migration 0009)."""
+    planned = dataclasses.replace(BASE, plan=lambda config: {"round": 2 * (config.rounds or 0)})
+    with kinds.registered(planned):
+        assert limits.planned_epochs(planned.name, {"rounds": 3}) == 6
+        assert limits.planned_epochs(planned.name, {"rounds": "many"}) == 0  # no longer valid
+    assert limits.planned_epochs("no_such_kind", {"rounds": 3}) == 0  # its plug-in is gone
+
+
+def test_epochs_per_request_and_queued_name_their_setting(tmp_path):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from store.base import Base
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'limits.db'}")
+    Base.metadata.create_all(engine)
+    settings = Settings(max_request_epochs=20, max_queued_epochs=30)
+    with Session(engine) as session:
+        limits.check_epochs(settings, session, epochs=20, field="seeds")
+        with pytest.raises(InvalidRequest) as refused:
+            limits.check_epochs(settings, session, epochs=21, field="seeds")
+        (error,) = refused.value.errors
+        assert error.field == "seeds" and "STACKLAB_MAX_REQUEST_EPOCHS" in error.reason
+        with pytest.raises(InvalidRequest) as refused:
+            limits.check_epochs(
+                settings.model_copy(update={"max_queued_epochs": 19}),
+                session,
+                epochs=20,
+                field="seeds",
+            )
+        (error,) = refused.value.errors
+        assert error.field == "queued_epochs" and "STACKLAB_MAX_QUEUED_EPOCHS" in error.reason

@@ -68,10 +68,14 @@ def _job(run_id: int) -> Job | str:
         run = session.get(Run, run_id)
         if run is None:
             return "no such run"
+        skipped = None
         if not kinds.features(run.kind).evaluation or not run.status.is_stopped:
-            return f"run is a {run.status} {run.kind}"
-        if (run.result or {}).get("evaluation"):
-            return "evaluated already"
+            skipped = f"run is a {run.status} {run.kind}"
+        elif (run.result or {}).get("evaluation"):
+            skipped = "evaluated already"
+        if skipped:  # this message ends here: "evaluate now" may be asked for again
+            evaluations.release(session=session, run_id=run_id)
+            return skipped
         training = (run.result or {}).get("training") or {}
         # The epoch whose weights the run kept (early stopping's restored one, else the last).
         restored = training.get("restored_best_weights", True)

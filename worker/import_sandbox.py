@@ -4,8 +4,11 @@ The worker's pool child has TensorFlow's threads running, so the parser runs in 
 interpreter (fork + exec at once, never a bare fork), `python -m worker.import_sandbox`.
 Before it imports NumPy the child caps its address space (RLIMIT_AS) and its CPU time, and
 asks to die with its parent. It hands the data set back as an .npz file in the import's
-temp folder (never gigabytes through a pipe), with a small JSON outcome next to it. An
-overrun kills or fails only the child: the worker lives on, the import fails plainly.
+temp folder (never gigabytes through a pipe), with a small JSON outcome next to it that
+carries the data set's summary (counts, class names, fingerprint). The worker, which has no
+memory budget, never loads that file: it checks the summary and the file's array headers,
+and the store copies the file a chunk at a time. An overrun kills or fails only the child:
+the worker lives on, the import fails plainly.
 
 This module's top level imports the standard library only: the child imports it first.
 """
@@ -26,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 REQUEST, RESULT, OUTCOME = "request.json", "result.npz", "outcome.json"
-MAX_OUTCOME_BYTES = 64 * 1024
+# The outcome carries the summary: 1,000 class names (20,000 characters at most together,
+# jobspec.text.MAX_CLASS_SUMMARY_CHARS) three times over, JSON-escaped at 6 bytes a character.
+MAX_OUTCOME_BYTES = 1 << 20
 # CPU seconds a child may use beyond its wall-clock budget: a backstop for a child whose
 # parent vanished before it could kill it (PR_SET_PDEATHSIG covers the usual case).
 CPU_SLACK_SECONDS = 30
@@ -61,9 +66,11 @@ class Budget:
 
 @dataclass(frozen=True)
 class Parsed:
-    """What the child handed back: the data set and the most memory it used."""
+    """What the child handed back: the data set's summary (checked against the arrays
+    file's headers), the file itself, and the most memory the child used."""
 
-    dataset: Any
+    summary: dict[str, Any]
+    arrays: Path
     peak_rss_mb: float
     peak_vm_mb: float
 
@@ -142,10 +149,11 @@ def _wait(
 
 
 def _read_back(work_dir: Path, budget: Budget, exitcode: int, max_bytes: int) -> Parsed:
-    """The child's data set, after checking what it said and how big its file is."""
+    """The child's data set summary and file, after checking what it said and its file's
+    size and array headers; the arrays themselves are never read here."""
     # Deferred (NumPy): this module's top level stays standard-library only, see above.
     from worker.ml.datasets.dataset import DataError
-    from worker.ml.datasets.npz import load_saved
+    from worker.ml.datasets.npz import check_saved
 
     outcome = _outcome(work_dir / OUTCOME)
     error = outcome.get("error")
@@ -161,8 +169,13 @@ def _read_back(work_dir: Path, budget: Budget, exitcode: int, max_bytes: int) ->
     size = result.stat().st_size if result.is_file() else -1
     if not 0 < size <= max_bytes:
         raise ImportFailed(f"the import left a result of {size:,} bytes (limit {max_bytes:,})")
+    try:
+        summary = check_saved(result, outcome.get("summary"))
+    except DataError as exc:  # our own child wrote it: not the file's fault
+        raise ImportFailed(f"the import's result does not check out: {exc}") from exc
     return Parsed(
-        load_saved(result),
+        summary,
+        result,
         float(outcome.get("peak_rss_mb", 0)),
         float(outcome.get("peak_vm_mb", 0)),
     )
@@ -232,21 +245,23 @@ def _cap(memory_bytes: int | None, cpu_seconds: int) -> None:
 
 def _parse(spec: str, work_dir: Path, resize: bool, limits: dict | None) -> dict:
     try:  # NumPy and the readers load only now, under the budgets set above
-        from worker.ml.datasets.dataset import DataError
+        from worker.ml.datasets.dataset import DataError, reason
         from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
         from worker.ml.datasets.load import load_dataset
     except MemoryError:  # a budget too small for NumPy itself
         return {"error": "memory"}
     try:
         within = DEFAULT_LIMITS if limits is None else ImportLimits(**limits)
-        load_dataset(spec, resize=resize, limits=within).save(work_dir / RESULT)
+        dataset = load_dataset(spec, resize=resize, limits=within)
+        dataset.save(work_dir / RESULT)
+        summary = dataset.summary()  # the worker reads this, never the arrays
     except MemoryError:
         return {"error": "memory"}
     except DataError as err:
         return {"error": "data", "message": str(err)}
     except Exception as err:  # reported to the person who uploaded the file
-        return {"error": "unexpected", "message": f"unexpected error ({type(err).__name__}): {err}"}
-    return {"ok": True}
+        return {"error": "unexpected", "message": f"unexpected error ({reason(err)})"}
+    return {"ok": True, "summary": summary}
 
 
 def _peaks() -> dict:

@@ -4,7 +4,9 @@ register the data set, or say why not.
 The import's row (store.datasets.lifecycle) ends done, with the data set registered in the
 same transaction, or failed with a message; the upload is deleted either way. The parse runs
 in a spawned child (worker.import_sandbox) so an upload that needs too much memory or time
-fails only that child; this process beats the row's heartbeat meanwhile.
+fails only that child; this process beats the row's heartbeat meanwhile. The child hands
+back the data set's summary and its arrays file; this process (no memory budget) never
+loads the arrays: the store copies the file a chunk at a time.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from store.db import session_scope
 from store.errors import InvalidRequest, NotFound
 from store.settings import Settings, get_settings
 from worker import device, import_sandbox, liveness
-from worker.ml.datasets.dataset import DataError, Dataset
-from worker.ml.datasets.limits import ImportLimits
+from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.limits import MIB, ImportLimits
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ def import_dataset(import_id: int, *_legacy: object) -> str:
             Heartbeat(import_id, worker, settings.heartbeat_seconds) as beats,
             tempfile.TemporaryDirectory(prefix="stacklab-import-") as tmp,
         ):
-            dataset, result = _parse(job, Path(tmp), settings, beats)
-            dataset_id = _store(job, worker, dataset, result)
+            parsed = _parse(job, Path(tmp), settings, beats)
+            dataset_id = _store(job, worker, parsed, settings)
     except lifecycle.ImportSuperseded as err:
         log.warning("import %s (%s) given up: %s", import_id, job.name, err)
         return f"given up: {err}"
@@ -85,8 +87,9 @@ def import_dataset(import_id: int, *_legacy: object) -> str:
     return f"imported {job.name} as data set {dataset_id}"
 
 
-def _parse(job: Job, tmp: Path, settings: Settings, beats: Heartbeat) -> tuple[Dataset, Path]:
-    """The data set, parsed in a child under the memory and time budgets."""
+def _parse(job: Job, tmp: Path, settings: Settings, beats: Heartbeat) -> import_sandbox.Parsed:
+    """The data set's summary and arrays file, parsed in a child under the memory and time
+    budgets."""
     timeout = settings.import_timeout_seconds
     if job.source == "cifar10":
         # Keras downloads a fixed, hash-checked file and imports TensorFlow, whose address
@@ -95,6 +98,8 @@ def _parse(job: Job, tmp: Path, settings: Settings, beats: Heartbeat) -> tuple[D
     elif job.source is not None:
         raise DataError(f"unknown import source {job.source!r}")
     else:
+        with session_scope() as session:  # a full store fails before any parsing
+            datasets_service.check_room(session, 1, settings.max_dataset_store_mb * MIB)
         spec = str(_write_upload(job, tmp))
         budget = import_sandbox.Budget(settings.import_memory_mb, timeout)
     parsed = import_sandbox.parse_in_child(
@@ -113,13 +118,13 @@ def _parse(job: Job, tmp: Path, settings: Settings, beats: Heartbeat) -> tuple[D
         parsed.peak_vm_mb,
         budget.memory_mb,
     )
-    classes = parsed.dataset.num_classes
+    classes = parsed.summary["num_classes"]
     if classes > settings.max_classes:
         raise DataError(
             f"{job.file_name}: {classes:,} classes, more than the limit of "
             f"{settings.max_classes:,} (STACKLAB_MAX_CLASSES)"
         )
-    return parsed.dataset, tmp / "parsed" / import_sandbox.RESULT
+    return parsed
 
 
 def _write_upload(job: Job, tmp: Path) -> Path:
@@ -132,15 +137,24 @@ def _write_upload(job: Job, tmp: Path) -> Path:
 
 
 def _limits(settings: Settings) -> ImportLimits:
-    """The parsers' limits, with this deployment's class limit."""
-    return ImportLimits(max_classes=settings.max_classes)
+    """The parsers' limits, with this deployment's settings (ImportLimits' other fields are
+    fixed budgets of the readers)."""
+    return ImportLimits(
+        max_classes=settings.max_classes,
+        max_images=settings.import_max_images,
+        max_decoded_bytes=settings.import_max_decoded_mb * MIB,
+    )
 
 
-def _store(job: Job, worker: str, dataset: Dataset, arrays: Path) -> int:
+def _store(job: Job, worker: str, parsed: import_sandbox.Parsed, settings: Settings) -> int:
     """Register the data set and mark the import done, in one transaction."""
     with session_scope() as session:
         record = datasets_service.register(
-            session=session, name=job.name, summary=dataset.summary(), arrays=arrays
+            session=session,
+            name=job.name,
+            summary=parsed.summary,
+            arrays=parsed.arrays,
+            max_store_bytes=settings.max_dataset_store_mb * MIB,
         )
         lifecycle.finish(
             session=session, import_id=job.import_id, worker=worker, dataset_id=record.id

@@ -18,11 +18,12 @@ from typing import IO, TYPE_CHECKING
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from jobspec import text
 from jobspec.status import ImportPhase, ImportState
 from store import queue
 from store.artifacts import service as artifacts_service
@@ -41,6 +42,7 @@ UPLOAD_KIND = "upload"
 ACCEPTED_SUFFIXES = (".npz", ".zip", ".tar.gz", ".tgz", ".tar")
 MAX_UPLOAD_BYTES = 1 << 30  # CIFAR-10's archive is 163 MiB; the worker refuses > 2 GiB expanded
 MAX_FIELD_BYTES = 1024
+MAX_PART_HEADERS = 8  # header lines of one part (python-multipart's default; we send 2)
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
@@ -57,8 +59,10 @@ def check_name_syntax(name: str | None) -> str:
 def check_name(session: Session, name: str | None) -> str:
     """A valid name that no data set and no import in progress uses."""
     name = check_name_syntax(name)
-    if session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name)) is not None:
-        raise InvalidRequest("name", f"a data set named {name!r} exists already")
+    # Names differing only in case name the same data set (text.fold; names are ASCII).
+    same = func.lower(DatasetRecord.name) == text.fold(name)
+    if (taken := session.scalar(select(DatasetRecord.name).where(same))) is not None:
+        raise InvalidRequest("name", f"a data set named {taken!r} exists already")
     if lifecycle.active_with_name(session, name) is not None:
         raise InvalidRequest("name", f"an import named {name!r} is in progress")
     return name
@@ -84,13 +88,23 @@ class Received:
     size: int = 0
 
 
-class _Parts:
-    """python-multipart callbacks: the file part goes to disk, fields stay small."""
+def _too_many_parts(limit: int) -> HTTPException:
+    return HTTPException(413, f"the form has more than {limit} parts (STACKLAB_MAX_FORM_PARTS)")
 
-    def __init__(self, dest_dir: Path, limit: int):
+
+class _Parts:
+    """python-multipart callbacks: the file part goes to disk, fields stay small.
+
+    Parts are counted (STACKLAB_MAX_FORM_PARTS) as they begin, so a flood of tiny fields is
+    refused at the first one too many; the parser caps each part's header lines
+    (MAX_PART_HEADERS, STACKLAB_MAX_PART_HEADER_KB each), which are gathered piece by piece.
+    """
+
+    def __init__(self, dest_dir: Path, limit: int, max_parts: int = 16):
         self.out, self.limit, self.dest_dir = Received(), limit, dest_dir
+        self.max_parts, self.parts = max_parts, 0
         self.headers: dict[bytes, bytes] = {}
-        self._header = b""
+        self._field, self._value = bytearray(), bytearray()
         self.name: str | None = None
         self.buffer = bytearray()
         self.pending: list[bytes] = []  # file bytes, written after each parser step
@@ -99,15 +113,23 @@ class _Parts:
     def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._begin,
-            "on_header_field": lambda d, s, e: setattr(self, "_header", d[s:e].lower()),
-            "on_header_value": lambda d, s, e: self.headers.__setitem__(self._header, d[s:e]),
+            "on_header_field": lambda d, s, e: self._field.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self._value.extend(d[s:e]),
+            "on_header_end": self._header_end,
             "on_headers_finished": self._headers_done,
             "on_part_data": self._data,
             "on_part_end": self._end,
         }
 
     def _begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise _too_many_parts(self.max_parts)
         self.headers, self.name, self.buffer = {}, None, bytearray()
+
+    def _header_end(self) -> None:
+        self.headers[bytes(self._field).lower()] = bytes(self._value)
+        self._field, self._value = bytearray(), bytearray()
 
     def _headers_done(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition"))
@@ -150,19 +172,31 @@ async def receive(request: Request, *, dest_dir: Path, limit: int | None = None)
     ctype, options = parse_options_header(request.headers.get("content-type"))
     if ctype != b"multipart/form-data" or b"boundary" not in options:
         raise InvalidRequest("file", "send the file as multipart/form-data")
-    if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
+    declared = request.headers.get("content-length") or "0"
+    if not (declared.isascii() and declared.isdigit()):
+        raise InvalidRequest("file", "the Content-Length header is not a number")
+    if len(declared) > 12 or int(declared) > limit + 64 * 1024:  # digits first: no huge int()
         raise HTTPException(413, f"the file is larger than {limit >> 20} MiB")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    parts = _Parts(dest_dir, limit)
-    parser = MultipartParser(options[b"boundary"], parts.callbacks())
+    settings = get_settings()
+    parts = _Parts(dest_dir, limit, settings.max_form_parts)
+    header_kb = settings.max_part_header_kb
+    parser = MultipartParser(
+        options[b"boundary"],
+        parts.callbacks(),
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=header_kb * 1024,
+    )
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+                if parts.pending:
+                    await run_in_threadpool(parts.flush)
+            parser.finalize()
             await run_in_threadpool(parts.flush)
-        parser.finalize()
-        await run_in_threadpool(parts.flush)
-    except MultipartParseError as err:
-        raise InvalidRequest("file", f"malformed multipart body ({err})") from err
+        except MultipartParseError as err:
+            raise _refusal(err, header_kb) from err
     except BaseException:
         if parts.out.path:
             parts.out.path.unlink(missing_ok=True)
@@ -173,6 +207,16 @@ async def receive(request: Request, *, dest_dir: Path, limit: int | None = None)
     if parts.out.path is None:
         raise InvalidRequest("file", "no file was sent")
     return parts.out
+
+
+def _refusal(err: MultipartParseError, header_kb: int) -> HTTPException | InvalidRequest:
+    """413 naming the limit a part's headers went past, else 422 for a malformed body."""
+    if "header size" in str(err):
+        message = f"a part's header line is longer than {header_kb} KiB"
+        return HTTPException(413, f"{message} (STACKLAB_MAX_PART_HEADER_KB)")
+    if "header count" in str(err):
+        return HTTPException(413, f"a part has more than {MAX_PART_HEADERS} header lines")
+    return InvalidRequest("file", f"malformed multipart body ({err})")
 
 
 def _truthy(value: str | None) -> bool:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from backend.datasets import imports, views
-from backend.datasets.schemas import DatasetRead
+from backend.datasets import imports, listing, views
 from backend.deps import SessionDep
 from backend.web import render
-from store.datasets import service as datasets_service
 
 router = APIRouter(include_in_schema=False)
 SAMPLES_PER_CLASS = 8
@@ -17,16 +15,14 @@ SAMPLES_PER_CLASS = 8
 
 @router.get("/datasets", response_class=HTMLResponse)
 def datasets_page(request: Request, session: SessionDep) -> HTMLResponse:
-    """Every data set, imports in progress and the upload form."""
-    datasets = [
-        DatasetRead.model_validate(d).model_dump(mode="json")
-        for d in datasets_service.list_all(session)
-    ]
+    """The data sets (the first LIST_PAGE by name), imports in progress and the upload form."""
+    datasets = [d.model_dump(mode="json") for d in listing.page(session)]
     return render(
         request,
         "datasets/list.html",
         nav="datasets",
         datasets=datasets,
+        total=listing.count(session),
         pending=imports.pending_imports(session),
         max_upload_mib=imports.MAX_UPLOAD_BYTES >> 20,
     )
@@ -35,14 +31,14 @@ def datasets_page(request: Request, session: SessionDep) -> HTMLResponse:
 @router.get("/datasets/{name}", response_class=HTMLResponse)
 def dataset_page(name: str, request: Request, session: SessionDep) -> HTMLResponse:
     """One data set: sizes, class distribution of train and test, sample images per class."""
-    record = datasets_service.get_by_name(session, name)
-    shown = views.grid_classes(len(record.class_names))
+    record = listing.one(session, name)
+    shown = views.grid_classes(record.n_classes)
     width, height = views.grid_size(shown, SAMPLES_PER_CLASS)
     return render(
         request,
         "datasets/detail.html",
         nav="datasets",
-        dataset=DatasetRead.model_validate(record).model_dump(mode="json"),
+        dataset=record.model_dump(mode="json"),
         figure=views.class_distribution(record),
         per_class=SAMPLES_PER_CLASS,
         shown_classes=shown,

@@ -6,30 +6,39 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from backend.datasets import imports, views
+from backend.datasets import imports, listing, views
 from backend.datasets.schemas import DatasetRead
 from backend.deps import SessionDep
-from store.datasets import service as datasets_service
+from jobspec.text import DatasetName
 
 router = APIRouter(tags=["datasets"])
 
 
 @router.get("/datasets", response_model=list[DatasetRead])
-def list_datasets(session: SessionDep):
-    """Every data set in the store."""
-    return datasets_service.list_all(session)
+def list_datasets(
+    session: SessionDep,
+    response: Response,
+    limit: int = Query(listing.LIST_PAGE, ge=1, le=listing.LIST_PAGE),
+    offset: int = Query(0, ge=0),
+):
+    """Data sets by name, `limit` from `offset` (header X-Total-Count: how many in all),
+    each with its first 20 class names and their counts (`n_classes` and
+    `classes_left_out` say how many there are; GET /api/datasets/{name} has them all)."""
+    response.headers["X-Total-Count"] = str(listing.count(session))
+    return listing.page(session, limit=limit, offset=offset)
 
 
 @router.get("/datasets/{name}", response_model=DatasetRead)
 def read_dataset(name: str, session: SessionDep):
-    """One data set by name."""
-    return datasets_service.get_by_name(session, name)
+    """One data set by name, with its class names up to 20,000 characters in all (every
+    name of a data set imported since names were capped; `classes_left_out` counts the rest)."""
+    return listing.one(session, name)
 
 
 @router.get("/datasets/{name}/samples.png", response_class=FileResponse)
 def dataset_samples(name: str, session: SessionDep, per_class: int = Query(8, ge=1, le=32)):
     """A PNG grid of the first training images of each class, one row per class."""
-    record = datasets_service.get_by_name(session, name)
+    record = listing.one(session, name)
     path = views.samples_png(session=session, record=record, per_class=per_class)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
@@ -47,7 +56,7 @@ async def upload_dataset(request: Request, name: str | None = None, resize: bool
 class Cifar10Import(BaseModel):
     """Which name the downloaded CIFAR-10 gets."""
 
-    name: str = Field("cifar10", description="Name of the new data set")
+    name: DatasetName = Field("cifar10", description="Name of the new data set")
 
 
 @router.post("/datasets/cifar10", status_code=202)
@@ -65,7 +74,7 @@ def import_status(import_id: int, session: SessionDep, name: str | None = None) 
 @router.get("/datasets/{name}/test-images/{index}.png", response_class=Response)
 def test_image(name: str, index: int, session: SessionDep, scale: int = Query(2, ge=1, le=8)):
     """One test image by its index in the test set (as predictions.npz orders them), enlarged."""
-    record = datasets_service.get_by_name(session, name)
+    record = listing.one(session, name)
     png = views.test_image_png(session=session, record=record, index=index, scale=scale)
     etag = f'"{record.fingerprint[:16]}-{index}-{scale}"'
     headers = {"Cache-Control": "max-age=3600", "ETag": etag}

@@ -15,8 +15,8 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from backend import plotting
+from backend.datasets.schemas import DatasetRead
 from store.datasets import service as datasets_service
-from store.datasets.models import DatasetRecord
 from store.errors import NotFound
 from store.settings import get_settings
 
@@ -35,7 +35,7 @@ def grid_size(n_classes: int, per_class: int) -> tuple[int, int]:
     return GAP + per_class * (TILE + GAP), GAP + n_classes * (TILE + GAP)
 
 
-def class_distribution(record: DatasetRecord) -> dict:
+def class_distribution(record: DatasetRead) -> dict:
     """Grouped bars of images per class in train and test, as Plotly figure JSON."""
     fig = go.Figure(
         [
@@ -75,12 +75,12 @@ def render_grid(x: np.ndarray, y: np.ndarray, n_classes: int, per_class: int) ->
     return Image.fromarray(canvas, "RGB")
 
 
-def samples_png(*, session: Session, record: DatasetRecord, per_class: int) -> Path:
+def samples_png(*, session: Session, record: DatasetRead, per_class: int) -> Path:
     """The samples grid as a PNG file, rendered once per data set content and size. Only
     the tiles it shows are read from the arrays file, so memory stays small whatever the
     data set's size or number of classes."""
     cache = get_settings().cache_dir
-    n_classes = grid_classes(len(record.class_names))
+    n_classes = grid_classes(record.n_classes)
     target = cache / "samples" / f"{record.fingerprint}-{per_class}-{n_classes}.png"
     if target.exists():
         return target
@@ -134,7 +134,7 @@ def _read_rows(archive: zipfile.ZipFile, member: str, rows: np.ndarray) -> np.nd
         return out
 
 
-def test_image_png(*, session: Session, record: DatasetRecord, index: int, scale: int) -> bytes:
+def test_image_png(*, session: Session, record: DatasetRead, index: int, scale: int) -> bytes:
     """One test image as a PNG, each pixel a `scale` x `scale` block (for thumbnails)."""
     if not 0 <= index < record.n_test:
         raise NotFound("test image", f"{index} of data set {record.name!r} ({record.n_test})")

@@ -15,7 +15,9 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from backend import plotting
+from backend.datasets import listing
 from backend.runs import detail
+from jobspec.text import CLASS_NAME, shown
 from store.datasets import service as datasets_service
 from store.errors import InvalidRequest, NotFound
 from store.runs import service as runs_service
@@ -43,7 +45,7 @@ def load(session: Session, run_id: int) -> Predictions:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         predicted = np.asarray(npz["predictions"]).astype(np.int64).ravel()
         probabilities = np.asarray(npz["probabilities"]) if "probabilities" in npz.files else None
-    record = datasets_service.get(session, run.dataset_id)
+    record = listing.by_id(session, run.dataset_id)  # bounded, whatever the row holds
     path = datasets_service.fetch_to_cache(
         session=session, dataset_id=run.dataset_id, cache_dir=get_settings().cache_dir
     )
@@ -53,7 +55,11 @@ def load(session: Session, run_id: int) -> Predictions:
         probabilities is not None and probabilities.shape[0] != len(true)
     ):
         raise NotFound("predictions matching the test set of run", run_id)
-    names = [str(n) for n in evaluation.get("class_names") or record.class_names]
+    if evaluation.get("class_names"):
+        names = detail.class_names(evaluation)
+    else:  # a data set row too long to read whole lists its first names only: the rest by number
+        names = [shown(n, limit=CLASS_NAME.max_chars) for n in record.class_names]
+        names += [str(i) for i in range(len(names), record.n_classes)]
     return Predictions(predicted, probabilities, true, names, record.name)
 
 
@@ -104,14 +110,25 @@ def cell(*, session: Session, run_id: int, true: int, pred: int, limit: int) -> 
     }
 
 
+def worst_classes(p: Predictions, limit: int = plotting.MAX_HEATMAP_CLASSES) -> list[int]:
+    """plotting.heatmap_classes of the predictions' confusion matrix, counted without the
+    matrix (n x n: 8 GB for 30,000 classes): a class's errors are the test images of it
+    predicted as another, plus those of others predicted as it."""
+    n = len(p.class_names)
+    if n <= limit:
+        return list(range(n))
+    known = (p.true >= 0) & (p.true < n) & (p.predicted >= 0) & (p.predicted < n)
+    wrong = known & (p.true != p.predicted)
+    errors = np.bincount(p.true[wrong], minlength=n) + np.bincount(p.predicted[wrong], minlength=n)
+    worst = np.lexsort((np.arange(n), -errors))[:limit]  # most errors first, then class order
+    return sorted(int(c) for c in worst)
+
+
 def mistakes(*, session: Session, run_id: int, per_class: int) -> dict:
     """Per true class (those the confusion heatmap shows), its most confident mistakes."""
     p = load(session, run_id)
-    n = len(p.class_names)
-    matrix = np.zeros((n, n), dtype=np.int64)
-    np.add.at(matrix, (p.true, p.predicted), 1)
     classes = []
-    for c in plotting.heatmap_classes([matrix.tolist()]):
+    for c in worst_classes(p):
         wrong = np.flatnonzero((p.true == c) & (p.predicted != c))
         chosen = _most_confident(p, wrong)[:per_class]
         classes.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -52,13 +53,20 @@ def filename(data: dict) -> str:
     return f"experiment-{data['id']}{'-' + slug if slug else ''}.html"
 
 
-def report_html(*, session: Session, run_id: int) -> tuple[str, str]:
-    """The file's text and its name."""
+def report_chunks(*, session: Session, run_id: int) -> tuple[Iterator[str], str]:
+    """The file's text as the template writes it, piece by piece, and its name. What the
+    template reads is gathered here (the session is not used once the text starts)."""
     data = service.experiment(session=session, run_id=run_id)
-    page = web.templates.env.get_template("reports/export.html").render(
+    chunks = web.templates.env.get_template("reports/export.html").generate(
         **context(session, data),
         export=True,
         styles=styles(),
         recon_src=reconstructions_uri(session, run_id),
     )
-    return page, filename(data)
+    return chunks, filename(data)
+
+
+def report_html(*, session: Session, run_id: int) -> tuple[str, str]:
+    """The file's text and its name."""
+    chunks, name = report_chunks(session=session, run_id=run_id)
+    return "".join(chunks), name

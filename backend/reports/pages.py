@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from backend import exports
 from backend.deps import SessionDep
 from backend.reports import export, service
 from backend.runs import detail
@@ -39,7 +40,10 @@ def experiment_page(request: Request, run_id: int, session: SessionDep):
 
 @router.get("/experiments/{run_id:int}/report.html")
 def experiment_export(run_id: int, session: SessionDep) -> Response:
-    """The report as one HTML file that opens offline (a download)."""
-    page, name = export.report_html(session=session, run_id=run_id)
+    """The report as one HTML file that opens offline (a download), streamed as it is
+    written; 503 while max_concurrent_exports are being written."""
+    chunks, name = export.report_chunks(session=session, run_id=run_id)
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(page, media_type="text/html; charset=utf-8", headers=headers)
+    return exports.stream(
+        chunks, media_type="text/html; charset=utf-8", headers=headers, slot=exports.take()
+    )

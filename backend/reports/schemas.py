@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jobspec.text import Notes, RunName, Tag
 from store.runs.schemas import RunRead
 
 
@@ -12,10 +13,11 @@ class RunEdit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Pydantic's bounds only stop absurd bodies early; the real limits are settings.
-    notes: str | None = Field(None, max_length=1_000_000, description="Markdown; null clears")
-    name: str | None = Field(None, max_length=1000, description="The run's name (not empty)")
-    tags: list[str] | None = Field(None, max_length=1000)
+    # The text rules (jobspec.text) refuse what no page can show and cap each field hard;
+    # the real limits are settings (store/runs/limits.py).
+    notes: Notes | None = Field(None, description="Markdown; null clears")
+    name: RunName | None = Field(None, description="The run's name (not empty)")
+    tags: list[Tag] | None = Field(None, max_length=1000)
 
     @field_validator("name")
     @classmethod

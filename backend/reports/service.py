@@ -7,11 +7,11 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from backend.datasets import listing
 from backend.formatting import flatten, readable
 from backend.reports import studies
 from backend.runs import detail
 from jobspec import kinds
-from store.datasets import service as datasets_service
 from store.errors import NotFound
 from store.runs import service as runs_service
 from store.runs.models import Run, RunGroup
@@ -32,7 +32,7 @@ def pretrain_of(session: Session, run_id: int) -> Run:
 def experiment(*, session: Session, run_id: int) -> dict:
     """Everything the report shows, JSON-ready."""
     pretrain = pretrain_of(session, run_id)
-    dataset = datasets_service.get(session, pretrain.dataset_id)
+    dataset = listing.by_id(session, pretrain.dataset_id)  # bounded, whatever the row holds
     finetunes, total = _finetunes(session, pretrain)
     groups = _groups(session, finetunes)
     return {
@@ -43,7 +43,7 @@ def experiment(*, session: Session, run_id: int) -> dict:
             "name": dataset.name,
             "n_train": dataset.n_train,
             "n_test": dataset.n_test,
-            "classes": len(dataset.class_names or []),
+            "classes": dataset.n_classes,
             "fingerprint": dataset.fingerprint,
         },
         "root": _pretrain(pretrain),

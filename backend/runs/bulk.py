@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend.reports import notes
 from backend.reports.schemas import RunEdit
+from jobspec import text
 from store.errors import InvalidRequest, NotFound
 from store.runs import launch as launcher
 from store.runs import service as runs_service
@@ -43,7 +44,7 @@ class BulkRequest(BaseModel):
         tag = tag.strip() if tag else None
         if info.data.get("action") in ("tag", "untag") and not tag:
             raise ValueError("a tag is needed to add or remove one")
-        return tag
+        return text.check(tag, text.TAG) if tag else None
 
 
 def apply(*, session: Session, request: BulkRequest) -> dict:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+from collections.abc import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend import plotting
@@ -13,12 +15,14 @@ from backend.runs import figures
 from backend.runs.downsample import downsample
 from jobspec import ablations, kinds
 from jobspec.stages import AE01, AE02, AE03
+from jobspec.text import CLASS_NAME, shown
 from store.artifacts import service as artifacts_service
+from store.db import session_scope
 from store.errors import NotFound
 from store.runs import metrics as metrics_service
 from store.runs import samples as samples_service
 from store.runs import service as runs_service
-from store.runs.models import Run, RunGroup
+from store.runs.models import Metric, Run, RunGroup
 
 MAX_NPZ_BYTES = 64 * 1024 * 1024  # probe images are a few hundred KiB; refuse anything odd
 
@@ -92,20 +96,44 @@ def _plan(run: Run) -> dict[str, int]:
     return job.stage_plan(run.params)
 
 
-def confusion(session: Session, run_id: int) -> dict:
-    """Confusion heatmap and per-class scores of a finetune run's evaluation, or NotFound."""
+PER_CLASS_ROWS = 100  # rows of the per-class table a page (or one answer) holds
+
+
+def class_names(evaluation: dict) -> list[str]:
+    """An evaluation's class names, each cut to CLASS_NAME.max_chars (a marker says so)."""
+    names = evaluation.get("class_names") or range(len(evaluation.get("confusion_matrix") or []))
+    return [shown(name, limit=CLASS_NAME.max_chars) for name in names]
+
+
+def per_class_page(evaluation: dict, offset: int = 0, limit: int = PER_CLASS_ROWS) -> dict:
+    """`limit` rows of the per-class scores from `offset` (class order), names cut, with
+    how many there are: a 1,000-class table is sent and drawn a page at a time."""
+    per_class = evaluation.get("per_class") or {}
+    rows = itertools.islice(per_class.items(), offset, offset + limit)
+    return {
+        "rows": {shown(name, limit=CLASS_NAME.max_chars): scores for name, scores in rows},
+        "total": len(per_class),
+        "offset": offset,
+        "limit": limit,
+    }
+
+
+def confusion(session: Session, run_id: int, offset: int = 0, limit: int = PER_CLASS_ROWS) -> dict:
+    """Confusion heatmap and per-class scores of a finetune run's evaluation, or NotFound;
+    the per-class scores `limit` classes from `offset` (per_class_total: how many)."""
     run = runs_service.get_run(session, run_id)
     evaluation = (run.result or {}).get("evaluation") or {}
     if not evaluation.get("confusion_matrix"):
         raise NotFound("confusion matrix of run", run_id)
-    names = evaluation.get("class_names") or [
-        str(i) for i in range(len(evaluation["confusion_matrix"]))
-    ]
+    names = class_names(evaluation)
     fig = figures.confusion_figure(evaluation["confusion_matrix"], names)
+    page = per_class_page(evaluation, offset, limit)
     return {
         "figure": fig,
         "class_names": names,
-        "per_class": evaluation.get("per_class", {}),
+        "per_class": page["rows"],
+        "per_class_total": page["total"],
+        "per_class_offset": offset,
         "accuracy": evaluation.get("accuracy"),
         "balanced_accuracy": evaluation.get("balanced_accuracy"),
         # the heatmap's rows and columns, as class indices (it may show only some classes)
@@ -165,22 +193,61 @@ def recon_rows(session: Session, run_id: int) -> list[str]:
         return []
 
 
-def metrics_csv(session: Session, run_id: int) -> str:
-    """Every epoch of every stage as one CSV row: stage, epoch, then one column per metric."""
+METRICS_CSV_BATCH = 5_000  # metric values read at once (whole epochs: more if one epoch has more)
+
+
+def metrics_csv_columns(session: Session, run_id: int) -> list[str]:
+    """The metric names a run's metrics.csv has a column for, or NotFound."""
     runs_service.get_run(session, run_id)
-    series = metrics_service.series(session, run_id)
-    names = sorted({key.rsplit("/", 1)[1] for key in series})
-    rows: dict[tuple[str, int], dict] = {}
-    for key, points in series.items():
-        stage, name = key.rsplit("/", 1)
-        for step, value in points:
-            rows.setdefault((stage, step), {})[name] = value
+    keys = session.scalars(select(Metric.key).where(Metric.run_id == run_id).distinct())
+    return sorted({key.rsplit("/", 1)[1] for key in keys})
+
+
+def metrics_csv_chunks(run_id: int, names: list[str]) -> Iterator[str]:
+    """metrics.csv a batch of epochs at a time: every epoch of every stage as one row
+    (stage, epoch, then one column per metric), in epoch then stage order. Each batch is
+    read in a short session of its own."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["stage", "epoch", *names])
-    for (stage, step), values in sorted(rows.items(), key=lambda item: (item[0][1], item[0][0])):
-        writer.writerow([stage, step, *(_cell(values.get(n)) for n in names)])
-    return out.getvalue()
+    with session_scope() as session:
+        per_step = select(Metric.step, func.count()).where(Metric.run_id == run_id)
+        counts = session.execute(per_step.group_by(Metric.step).order_by(Metric.step)).all()
+    for first, last in _step_batches([(step, n) for step, n in counts], METRICS_CSV_BATCH):
+        rows: dict[tuple[str, int], dict] = {}
+        with session_scope() as session:
+            batch = select(Metric.key, Metric.step, Metric.value).where(
+                Metric.run_id == run_id, Metric.step >= first, Metric.step <= last
+            )
+            for key, step, value in session.execute(batch):
+                stage, name = key.rsplit("/", 1)
+                rows.setdefault((stage, step), {})[name] = value
+        for (stage, step), values in sorted(rows.items(), key=lambda row: (row[0][1], row[0][0])):
+            writer.writerow([stage, step, *(_cell(values.get(n)) for n in names)])
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    if out.tell():
+        yield out.getvalue()
+
+
+def _step_batches(counts: list[tuple[int, int]], size: int) -> Iterator[tuple[int, int]]:
+    """(first, last) step of runs of consecutive epochs holding about `size` values each."""
+    batch: list[int] = []
+    held = 0
+    for step, n in counts:
+        if batch and held + n > size:
+            yield batch[0], batch[-1]
+            batch, held = [], 0
+        batch.append(step)
+        held += n
+    if batch:
+        yield batch[0], batch[-1]
+
+
+def metrics_csv(session: Session, run_id: int) -> str:
+    """The whole metrics.csv at once (for tests and scripts; the route streams it)."""
+    return "".join(metrics_csv_chunks(run_id, metrics_csv_columns(session, run_id)))
 
 
 def _cell(value: float | None) -> str:

@@ -10,11 +10,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from backend.datasets.schemas import DatasetRead
+from backend.datasets import listing
 from jobspec import ablations, kind_names, kinds
 from jobspec.labels import label
 from jobspec.params import FinetuneConfig
-from store.datasets import service as datasets_service
 from store.runs import service as runs_service
 from store.runs.schemas import RunRead
 from store.settings import get_settings
@@ -103,6 +102,8 @@ def study_controls() -> dict:
         ],
         "metrics": [{"name": k, "label": v} for k, v in ablations.STUDY_METRICS.items()],
         "default_metric": ablations.default_metric,
+        # a listed data set shows some class counts only: whether it is imbalanced is kept
+        "default_metric_of": lambda d: "balanced_accuracy" if d.imbalanced else "accuracy",
         "seeds": "0, 1, 2",
     }
 
@@ -239,7 +240,7 @@ def page(
         "source": source,
         "review": review,
         "prefill": prefill,
-        "datasets": [DatasetRead.model_validate(d) for d in datasets_service.list_all(session)],
+        "datasets": listing.page(session),
         "parents": [RunRead.model_validate(p) for p in parents],
     }
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
-from backend.datasets.schemas import DatasetRead
+from backend.datasets import listing
 from backend.deps import SessionDep
 from backend.formatting import flatten, readable
 from backend.reports import notes
@@ -24,7 +24,6 @@ from jobspec import kinds
 from jobspec.status import RunStatus
 from store.artifacts import service as artifacts_service
 from store.artifacts.schemas import ArtifactRead
-from store.datasets import service as datasets_service
 from store.runs import service as runs_service
 from store.runs.models import Run
 from store.runs.schemas import RunFilter, RunRead
@@ -72,7 +71,7 @@ def runs_page(
         query={**filters, "sort": sort, "order": order, "offset": offset, "limit": PAGE_SIZE},
         kinds=kinds.names(),
         statuses=list(RunStatus),
-        datasets=[d.name for d in datasets_service.list_all(session)],
+        datasets=listing.names(session),
         columns=views.COLUMNS,
         csv_max=table_csv.MAX_ROWS,
         bulk_max=bulk.MAX_IDS,
@@ -83,7 +82,7 @@ def runs_page(
 def run_page(request: Request, run_id: int, session: SessionDep):
     """One run: status, live progress, curves, results, parameters, lineage, downloads."""
     run = runs_service.get_run(session, run_id)
-    dataset = datasets_service.get(session, run.dataset_id)
+    dataset = listing.by_id(session, run.dataset_id)  # bounded, whatever the row holds
     artifacts = [
         ArtifactRead.model_validate(a)
         for a in artifacts_service.list_run_artifacts(session, run_id)
@@ -99,7 +98,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         "runs/detail.html",
         nav="runs",
         run=RunRead.model_validate(run),  # templates get plain objects, never ORM rows
-        dataset=DatasetRead.model_validate(dataset),
+        dataset=dataset,
         row=views.row_of(run, dataset.name, {}, utcnow()),
         progress=progress,
         params=[(key, readable(value)) for key, value in flatten(run.params or {}).items()],
@@ -108,6 +107,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         downloads=[a for a in artifacts if a.name.endswith((".weights.h5", ".keras"))],
         has_confusion=bool(evaluation.get("confusion_matrix")),
         evaluation=evaluation,
+        per_class=detail.per_class_page(evaluation),  # a page of a 1,000-class table
         recon_rows=detail.recon_rows(session, run_id) if "reconstructions.npz" in names else [],
         best_epoch=detail.best_epoch(session, run),
         attempts=[_attempt_row(a) for a in runs_service.list_attempts(session, run_id)],
@@ -171,7 +171,7 @@ def new_run_page(
     prefill = {
         "name": f"{source.name} (clone)" if source else "",
         "tags": ", ".join(source.tags) if source else "",
-        "dataset": datasets_service.get(session, source.dataset_id).name if source else None,
+        "dataset": listing.by_id(session, source.dataset_id).name if source else None,
         "parent": parent if parent is not None else (source.parent_run_id if source else None),
     }
     source_read = RunRead.model_validate(source) if source else None
@@ -185,7 +185,7 @@ def new_run_page(
 @router.get("/welcome", response_class=HTMLResponse)
 def welcome_page(request: Request, session: SessionDep):
     """The first-run page: what the demo does, about how long it takes, one button."""
-    datasets = [DatasetRead.model_validate(d) for d in datasets_service.list_all(session)]
+    datasets = listing.page(session)
     chosen = next((d for d in datasets if d.name == welcome.DEMO_DATASET), None)
     chosen = chosen or (datasets[0] if datasets else None)
     return render(

@@ -17,9 +17,12 @@ from jobspec.metrics import split_key
 from store import queue
 from store.artifacts import service as artifacts_service
 from store.errors import InvalidRequest, NotFound
+from store.runs import evaluations
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.models import Run
+from store.settings import get_settings
+from store.timeutil import aware, utcnow
 
 CLASSIFIER = "classifier.keras"  # what "evaluate now" loads (worker/evaluate_task.py)
 # Files holding a stage's weights, by the stage they come from.
@@ -105,18 +108,32 @@ def state(session: Session, run: Run) -> dict:
     if partial:  # a failed run stores no weights (a re-try resumes from its checkpoint)
         partial["has_weights"] = bool(notes)
     evaluation = (run.result or {}).get("evaluation") or None
+    evaluating = None if evaluation else pending_evaluation(run)
     return {
         "partial": partial,
         "download_notes": notes,
         "evaluation": evaluation,
         "evaluation_error": (run.result or {}).get("evaluation_error"),
+        "evaluating": evaluating,  # queued and not ended yet: the button waits for it
         "can_evaluate": bool(
             partial
             and kinds.features(run.kind).evaluation
             and not evaluation
+            and not evaluating
             and CLASSIFIER in names
         ),
     }
+
+
+def pending_evaluation(run: Run) -> dict | None:
+    """The run's "evaluate now" queued and not ended (nor yet taken for lost), or None."""
+    queued_at = aware(run.evaluation_queued_at)
+    if queued_at is None:
+        return None
+    lost_after = get_settings().evaluation_lost_after_seconds
+    if (utcnow() - queued_at).total_seconds() >= lost_after:
+        return None
+    return {"queued_at": queued_at.isoformat(), "task_id": run.evaluation_task_id}
 
 
 def _has(session: Session, run_id: int, name: str) -> bool:
@@ -129,7 +146,9 @@ def _has(session: Session, run_id: int, name: str) -> bool:
 
 def request_evaluation(*, session: Session, run_id: int) -> dict:
     """Queue "evaluate now" for a cancelled or failed finetune that stored its classifier
-    (NotFound, or InvalidRequest naming why not); an evaluated run is answered as it is."""
+    (NotFound, or InvalidRequest naming why not); an evaluated run is answered as it is,
+    and while one is queued a request is answered with it ("already_queued") and queues
+    nothing: at most one evaluation per run at a time (store.runs.evaluations)."""
     run = runs_service.get_run(session, run_id)
     if not kinds.features(run.kind).evaluation:
         scored = " or ".join(kinds.having(lambda f: f.evaluation))
@@ -147,8 +166,21 @@ def request_evaluation(*, session: Session, run_id: int) -> dict:
         raise InvalidRequest(
             "classifier", f"run {run_id} stored no classifier (it stopped before saving one)"
         )
-    task_id = queue.enqueue(queue.EVALUATE, run_id)  # nothing to commit first: the run is as it was
-    return {"run_id": run_id, "queued": True, "task_id": task_id}
+    lost_after = get_settings().evaluation_lost_after_seconds
+    if evaluations.claim(session=session, run_id=run_id, lost_after=lost_after) is None:
+        session.refresh(run)  # the request that holds the mark: answered with its task
+        pending = pending_evaluation(run) or {"queued_at": None, "task_id": None}
+        return {"run_id": run_id, "queued": True, "already_queued": True, **pending}
+    session.commit()  # the mark first: a request a moment later finds it
+    try:
+        task_id = queue.enqueue(queue.EVALUATE, run_id)
+    except queue.QueueUnavailable:
+        evaluations.release(session=session, run_id=run_id)  # nothing queued: not stuck
+        session.commit()
+        raise
+    evaluations.note_task(session=session, run_id=run_id, task_id=task_id)
+    session.commit()
+    return {"run_id": run_id, "queued": True, "already_queued": False, "task_id": task_id}
 
 
 def page_state(session: Session, run: Run) -> dict:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from backend import exports
 from backend.conditional import fresh_run, fresh_runs
 from backend.deps import SessionDep, UserDep
 from backend.reports import errors, notes
@@ -30,6 +31,7 @@ from store.runs.schemas import (
 from store.settings import get_settings
 
 router = APIRouter(tags=["runs"])
+CSV = "text/csv; charset=utf-8"
 
 
 @router.post("/runs", status_code=201, response_model=list[RunRead])
@@ -94,7 +96,7 @@ def runs_table(
 
 
 # Declared before GET /runs/{run_id}, which would otherwise take "table.csv" for an id.
-@router.get("/runs/table.csv")
+@router.get("/runs/table.csv", response_class=Response, responses=exports.answers("text/csv"))
 def runs_table_csv(
     session: SessionDep,
     run_filter: Annotated[RunFilter, Query()],
@@ -102,10 +104,13 @@ def runs_table_csv(
     order: Literal["asc", "desc"] = "desc",
 ) -> Response:
     """Every run of the runs table (the same filters and order, not just one page) as CSV,
-    up to 10,000 runs; text that would run as a spreadsheet formula starts with an '."""
-    body = table_csv.export(session, run_filter=run_filter, sort=sort, order=order)
+    up to 10,000 runs; text that would run as a spreadsheet formula starts with an '.
+    Streamed a batch of runs at a time; 503 while max_concurrent_exports are being written."""
+    ids = table_csv.check(session, run_filter=run_filter, sort=sort, order=order)
     headers = {"Content-Disposition": 'attachment; filename="runs.csv"'}
-    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    return exports.stream(
+        table_csv.chunks(ids), media_type=CSV, headers=headers, slot=exports.take()
+    )
 
 
 @router.get("/queue", dependencies=[fresh_runs])
@@ -169,7 +174,11 @@ def run_artifacts(run_id: int, session: SessionDep) -> list[dict]:
     ]
 
 
-@router.get("/runs/{run_id}/artifacts/{name}")
+@router.get(
+    "/runs/{run_id}/artifacts/{name}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": {}}}}},
+)
 def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingResponse:
     """Stream one file of the run, chunk by chunk, straight from the database."""
     artifact = artifacts_service.run_artifact(session, run_id, name)
@@ -205,9 +214,16 @@ def run_samples(
 
 
 @router.get("/runs/{run_id}/confusion")
-def run_confusion(run_id: int, session: SessionDep) -> dict:
-    """A finetune run's confusion matrix as a Plotly heatmap, with per-class scores."""
-    return detail.confusion(session, run_id)
+def run_confusion(
+    run_id: int,
+    session: SessionDep,
+    per_class_offset: int = Query(0, ge=0, description="First class of the per-class scores"),
+    per_class_limit: int = Query(detail.PER_CLASS_ROWS, ge=1, le=1000),
+) -> dict:
+    """A finetune run's confusion matrix as a Plotly heatmap (the classes with the most
+    errors when there are many), with per-class scores a page of classes at a time
+    (`per_class_total`: how many classes)."""
+    return detail.confusion(session, run_id, per_class_offset, per_class_limit)
 
 
 @router.get("/runs/{run_id}/reconstructions.png")
@@ -217,12 +233,16 @@ def run_reconstructions(run_id: int, session: SessionDep) -> Response:
     return Response(png, media_type="image/png", headers={"ETag": f'"{sha}"'})
 
 
-@router.get("/runs/{run_id}/metrics.csv")
+@router.get(
+    "/runs/{run_id}/metrics.csv", response_class=Response, responses=exports.answers("text/csv")
+)
 def run_metrics_csv(run_id: int, session: SessionDep) -> Response:
-    """Every epoch of every stage, one row each, a column per metric."""
-    body = detail.metrics_csv(session, run_id)
+    """Every epoch of every stage, one row each, a column per metric (streamed a batch of
+    epochs at a time; 503 while max_concurrent_exports are being written)."""
+    names = detail.metrics_csv_columns(session, run_id)
     headers = {"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'}
-    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    chunks = detail.metrics_csv_chunks(run_id, names)
+    return exports.stream(chunks, media_type=CSV, headers=headers, slot=exports.take())
 
 
 @router.get("/runs/{run_id}/metrics.json")
@@ -274,7 +294,8 @@ def run_partial(run_id: int, session: SessionDep) -> dict:
 def evaluate_run(run_id: int, session: SessionDep):
     """Score a cancelled or failed finetune's stored classifier on the test split now (a
     worker task); the run's status stays as it is and its result gains "evaluation" marked
-    "partial". An already evaluated run answers 200 with its evaluation."""
+    "partial". An already evaluated run answers 200 with its evaluation; while one is queued,
+    another request queues nothing and answers 202 with it (`already_queued`: true)."""
     answer = partial.request_evaluation(session=session, run_id=run_id)
     return answer if answer["queued"] else JSONResponse(answer, status_code=200)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from jobspec import builtin_kinds
 from jobspec.stages import STAGES
+from jobspec.text import DatasetName
 from store.runs import ablations as ablation_launcher
 from store.runs import launch as launcher
 from store.runs.models import Run
@@ -49,7 +50,7 @@ class DemoCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(DEMO_DATASET, min_length=1, max_length=100)
+    dataset: DatasetName = Field(DEMO_DATASET)
 
 
 def plan(n_train: int | None) -> dict:

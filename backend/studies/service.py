@@ -55,9 +55,11 @@ def study_runs(session: Session, run_id: int) -> list[Run]:
         raise NotFound("tune run", f"{run_id} (it is a {run.kind} run)")
     if not run.study_name:
         return [run]
-    return list(
+    runs = list(
         session.scalars(select(Run).where(Run.study_name == run.study_name).order_by(Run.id))
     )
+    # A stored name read back with a character replaced (store/text_column.py) finds no run.
+    return runs if any(r.id == run.id for r in runs) else [run]
 
 
 def load_study(study_name: str | None) -> optuna.Study | None:

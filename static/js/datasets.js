@@ -13,7 +13,7 @@ const datasetPages = (() => {
     const datasets = await api.get("/api/datasets");
     body.replaceChildren(...datasets.map((d) => row([
       el("a", { href: `/datasets/${encodeURIComponent(d.name)}` }, d.name), d.source,
-      cell(d.n_train, "num"), cell(d.n_test, "num"), cell(d.class_names.length, "num"),
+      cell(d.n_train, "num"), cell(d.n_test, "num"), cell(d.n_classes, "num"),
       el("td", { class: "mono", title: d.fingerprint }, d.fingerprint.slice(0, 12)), fmt.stamp(d.created_at),
     ])));
   }

@@ -104,14 +104,33 @@
     // Fractions read as percentages everywhere (the server's tables and charts too).
     $("eval-acc").textContent = fmt.pct(data.accuracy);
     $("eval-bacc").textContent = fmt.pct(data.balanced_accuracy);
-    $("per-class").replaceChildren(...Object.entries(data.per_class).map(([cls, s]) => row([cls,
-      cell(fmt.pct(s.precision), "num"), cell(fmt.pct(s.recall), "num"),
-      cell(fmt.pct(s.f1), "num"), cell(s.support, "num")])));
+    $("per-class").replaceChildren(...perClassRows(data.per_class));
+    showPerClassNote(data.per_class_total);
+  }
+
+  // A table of many classes comes a page at a time (the server sends 100 rows per answer).
+  const perClassRows = (perClass) => Object.entries(perClass).map(([cls, s]) => row([cls,
+    cell(fmt.pct(s.precision), "num"), cell(fmt.pct(s.recall), "num"),
+    cell(fmt.pct(s.f1), "num"), cell(s.support, "num")]));
+
+  function showPerClassNote(total) {
+    const shown = $("per-class").children.length;
+    if (!$("per-class-note")) return;
+    $("per-class-shown").textContent = shown;
+    show($("per-class-note"), total > shown);
+  }
+
+  async function morePerClass() {
+    const offset = $("per-class").children.length;
+    const data = await api.get(`/api/runs/${id}/confusion?per_class_offset=${offset}`);
+    $("per-class").append(...perClassRows(data.per_class));
+    showPerClassNote(data.per_class_total);
   }
 
   // ---- a run stopped mid-training: the badge, its weights' warnings, "evaluate now" ----
   function evaluationNote(p) {
     if (p.evaluation && p.evaluation.partial) return "Evaluated on the test set as it stood (below).";
+    if (p.evaluating) return "Already evaluating on the test set…";
     if (p.evaluation_error) return `Evaluation failed: ${p.evaluation_error.error}`;
     if (p.partial && !p.can_evaluate) return "No test evaluation: the run stored no classifier.";
     return p.partial ? "Not evaluated on the test set yet." : "";
@@ -148,7 +167,8 @@
     button.disabled = true;
     $("evaluate-note").textContent = "Evaluating on the test set…";
     try {
-      await api.post(`/api/runs/${id}/evaluate`);
+      const answer = await api.post(`/api/runs/${id}/evaluate`);
+      if (answer.already_queued) $("evaluate-note").textContent = "Already evaluating on the test set…";
     } catch (err) {
       const detail = err.data && err.data.detail;
       box.textContent = Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : (detail || err.message);
@@ -156,10 +176,14 @@
       button.disabled = false;
       return;
     }
+    awaitEvaluation();
+  }
+
+  function awaitEvaluation() {  // until the queued evaluation ends (stored, failed or skipped)
     api.poll(async () => {
       const p = await api.get(`/api/runs/${id}/partial`);
-      if (!p.evaluation && !p.evaluation_error) return true;  // still on its way
-      button.disabled = false;
+      if (p.evaluating) return true;  // still on its way
+      $("btn-evaluate").disabled = false;
       renderPartial(p);
       if (p.evaluation) await drawConfusion();
       return false;
@@ -280,6 +304,7 @@
   }
 
   if ($("cell-close")) $("cell-close").addEventListener("click", () => show($("cell-errors"), false));
+  if ($("per-class-more")) $("per-class-more").addEventListener("click", () => morePerClass().catch(console.error));
   if ($("btn-evaluate")) $("btn-evaluate").addEventListener("click", () => evaluateNow().catch(console.error));
   $("btn-cancel").addEventListener("click", () => act(`/api/runs/${id}/cancel`, "Cancel this run? A running job stops after its current batch."));
   $("btn-requeue").addEventListener("click", () => act(`/api/runs/${id}/requeue`, "Run it again? It resumes from its last checkpoint when it has one, keeping the epochs before it."));
@@ -289,4 +314,5 @@
   drawCurves().catch(console.error);
   if (state.features.evaluation && $("eval-card") && !$("eval-card").hidden) drawConfusion();
   if (LIVE.has(state.status)) startPolling();
+  if (partialState.evaluating && $("btn-evaluate")) awaitEvaluation();
 })();

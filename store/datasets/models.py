@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jobspec.status import ImportState, sql_in
 from store.base import Base
+from store.text_column import ShownCounts, ShownList, ShownString, ShownText
 from store.timeutil import utcnow
 from store.vocabulary import known_values, vocabulary_column
 
@@ -19,15 +20,15 @@ class DatasetRecord(Base):
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    source: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(ShownString(200), unique=True)
+    source: Mapped[str] = mapped_column(ShownString(40))
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     n_train: Mapped[int] = mapped_column(Integer)
     n_test: Mapped[int] = mapped_column(Integer)
     image_shape: Mapped[list[int]] = mapped_column(JSON)
-    class_names: Mapped[list[str]] = mapped_column(JSON)
-    train_counts: Mapped[dict[str, int]] = mapped_column(JSON)
-    test_counts: Mapped[dict[str, int]] = mapped_column(JSON)
+    class_names: Mapped[list[str]] = mapped_column(ShownList)
+    train_counts: Mapped[dict[str, int]] = mapped_column(ShownCounts)
+    test_counts: Mapped[dict[str, int]] = mapped_column(ShownCounts)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -58,9 +59,9 @@ class DatasetImport(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    file_name: Mapped[str] = mapped_column(String(255))
-    source: Mapped[str | None] = mapped_column(String(40))  # "cifar10": the Keras download
+    name: Mapped[str] = mapped_column(ShownString(200))
+    file_name: Mapped[str] = mapped_column(ShownString(255))
+    source: Mapped[str | None] = mapped_column(ShownString(40))  # "cifar10": the Keras download
     resize: Mapped[bool] = mapped_column(Boolean, default=False)
     upload_artifact_id: Mapped[int | None] = mapped_column(
         ForeignKey("artifacts.id", ondelete="SET NULL")
@@ -72,5 +73,5 @@ class DatasetImport(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    message: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(ShownText)
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))

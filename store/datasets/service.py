@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.artifacts import service as artifacts_service
 from store.artifacts.models import Artifact
 from store.datasets.models import DatasetRecord
 from store.errors import InvalidRequest, NotFound
+from store.settings import get_settings
+
+MIB = 1 << 20
 
 SUMMARY_FIELDS = (
     "source",
@@ -26,11 +29,20 @@ SUMMARY_FIELDS = (
 
 
 def register(
-    *, session: Session, name: str, summary: Mapping[str, object], arrays: Path
+    *,
+    session: Session,
+    name: str,
+    summary: Mapping[str, object],
+    arrays: Path,
+    max_store_bytes: int | None = None,
 ) -> DatasetRecord:
-    """Record a data set and store its arrays file (.npz); names are unique."""
+    """Record a data set and store its arrays file (.npz), copied a chunk at a time; names
+    are unique, and all data sets' arrays together within max_store_bytes
+    (STACKLAB_MAX_DATASET_STORE_MB unless given). Class names were checked by the reader
+    (and an import's again by worker.ml.datasets.npz.check_saved)."""
     if session.scalar(select(DatasetRecord.id).where(DatasetRecord.name == name)) is not None:
         raise InvalidRequest("name", f"a data set named {name!r} exists already")
+    check_room(session, arrays.stat().st_size, max_store_bytes)
     record = DatasetRecord(name=name, **{key: summary[key] for key in SUMMARY_FIELDS})
     session.add(record)
     session.flush()
@@ -38,6 +50,28 @@ def register(
         session=session, path=arrays, name=f"{name}.npz", kind="dataset", dataset_id=record.id
     )
     return record
+
+
+def stored_bytes(session: Session) -> int:
+    """Bytes the arrays of every stored data set take."""
+    total = select(func.coalesce(func.sum(Artifact.size), 0)).where(
+        Artifact.dataset_id.is_not(None)
+    )
+    return int(session.scalar(total) or 0)
+
+
+def check_room(session: Session, size: int, max_store_bytes: int | None = None) -> None:
+    """Refuse `size` more bytes of data set arrays when the store's budget would pass."""
+    if max_store_bytes is None:
+        max_store_bytes = get_settings().max_dataset_store_mb * MIB
+    used = stored_bytes(session)
+    if used + size > max_store_bytes:
+        raise InvalidRequest(
+            "file",
+            f"no room for this data set: its arrays take {size / MIB:,.1f} MiB and the "
+            f"stored data sets {used / MIB:,.1f} MiB of the {max_store_bytes / MIB:,.0f} MiB "
+            "allowed (STACKLAB_MAX_DATASET_STORE_MB)",
+        )
 
 
 def get_by_name(session: Session, name: str) -> DatasetRecord:
@@ -63,11 +97,16 @@ def list_all(session: Session) -> list[DatasetRecord]:
 
 def fetch_to_cache(*, session: Session, dataset_id: int, cache_dir: Path) -> Path:
     """The data set's .npz on local disk, fetched once per content fingerprint."""
-    record = get(session, dataset_id)
-    target = Path(cache_dir) / "datasets" / f"{record.fingerprint}.npz"
+    # Two columns, not the record: a row's class names may be long (one stored before the cap).
+    found = session.execute(
+        select(DatasetRecord.fingerprint, DatasetRecord.name).where(DatasetRecord.id == dataset_id)
+    ).first()
+    if found is None:
+        raise NotFound("data set", dataset_id)
+    target = Path(cache_dir) / "datasets" / f"{found.fingerprint}.npz"
     if target.exists():
         return target
     artifact = session.scalar(select(Artifact).where(Artifact.dataset_id == dataset_id))
     if artifact is None:
-        raise NotFound("arrays of data set", record.name)
+        raise NotFound("arrays of data set", found.name)
     return artifacts_service.write_to(session, artifact, target)

@@ -83,6 +83,8 @@ def launch_ablation(
                     ),
                 )
             )
+    epochs = sum(plan.epochs for plan in plans)  # seeds x arms x each run's plan
+    limits.check_epochs(settings, session, epochs=epochs, field="seeds", launched_by=launched_by)
     queue.check()
     group = RunGroup(
         kind=ablations.GROUP_KIND,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
@@ -20,6 +21,7 @@ from store import queue
 from store.base import JSONObject
 from store.datasets import service as datasets_service
 from store.datasets.models import DatasetRecord
+from store.dml import execute_dml
 from store.errors import FieldError, InvalidRequest, NotFound
 from store.runs import limits
 from store.runs import service as runs_service
@@ -105,6 +107,11 @@ class _Plan:
     dataset_id: int
     parent_id: int | None
     warnings: tuple[str, ...] = ()
+
+    @property
+    def epochs(self) -> int:
+        """Epochs each run of the request may train at most (its kind's plan summed)."""
+        return kinds.get(self.run_in.kind).total_epochs(self.config)
 
 
 QUICK_TAG = "quick"  # tags a run that trains on fewer images or batches than it could
@@ -216,6 +223,7 @@ def create_rows(
             group_id=group.id if group else None,
             launched_by=launched_by,
             source_run_id=run_in.source_run_id,
+            planned_epochs=plan.epochs,
         )
         run.warnings = list(plan.warnings)  # said in the response, not stored
         if run_in.name is None:
@@ -248,8 +256,16 @@ def launch(
     """Check, create the run(s) in one transaction, commit, send. A refusal leaves nothing.
     `launched_by`: the name of the token the request came with."""
     plan = check_request(session, run_in)
+    settings = get_settings()
     limits.check_count(
-        get_settings(), session, runs=run_in.parallel, field="parallel", launched_by=launched_by
+        settings, session, runs=run_in.parallel, field="parallel", launched_by=launched_by
+    )
+    limits.check_epochs(
+        settings,
+        session,
+        epochs=run_in.parallel * plan.epochs,  # each part of a parallel tune runs its trials
+        field="parallel" if run_in.parallel > 1 else "params",
+        launched_by=launched_by,
     )
     queue.check()  # the queue is down: say so (503) before anything is created
     runs = create_rows(session, plan, group, launched_by)
@@ -292,8 +308,25 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     run = runs_service.get_run(session, run_id)
     if kinds.find(run.kind) is None:  # checked before the commit: it could not be sent
         raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: {unknown_kind(run.kind)}")
-    limits.check_count(get_settings(), session, runs=1, field="run", launched_by=run.launched_by)
     queue.check()
+    # Take the run's row (a no-op UPDATE: PostgreSQL locks the row, SQLite the database) and
+    # read it again: of two re-queues at once the second sees the first's (queued) and is
+    # refused, so one click or fifty send one message.
+    execute_dml(
+        session,
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=Run.status)
+        .execution_options(synchronize_session=False),
+    )
+    session.refresh(run)
+    settings = get_settings()
+    launched_by = run.launched_by
+    limits.check_count(settings, session, runs=1, field="run", launched_by=launched_by)
+    if run.planned_epochs is None:  # stored before migration 0009: counted from now on
+        run.planned_epochs = limits.planned_epochs(run.kind, run.params or {})
+    epochs = run.planned_epochs
+    limits.check_epochs(settings, session, epochs=epochs, field="run", launched_by=launched_by)
     run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh)
     session.commit()
     send_runs(session, [run])

@@ -7,11 +7,12 @@ refused with InvalidRequest naming the field, the value and the setting that bou
 from __future__ import annotations
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
 from jobspec.status import RunStatus
+from store.base import JSONObject
 from store.errors import InvalidRequest
 from store.runs.models import Run
 from store.settings import Settings
@@ -73,11 +74,25 @@ def check_params(settings: Settings, kind: str, config: BaseModel) -> None:
         raise over(field, what, settings.max_batch_memory_mb, "max_batch_memory_mb")
 
 
+# Any constant both launches agree on: PostgreSQL's advisory lock of the queued totals.
+QUEUE_LOCK = 0x5354_4B4C  # "STKL"
+
+
+def lock_queue(session: Session) -> None:
+    """PostgreSQL: one launch at a time counts what is queued and adds to it (a lock held to
+    the end of the launch's transaction), so two launches never both fit in the last place.
+    SQLite has no such lock short of its write lock: two launches at the very same moment
+    may each pass with the other's runs not yet counted (at most one request's worth over)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK})
+
+
 def check_count(
     settings: Settings, session: Session, *, runs: int, field: str, launched_by: str | None = None
 ) -> None:
     """Runs created by one request, and runs waiting or running after it: in all, and for
     the token that launches them when several tokens are configured."""
+    lock_queue(session)
     if runs > settings.max_runs_per_request:
         what = f"this request would create {runs} runs"
         raise over(field, what, settings.max_runs_per_request, "max_runs_per_request")
@@ -101,6 +116,52 @@ def check_count(
             f"{runs}; wait for some to finish or cancel some",
             settings.max_queued_runs_per_token,
             "max_queued_runs_per_token",
+        )
+
+
+def planned_epochs(kind: str, params: JSONObject) -> int:
+    """The epochs a stored run may train at most, from its parameters (0 when its kind is
+    not installed here or its parameters no longer validate: nothing to count)."""
+    job = kinds.find(kind)
+    return 0 if job is None else sum(job.stage_plan(params).values())
+
+
+def check_epochs(
+    settings: Settings,
+    session: Session,
+    *,
+    epochs: int,
+    field: str,
+    launched_by: str | None = None,
+) -> None:
+    """Epochs one request plans in all (every run it creates, each run's plan summed), and
+    planned epochs of the runs queued or running after it: in all, and for the token that
+    launches them when several tokens are configured. Call after check_count (its lock)."""
+    if epochs > settings.max_request_epochs:
+        what = f"this request would train up to {epochs:,} epochs in all"
+        raise over(field, what, settings.max_request_epochs, "max_request_epochs")
+    # Runs stored before migration 0009 have no planned_epochs (NULL): counted as 0.
+    planned = func.coalesce(func.sum(func.coalesce(Run.planned_epochs, 0)), 0)
+    waiting = select(planned).where(Run.status.in_(RunStatus.active()))
+    queued = session.scalar(waiting) or 0
+    if queued + epochs > settings.max_queued_epochs:
+        raise over(
+            "queued_epochs",
+            f"the runs queued or running plan {queued:,} epochs and this request adds "
+            f"{epochs:,}; wait for some to finish or cancel some",
+            settings.max_queued_epochs,
+            "max_queued_epochs",
+        )
+    if launched_by is None or len(settings.access_tokens) < 2:
+        return
+    mine = session.scalar(waiting.where(Run.launched_by == launched_by)) or 0
+    if mine + epochs > settings.max_queued_epochs_per_token:
+        raise over(
+            "queued_epochs",
+            f"the runs of {launched_by!r} queued or running plan {mine:,} epochs and this "
+            f"request adds {epochs:,}; wait for some to finish or cancel some",
+            settings.max_queued_epochs_per_token,
+            "max_queued_epochs_per_token",
         )
 
 

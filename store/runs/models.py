@@ -15,7 +15,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,6 +22,7 @@ from sqlalchemy.sql.expression import false as sql_false
 
 from jobspec.status import AttemptOutcome, RunStatus
 from store.base import Base, JSONObject
+from store.text_column import ShownList, ShownString, ShownText
 from store.timeutil import utcnow
 from store.vocabulary import known_values, vocabulary_column
 
@@ -34,7 +34,7 @@ class RunGroup(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(ShownString(200))
     params: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -62,8 +62,8 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(200))
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    name: Mapped[str] = mapped_column(ShownString(200))
+    tags: Mapped[list[str]] = mapped_column(ShownList, default=list)
     status: Mapped[RunStatus] = mapped_column(
         vocabulary_column(RunStatus), default=RunStatus.QUEUED
     )
@@ -72,20 +72,20 @@ class Run(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
     group_id: Mapped[int | None] = mapped_column(ForeignKey("run_groups.id"), index=True)
-    study_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    study_name: Mapped[str | None] = mapped_column(ShownString(200), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     task_id: Mapped[str | None] = mapped_column(String(64))
-    worker_host: Mapped[str | None] = mapped_column(String(200))
-    device: Mapped[str | None] = mapped_column(String(200))
+    worker_host: Mapped[str | None] = mapped_column(ShownString(200))
+    device: Mapped[str | None] = mapped_column(ShownString(200))
     versions: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     progress: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     result: Mapped[JSONObject] = mapped_column(JSON, default=dict)
-    error: Mapped[str | None] = mapped_column(Text)
-    traceback: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(ShownText)
+    traceback: Mapped[str | None] = mapped_column(ShownText)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # the current attempt's number
     max_attempts: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     # Automatic re-tries left after a lost worker; a user's re-queue refills them.
@@ -96,9 +96,9 @@ class Run(Base):
     # Where the stored checkpoint stands (None: no checkpoint).
     checkpoint: Mapped[CheckpointInfo | None] = mapped_column(JSON)
     # The name of the token that launched the run (None on an open site).
-    launched_by: Mapped[str | None] = mapped_column(String(40))
+    launched_by: Mapped[str | None] = mapped_column(ShownString(40))
     # The researcher's notes (markdown, shown escaped); a pretrain's are its experiment's.
-    notes: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(ShownText)
     # The run whose settings this one was launched from (a tune's best trial), for lineage.
     # No foreign key (see migration 0006): deleting a run clears references to it.
     source_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -106,6 +106,12 @@ class Run(Base):
     archived: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=sql_false(), index=True
     )
+    # Epochs the run may train at most (its kind's plan), set at launch: the queued totals
+    # are sums of it (store/runs/limits.py). NULL on runs stored before migration 0009.
+    planned_epochs: Mapped[int | None] = mapped_column(Integer)
+    # "Evaluate now" queued and not finished yet (backend/runs/partial.py): at most one.
+    evaluation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    evaluation_task_id: Mapped[str | None] = mapped_column(String(64))
 
     if TYPE_CHECKING:  # declared for the checker only: the ORM maps no such column
         # What the launch that created this run warned about, set on the new row for its
@@ -136,7 +142,7 @@ class RunAttempt(Base):
         vocabulary_column(AttemptOutcome), default=AttemptOutcome.RUNNING
     )
     resumed_from: Mapped[ResumePoint | None] = mapped_column(JSON)  # None: a fresh start
-    note: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(ShownText)
 
 
 class Metric(Base):

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from jobspec import ablations, kinds
 from jobspec.status import AttemptOutcome, RunStatus
+from jobspec.text import DatasetName, RunName, SearchText, Tag
 from store.base import JSONObject
 
 
@@ -33,11 +34,9 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Kind
-    dataset: str = Field(
-        ..., min_length=1, max_length=100, description="Name of a data set in the store"
-    )
-    name: str | None = Field(None, max_length=1000)
-    tags: list[str] = Field(default_factory=list, max_length=1000)
+    dataset: DatasetName = Field(..., description="Name of a data set in the store")
+    name: RunName | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=1000)
     params: JSONObject = Field(default_factory=dict, description="The job's parameters (jobspec)")
     parent_run_id: int | None = Field(
         None, description="Pretrain run whose weights a finetune (or an ae02/ae03 tune) uses"
@@ -55,8 +54,8 @@ class AugmentationStudyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(..., min_length=1, max_length=100)
-    name: str | None = Field(None, max_length=1000)
+    dataset: DatasetName
+    name: RunName | None = None
     params: JSONObject = Field(
         default_factory=dict, description="Finetune parameters (augment is set)"
     )
@@ -70,13 +69,14 @@ class AblationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(..., min_length=1, max_length=100)
+    dataset: DatasetName
     factor: str = Field(
         ...,
+        max_length=100,
         description="augmentation, pretraining, encoder, class_weights or freeze_encoder",
         json_schema_extra={"enum": list(ablations.FACTORS)},
     )
-    name: str | None = Field(None, max_length=1000)
+    name: RunName | None = None
     params: JSONObject = Field(default_factory=dict, description="Shared finetune parameters")
     parent_run_id: int | None = Field(None, description="The pretrain run the encoders come from")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
@@ -87,6 +87,7 @@ class AblationCreate(BaseModel):
     )
     metric: str | None = Field(
         None,
+        max_length=100,
         description="What the verdict is about: accuracy, balanced_accuracy, macro_f1 or "
         "minority_recall (default: balanced accuracy on imbalanced training data)",
         json_schema_extra={"enum": [*ablations.STUDY_METRICS, None]},
@@ -167,14 +168,14 @@ class RunPage(BaseModel):
 class RunFilter(BaseModel):
     """Which runs a list shows: one model for every list (the API's and the runs page)."""
 
-    kind: str | None = Field(None, max_length=40, description="Job kind")
+    kind: SearchText | None = Field(None, max_length=40, description="Job kind")
     status: Annotated[RunStatus | None, BeforeValidator(lambda v: v or None)] = Field(
         None, description="Run status (empty: any)"
     )
     group_id: int | None = Field(None, description="Runs launched together")
-    tag: str | None = Field(None, max_length=200, description="Has this tag")
-    dataset: str | None = Field(None, max_length=100, description="Trained on this data set")
-    q: str | None = Field(None, max_length=200, description="Name contains (any case)")
+    tag: SearchText | None = Field(None, description="Has this tag")
+    dataset: SearchText | None = Field(None, max_length=100, description="Trained on this data set")
+    q: SearchText | None = Field(None, description="Name contains (any case)")
     archived: Literal["hide", "include", "only"] = Field(
         "hide", description="Archived runs: hidden (the default), shown too, or only them"
     )

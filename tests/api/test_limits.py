@@ -252,3 +252,160 @@ def test_refusals_do_not_echo_long_input(client):
     assert response.status_code == 422 and len(response.content) < 2_000
     long_name = _launch(client, "pretrain", ONE_EPOCH, dataset="d" * 500_000)
     assert long_name.status_code == 422 and len(long_name.content) < 2_000
+
+
+# --- Epochs planned per request and queued (store/runs/limits.py check_epochs). ---
+
+
+def _queued_epochs(launched_by: str | None = None) -> int:
+    """Planned epochs of the runs queued or running (this module's store), as the check sums."""
+    from sqlalchemy import func, select
+
+    from jobspec.status import RunStatus
+    from store.db import session_scope
+    from store.runs.models import Run
+
+    query = select(func.coalesce(func.sum(Run.planned_epochs), 0)).where(
+        Run.status.in_(RunStatus.active())
+    )
+    if launched_by is not None:
+        query = query.where(Run.launched_by == launched_by)
+    with session_scope() as session:
+        return int(session.scalar(query) or 0)
+
+
+def _groups() -> int:
+    from sqlalchemy import func, select
+
+    from store.db import session_scope
+    from store.runs.models import RunGroup
+
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).select_from(RunGroup)) or 0)
+
+
+def test_the_reported_tune_of_8_parts_x_1000_trials_x_10_epochs_is_refused_by_default(client):
+    before, groups = _total(client), _groups()
+    tune = {"n_trials": 1000, "epochs": 10}  # each part within every per-run limit
+    refused = _launch(client, "tune", tune, parallel=8)
+    _refused(refused, ["parallel"], "max_request_epochs")
+    assert "80,000 epochs" in refused.json()["detail"][0]["msg"]
+    assert (_total(client), _groups()) == (before, groups)  # no group, no run left behind
+
+
+def test_epochs_per_request_sum_every_run_the_request_creates(client):
+    with limits(max_request_epochs=24):
+        # parallel tune: parts x trials x epochs
+        at = _launch(client, "tune", {"n_trials": 3, "epochs": 4}, parallel=2)
+        assert at.status_code == 201, at.text
+        assert [run["id"] for run in at.json()]
+        before, groups = _total(client), _groups()
+        _refused(
+            _launch(client, "tune", {"n_trials": 3, "epochs": 5}, parallel=2),
+            ["parallel"],
+            "max_request_epochs",
+        )
+        # one run: its plan, named by its params
+        assert _launch(client, "finetune", {"encoder": "scratch", "epochs": 24}).status_code == 201
+        before += 1
+        over = _launch(client, "finetune", {"encoder": "scratch", "epochs": 25})
+        _refused(over, ["params"], "max_request_epochs")
+        assert (_total(client), _groups()) == (before, groups)
+    with limits(max_request_epochs=6):
+        # a study: seeds x arms x epochs (3 x 2 x 1 fits, 3 x 2 x 2 does not)
+        assert _study(client, [0, 1, 2]).status_code == 201
+        before, groups = _total(client), _groups()
+        body = {"params": {"encoder": "scratch", "epochs": 2}}
+        _refused(_study(client, [0, 1, 2], **body), ["seeds"], "max_request_epochs")
+        ablation = client.post(
+            "/api/ablations",
+            json={"factor": "augmentation", "dataset": "demo-tiny", "seeds": [0, 1, 2], **body},
+        )
+        _refused(ablation, ["seeds"], "max_request_epochs")
+        assert (_total(client), _groups()) == (before, groups)
+
+
+def test_clone_and_requeue_count_the_epochs_they_plan(client):
+    run = _launch(client, "finetune", {"encoder": "scratch", "epochs": 8}).json()[0]
+    assert client.post(f"/api/runs/{run['id']}/cancel").status_code == 200
+    with limits(max_request_epochs=7):
+        before = _total(client)
+        clone = client.post(f"/api/runs/{run['id']}/clone", json={})
+        _refused(clone, ["params"], "max_request_epochs")
+        _refused(client.post(f"/api/runs/{run['id']}/requeue"), ["run"], "max_request_epochs")
+        assert _total(client) == before
+        assert client.get(f"/api/runs/{run['id']}").json()["status"] == "cancelled"
+        smaller = client.post(f"/api/runs/{run['id']}/clone", json={"params": {"epochs": 7}})
+        assert smaller.status_code == 201, smaller.text
+    assert client.post(f"/api/runs/{run['id']}/requeue").status_code == 200
+
+
+def test_queued_epochs_in_total(client):
+    queued = _queued_epochs()
+    with limits(max_queued_epochs=queued + 10):
+        assert _launch(client, "finetune", {"encoder": "scratch", "epochs": 6}).status_code == 201
+        before = _total(client)
+        over = _launch(client, "finetune", {"encoder": "scratch", "epochs": 5})
+        _refused(over, ["queued_epochs"], "max_queued_epochs")
+        _refused(_study(client, [0, 1, 2]), ["queued_epochs"], "max_queued_epochs")  # 6 more
+        assert _total(client) == before
+        last = _launch(client, "finetune", {"encoder": "scratch", "epochs": 4})
+        assert last.status_code == 201  # the last place
+    assert _queued_epochs() == queued + 10
+
+
+def test_queued_epochs_per_token_when_several_are_configured(client):
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+
+    tokens = '{"cleo": "cleo-token-1", "dan": "dan-token-22"}'
+    with limits(tokens=tokens, max_queued_epochs_per_token=10), TestClient(create_app()) as app:
+        cleo = {"Authorization": "Bearer cleo-token-1"}
+        dan = {"Authorization": "Bearer dan-token-22"}
+
+        def launch(headers, epochs: int, **extra):
+            params = {"encoder": "scratch", "epochs": epochs}
+            body = {"kind": "finetune", "dataset": "demo-tiny", "params": params, **extra}
+            return app.post("/api/runs", json=body, headers=headers)
+
+        first = launch(cleo, 6)
+        assert first.status_code == 201 and first.json()[0]["launched_by"] == "cleo"
+        refused = launch(cleo, 5)
+        _refused(refused, ["queued_epochs"], "max_queued_epochs_per_token")
+        assert "'cleo'" in refused.json()["detail"][0]["msg"]
+        assert launch(dan, 10).status_code == 201  # dan's share is his own
+        assert _queued_epochs("cleo") == 6 and _queued_epochs("dan") == 10
+        assert launch(cleo, 4).status_code == 201  # up to the limit
+        # a finished run frees its epochs
+        run_id = first.json()[0]["id"]
+        assert app.post(f"/api/runs/{run_id}/cancel", headers=cleo).status_code == 200
+        assert launch(cleo, 5).status_code == 201
+        # re-queueing counts against the run's launcher, whoever asks
+        _refused(
+            app.post(f"/api/runs/{run_id}/requeue", headers=dan),
+            ["queued_epochs"],
+            "max_queued_epochs_per_token",
+        )
+        assert _queued_epochs("cleo") == 9
+
+
+def test_runs_stored_before_planned_epochs_count_as_none_until_requeued(client):
+    """Migration 0009 leaves planned_epochs NULL on older rows: 0 in the sums, filled in by
+    the next re-queue (from the stored params)."""
+    from store.db import session_scope
+    from store.runs.models import Run
+
+    run = _launch(client, "finetune", {"encoder": "scratch", "epochs": 9}).json()[0]
+    assert client.post(f"/api/runs/{run['id']}/cancel").status_code == 200
+    with session_scope() as session:
+        stored = session.get(Run, run["id"])
+        assert stored.planned_epochs == 9
+        stored.planned_epochs = None
+    queued = _queued_epochs()
+    with limits(max_queued_epochs=queued + 8):
+        _refused(
+            client.post(f"/api/runs/{run['id']}/requeue"), ["queued_epochs"], "max_queued_epochs"
+        )
+    assert client.post(f"/api/runs/{run['id']}/requeue").status_code == 200
+    assert _queued_epochs() == queued + 9

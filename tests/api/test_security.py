@@ -8,6 +8,8 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backend import security
 from backend.main import create_app
@@ -218,3 +220,136 @@ def test_public_paths_are_exact(guarded):
     # The icon the sign-in page asks for, and nothing beside it.
     assert guarded.get("/static/favicon.svg").status_code == 200
     assert guarded.get("/static/favicon.svg.map").status_code == 303
+
+
+# --- Lengths and shapes checked before parsing (issue 19, item 3) ---------------------------
+
+HOSTILE = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _session_parts() -> tuple[str, str, str, str]:
+    version, user, stamp, signature = security.session_value(TOKEN).split(".")
+    return version, user, stamp, signature
+
+
+def test_a_4301_digit_issue_time_is_no_session_not_a_500(guarded):
+    version, user, _, signature = _session_parts()
+    for stamp in ("9" * 4301, "1" * 13, "-1", "+1", "1_000", "１２３"):
+        cookie = f"{SESSION_COOKIE}={version}.{user}.{stamp}.{signature}"
+        raw = {"Cookie": cookie.encode()}
+        assert guarded.get("/api/runs", headers=raw).status_code == 401, stamp
+        page = guarded.get("/runs", headers=raw)
+        assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+
+def test_a_zero_padded_issue_time_is_refused_even_when_its_number_is_signed(guarded):
+    version, user, stamp, signature = _session_parts()
+    # The signature covers int(stamp): before, "0" + stamp verified as the same cookie.
+    guarded.cookies.set(SESSION_COOKIE, f"{version}.{user}.0{stamp}.{signature}")
+    assert guarded.get("/api/runs").status_code == 401
+    guarded.cookies.set(SESSION_COOKIE, f"{version}.{user}.{stamp}.{signature}")
+    assert guarded.get("/api/runs").status_code == 200
+    guarded.cookies.set(SESSION_COOKIE, f"{version}.{user}.{stamp}.{signature.upper()}")
+    assert guarded.get("/api/runs").status_code == 401
+    guarded.cookies.clear()
+
+
+def test_overlong_values_are_refused_before_any_comparison(monkeypatch):
+    compared: list[int] = []
+    real = security._same
+    monkeypatch.setattr(security, "_same", lambda a, b: compared.append(1) or real(a, b))
+    tokens = {"shared": TOKEN}
+    assert security.token_owner("x" * (security.MAX_TOKEN_CHARS + 1), tokens) is None
+    long_cookie = security.session_value(TOKEN) + "0" * security.MAX_SESSION_CHARS
+    assert security.session_user(long_cookie, tokens, hours=1) is None
+    assert compared == []
+    assert security.token_owner(TOKEN, tokens) == "shared" and compared == [1]
+
+
+def test_configured_tokens_fit_the_length_checked_at_the_door(monkeypatch):
+    from pydantic import ValidationError
+
+    from store.settings import Settings
+
+    with pytest.raises(ValidationError, match="longer than 256"):
+        Settings(token="t" * 257)
+    with pytest.raises(ValidationError, match="longer than 256"):
+        Settings(tokens={"ana": "t" * 257})
+    with pytest.raises(ValidationError, match="no IP address"):
+        Settings(trusted_proxies="10.0.0.1, proxy.example")
+    assert Settings(trusted_proxies="10.0.0.0/8, ::1").trusted_proxies
+
+
+def test_a_hostile_csrf_cookie_is_replaced_not_echoed(guarded):
+    guarded.post("/login", data={"token": TOKEN, "next": "/runs"})
+    hostile = "<x>" + "a" * 5000
+    guarded.cookies.set("stacklab_csrf", hostile)
+    page = guarded.get("/runs")
+    assert page.status_code == 200 and hostile not in page.text
+    fresh = page.cookies.get("stacklab_csrf")
+    assert fresh and security.CSRF_VALUE.fullmatch(fresh)
+    refused = guarded.post("/api/runs", json={}, headers={"X-CSRF-Token": hostile})
+    assert refused.status_code == 403
+    guarded.cookies.clear()
+
+
+_stamps = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.text("0123456789", min_size=0, max_size=5000),
+    st.text(max_size=30),
+)
+_cookie_values = st.one_of(
+    st.text(max_size=400),
+    st.binary(max_size=400).map(lambda b: b.decode("latin-1")),
+    st.builds(
+        lambda user, stamp, sig: f"v2.{user}.{stamp}.{sig}",
+        st.sampled_from(["shared", "nobody", "", "shared.x"]),
+        _stamps,
+        st.one_of(st.text("0123456789abcdefABCDEF", max_size=70), st.text(max_size=70)),
+    ),
+)
+
+
+@HOSTILE
+@given(
+    session=_cookie_values,
+    csrf=st.one_of(st.none(), st.text(max_size=300)),
+    extra=st.text(max_size=200),
+)
+def test_any_cookie_header_is_a_401_or_a_sign_in_redirect_never_a_5xx(
+    guarded, session, csrf, extra
+):
+    header = f"{SESSION_COOKIE}={session}; " + (f"stacklab_csrf={csrf}; " if csrf else "") + extra
+    raw = {"Cookie": header.encode("utf-8", "surrogatepass")}
+    api = guarded.get("/api/runs", headers=raw)
+    assert api.status_code < 500 and api.status_code in (200, 400, 401), api.status_code
+    page = guarded.get("/runs", headers=raw)
+    assert page.status_code < 500
+    token = (csrf or "x").encode("utf-8", "surrogatepass")
+    post = guarded.post("/api/runs", json={}, headers={**raw, "X-CSRF-Token": token})
+    assert post.status_code < 500
+
+
+@HOSTILE
+@given(
+    value=st.one_of(
+        st.text(max_size=600),
+        st.text(max_size=600).map(lambda t: "Bearer " + t),
+        st.binary(max_size=600).map(lambda b: b"Bearer " + b),
+    ),
+    form=st.text(st.characters(exclude_categories=["Cs"]), max_size=600),
+)
+def test_any_authorization_header_or_token_field_is_never_a_5xx(guarded, value, form):
+    guarded.app.state.login_throttle.succeeded("testclient")
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogatepass")
+    answer = guarded.get("/api/runs", headers={"Authorization": value})
+    assert answer.status_code in (200, 401, 429), answer.status_code
+    guarded.app.state.login_throttle.succeeded("testclient")
+    signed = guarded.post("/login", data={"token": form, "next": form})
+    assert signed.status_code in (303, 401, 422, 429), signed.status_code
+    guarded.cookies.clear()

@@ -29,10 +29,13 @@ def label_bomb(path: Path) -> Path:
 
 
 def zeros_bomb(path: Path, images: int = 400_000) -> Path:
-    """About 1 MB on disk, 1.2 GB of pixels once read."""
-    x = np.zeros((images, 32, 32, 3), np.uint8)
-    np.savez_compressed(path, x_train=x, y_train=np.zeros(images, np.int64), x_test=ONE, y_test=[0])
-    return path
+    """About 1 MB on disk, 1.2 GB of pixels once read (built without holding them)."""
+    from tests.ml.hostile_corpus import zeros_npz
+
+    return zeros_npz(path, images)
+
+
+zeros_npz = zeros_bomb
 
 
 def slow_zip(path: Path, images: int = 54, side: int = 6000) -> Path:
@@ -69,8 +72,38 @@ def test_a_valid_file_comes_back_as_a_dataset_with_its_peak_memory(tmp_path):
     parsed = parse_in_child(
         str(small_npz(tmp_path / "ok.npz")), work_dir=tmp_path / "out", budget=Budget(512, 60)
     )
-    assert len(parsed.dataset.y_train) == 12 and parsed.dataset.num_classes == 3
+    # the summary comes back in the outcome; the arrays stay in the file (never loaded here)
+    assert parsed.summary["n_train"] == 12 and parsed.summary["num_classes"] == 3
+    assert parsed.arrays == tmp_path / "out" / "result.npz" and parsed.arrays.is_file()
     assert 0 < parsed.peak_rss_mb < parsed.peak_vm_mb < 512
+
+
+def test_a_result_that_does_not_match_its_summary_fails_the_import(tmp_path, monkeypatch):
+    from worker import import_sandbox
+
+    real = import_sandbox._outcome
+
+    def lying(path):
+        outcome = real(path)
+        outcome["summary"]["n_train"] = 10**9  # a child gone wrong: the headers say 12
+        return outcome
+
+    monkeypatch.setattr(import_sandbox, "_outcome", lying)
+    with pytest.raises(ImportFailed, match="result does not check out"):
+        parse_in_child(
+            str(small_npz(tmp_path / "ok.npz")), work_dir=tmp_path / "out", budget=Budget(512, 60)
+        )
+
+
+def test_the_output_budgets_refuse_before_the_memory_budget_is_reached(tmp_path):
+    before = hwm_mb()
+    with pytest.raises(DataError, match=r"400,000 images, more than the 120,000 allowed"):
+        parse_in_child(
+            str(zeros_npz(tmp_path / "zeros.npz")),
+            work_dir=tmp_path / "out",
+            budget=Budget(512, 60),
+        )
+    assert hwm_mb() - before < 50
 
 
 def test_a_label_bomb_hits_the_memory_budget_in_the_child_only(tmp_path):
@@ -91,9 +124,11 @@ def test_a_label_bomb_hits_the_memory_budget_in_the_child_only(tmp_path):
 def test_a_decompression_bomb_hits_the_memory_budget(tmp_path):
     with pytest.raises(ImportFailed, match="more than 512 MiB of memory"):
         parse_in_child(
-            str(zeros_bomb(tmp_path / "zeros.npz")),
+            str(zeros_npz(tmp_path / "zeros.npz")),
             work_dir=tmp_path / "out",
             budget=Budget(512, 60),
+            # no output budgets: only the memory budget stops it
+            limits=ImportLimits(max_images=2**40, max_decoded_bytes=2**50),
         )
 
 

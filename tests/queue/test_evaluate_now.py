@@ -53,6 +53,8 @@ def test_evaluate_now_on_a_cancelled_finetune_stores_an_evaluation_and_keeps_its
 
     with session_scope() as session:  # what POST /api/runs/{id}/evaluate does
         assert partial.request_evaluation(session=session, run_id=run_id)["queued"] is True
+    with session_scope() as session:  # a second click while it is queued sends nothing
+        assert partial.request_evaluation(session=session, run_id=run_id)["already_queued"]
     queue.enqueue("evaluate", run_id)  # the same message twice: the second must be harmless
 
     done = wait_for(
@@ -77,4 +79,6 @@ def test_evaluate_now_on_a_cancelled_finetune_stores_an_evaluation_and_keeps_its
         what="both messages handled",
     )
     assert outcomes.count("evaluated") == 1, outcomes  # one stored, the other saw it there
+    with session_scope() as session:  # both ended: no evaluation is marked queued any more
+        assert session.get(Run, run_id).evaluation_queued_at is None
     assert read(run_id).result["evaluation"]["evaluated_at"] == evaluation["evaluated_at"]

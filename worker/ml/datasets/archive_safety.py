@@ -7,20 +7,31 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, NoReturn, Protocol
 
 import numpy as np
 
+from jobspec import text
 from worker.ml.datasets import stdlib_internals, zip_safety
-from worker.ml.datasets.dataset import DataError
-from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
+from worker.ml.datasets.dataset import IMAGE_SHAPE, DataError, reason
+from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits, named
 
-__all__ = ["MAX_ARCHIVE_BYTES", "read_npz", "read_tar_files", "read_zip_files"]
+__all__ = [
+    "MAX_ARCHIVE_BYTES",
+    "check_class_count",
+    "check_output",
+    "read_npz",
+    "read_npz_headers",
+    "read_tar_files",
+    "read_zip_files",
+]
 
 MAX_ARCHIVE_BYTES = DEFAULT_LIMITS.max_bytes
+# What one decoded image costs in a data set: its uint8 pixels and an int64 label.
+IMAGE_BYTES = math.prod(IMAGE_SHAPE) + 8
 CHUNK = zip_safety.CHUNK
 
 # Errors the zip, tar, gzip and zlib readers raise on corrupt or truncated input.
@@ -36,6 +47,12 @@ ARCHIVE_ERRORS = (
 )
 
 Parts = tuple[str, ...]
+# String arrays an .npz may carry that the store keeps: dimensions, and each string's rule.
+# (A saved file's "name" is the upload's file name at most: the store names data sets.)
+TEXT_ARRAYS = {
+    "class_names": (1, text.CLASS_NAME),
+    "source": (0, text.Rule("source", max_chars=40, min_chars=1)),
+}
 
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -72,7 +89,45 @@ def check_class_count(label: str, n_classes: int, limits: ImportLimits) -> None:
     if n_classes > limits.max_classes:
         raise DataError(
             f"{label}: {n_classes:,} classes, more than the {limits.max_classes:,} allowed "
-            "(max_classes)"
+            f"({named('max_classes')})"
+        )
+
+
+def check_class_names(label: str, names: Sequence[str], limits: ImportLimits) -> tuple[str, ...]:
+    """Class names read from a file, each valid text of at most 100 characters and all of
+    them together at most MAX_CLASS_SUMMARY_CHARS: every page listing data sets shows them."""
+    check_class_count(label, len(names), limits)  # callers count first, before decoding
+    checked = tuple(check_class_name(f"{label} (class {i})", n) for i, n in enumerate(names))
+    total = sum(len(name) for name in checked)
+    if total > text.MAX_CLASS_SUMMARY_CHARS:
+        raise DataError(
+            f"{label}: the class names add up to {total:,} characters, more than the "
+            f"{text.MAX_CLASS_SUMMARY_CHARS:,} allowed"
+        )
+    return checked
+
+
+def check_class_name(label: str, name: str) -> str:
+    """One class name read from a file, normalised, or a DataError naming where and why
+    (never the bad character itself: a tar name may carry a lone surrogate)."""
+    try:
+        return text.check(name, text.CLASS_NAME)
+    except text.TextError as exc:
+        raise DataError(f"{label}: {exc}") from None
+
+
+def check_output(label: str, images: int, nbytes: int, limits: ImportLimits) -> None:
+    """Refuse a data set that decodes to more images or bytes than its budgets allow,
+    before those are allocated (counted from headers, or as images decode)."""
+    if images > limits.max_images:
+        raise DataError(
+            f"{label}: {images:,} images, more than the {limits.max_images:,} allowed "
+            f"({named('max_images')})"
+        )
+    if nbytes > limits.max_decoded_bytes:
+        raise DataError(
+            f"{label}: decodes to {nbytes:,} bytes of arrays, more than the "
+            f"{limits.max_decoded_bytes:,} allowed ({named('max_decoded_bytes')})"
         )
 
 
@@ -97,8 +152,10 @@ def _archive_errors(archive: Path, kind: str) -> Iterator[None]:
         raise
     except FileNotFoundError as exc:
         raise DataError(f"{archive}: file not found") from exc
+    except UnicodeDecodeError as exc:  # a zip entry flagged UTF-8 whose name is not
+        raise DataError(f"{archive}: a member name of the {kind} archive is not UTF-8") from exc
     except ARCHIVE_ERRORS as exc:
-        raise DataError(f"{archive}: corrupt or truncated {kind} archive ({exc})") from exc
+        raise DataError(f"{archive}: corrupt or truncated {kind} archive ({reason(exc)})") from exc
 
 
 @contextmanager
@@ -127,6 +184,16 @@ def read_zip_files(
                 yield parts, zip_safety.read_member(fh, info, offsets[info], archive)
 
 
+def count_zip_files(archive: Path, limits: ImportLimits = DEFAULT_LIMITS) -> int:
+    """How many files read_zip_files(archive) will yield (the central directory says)."""
+    with _checked_zip(archive, limits, "zip") as (_, zf, _):
+        return sum(
+            1
+            for info in zf.infolist()
+            if not (info.is_dir() or is_ignored(member_parts(info.filename, archive)))
+        )
+
+
 def _bounded_tarinfo(archive: Path, limits: ImportLimits) -> type[tarfile.TarInfo]:
     """A TarInfo that counts header bytes, checking each before tarfile reads its content."""
     seen = [0]
@@ -146,11 +213,15 @@ def _bounded_tarinfo(archive: Path, limits: ImportLimits) -> type[tarfile.TarInf
 
 
 def read_tar_files(
-    archive: Path, wanted: Callable[[Parts], bool], limits: ImportLimits = DEFAULT_LIMITS
+    archive: Path,
+    wanted: Callable[[Parts], bool],
+    limits: ImportLimits = DEFAULT_LIMITS,
+    max_wanted_bytes: int | None = None,
 ) -> dict[Parts, bytes]:
-    """Read the wanted regular files of a (compressed) tar in one forward pass, in memory."""
+    """Read the wanted regular files of a (compressed) tar in one forward pass, in memory;
+    those together may take max_wanted_bytes (an output budget's share) at most."""
     found: dict[Parts, bytes] = {}
-    total = 0
+    total = kept = 0
     tarinfo = _bounded_tarinfo(archive, limits)
     # Not stream mode ("r|*"): that reads a truncated gzip as a short archive without error.
     with _archive_errors(archive, "tar"), tarfile.open(archive, "r:*", tarinfo=tarinfo) as tf:
@@ -168,6 +239,13 @@ def read_tar_files(
             if total > limits.max_bytes:
                 raise _over_limit(archive, total, limits.max_bytes)
             if wanted(parts):
+                kept += member.size
+                if max_wanted_bytes is not None and kept > max_wanted_bytes:
+                    raise DataError(
+                        f"{archive}: the data files take more than {max_wanted_bytes:,} bytes, "
+                        f"more than what decodes within the {limits.max_decoded_bytes:,} "
+                        f"bytes allowed ({named('max_decoded_bytes')})"
+                    )
                 fh = tf.extractfile(member)
                 assert fh is not None  # isfile() members always have content
                 found[parts] = _read_exactly(fh, member.size, member.name)
@@ -190,30 +268,95 @@ def _drain(fh: _Reader | None, archive: Path, budget: int, max_bytes: int) -> No
 
 
 def read_npz(
-    path: Path, keys: tuple[str, ...], limits: ImportLimits = DEFAULT_LIMITS
+    path: Path,
+    keys: tuple[str, ...],
+    limits: ImportLimits = DEFAULT_LIMITS,
+    *,
+    check_text: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Read the named arrays of an .npz that exist, checking declared sizes before allocating."""
+    """Read the named arrays of an .npz that exist, checking every declared shape against
+    the member sizes and the output budgets before allocating any of them (and the string
+    arrays' widths, unless check_text is False: our own files, read back for training)."""
     arrays: dict[str, np.ndarray] = {}
     with _checked_zip(path, limits, "npz (zip)") as (_, zf, _):
-        infos = {i.filename: i for i in zf.infolist()}
-        for key in keys:
-            info = infos.get(f"{key}.npy")
-            if info is None:
-                continue
-            with zf.open(info) as fh:
-                shape, dtype = _npy_header(fh, path, key)
-            # Python ints: np.prod of a hostile shape can overflow int64 to a small number.
-            nbytes = math.prod(shape) * dtype.itemsize
-            if nbytes > info.file_size:
-                raise DataError(
-                    f"{path}: {key} declares {nbytes:,} bytes of data in a "
-                    f"{info.file_size:,}-byte member"
-                )
-            # read_array fills the declared shape in 16 MiB reads; a member that inflates to
-            # more than that is never read past it.
+        for key, info in _npz_members(path, zf, keys, limits, check_text):
+            # read_array fills the declared shape in 16 MiB reads; a member that inflates
+            # to more than that is never read past it.
             with zf.open(info) as fh:
                 arrays[key] = _read_npy(fh, path, key)
     return arrays
+
+
+def read_npz_headers(
+    path: Path, keys: tuple[str, ...], limits: ImportLimits = DEFAULT_LIMITS
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of the named arrays of an .npz that exist, read from their headers
+    only (the same checks as read_npz, without reading any array)."""
+    with _checked_zip(path, limits, "npz (zip)") as (_, zf, _):
+        return {
+            key: _npz_header(path, zf, key, info)
+            for key, info in _npz_members(path, zf, keys, limits, True)
+        }
+
+
+def _npz_members(
+    path: Path,
+    zf: zipfile.ZipFile,
+    keys: tuple[str, ...],
+    limits: ImportLimits,
+    check_text: bool,
+) -> list[tuple[str, zipfile.ZipInfo]]:
+    """The members holding the named arrays, after checking what all their headers declare
+    against their sizes and the output budgets (images, decoded bytes)."""
+    infos = {i.filename: i for i in zf.infolist()}
+    present = [(key, infos[f"{key}.npy"]) for key in keys if f"{key}.npy" in infos]
+    images = total = 0
+    for key, info in present:
+        shape, dtype = _npz_header(path, zf, key, info)
+        if key.startswith("x_"):
+            if dtype != np.uint8:  # refused before gigabytes of floats are read
+                raise DataError(
+                    f"{path}: {key} has dtype {dtype}; expected uint8 pixels 0-255 "
+                    "(convert floats in [0, 1] with (x * 255).round().astype('uint8'))"
+                )
+            images += shape[0] if shape else 0
+        elif check_text and key in TEXT_ARRAYS:
+            _check_text_header(path, key, shape, dtype)
+        total += math.prod(shape) * dtype.itemsize
+        check_output(f"{path}: {key}", images, total, limits)
+    return present
+
+
+def _check_text_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Class names (1-D) and a saved name or source (0-D) are short strings: refused from
+    the header when they are not, before 240 MB of 60,000-character names are read."""
+    ndim, rule = TEXT_ARRAYS[key]
+    if len(shape) != ndim or dtype.kind not in "US":
+        want = "a 1-D array of strings" if ndim else "a single string"
+        raise DataError(f"{path}: {key} must be {want}, got {dtype} of shape {shape}")
+    # A str array stores 4 bytes a character, a bytes array up to 4 bytes a UTF-8 character.
+    width = dtype.itemsize // 4 if dtype.kind == "U" else dtype.itemsize
+    limit = rule.max_chars if dtype.kind == "U" else 4 * rule.max_chars
+    if width > limit:
+        raise DataError(
+            f"{path}: {key} holds strings of up to {width:,} characters; "
+            f"a {rule.what} may have {rule.max_chars:,}"
+        )
+
+
+def _npz_header(
+    path: Path, zf: zipfile.ZipFile, key: str, info: zipfile.ZipInfo
+) -> tuple[tuple[int, ...], np.dtype]:
+    """One member's declared shape and dtype, refusing more data than the member holds."""
+    with zf.open(info) as fh:
+        shape, dtype = _npy_header(fh, path, key)
+    # Python ints: np.prod of a hostile shape can overflow int64 to a small number.
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size:
+        raise DataError(
+            f"{path}: {key} declares {nbytes:,} bytes of data in a {info.file_size:,}-byte member"
+        )
+    return shape, dtype
 
 
 def _npy_header(fh: IO[bytes], path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -224,7 +367,7 @@ def _npy_header(fh: IO[bytes], path: Path, key: str) -> tuple[tuple[int, ...], n
             raise ValueError(f"unsupported .npy format version {version}")
         shape, _, dtype = _HEADER_READERS[version](fh)
     except ValueError as exc:
-        raise DataError(f"{path}: {key} is not a valid .npy array ({exc})") from exc
+        raise DataError(f"{path}: {key} is not a valid .npy array ({reason(exc)})") from exc
     if dtype.hasobject:
         raise DataError(f"{path}: {key} holds Python objects (dtype {dtype}); refused for safety")
     return shape, dtype
@@ -235,4 +378,4 @@ def _read_npy(fh: IO[bytes], path: Path, key: str) -> np.ndarray:
     try:
         return np.lib.format.read_array(fh, allow_pickle=False)
     except ValueError as exc:
-        raise DataError(f"{path}: cannot read {key}: {exc}") from exc
+        raise DataError(f"{path}: cannot read {key} ({reason(exc)})") from exc

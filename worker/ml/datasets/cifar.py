@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.ml.datasets.archive_safety import Parts, check_class_count, read_tar_files
+from worker.ml.datasets.archive_safety import (
+    IMAGE_BYTES,
+    Parts,
+    check_class_count,
+    check_class_names,
+    check_output,
+    read_tar_files,
+)
 from worker.ml.datasets.dataset import DataError, Dataset
 from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
 from worker.ml.datasets.pickle_safety import safe_unpickle
@@ -48,16 +55,23 @@ def import_cifar_archive(
     else:
         raise DataError(f"{path}: file not found")
     names = _cifar_label_names(path, files.pop("batches.meta"), limits)
-    # Popped as each is decoded, so a pickle's bytes are freed once its arrays exist.
-    train = [_cifar_batch(path, b, files.pop(b), limits) for b in CIFAR_TRAIN_BATCHES]
-    x_test, y_test = _cifar_batch(path, "test_batch", files.pop("test_batch"), limits)
+    # Popped as each is decoded, so a pickle's bytes are freed once its rows exist; the rows
+    # are then copied into the images batch by batch, each batch freed once copied: the
+    # images are never held twice over (rows, then a transposed copy, then a concatenation).
+    rows: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for member in (*CIFAR_TRAIN_BATCHES, "test_batch"):
+        x, y = _cifar_batch(path, member, files.pop(member), limits, sum(len(r) for r in rows))
+        rows.append(x)
+        labels.append(y)
+    test_rows = rows.pop()
     try:
         return Dataset(
             name="cifar10",
-            x_train=np.concatenate([x for x, _ in train]),
-            y_train=np.concatenate([y for _, y in train]),
-            x_test=x_test,
-            y_test=y_test,
+            x_train=_images(rows),
+            y_train=np.concatenate(labels[:-1]),
+            x_test=_images([test_rows]),
+            y_test=labels[-1],
             class_names=names,
             source="cifar10-archive",
         )
@@ -83,7 +97,10 @@ def _cifar_tar_files(path: Path, limits: ImportLimits) -> dict[str, bytes]:
 
     limits = replace(limits, max_members=min(limits.max_members, CIFAR_MAX_MEMBERS))
     found: dict[str, bytes] = {}
-    for parts, data in read_tar_files(path, wanted, limits).items():
+    # A batch's pickle holds its images' bytes and a few per label and file name (the
+    # official ones 3,103 bytes an image): more than this never decodes within the budget.
+    most = limits.max_decoded_bytes + limits.max_decoded_bytes // 8
+    for parts, data in read_tar_files(path, wanted, limits, most).items():
         if parts[-1] in found:
             raise DataError(f"{path}: {parts[-1]} appears more than once in the archive")
         found[parts[-1]] = data
@@ -118,25 +135,44 @@ def _cifar_label_names(path: Path, data: bytes, limits: ImportLimits) -> tuple[s
     if not isinstance(names, list) or not all(isinstance(n, bytes | str) for n in names):
         raise DataError(f"{path}: batches.meta label_names must be a list of strings")
     check_class_count(f"{path}: batches.meta", len(names), limits)
-    try:
-        return tuple(n.decode() if isinstance(n, bytes) else n for n in names)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: batches.meta label_names are not UTF-8 text ({exc})") from exc
+    label = f"{path}: batches.meta label_names"
+    decoded = []
+    for i, name in enumerate(names):
+        try:
+            decoded.append(name.decode() if isinstance(name, bytes) else name)
+        except UnicodeDecodeError:
+            raise DataError(f"{label} (class {i}): not UTF-8 text") from None
+    return check_class_names(label, decoded, limits)
 
 
 def _cifar_batch(
-    path: Path, member: str, data: bytes, limits: ImportLimits
+    path: Path, member: str, data: bytes, limits: ImportLimits, before: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 32, 32, 3) and labels (N,) from one pickled batch of 3072-byte CHW rows."""
+    """Rows (N, 3072: channels, then rows, then columns) and labels (N,) from one pickled
+    batch; `before` images came in earlier batches (the output budgets count them all)."""
     batch = safe_unpickle(data, f"{path}: {member}", limits)
     pixels = _field(path, member, batch, "data")
     if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 2):
         raise DataError(f"{path}: {member} data must be a 2-D uint8 array")
     if pixels.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: {member} rows have {pixels.shape[1]} bytes, expected 3072")
+    total = before + len(pixels)  # checked before the labels and the transposed copy
+    check_output(f"{path}: {member}", total, total * IMAGE_BYTES, limits)
     labels = _cifar_labels(path, member, _field(path, member, batch, "labels"), len(pixels))
-    images = pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels
+    return pixels, labels
+
+
+def _images(batches: list[np.ndarray]) -> np.ndarray:
+    """Images (N, 32, 32, 3) from batches of 3072-byte CHW rows, emptying the list: each
+    batch is freed as soon as it is copied."""
+    images = np.empty((sum(map(len, batches)), 32, 32, 3), np.uint8)
+    at = 0
+    while batches:
+        rows = batches.pop(0)
+        images[at : at + len(rows)] = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        at += len(rows)
+        del rows
+    return images
 
 
 def _cifar_labels(path: Path, member: str, labels: object, rows: int) -> np.ndarray:

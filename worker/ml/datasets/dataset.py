@@ -6,6 +6,7 @@ a Dataset; `worker.ml.datasets.load` picks the reader for a spec."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,20 @@ SAVED_KEYS = (*NPZ_KEYS, "class_names", "name", "source")
 
 class DataError(ValueError):
     """Bad data: message names the file and the problem."""
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]{0,200}? object at 0x[0-9a-fA-F]+>")
+
+
+def reason(exc: BaseException, limit: int = 300, *, typed: bool = True) -> str:
+    """What a library's error says, fit for a DataError: its type when it says nothing, no
+    `<_io.BytesIO object at 0x...>` reprs (they mean nothing to the person who uploaded
+    the file), no characters that cannot be encoded, cut short."""
+    said = _OBJECT_REPR.sub("the data", str(exc)).encode("utf-8", "backslashreplace").decode()
+    said = said if len(said) <= limit else f"{said[: limit - 3]}..."
+    if not said or not typed:
+        return said or type(exc).__name__
+    return f"{type(exc).__name__}: {said}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,6 +319,16 @@ class Dataset:
         return path
 
 
+def _text_of(value: object, key: str) -> str:
+    """str of a value read from an array; bytes must be UTF-8 (never a raw decode error)."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise DataError(f"{key} holds bytes that are not UTF-8 text") from None
+    return str(value)
+
+
 def dataset_from_arrays(
     path: str | Path, arrays: dict[str, np.ndarray], *, name: str, source: str
 ) -> Dataset:
@@ -314,7 +339,7 @@ def dataset_from_arrays(
             raise DataError(f"class_names must be a 1-D array of strings, got {names.dtype}")
         return Dataset(
             name=name,
-            class_names=tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names),
+            class_names=tuple(_text_of(n, "class_names") for n in names.tolist()),
             source=source,
             **{key: arrays[key] for key in NPZ_KEYS},
         )

@@ -12,8 +12,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from worker.ml.datasets.archive_safety import Parts, check_class_count, is_ignored, read_zip_files
-from worker.ml.datasets.dataset import IMAGE_SHAPE, SPLITS, DataError, Dataset
+from jobspec import text
+from worker.ml.datasets.archive_safety import (
+    IMAGE_BYTES,
+    Parts,
+    check_class_count,
+    check_class_name,
+    check_output,
+    count_zip_files,
+    is_ignored,
+    read_zip_files,
+)
+from worker.ml.datasets.dataset import IMAGE_SHAPE, SPLITS, DataError, Dataset, reason
 from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits, with_max_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -22,8 +32,8 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_image_pixels
 LAYOUT = "train/<class>/<image> and test/<class>/<image> (optionally inside one top folder)"
 
-# images[split][class] -> list of (file name, pixels)
-Images = dict[str, dict[str, list[tuple[str, np.ndarray]]]]
+# images[split][class] -> list of (file name, row of the decoded pixels)
+Images = dict[str, dict[str, list[tuple[str, int]]]]
 
 
 @dataclass
@@ -55,26 +65,29 @@ def import_image_folder(
     path = Path(path)
     limits = with_max_bytes(limits, max_bytes)
     if path.is_dir():
-        files, name = _dir_files(path, limits), path.name
+        count, files = _dir_files(path, limits)
+        name = path.name
     elif path.is_file():
         # A generator: each member is decoded before the next one is read.
-        files, name = read_zip_files(path, limits), path.stem
+        count, files = count_zip_files(path, limits), read_zip_files(path, limits)
+        name = path.stem
     else:
         raise DataError(f"{path}: file or folder not found")
-    images = _collect(path, files, _Decoding(limits, resize, limits.max_total_pixels))
+    # Decoded straight into one array (pages are touched only as images land in it), then
+    # put in order in place: never the images twice over (a list, then np.stack).
+    pixels = np.empty((min(count, limits.max_images), *IMAGE_SHAPE), np.uint8)
+    images = _collect(path, files, _Decoding(limits, resize, limits.max_total_pixels), pixels)
     class_names = _class_names(path, images)
-    arrays: dict[str, np.ndarray] = {}
-    for split in SPLITS:
-        x, y = _stack(images[split], class_names)
-        arrays |= {f"x_{split}": x, f"y_{split}": y}
+    arrays = _arrange(images, class_names, pixels)
     try:
         return Dataset(name=name, class_names=class_names, source="image-folder", **arrays)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
 
 
-def _dir_files(root: Path, limits: ImportLimits) -> Iterator[tuple[Parts, bytes]]:
-    """Yield (relative parts, content) of each non-hidden file under root, size-checked first."""
+def _dir_files(root: Path, limits: ImportLimits) -> tuple[int, Iterator[tuple[Parts, bytes]]]:
+    """How many non-hidden files are under root, and (relative parts, content) of each one
+    as it is read, size-checked first."""
     found: list[tuple[Parts, Path]] = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not is_ignored((d,))]  # skip .git and the like unread
@@ -89,8 +102,7 @@ def _dir_files(root: Path, limits: ImportLimits) -> Iterator[tuple[Parts, bytes]
     max_bytes = limits.max_bytes
     if total > max_bytes:
         raise DataError(f"{root}: images total {total:,} bytes, over the {max_bytes:,} limit")
-    for parts, file in found:
-        yield parts, file.read_bytes()
+    return len(found), ((parts, file.read_bytes()) for parts, file in found)
 
 
 def _place(path: Path, parts: Parts) -> tuple[Parts, str, str]:
@@ -101,16 +113,22 @@ def _place(path: Path, parts: Parts) -> tuple[Parts, str, str]:
     raise DataError(f"{path}: unexpected file {'/'.join(parts)!r}; expected {LAYOUT}")
 
 
-def _collect(path: Path, files: Iterator[tuple[Parts, bytes]], decoding: _Decoding) -> Images:
-    """Decode every file into images[split][class], checking they all share one layout."""
+def _collect(
+    path: Path, files: Iterator[tuple[Parts, bytes]], decoding: _Decoding, pixels: np.ndarray
+) -> Images:
+    """Decode every file into a row of pixels, noted in images[split][class], checking they
+    all share one layout."""
     images: Images = {split: defaultdict(list) for split in SPLITS}
     prefix: Parts | None = None
-    classes: set[str] = set()
-    for parts, data in files:
-        top, split, cls = _place(path, parts)
-        if cls not in classes:
-            classes.add(cls)
-            check_class_count(str(path), len(classes), decoding.limits)
+    classes: dict[str, str] = {}  # folder name -> class name (checked, normalised)
+    for count, (parts, data) in enumerate(files, 1):
+        top, split, folder = _place(path, parts)
+        if folder not in classes:
+            where = f"{path}: {_shown('/'.join(parts[:-1]))}/"
+            classes[folder] = check_class_name(where, folder)
+            check_class_count(str(path), len(set(classes.values())), decoding.limits)
+            _check_summary(path, set(classes.values()))
+        cls = classes[folder]
         if prefix is None:
             prefix = top
         elif top != prefix:
@@ -118,8 +136,13 @@ def _collect(path: Path, files: Iterator[tuple[Parts, bytes]], decoding: _Decodi
                 f"{path}: {'/'.join(parts)!r} is outside the top folder "
                 f"{'/'.join(prefix) or '(none)'!r}; expected {LAYOUT}"
             )
-        label = f"{path}: {'/'.join(parts)}"
-        images[split][cls].append((parts[-1], _decode(data, label, decoding)))
+        label = f"{path}: {_shown('/'.join(parts))}"
+        # before decoding: the budgets bound what the decoded images take
+        check_output(label, count, count * IMAGE_BYTES, decoding.limits)
+        if count > len(pixels):  # the archive changed under us
+            raise DataError(f"{path}: more images than the archive listed")
+        pixels[count - 1] = _decode(data, label, decoding)
+        images[split][cls].append((parts[-1], count - 1))
     if prefix is None:
         raise DataError(f"{path}: no images found; expected {LAYOUT}")
     return images
@@ -133,12 +156,14 @@ def _decode(data: bytes, label: str, decoding: _Decoding) -> np.ndarray:
         # Only the PNG and JPEG parsers ever see upload bytes; open() reads just the header.
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
             return _to_array(img, label, decoding)
-    except DataError:
+    except (DataError, MemoryError):
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DataError(f"{label}: not a decodable image ({exc})") from exc
+    except UnidentifiedImageError:  # its message names the BytesIO, not the file
+        raise DataError(f"{label}: not a decodable image (not PNG or JPEG)") from None
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{label}: image too large ({exc})") from exc
+        raise DataError(f"{label}: image too large ({reason(exc)})") from exc
+    except Exception as exc:  # corrupt images fail PIL in many ways (struct, zlib, index...)
+        raise DataError(f"{label}: not a decodable image ({reason(exc)})") from exc
 
 
 def _to_array(img: Image.Image, label: str, decoding: _Decoding) -> np.ndarray:
@@ -166,6 +191,22 @@ def _to_array(img: Image.Image, label: str, decoding: _Decoding) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
+def _shown(name: str) -> str:
+    """A member or folder name fit for a message: bad characters as U+FFFD, cut short."""
+    shown = text.shown(name)
+    return shown if len(shown) <= 120 else f"{shown[:117]}..."
+
+
+def _check_summary(path: Path, names: set[str]) -> None:
+    """All class names together within MAX_CLASS_SUMMARY_CHARS (every data set list shows them)."""
+    total = sum(len(n) for n in names)
+    if total > text.MAX_CLASS_SUMMARY_CHARS:
+        raise DataError(
+            f"{path}: the class folder names add up to {total:,} characters, more than the "
+            f"{text.MAX_CLASS_SUMMARY_CHARS:,} allowed"
+        )
+
+
 def _class_names(path: Path, images: Images) -> tuple[str, ...]:
     """Sorted class folder names, which must be the same set in train and test."""
     train, test = set(images["train"]), set(images["test"])
@@ -181,14 +222,39 @@ def _class_names(path: Path, images: Images) -> tuple[str, ...]:
     return tuple(sorted(train))
 
 
-def _stack(
-    by_class: dict[str, list[tuple[str, np.ndarray]]], names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images ordered by class then file name, with their labels."""
-    pixels: list[np.ndarray] = []
-    labels: list[int] = []
-    for index, cls in enumerate(names):
-        for _, arr in sorted(by_class[cls], key=lambda item: item[0]):
-            pixels.append(arr)
-            labels.append(index)
-    return np.stack(pixels), np.array(labels, dtype=np.int64)
+def _arrange(images: Images, names: tuple[str, ...], pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """x_train, y_train, x_test, y_test: images ordered by split, class, then file name,
+    moved into that order within `pixels` (views of it, no copy)."""
+    order: list[int] = []
+    arrays: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        labels: list[int] = []
+        for index, cls in enumerate(names):
+            rows = [row for _, row in sorted(images[split][cls], key=lambda item: item[0])]
+            order += rows
+            labels += [index] * len(rows)
+        arrays[f"y_{split}"] = np.array(labels, dtype=np.int64)
+    _permute(pixels, order)
+    n_train = len(arrays["y_train"])
+    arrays["x_train"], arrays["x_test"] = pixels[:n_train], pixels[n_train : len(order)]
+    return arrays
+
+
+def _permute(pixels: np.ndarray, order: list[int]) -> None:
+    """pixels[k] = old pixels[order[k]] for every k, in place, one image of scratch space
+    (following each cycle of the permutation)."""
+    done = bytearray(len(order))
+    scratch = np.empty(pixels.shape[1:], pixels.dtype)
+    for start in range(len(order)):
+        if done[start]:
+            continue
+        scratch[...] = pixels[start]
+        k = start
+        while True:
+            done[k] = 1
+            j = order[k]
+            if j == start:
+                pixels[k] = scratch
+                break
+            pixels[k] = pixels[j]
+            k = j

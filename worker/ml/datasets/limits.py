@@ -29,6 +29,13 @@ class ImportLimits:
     # Opcodes in one pickle (about two per label or file name), and container nesting.
     max_pickle_ops: int = 1_000_000
     max_pickle_depth: int = 32
+    # What an import decodes to, checked before allocating (npz headers, image counts as
+    # images decode, CIFAR batch shapes): a 1 MB npz of zeros may declare 400,000 images.
+    # CIFAR-10 and CIFAR-100 hold 60,000 images (185 MB); SVHN 99,289; Tiny ImageNet 110,000.
+    max_images: int = 120_000
+    # Bytes of the decoded arrays (images, labels, names) together: 120,000 images are
+    # 369 MB; a few-MB upload must not make the parser grow by more than about 500 MB.
+    max_decoded_bytes: int = 512 * MIB
 
     def __post_init__(self) -> None:
         """Refuse non-positive budgets, which would make every import fail obscurely."""
@@ -38,6 +45,19 @@ class ImportLimits:
 
 
 DEFAULT_LIMITS = ImportLimits()
+
+# The setting a web import's budget comes from, named in refusals; the others are fixed.
+SETTINGS = {
+    "max_classes": "STACKLAB_MAX_CLASSES",
+    "max_images": "STACKLAB_IMPORT_MAX_IMAGES",
+    "max_decoded_bytes": "STACKLAB_IMPORT_MAX_DECODED_MB",
+}
+
+
+def named(field: str) -> str:
+    """How a refusal names a budget: the field, and the setting that sets it if any."""
+    setting = SETTINGS.get(field)
+    return f"{field}, {setting}" if setting else field
 
 
 def with_max_bytes(limits: ImportLimits, max_bytes: int | None) -> ImportLimits:

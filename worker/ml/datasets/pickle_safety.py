@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.ml.datasets.dataset import DataError
+from worker.ml.datasets.dataset import DataError, reason
 from worker.ml.datasets.limits import DEFAULT_LIMITS, ImportLimits
 
 # Opcodes that build a new container from what they pop; its depth is one more than theirs.
@@ -119,7 +119,7 @@ def scan_pickle(data: bytes, label: str, limits: ImportLimits) -> None:
     except (ValueError, IndexError, KeyError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{label}: not a valid pickle ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{label}: not a valid pickle ({reason(exc)})") from exc
 
 
 def safe_unpickle(data: bytes, label: str, limits: ImportLimits = DEFAULT_LIMITS) -> Any:
@@ -128,6 +128,6 @@ def safe_unpickle(data: bytes, label: str, limits: ImportLimits = DEFAULT_LIMITS
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
-        raise DataError(f"{label}: unsafe or invalid pickle: {exc}") from exc
+        raise DataError(f"{label}: unsafe or invalid pickle: {reason(exc, typed=False)}") from exc
     except (EOFError, ValueError, TypeError, LookupError, AttributeError, MemoryError) as exc:
-        raise DataError(f"{label}: not a valid pickle ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{label}: not a valid pickle ({reason(exc)})") from exc

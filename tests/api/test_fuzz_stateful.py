@@ -1,0 +1,198 @@
+"""Stateful fuzzing: sequences of create, edit, list, export, cancel, requeue, archive and
+delete over a populated store, with hostile text everywhere (issue 19, item 7).
+
+A Hypothesis state machine keeps a model of the runs it created and edited (their names,
+tags and notes as the API answered them, whether they were deleted) and checks after every
+step that what the API reads back agrees: a run edited keeps its edit, a run deleted is a
+404, and every answer (lists, table, CSV exports, the report) passes the same checks as the
+schema fuzz (tests/api/fuzzing.py `problems`): no 5xx, declared status and schema, UTF-8.
+STACKLAB_FUZZ_STEPS (default 12) steps a sequence, STACKLAB_FUZZ_SEQUENCES (default 12).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
+
+from tests.api import fuzzing
+
+STEPS = int(os.environ.get("STACKLAB_FUZZ_STEPS", "12"))
+SEQUENCES = int(os.environ.get("STACKLAB_FUZZ_SEQUENCES", "12"))
+KINDS = ["pretrain", "tune", "finetune"]
+SMALL = {
+    "pretrain": {"ae01": {"epochs": 1}, "ae02": {"epochs": 1}, "ae03": {"epochs": 1}},
+    "tune": {"n_trials": 1, "epochs": 1},
+    "finetune": {"epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def populated(client, app_env):
+    backend = "postgres" if "DATABASE_URL" in app_env else "sqlite"
+    store = fuzzing.populate(backend)
+    return store, client.app.openapi()
+
+
+def test_sequences_of_edits_exports_and_deletes_keep_the_api_whole(populated, client):
+    store, document = populated
+    pretrain = store.runs[("pretrain", "succeeded")]
+    texts = fuzzing.hostile_text(24)
+    tag_lists = st.lists(st.one_of(st.sampled_from(store.tags), texts), max_size=4)
+
+    class Runs(RuleBasedStateMachine):
+        """The model: run id -> what the API last said its labels are (None: deleted)."""
+
+        created = Bundle("created")
+
+        def __init__(self):
+            super().__init__()
+            self.model: dict[int, dict | None] = {}
+
+        def call(self, method: str, path: str, url: str, **kwargs):
+            response = client.request(method, url, **kwargs)
+            operation = document["paths"][path][method.lower()]
+            found = fuzzing.problems(document, operation, response)
+            assert not found, f"{method} {fuzzing.shown(url)} {fuzzing.shown(kwargs)}\n  " + (
+                "\n  ".join(found)
+            )
+            return response
+
+        def send_json(self, method: str, path: str, url: str, body) -> object:
+            data = fuzzing.Call(method, path, {}, {}, body).content()
+            return self.call(method, path, url, content=data, headers=JSON)
+
+        @initialize(target=created)
+        def some_stored_runs(self):
+            ids = [store.runs[(kind, "succeeded")] for kind in KINDS]
+            for run_id in ids:
+                self.model[run_id] = self.read(run_id)
+            return multiple(*ids)
+
+        def read(self, run_id: int) -> dict | None:
+            response = self.call("GET", "/api/runs/{run_id}", f"/api/runs/{run_id}")
+            if response.status_code == 404:
+                return None
+            run = response.json()
+            return {"name": run["name"], "tags": run["tags"]}
+
+        @rule(
+            target=created,
+            kind=st.sampled_from(KINDS),
+            name=st.one_of(st.none(), texts),
+            tags=tag_lists,
+            dataset=st.sampled_from(store.datasets),
+        )
+        def create(self, kind, name, tags, dataset):
+            body = {"kind": kind, "dataset": dataset, "tags": tags, "params": SMALL[kind]}
+            if name is not None:
+                body["name"] = name
+            if kind == "finetune":
+                body["parent_run_id"] = pretrain
+            response = self.send_json("POST", "/api/runs", "/api/runs", body)
+            if response.status_code != 201:
+                return multiple()
+            ids = [run["id"] for run in response.json()]
+            for run in response.json():
+                self.model[run["id"]] = {"name": run["name"], "tags": run["tags"]}
+            return multiple(*ids)
+
+        @rule(
+            run_id=created,
+            name=st.one_of(st.none(), texts),
+            tags=st.one_of(st.none(), tag_lists),
+            notes=st.one_of(st.none(), texts, fuzzing.long_text()),
+            leave_out=st.sets(st.sampled_from(["name", "tags", "notes"])),
+        )
+        def edit(self, run_id, name, tags, notes, leave_out):
+            body = {"name": name, "tags": tags, "notes": notes}
+            body = {k: v for k, v in body.items() if k not in leave_out}
+            url = f"/api/runs/{run_id}"
+            response = self.send_json("PATCH", "/api/runs/{run_id}", url, body)
+            if response.status_code == 200:
+                run = response.json()
+                self.model[run_id] = {"name": run["name"], "tags": run["tags"]}
+            elif self.model.get(run_id) is None:
+                assert response.status_code == 404, response.text
+
+        @rule(run_id=created, action=st.sampled_from(["cancel", "requeue"]))
+        def act(self, run_id, action):
+            path = f"/api/runs/{{run_id}}/{action}"
+            self.call("POST", path, f"/api/runs/{run_id}/{action}")
+
+        @rule(
+            run_ids=st.lists(created, min_size=1, max_size=3, unique=True),
+            action=st.sampled_from(["tag", "untag", "archive", "unarchive", "cancel"]),
+            tag=st.one_of(st.none(), texts, st.sampled_from(store.tags)),
+        )
+        def bulk(self, run_ids, action, tag):
+            body = {"action": action, "ids": run_ids, "tag": tag}
+            response = self.send_json("POST", "/api/runs/bulk", "/api/runs/bulk", body)
+            if response.status_code == 200 and action in ("tag", "untag"):
+                for run_id in run_ids:
+                    if self.model.get(run_id) is not None:
+                        self.model[run_id] = self.read(run_id)
+
+        @rule(run_id=consumes(created))
+        def delete(self, run_id):
+            if run_id in store.runs.values():
+                return  # the populated runs stay for the other rules
+            body = {"action": "delete", "ids": [run_id]}
+            response = self.send_json("POST", "/api/runs/bulk", "/api/runs/bulk", body)
+            if response.status_code == 200:
+                self.model[run_id] = self.read(run_id)  # deleted: None; refused: still there
+
+        @rule(
+            q=st.one_of(st.none(), texts),
+            tag=st.one_of(st.none(), texts, st.sampled_from(store.tags)),
+            archived=st.sampled_from(["hide", "include", "only"]),
+        )
+        def list_runs(self, q, tag, archived):
+            query = {"q": q, "tag": tag, "archived": archived}
+            call = fuzzing.Call("GET", "/api/runs", {}, {k: v for k, v in query.items() if v})
+            self.call("GET", "/api/runs", call.url)
+            call.template = "/api/runs/table"
+            self.call("GET", "/api/runs/table", call.url)
+
+        @rule(run_id=created, export=st.sampled_from(["metrics.csv", "metrics.json", "report"]))
+        def export(self, run_id, export):
+            if export == "report":
+                self.call("GET", "/api/experiments/{run_id}", f"/api/experiments/{run_id}")
+            else:
+                path = "/api/runs/{run_id}/" + export
+                self.call("GET", path, path.replace("{run_id}", str(run_id)))
+
+        @rule(archived=st.sampled_from(["hide", "include", "only"]))
+        def table_csv(self, archived):
+            url = f"/api/runs/table.csv?archived={archived}&limit=500"
+            response = self.call("GET", "/api/runs/table.csv", url)
+            assert response.status_code == 200, response.text
+
+        @invariant()
+        def reads_agree_with_the_model(self):
+            for run_id, expected in self.model.items():
+                assert self.read(run_id) == expected, run_id
+
+    Runs.TestCase.settings = settings(
+        max_examples=SEQUENCES,
+        stateful_step_count=STEPS,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    Runs.TestCase().runTest()
+
+
+JSON = {"content-type": "application/json"}
