@@ -11,6 +11,7 @@ anything else -> 500 with the error page, the details in the server log only.
 from __future__ import annotations
 
 import logging
+import math
 import typing
 
 import anyio
@@ -166,9 +167,12 @@ def _ascii(raw: object) -> typing.TypeGuard[str]:
 
 def _clip(value: object, limit: int = ECHO_LIMIT) -> object:
     """A string cut to `limit` characters (a marker says so) and made safe to encode (a lone
-    surrogate, NUL or control character becomes U+FFFD); other values as they are."""
+    surrogate, NUL or control character becomes U+FFFD); a float JSON cannot hold (inf,
+    nan) as text; other values as they are."""
     if isinstance(value, str):
         return shown(value, limit=limit)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value
 
 
@@ -184,7 +188,7 @@ def short_errors(errors: typing.Sequence[typing.Mapping[str, typing.Any]]) -> li
             item["input"] = _clip(value)  # a short scalar; bodies and lists are left out
         if isinstance(error.get("ctx"), dict):
             item["ctx"] = {
-                key: v if isinstance(v, int | float | bool) else _clip(str(v))
+                key: _clip(v) if isinstance(v, int | float | bool) else _clip(str(v))
                 for key, v in error["ctx"].items()
             }
         out.append(item)

@@ -25,6 +25,7 @@ _WHY = {
     403: "A cross-site request, or a host not in STACKLAB_ALLOWED_HOSTS",
     404: "No such run, group, data set, file or route",
     413: "The body is larger than STACKLAB_MAX_REQUEST_KB",
+    414: "The path is longer than the web reads",
     429: "Too many wrong tokens from this client: try again after Retry-After",
     503: "The database or the job queue is not answering: try again after Retry-After",
 }

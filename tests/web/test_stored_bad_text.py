@@ -333,3 +333,12 @@ def test_a_name_longer_than_its_column_is_a_422_not_a_500(client):
     else:
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["type"] == "too_long"
+
+
+def test_a_number_json_cannot_hold_is_echoed_as_text(client):
+    body = '{"dataset": "demo-tiny", "factor": "augmentation", "seeds": [Infinity, NaN]}'
+    response = client.post(
+        "/api/ablations", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert {e["input"] for e in response.json()["detail"]} == {"inf", "nan"}
