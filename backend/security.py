@@ -167,6 +167,14 @@ def _authenticated(request: Request, tokens: dict[str, str]) -> tuple[str | None
     return None, False
 
 
+def _plain_refusal(request: Request, status: int, message: str) -> Response:
+    """A refusal before routing: JSON `{"detail": ...}` under /api (what every API refusal
+    is, backend/api_responses.py), plain text elsewhere."""
+    if request.url.path.startswith("/api"):
+        return JSONResponse(status_code=status, content={"detail": message})
+    return PlainTextResponse(message, status)
+
+
 def _refuse(request: Request, status: int, message: str) -> Response:
     if request.url.path.startswith("/api") or request.method not in SAFE_METHODS:
         return JSONResponse(status_code=status, content={"detail": message})
@@ -187,9 +195,9 @@ def _cross_site(request: Request) -> bool:
 def _check(request: Request) -> Response | None:
     path = request.url.path
     if len(path) > MAX_PATH:  # also keeps a 5000-digit id from Starlette's int() (a 500)
-        return PlainTextResponse("URI too long", 414)
+        return _plain_refusal(request, 414, "URI too long")
     if has_dot_segment(path):  # /static/css/../js/x.js must not pass as a public path
-        return PlainTextResponse("Bad path: '.' and '..' segments are not allowed", 400)
+        return _plain_refusal(request, 400, "Bad path: '.' and '..' segments are not allowed")
     tokens = get_settings().access_tokens
     by_cookie = False
     if tokens and not is_public(path):

@@ -533,7 +533,7 @@ def _upload(ctx: Ctx, http, name: str, path: Path) -> dict:
     state = _wait_import(ctx, http, res.json())
     ctx.rec["fact"]["import_state"] = state.get("state")
     if state.get("state") == ImportPhase.FAILED:
-        ctx.rec["fact"]["import_error"] = str(state.get("error") or state.get("detail"))[:300]
+        ctx.rec["fact"]["import_error"] = str(state.get("message") or state.get("detail"))[:300]
     return state
 
 

@@ -71,7 +71,11 @@ def import_status(import_id: int, session: SessionDep, name: str | None = None) 
     return imports.import_status(session=session, import_id=import_id, name=name)
 
 
-@router.get("/datasets/{name}/test-images/{index}.png", response_class=Response)
+@router.get(
+    "/datasets/{name}/test-images/{index}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {"schema": {}}}}},
+)
 def test_image(name: str, index: int, session: SessionDep, scale: int = Query(2, ge=1, le=8)):
     """One test image by its index in the test set (as predictions.npz orders them), enlarged."""
     record = listing.one(session, name)

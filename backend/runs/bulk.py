@@ -13,13 +13,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.orm import Session
 
-from backend.reports import notes
-from backend.reports.schemas import RunEdit
 from jobspec import text
 from store.errors import InvalidRequest, NotFound
 from store.runs import launch as launcher
+from store.runs import limits
 from store.runs import service as runs_service
 from store.runs.models import Run
+from store.settings import get_settings
 
 # What one bulk action does to one run: (session, run id, the request's tag) -> the run.
 RunAction = Callable[[Session, int, str], Run]
@@ -92,18 +92,32 @@ def _cancel(session: Session, run_id: int, _tag: str) -> Run:
 
 
 def _tag(session: Session, run_id: int, tag: str) -> Run:
-    tags = list(runs_service.get_run(session, run_id).tags or [])
+    run = runs_service.get_run(session, run_id)
+    tags = list(run.tags or [])
     if tag in tags:
-        return runs_service.get_run(session, run_id)
-    return notes.edit_run(session=session, run_id=run_id, edit=RunEdit(tags=[*tags, tag]))
+        return run
+    settings = get_settings()
+    limits.check_labels(settings, name=None, tags=[tag])  # the tag sent: today's rules
+    if len(tags) + 1 > settings.max_tags:
+        raise limits.over("tags", f"{len(tags) + 1} tags", settings.max_tags, "max_tags")
+    return _store_tags(session, run, [*tags, tag])
 
 
 def _untag(session: Session, run_id: int, tag: str) -> Run:
-    tags = list(runs_service.get_run(session, run_id).tags or [])
+    run = runs_service.get_run(session, run_id)
+    tags = list(run.tags or [])
     kept = [t for t in tags if t != tag]
-    if kept == tags:
-        return runs_service.get_run(session, run_id)
-    return notes.edit_run(session=session, run_id=run_id, edit=RunEdit(tags=kept))
+    return run if kept == tags else _store_tags(session, run, kept)
+
+
+def _store_tags(session: Session, run: Run, tags: list[str]) -> Run:
+    """Only the tag added is checked: tags stored before today's text rules (read back
+    cleaned, store/text_column.py) stay as they are, so such a run can still be tagged and
+    untagged rather than refusing every bulk action on it."""
+    run.tags = tags
+    session.commit()
+    session.refresh(run)
+    return run
 
 
 def _archiver(archived: bool) -> RunAction:

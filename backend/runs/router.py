@@ -226,7 +226,11 @@ def run_confusion(
     return detail.confusion(session, run_id, per_class_offset, per_class_limit)
 
 
-@router.get("/runs/{run_id}/reconstructions.png")
+@router.get(
+    "/runs/{run_id}/reconstructions.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {"schema": {}}}}},
+)
 def run_reconstructions(run_id: int, session: SessionDep) -> Response:
     """Probe images (top row) and each autoencoder's output below, as one PNG."""
     png, sha = detail.reconstructions(session, run_id)

@@ -233,9 +233,7 @@ class Generator:
         content = operation.get("requestBody", {}).get("content", {})
         if "application/json" in content:
             schema = content["application/json"].get("schema", {})
-            body = st.one_of(
-                [self.value(schema, "(body)")] * 6 + [st.just(NO_BODY), RAW_BODIES]
-            )
+            body = st.one_of([self.value(schema, "(body)")] * 6 + [st.just(NO_BODY), RAW_BODIES])
         return st.builds(
             Call,
             st.just(method.upper()),
@@ -372,7 +370,9 @@ def problems(document: Mapping[str, Any], operation: Mapping[str, Any], response
         found.append(f"server error {status}: {response.content[:300]!r}")
         return found
     declared = operation.get("responses", {})
-    spec = declared.get(str(status)) or declared.get(f"{str(status)[0]}XX") or declared.get("default")
+    spec = (
+        declared.get(str(status)) or declared.get(f"{str(status)[0]}XX") or declared.get("default")
+    )
     if spec is None:
         found.append(f"status {status} is not declared (declared: {sorted(declared)})")
     media = response.headers.get("content-type", "").split(";")[0].strip()
@@ -488,7 +488,7 @@ def populate(backend: str) -> Store:
         npz_bytes,
         reconstructions_npz,
     )
-    from tests.web.report_factories import make_finetune, make_pretrain, pretrain_result, set_notes
+    from tests.web.report_factories import make_finetune, make_pretrain, set_notes
     from worker.datasets import register
     from worker.ml.datasets.demo import make_demo
 
@@ -548,7 +548,7 @@ def populate(backend: str) -> Store:
             update(Run)
             .where(Run.id == odd)
             .values(
-                name=f"old{nul}\x1b[31m\u202ename " + "é" * 3000,
+                name=f"old{nul}\x1b[31m\u202ename " + "é" * 180,  # the column holds 200
                 tags=[f"t{nul}ag", "\x07bell", "x" * 5000],
                 notes=f"notes{nul}\x0b" + "\u0301" * 1000,
             )

@@ -1,6 +1,6 @@
 """Every JSON route of the OpenAPI schema, fuzzed against a populated store (issue 19, item 7).
 
-Each operation gets STACKLAB_FUZZ_EXAMPLES requests (default 25) built from its declared
+Each operation gets STACKLAB_FUZZ_EXAMPLES requests (default 30) built from its declared
 parameters and body: values the schema allows, values from the store (run ids of every kind
 in every status, data sets, studies, tags), strings from all of Unicode with lone surrogates,
 NUL and values up to a million characters, wrong types, broken JSON and broken UTF-8. Every
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, note, settings
 
 from tests.api import fuzzing
 
-EXAMPLES = int(os.environ.get("STACKLAB_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("STACKLAB_FUZZ_EXAMPLES", "30"))
 
 
 def _document() -> dict:
