@@ -19,10 +19,30 @@ os.environ.setdefault("STACKLAB_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,
 pytest_plugins = ["tests.fixtures.app"]
 
 
+# The longest modules (real training, real workers, browsers; `--durations` on 2 cores),
+# handed out first: pytest-xdist's `--dist loadfile` gives modules to its processes in
+# collection order, so a long module collected last ran alone at the end while the other
+# process sat idle. Only the order of whole modules changes; no test depends on it.
+LONGEST_FIRST = (
+    "tests/queue/test_ablations_real_cifar.py",
+    "tests/browser/test_ablation.py",
+    "tests/queue/test_faults.py",
+    "tests/queue/test_shutdown.py",
+    "tests/queue/test_queue.py",
+    "tests/browser/test_forms.py",
+    "tests/browser/test_dashboard.py",
+    "tests/queue/test_worker_memory.py",
+    "tests/queue/test_hostile_imports.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """STACKLAB_TEST_TIMEOUT_SCALE stretches pytest-timeout's safety net with every wait,
-    unless `--timeout` names one."""
+    """The longest modules first (LONGEST_FIRST); STACKLAB_TEST_TIMEOUT_SCALE stretches
+    pytest-timeout's safety net with every wait, unless `--timeout` names one."""
     from tests.stack import TIMEOUT_SCALE
+
+    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))  # stable
 
     if TIMEOUT_SCALE == 1 or config.getoption("timeout", None) is not None:
         return

@@ -91,6 +91,22 @@ def _status(field: str) -> int:
         return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field))
 
 
+def test_a_row_too_long_to_read_has_its_classes_counted(client, monkeypatch):
+    # Before the tests that store the 60 MB row (`huge`): a 3-byte scan reads every row.
+    name = f"odd-{uuid.uuid4().hex[:6]}"
+    names = ['a"b', "c\\", "\\", 'e\\"f', "g,h", "caf\u00e9", "z"]
+    store_raw(name, json.dumps(names), json.dumps(dict.fromkeys(names, 2)), "{}")
+    monkeypatch.setattr(listing, "LIST_TEXT", 20)  # a prefix of a few names only
+    monkeypatch.setattr(listing, "SCAN_BYTES", 3)  # escapes cut between pieces
+    item = next(d for d in client.get("/api/datasets").json() if d["name"] == name)
+    assert item["n_classes"] == len(names)
+    assert 0 < len(item["class_names"]) < len(names)
+    assert item["class_names"] == names[: len(item["class_names"])]
+    assert item["classes_left_out"] == len(names) - len(item["class_names"])
+    with session_scope() as session:
+        session.execute(delete(DatasetRecord).where(DatasetRecord.name == name))
+
+
 def test_the_data_set_list_is_small_and_says_what_it_left_out(client, huge, app_env):
     answer = Download(client.app, "/api/datasets")
     peak = peak_of(answer)
@@ -182,21 +198,6 @@ def test_a_cut_json_column_gives_the_items_it_holds_whole():
         got = listing._counts(full[:cut])
         assert got == dict(list(counts.items())[: len(got)])  # never a number cut short
     assert listing._strings('{"not": "a list"}') == [] and listing._counts("[1, 2]") == {}
-
-
-def test_a_row_too_long_to_read_has_its_classes_counted(client, monkeypatch):
-    name = f"odd-{uuid.uuid4().hex[:6]}"
-    names = ['a"b', "c\\", "\\", 'e\\"f', "g,h", "caf\u00e9", "z"]
-    store_raw(name, json.dumps(names), json.dumps(dict.fromkeys(names, 2)), "{}")
-    monkeypatch.setattr(listing, "LIST_TEXT", 20)  # a prefix of a few names only
-    monkeypatch.setattr(listing, "SCAN_BYTES", 3)  # escapes cut between pieces
-    item = next(d for d in client.get("/api/datasets").json() if d["name"] == name)
-    assert item["n_classes"] == len(names)
-    assert 0 < len(item["class_names"]) < len(names)
-    assert item["class_names"] == names[: len(item["class_names"])]
-    assert item["classes_left_out"] == len(names) - len(item["class_names"])
-    with session_scope() as session:
-        session.execute(delete(DatasetRecord).where(DatasetRecord.name == name))
 
 
 # --- A 1,000-class run's errors explorer ---------------------------------------------
