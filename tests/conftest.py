@@ -21,8 +21,9 @@ pytest_plugins = ["tests.fixtures.app"]
 
 # The longest modules (real training, real workers, browsers; `--durations` on 2 cores),
 # handed out first: pytest-xdist's `--dist loadfile` gives modules to its processes in
-# collection order, so a long module collected last ran alone at the end while the other
-# process sat idle. Only the order of whole modules changes; no test depends on it.
+# collection order (scripts/test turns off its most-tests-first reordering), so a long
+# module collected last ran alone at the end while the other process sat idle. Only the
+# order of whole modules changes; no test depends on it.
 LONGEST_FIRST = (
     "tests/queue/test_ablations_real_cifar.py",
     "tests/browser/test_ablation.py",
@@ -33,6 +34,15 @@ LONGEST_FIRST = (
     "tests/browser/test_dashboard.py",
     "tests/queue/test_worker_memory.py",
     "tests/queue/test_hostile_imports.py",
+    "tests/ml/test_jobs.py",
+    "tests/ml/test_resume.py",
+    "tests/ml/test_splits.py",
+    "tests/test_kind_contract.py",
+    "tests/cli/test_serve.py",
+    "tests/api/test_fuzz_schema.py",
+    "tests/api/test_fuzz_stateful.py",
+    "tests/web/test_bounded_lists.py",
+    "tests/web/test_streaming_exports.py",
 )
 
 
