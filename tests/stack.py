@@ -9,16 +9,19 @@ same ones `stacklab serve` runs; the web itself always runs as a subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cli.processes import web_command, worker_command
 from worker import system_metrics
@@ -248,3 +251,18 @@ def stack_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+T = TypeVar("T")
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """`asyncio.run(make())` in a thread of its own, whatever this thread runs: a browser
+    module earlier in the same test process leaves Playwright's event loop running in the
+    main thread, where asyncio.run and anyio.run refuse to start another."""
+
+    async def main() -> T:
+        return await make()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="run-async") as pool:
+        return pool.submit(asyncio.run, main()).result()

@@ -3,7 +3,6 @@ part's header lines capped, the declared length checked before it is converted."
 
 from __future__ import annotations
 
-import asyncio
 import tracemalloc
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from starlette.requests import Request
 
 from backend.datasets import imports
 from store.settings import get_settings
+from tests.stack import run_async
 
 BOUNDARY = "edgeboundary"
 CTYPE = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
@@ -74,7 +74,7 @@ def test_too_many_header_lines_in_one_part_are_refused(client):
 def test_a_hostile_content_length_is_refused_not_a_500(tmp_path, declared):
     request = _request(b"", {"content-length": declared.encode()})
     with pytest.raises(Exception) as caught:
-        asyncio.run(imports.receive(request, dest_dir=tmp_path))
+        run_async(lambda: imports.receive(request, dest_dir=tmp_path))
     assert getattr(caught.value, "status_code", None) == 413 or isinstance(
         caught.value, imports.InvalidRequest
     ), repr(caught.value)
@@ -83,7 +83,7 @@ def test_a_hostile_content_length_is_refused_not_a_500(tmp_path, declared):
 def test_header_pieces_split_across_reads_are_gathered(tmp_path):
     """A part's headers arriving one byte per read still name its field and file."""
     body = _body(_part("name", b"my-set"), _part("file", b"payload", filename="set.npz"))
-    received = asyncio.run(imports.receive(_request(body, {}, piece=1), dest_dir=tmp_path))
+    received = run_async(lambda: imports.receive(_request(body, {}, piece=1), dest_dir=tmp_path))
     assert received.fields == {"name": "my-set"} and received.filename == "set.npz"
     assert received.path is not None and Path(received.path).read_bytes() == b"payload"
 

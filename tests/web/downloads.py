@@ -9,6 +9,8 @@ import tracemalloc
 
 import anyio
 
+from tests.stack import run_async
+
 
 class Download:
     """One GET through the whole ASGI app: status, headers and bytes of the body, which is
@@ -90,7 +92,7 @@ class Download:
             self.done.set()
 
     def __call__(self) -> Download:
-        anyio.run(self.run)
+        run_async(self.run)  # its own thread: the main one may hold Playwright's loop
         return self
 
 
