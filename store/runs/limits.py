@@ -6,8 +6,10 @@ refused with InvalidRequest naming the field, the value and the setting that bou
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
@@ -96,27 +98,8 @@ def check_count(
     if runs > settings.max_runs_per_request:
         what = f"this request would create {runs} runs"
         raise over(field, what, settings.max_runs_per_request, "max_runs_per_request")
-    waiting = select(func.count()).select_from(Run).where(Run.status.in_(RunStatus.active()))
-    active = session.scalar(waiting) or 0
-    if active + runs > settings.max_queued_runs:
-        raise over(
-            "queued_runs",
-            f"{active:,} runs are queued or running and this request adds {runs}; "
-            "wait for some to finish or cancel some",
-            settings.max_queued_runs,
-            "max_queued_runs",
-        )
-    if launched_by is None or len(settings.access_tokens) < 2:
-        return
-    mine = session.scalar(waiting.where(Run.launched_by == launched_by)) or 0
-    if mine + runs > settings.max_queued_runs_per_token:
-        raise over(
-            "queued_runs",
-            f"{mine:,} runs of {launched_by!r} are queued or running and this request adds "
-            f"{runs}; wait for some to finish or cancel some",
-            settings.max_queued_runs_per_token,
-            "max_queued_runs_per_token",
-        )
+    counted = select(func.count()).select_from(Run)
+    _check_queued(settings, session, counted, runs, launched_by, "runs")
 
 
 def planned_epochs(kind: str, params: JSONObject) -> int:
@@ -141,28 +124,36 @@ def check_epochs(
         what = f"this request would train up to {epochs:,} epochs in all"
         raise over(field, what, settings.max_request_epochs, "max_request_epochs")
     # Runs stored before migration 0009 have no planned_epochs (NULL): counted as 0.
-    planned = func.coalesce(func.sum(func.coalesce(Run.planned_epochs, 0)), 0)
-    waiting = select(planned).where(Run.status.in_(RunStatus.active()))
-    queued = session.scalar(waiting) or 0
-    if queued + epochs > settings.max_queued_epochs:
-        raise over(
-            "queued_epochs",
-            f"the runs queued or running plan {queued:,} epochs and this request adds "
-            f"{epochs:,}; wait for some to finish or cancel some",
-            settings.max_queued_epochs,
-            "max_queued_epochs",
+    planned = select(func.coalesce(func.sum(func.coalesce(Run.planned_epochs, 0)), 0))
+    _check_queued(settings, session, planned, epochs, launched_by, "epochs")
+
+
+def _check_queued(
+    settings: Settings,
+    session: Session,
+    measure: Select[Any],
+    adds: int,
+    launched_by: str | None,
+    unit: str,
+) -> None:
+    """What the runs queued or running hold (`measure`: a count or a sum over runs) plus
+    what this request adds, against max_queued_{unit} for everyone, and
+    max_queued_{unit}_per_token for the token that launches them when several are set."""
+    waiting = measure.where(Run.status.in_(RunStatus.active()))
+    scopes = [("the runs queued or running", waiting, f"max_queued_{unit}")]
+    if launched_by is not None and len(settings.access_tokens) >= 2:
+        mine = waiting.where(Run.launched_by == launched_by)
+        scopes.append(
+            (f"the runs of {launched_by!r} queued or running", mine, f"max_queued_{unit}_per_token")
         )
-    if launched_by is None or len(settings.access_tokens) < 2:
-        return
-    mine = session.scalar(waiting.where(Run.launched_by == launched_by)) or 0
-    if mine + epochs > settings.max_queued_epochs_per_token:
-        raise over(
-            "queued_epochs",
-            f"the runs of {launched_by!r} queued or running plan {mine:,} epochs and this "
-            f"request adds {epochs:,}; wait for some to finish or cancel some",
-            settings.max_queued_epochs_per_token,
-            "max_queued_epochs_per_token",
-        )
+    for whose, query, setting in scopes:
+        held: int = session.scalar(query) or 0
+        limit = getattr(settings, setting)
+        if held + adds > limit:
+            what = f"{whose} hold {held:,} {unit} and this request adds {adds:,}"
+            raise over(
+                f"queued_{unit}", f"{what}; wait for some to finish or cancel some", limit, setting
+            )
 
 
 def check_seeds(settings: Settings, seeds: list[int]) -> None:
