@@ -4,7 +4,10 @@ NotFound -> 404; InvalidRequest -> 422 naming the field (same shape as FastAPI's
 `detail` holds the first error, `errors` every one);
 FastAPI's own 422 without echoing large input back; an integer parameter beyond what the
 database stores -> 404 (path) or 422 (query), never the database's overflow as a 500;
-the database or the job queue away -> 503 with Retry-After and a plain message;
+the database or the job queue away -> 503 with Retry-After and a plain message; a store
+that answers but cannot write -> 507 (a full disk, a quota) or 503 (read-only, permission,
+a damaged file) naming the cause (store.faults), and launches are refused that way while
+the last write probe (store.health) says so;
 anything else -> 500 with the error page, the details in the server log only.
 """
 
@@ -27,6 +30,8 @@ from starlette.exceptions import HTTPException
 from jobspec.text import shown
 from store import queue
 from store.errors import FieldError, InvalidRequest, NotFound
+from store.faults import StoreFault, classify
+from store.health import HEALTH, Finding
 from store.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ TITLES = {
     422: "Invalid request",
     500: "Something went wrong",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
 RETRY_AFTER_SECONDS = 5
 DB_DOWN = "The database is not answering; try again in a moment."
@@ -84,26 +90,56 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
     )
 
 
+def fault_message(fault: StoreFault) -> str:
+    """What to tell a user about a store that cannot write, naming the cause."""
+    reason = fault.reason[:1].upper() + fault.reason[1:]
+    return f"{reason}: nothing new can be saved until that is fixed."
+
+
 def store_message(err: BaseException) -> str | None:
     """What to tell a user about a store error, or None when it is a bug rather than an outage."""
+    answer = store_answer(err)
+    return answer[1] if answer else None
+
+
+def store_answer(err: BaseException) -> tuple[int, str] | None:
+    """(status, message) for a store error, or None when it is a bug rather than an outage."""
     if isinstance(err, sa_exc.TimeoutError):  # the pool: every connection busy
-        return DB_FULL
-    if not isinstance(err, sa_exc.DBAPIError):
+        return 503, DB_FULL
+    fault = classify(err)
+    if fault is None or not isinstance(err, sa_exc.DBAPIError):
         return None
-    state = getattr(err.orig, "sqlstate", None)
-    if state in _BUSY_STATES or "database is locked" in str(err.orig):
-        return DB_BUSY
-    if isinstance(err, (sa_exc.OperationalError, sa_exc.InterfaceError)):
-        return DB_DOWN
-    return DB_DOWN if err.connection_invalidated else None
+    if fault == StoreFault.LOCKED:
+        return 503, DB_BUSY
+    if fault == StoreFault.UNREACHABLE:
+        return 503, DB_DOWN
+    return fault.http_status, fault_message(fault)
 
 
-def unavailable(request: Request, message: str) -> Response:
-    """503 with Retry-After: JSON under /api, the error page for browsers."""
+class StoreCannotWrite(Exception):
+    """The last write probe found the store refusing writes: a launch is refused."""
+
+    def __init__(self, finding: Finding):
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+def store_writable() -> None:
+    """A dependency of launches: refused (507/503, naming the cause) while the store's last
+    write probe, at most STACKLAB_STORE_PROBE_SECONDS old, found it cannot write."""
+    from store.db import get_engine
+
+    finding = HEALTH.check(get_engine(), max_age=get_settings().store_probe_seconds)
+    if finding.fault is not None and finding.fault.cannot_write:
+        raise StoreCannotWrite(finding)
+
+
+def unavailable(request: Request, message: str, status: int = 503) -> Response:
+    """503 (or 507) with Retry-After: JSON under /api, the error page for browsers."""
     if wants_page(request):
-        response = error_page(request, 503, message)
+        response = error_page(request, status, message)
     else:
-        response = JSONResponse(status_code=503, content={"detail": message})
+        response = JSONResponse(status_code=status, content={"detail": message})
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
@@ -252,11 +288,19 @@ def install(app: FastAPI) -> None:
         if kind := _bad_value_kind(err):
             log.info("%s %s: %s", request.method, request.url.path, err)
             return _bad_value(request, kind)
-        message = store_message(err)
-        if message is None:
+        answer = store_answer(err)
+        if answer is None:
             return internal_error(request, err)
+        status, message = answer
         log.warning("%s %s: %s (%s)", request.method, request.url.path, message, err)
-        return unavailable(request, message)
+        return unavailable(request, message, status)
+
+    @app.exception_handler(StoreCannotWrite)
+    async def cannot_write(request: Request, err: StoreCannotWrite) -> Response:
+        fault = err.finding.fault
+        assert fault is not None
+        log.warning("%s %s refused: %s", request.method, request.url.path, err.finding.detail)
+        return unavailable(request, fault_message(fault), fault.http_status)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> Response:
@@ -286,10 +330,26 @@ def _bad_value(request: Request, kind: str) -> Response:
 
 
 async def readiness() -> JSONResponse:
-    """Can this process serve? The database answers SELECT 1 and the broker takes a connection."""
+    """Can this process serve? The database takes a write (a probe, rolled back; reused for
+    STACKLAB_STORE_PROBE_SECONDS) and the broker takes a connection. A store that cannot
+    write names its fault (`database_fault`: disk_full, read_only...) and the cause."""
     settings = get_settings()
+    faults: dict[str, str] = {}
+
+    def probe_database() -> None:
+        from sqlalchemy import text
+
+        from store.db import get_engine
+
+        with get_engine().connect() as conn:  # answering is checked every time
+            conn.execute(text("SELECT 1"))
+        finding = HEALTH.check(get_engine(), max_age=settings.store_probe_seconds)
+        if finding.fault is not None:
+            faults["database_fault"] = finding.fault.value
+            problems["database"] = finding.message
+
     checks = {
-        "database": (_ping_database, settings.db_connect_timeout_seconds + 1),
+        "database": (probe_database, 2 * settings.db_connect_timeout_seconds + 1),
         "queue": (queue.check, 2 * settings.broker_timeout_seconds + 1),
     }
     problems: dict[str, str] = {}
@@ -309,15 +369,7 @@ async def readiness() -> JSONResponse:
         for part, (check, deadline) in checks.items():
             group.start_soon(probe, part, check, deadline)
     body = {part: "unavailable" if part in problems else "ok" for part in checks}
+    body.update(faults)
     if problems:
         body["detail"] = " ".join(problems[part] for part in checks if part in problems)
     return JSONResponse(body, status_code=503 if problems else 200)
-
-
-def _ping_database() -> None:
-    from sqlalchemy import text
-
-    from store.db import get_engine
-
-    with get_engine().connect() as conn:
-        conn.execute(text("SELECT 1"))

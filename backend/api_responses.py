@@ -27,7 +27,10 @@ _WHY = {
     413: "The body is larger than STACKLAB_MAX_REQUEST_KB",
     414: "The path is longer than the web reads",
     429: "Too many wrong tokens from this client: try again after Retry-After",
-    503: "The database or the job queue is not answering: try again after Retry-After",
+    503: "The database or the job queue is not answering, or the store cannot write "
+    "(read-only, a permission, a damaged file; `detail` names it): try again after Retry-After",
+    507: "The store's disk is full or over its quota (`detail` says which): nothing new can "
+    "be saved until space is freed",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Refusal, "description": why} for status, why in _WHY.items()

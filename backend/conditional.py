@@ -7,8 +7,9 @@ The validator is what the answer is computed from, never the answer itself:
   its last metric row id (and a tune's trial counts);
 - many runs (the runs table, the queue, compare, ablation groups, reports): counts and
   latest times over all runs, the last metric row id and the workers' last beat, plus a
-  30-second clock slot, because queue ETAs and "worker online" move with the clock and a
-  rename changes no timestamp: a concurrently open page is at most 30 s behind an edit.
+  30-second slot of the database's clock (read in the same query: the clock that stamped
+  those times), because queue ETAs and "worker online" move with the clock and a rename
+  changes no timestamp: a concurrently open page is at most 30 s behind an edit.
 
 Polls are answered before FastAPI routes them (`PollShortcut`, pure ASGI, inside the
 access check): 304 when unchanged, else the answer already made for that ETag (`Answers`),
@@ -36,6 +37,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.deps import SessionDep
+from store import clock
 from store.db import session_scope
 from store.runs.models import Metric, Run, RunSample, TuneTrial
 from store.settings import get_settings
@@ -82,9 +84,11 @@ def runs_state(session: Session) -> tuple:
             select(func.max(Metric.id)).scalar_subquery(),
             select(func.max(WorkerRecord.last_seen)).scalar_subquery(),
             select(func.count()).select_from(WorkerRecord).scalar_subquery(),
+            clock.column(session),  # the clock the stamps above are on, not this process's
         )
     ).one()
-    return (*row, int(time.time() // CLOCK_SLOT_SECONDS))
+    *state, db_now = row
+    return (*state, int(clock.at(db_now).timestamp() // CLOCK_SLOT_SECONDS))
 
 
 def etag(request: Request, state: tuple) -> str:

@@ -25,6 +25,8 @@ from starlette.types import Scope
 from backend import formatting
 from jobspec import kinds
 from jobspec import status as vocabulary
+from store.health import HEALTH
+from store.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -131,7 +133,16 @@ def render(
     context.setdefault("signed_in", getattr(request.state, "signed_in", False))
     context.setdefault("user", getattr(request.state, "user", None))
     context.setdefault("csrf", getattr(request.state, "csrf", ""))
+    context.setdefault("store_fault", store_fault())
     return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def store_fault() -> str:
+    """Why the store cannot write, from this process's latest write probe (its upkeep probes
+    every heartbeat; a page never waits for a probe), or "" while it writes."""
+    settings = get_settings()
+    finding = HEALTH.last(max_age=2 * settings.stale_after_seconds + settings.heartbeat_seconds)
+    return finding.message if finding and finding.fault and finding.fault.cannot_write else ""
 
 
 def install(app: FastAPI) -> None:

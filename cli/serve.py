@@ -2,22 +2,31 @@
 
 It supervises them: a worker (or the web app) that exits on its own (killed for memory, a
 crash) is started again, after a back-off that doubles while it keeps dying young, so one
-bad upload or one bug cannot take the whole service down. Ctrl-C or SIGTERM stops them all.
+bad upload or one bug cannot take the whole service down; a web app that cannot have its
+port (someone else took it) ends `serve` instead. Ctrl-C or SIGTERM stops them all, giving
+the workers STACKLAB_WORKER_STOP_GRACE_SECONDS to hand their runs back. One serve per data
+directory and per port (cli/instance.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import typer
 
+from cli import instance
+from cli.errors import CliError
 from cli.processes import web_command, worker_command
 from store.settings import Settings
 from worker import device
@@ -36,6 +45,8 @@ class Supervised:
     name: str
     command: list[str]
     env: dict[str, str] | None = None  # set on top of ours (a GPU worker's device)
+    # Asked when it exited: a reason it cannot run again (then serve stops), or None.
+    blocked: Callable[[], str | None] | None = None
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     quick_deaths: int = 0  # exits in a row, each soon after its start
@@ -43,7 +54,7 @@ class Supervised:
 
     def start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env} if self.env else None
-        self.proc = subprocess.Popen(self.command, env=env)
+        self.proc = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent())
         self.started_at, self.restart_at = time.monotonic(), None
         return self.proc
 
@@ -57,6 +68,9 @@ class Supervised:
         code = self.proc.poll() if self.proc else None
         if code is None:
             return
+        why = self.blocked() if self.blocked else None
+        if why:
+            raise CliError(f"{self.name} exited with code {code} and cannot start again: {why}")
         lived = now - self.started_at
         self.quick_deaths = 0 if lived >= STABLE_AFTER_SECONDS else self.quick_deaths + 1
         delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** max(0, self.quick_deaths - 1))
@@ -89,29 +103,39 @@ def worker_layout(
 
 def serve(host: str, port: int, workers: int, gpus: str | None = None) -> None:
     """Start uvicorn and the Celery workers (`workers` of them, or one per GPU of `gpus`),
-    restart any that dies; stop all on Ctrl-C."""
-    from store.db import upgrade_schema
+    restart any that dies; stop all on Ctrl-C. Refuses a data directory or a port that
+    another serve (or anything else, for the port) holds."""
     from store.settings import get_settings
-    from worker.datasets import ensure_builtin
 
     settings = get_settings()
-    services = _worker_services(gpus, workers, settings.queue)
-    upgrade_schema()
-    for name in ("demo", "demo-imbalanced"):
-        ensure_builtin(name)
-    queue = "embedded SQLite queue" if settings.embedded_broker else settings.celery_broker_url
-    typer.echo(f"database: {settings.sqlalchemy_url}\nqueue:    {queue}")
-    from store import queue as job_queue
+    with instance.data_dir_claimed(settings.data_dir):
+        instance.check_port(host, port)  # before anything starts: nothing to stop on refusal
+        services = _worker_services(gpus, workers, settings.queue)
+        _prepare_store()
+        queue = "embedded SQLite queue" if settings.embedded_broker else settings.celery_broker_url
+        typer.echo(f"database: {settings.sqlalchemy_url}\nqueue:    {queue}")
+        if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
+            os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
+        typer.echo(
+            f"host names: {os.environ.get('STACKLAB_ALLOWED_HOSTS', settings.allowed_hosts)} "
+            "(others get 400; set STACKLAB_ALLOWED_HOSTS for more)"
+        )
+        web = Supervised(
+            "web", web_command(host, port), blocked=lambda: instance.port_problem(host, port)
+        )
+        supervise([*services, web], f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
 
+
+def _prepare_store() -> None:
+    """Schema, built-in data sets and the queue, before any worker or web app starts."""
+    from store import queue as job_queue
+    from store.db import upgrade_schema
+    from worker.datasets import BUILTIN, ensure_builtin
+
+    upgrade_schema()
+    for name in BUILTIN:
+        ensure_builtin(name)
     job_queue.declare()  # before the workers: two creating it at once would crash one
-    if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
-        os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
-    typer.echo(
-        f"host names: {os.environ.get('STACKLAB_ALLOWED_HOSTS', settings.allowed_hosts)} "
-        "(others get 400; set STACKLAB_ALLOWED_HOSTS for more)"
-    )
-    services.append(Supervised("web", web_command(host, port)))
-    supervise(services, f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
 
 
 def serve_workers(gpus: str) -> None:
@@ -133,8 +157,13 @@ def _worker_services(gpus: str | None, workers: int, queue: str) -> list[Supervi
     return [Supervised(name, worker_command(queue, name), env=env or None) for name, env in layout]
 
 
-def supervise(services: list[Supervised], up: str) -> None:
-    """Start them, restart any that exits, stop all on Ctrl-C or SIGTERM."""
+def supervise(services: list[Supervised], up: str, grace: float | None = None) -> None:
+    """Start them, restart any that exits, stop all on Ctrl-C or SIGTERM, giving each
+    `grace` seconds (STACKLAB_WORKER_STOP_GRACE_SECONDS) to stop by itself."""
+    if grace is None:
+        from store.settings import get_settings
+
+        grace = get_settings().worker_stop_grace_seconds
     # A service manager stops us with SIGTERM: take the web app and workers down too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -149,23 +178,68 @@ def supervise(services: list[Supervised], up: str) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        _stop([s.proc for s in services if s.proc is not None])
+        _stop(services, grace)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
+def _stop(services: list[Supervised], grace: float) -> None:
+    """SIGTERM every running process, wait up to `grace` seconds for all (a worker stops at
+    its job's next batch and hands the run back), then kill what is left, children too.
+    Another Ctrl-C or SIGTERM meanwhile kills them at once."""
+    running = [(s.name, s.proc) for s in services if s.proc is not None and s.proc.poll() is None]
+    if not running:
+        return
+    for _name, proc in running:
+        with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    typer.echo(
+        f"stopping: waiting up to {grace:g} s for the workers to hand their runs back "
+        "(STACKLAB_WORKER_STOP_GRACE_SECONDS; Ctrl-C again kills them now)",
+        err=True,
+    )
+    deadline, why = time.monotonic() + grace, f"did not stop within {grace:g} s"
+    try:
+        for _name, proc in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        why = "told again to stop"
+    for name, proc in running:
+        if proc.poll() is None:
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+            typer.echo(f"{name} {why}: killed", err=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (a worker's pool child and what it started), from /proc;
+    none where /proc is not there."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """For Popen's preexec_fn on Linux: the child gets SIGTERM when serve dies (even by
+    kill -9), so no worker outlives its supervisor and goes on taking jobs unseen."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent, libc = os.getpid(), ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # serve died before the line above took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 WILDCARD_BINDS = {"0.0.0.0", "::", "[::]", ""}

@@ -199,12 +199,17 @@ def reset_caches() -> None:
     get_engine.cache_clear()
     _factory.cache_clear()
     get_settings.cache_clear()
+    from store.health import HEALTH
+
+    HEALTH.forget()  # its last probe was of the old store
 
 
 def is_transient(err: BaseException) -> bool:
-    """A store error worth retrying: the database is unreachable, restarting or locked."""
-    from sqlalchemy import exc
+    """A store error worth retrying: the database is unreachable, restarting or locked.
 
-    if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
-        return True
-    return isinstance(err, exc.OperationalError | exc.InterfaceError | exc.TimeoutError)
+    A full disk, a read-only store, a quota, a permission or a damaged file is not: see
+    store.faults, which names the cause."""
+    from store.faults import classify
+
+    fault = classify(err)
+    return fault is not None and fault.transient

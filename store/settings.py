@@ -94,6 +94,20 @@ class Settings(BaseSettings):
     final_write_timeout_seconds: float = Field(
         600.0, gt=0, description="How long a worker keeps retrying a run's final write"
     )
+    store_probe_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="How long the web reuses its last store write probe (/api/ready, "
+        "launches, the store banner) before probing again (0: every time)",
+    )
+    store_min_free_mb: float = Field(
+        1.0,
+        ge=0,
+        description="Embedded (SQLite) store: less free space than this (MiB) on its disk "
+        "counts as a full disk (/api/ready 503, launches refused with 507); 0 = only "
+        "SQLite's own refusal counts",
+    )
     progress_interval_seconds: float = Field(1.0, ge=0, description="Progress writes, at most")
     poll_cache_seconds: float = Field(
         1.0,
@@ -140,6 +154,13 @@ class Settings(BaseSettings):
         description="A worker's pool child is replaced by a fresh one after this many jobs "
         "(it imports TensorFlow again, a few seconds); a safety net: the child grows about "
         "6 MB a job once warm (bench/worker_memory.py); 0 = never",
+    )
+    worker_stop_grace_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long `stacklab serve` (and `stacklab worker --gpus`) waits, once "
+        "told to stop, for its workers to stop at their next batch and hand their runs "
+        "back before it kills them; docker-compose.yml's stop_grace_period is the same 60 s",
     )
     system_metrics_seconds: float = Field(
         5.0,

@@ -283,6 +283,13 @@ def test_each_room_imports_only_what_it_may(package):
     assert not bad, "\n".join(bad)
 
 
+# Fault-injection hooks issue 20 asked for, inert unless a test sets their variable (the
+# only STACKLAB_TEST_ names an installed module may read), by the module that reads each.
+FAULT_HOOKS = {
+    "store.timeutil": ("STACKLAB_TEST_CLOCK_OFFSET_SECONDS",),  # two machines' clocks apart
+}
+
+
 def test_no_installed_module_carries_test_scaffolding():
     """Test databases, test timings and their variables live in tests/stack.py only."""
     marks = ("STACKLAB_TEST_", "stacklab_test_")
@@ -290,9 +297,15 @@ def test_no_installed_module_carries_test_scaffolding():
         f"{module} mentions {mark}"
         for module, path in project_files().items()
         for mark in marks
-        if mark in path.read_text()
+        if mark in _without(path.read_text(), FAULT_HOOKS.get(module, ()))
     ]
     assert not bad, "\n".join(bad)
+
+
+def _without(text: str, names: tuple[str, ...]) -> str:
+    for name in names:
+        text = text.replace(name, "")
+    return text
 
 
 def test_a_banned_import_is_caught():

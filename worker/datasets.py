@@ -5,9 +5,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from store.datasets import service as datasets_service
 from store.db import session_scope
-from store.errors import NotFound
+from store.errors import InvalidRequest, NotFound
 from worker.ml.datasets import npz
 from worker.ml.datasets.dataset import Dataset
 from worker.ml.datasets.load import load_dataset
@@ -27,13 +29,27 @@ def register(dataset: Dataset, *, name: str | None = None) -> int:
 
 
 def ensure_builtin(name: str = "demo") -> int:
-    """The id of a built-in data set, generating and storing it on first use."""
+    """The id of a built-in data set, generating and storing it on first use. Safe to race:
+    two processes starting at once both get the one row the database let in."""
+    found = _stored_id(name)
+    if found is not None:
+        return found
+    dataset = load_dataset(name)
+    try:
+        return register(dataset, name=name)
+    except (IntegrityError, InvalidRequest):  # the name's unique index: another one won
+        found = _stored_id(name)
+        if found is None:  # refused for another reason (the store's data set budget)
+            raise
+        return found
+
+
+def _stored_id(name: str) -> int | None:
     with session_scope() as session:
         try:
             return datasets_service.get_by_name(session, name).id
         except NotFound:
-            pass
-    return register(load_dataset(name), name=name)
+            return None
 
 
 def load_from_store(dataset_id: int, cache_dir: Path) -> Dataset:

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 DRAINING = threading.Event()
 # The run this process is on (its own run is never reaped by itself).
 current_run: int | None = None
+# In a worker's main process: its children were told to stop (forward_stop_to_children).
+_forwarded = False
 
 
 def own_runs() -> frozenset[int]:
@@ -96,12 +98,16 @@ def refuse_new_work() -> None:
 
 def forward_stop_to_children() -> None:
     """In the worker's main process: pass a shutdown on to the pool children (docker stop
-    signals only the main process)."""
+    signals only the main process). Once: a later shutdown signal (a child refusing a
+    task it was handed while stopping asks for one) would reach a child outside its job,
+    where the pool's handler kills it mid-refusal and the task is lost with it."""
     from billiard.process import active_children
     from celery.worker import state
 
-    if not state.active_requests:  # idle children leave through the pool's own shutdown
+    global _forwarded
+    if _forwarded or not state.active_requests:  # idle children leave with the pool
         return
+    _forwarded = True
     for child in active_children():
         with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
             os.kill(child.pid, signal.SIGTERM)

@@ -1,11 +1,17 @@
 """The run's link to the store while it trains: the training thread never waits for it.
 
 The job reports into memory (progress, epoch metrics, system samples, checkpoints,
-trials); a background thread writes them, each write fenced by the attempt (see
-store.runs.attempts), and beats for the whole job, exports and uploads included. A store
-outage only delays the writes: they stay buffered and are retried with backoff while
-training goes on. A refused write (another attempt owns the run now) stops the job at its
-next batch. Samples are time series (store.runs.samples), never written as epochs.
+trials); two background threads take it from there. The beat thread says the attempt is
+alive (with its progress) every beat, in a tiny fenced transaction of its own, for the
+whole job, exports and uploads included. The flush thread writes the data: big bytes
+(checkpoints, files) streamed in staged, a chunk per transaction (store.runs.staging),
+then one short fenced transaction that publishes them with the epoch's rows. Neither waits
+for the other, so a write of any size or duration never delays a beat: a slow store slows
+the data, not liveness.
+
+A store outage only delays the writes: they stay buffered and are retried with backoff while
+training goes on. A refused write or beat (another attempt owns the run now) stops the job
+at its next batch. Samples are time series (store.runs.samples), never written as epochs.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,7 +29,7 @@ from sqlalchemy.orm import Session
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
 from store.errors import AttemptSuperseded
-from store.runs import attempts
+from store.runs import attempts, staging
 from store.runs import checkpoints as checkpoints_service
 from store.runs import metrics as metrics_service
 from store.runs import samples as samples_service
@@ -49,6 +56,8 @@ class Pending:
     trials: list[dict] = field(default_factory=list)
     checkpoint: Checkpoint | None = None  # the latest only
     files: dict[str, bytes] = field(default_factory=dict)  # made mid-run: the latest by name
+    # file name -> its staged copy, streamed in whole and not yet published (this attempt)
+    staged: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
@@ -56,16 +65,9 @@ class Pending:
         )
 
     def write(self, session: Session, run_id: int, attempt: int) -> None:
-        """Everything pending in the caller's (fenced) transaction."""
-        for stage, epoch, values in self.epochs:
-            metrics_service.log_epoch(
-                session=session, run_id=run_id, stage=stage, step=epoch, values=values
-            )
-        samples_service.record(
-            session=session, run_id=run_id, attempt=attempt, readings=self.samples
-        )
-        for trial in self.trials:
-            metrics_service.record_trial(session=session, run_id=run_id, trial=trial)
+        """Everything pending in the caller's (fenced) transaction, bytes included: for
+        small writes (the link streams its bytes: stage, then publish)."""
+        self._write_rows(session, run_id, attempt)
         for name, data in self.files.items():
             artifacts_service.store_bytes(
                 session=session,
@@ -85,14 +87,64 @@ class Pending:
                 epoch=ckpt.epoch,
             )
 
+    def _write_rows(self, session: Session, run_id: int, attempt: int) -> None:
+        for stage, epoch, values in self.epochs:
+            metrics_service.log_epoch(
+                session=session, run_id=run_id, stage=stage, step=epoch, values=values
+            )
+        samples_service.record(
+            session=session, run_id=run_id, attempt=attempt, readings=self.samples
+        )
+        for trial in self.trials:
+            metrics_service.record_trial(session=session, run_id=run_id, trial=trial)
+
+    def stage(self, scope: staging.Scope, run_id: int, attempt: int) -> None:
+        """Stream the files and the checkpoint in, staged, a chunk per transaction (what
+        was staged whole already, by an earlier try, is not streamed again)."""
+        for name, data in self.files.items():
+            if name not in self.staged:
+                self.staged[name] = staging.stage_bytes(
+                    scope=scope, run_id=run_id, attempt=attempt, name=name, data=data
+                )
+        ckpt, name = self.checkpoint, checkpoints_service.NAME
+        if ckpt is not None and name not in self.staged:
+            self.staged[name] = staging.stage_bytes(
+                scope=scope,
+                run_id=run_id,
+                attempt=attempt,
+                name=name,
+                data=ckpt.to_bytes(),
+                kind=checkpoints_service.KIND,
+            )
+
+    def publish(self, session: Session, run_id: int, attempt: int) -> None:
+        """The rows, and the staged bytes put in place, in the caller's transaction (which
+        fences the attempt last, so the run's row is locked only for its last moment)."""
+        self._write_rows(session, run_id, attempt)
+        for name in self.files:
+            staging.publish(session, run_id=run_id, attempt=attempt, staged_id=self.staged[name])
+        if self.checkpoint is not None:
+            checkpoints_service.publish(
+                session=session,
+                run_id=run_id,
+                attempt=attempt,
+                staged_id=self.staged[checkpoints_service.NAME],
+                stage=self.checkpoint.stage,
+                epoch=self.checkpoint.epoch,
+            )
+
     def merge_back(self, newer: Pending) -> None:
-        """Put a failed write's data back in front of what arrived since."""
+        """Put a failed write's data back in front of what arrived since (a file or a
+        checkpoint newer than the one staged is streamed again)."""
         self.epochs += newer.epochs
         self.samples = (self.samples + newer.samples)[-MAX_BUFFERED_SAMPLES:]
         self.trials += newer.trials
         self.files = {**self.files, **newer.files}
+        for name in newer.files:
+            self.staged.pop(name, None)
         if newer.checkpoint is not None:
             self.checkpoint = newer.checkpoint
+            self.staged.pop(checkpoints_service.NAME, None)
 
 
 class StoreRecorder(Reporter):
@@ -127,7 +179,10 @@ class StoreRecorder(Reporter):
         self._concluding = False
         self._wake = threading.Event()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"run-{run_id}-link", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._flush_loop, name=f"run-{run_id}-flush", daemon=True),
+            threading.Thread(target=self._beat_loop, name=f"run-{run_id}-beat", daemon=True),
+        ]
 
     # --- the training thread's side: memory only ---
 
@@ -188,57 +243,49 @@ class StoreRecorder(Reporter):
     def should_stop(self) -> bool:
         return self.stop_reason is not None or self.draining.is_set()
 
-    # --- the link thread ---
+    # --- the link: a flush thread (data) and a beat thread (liveness) ---
 
     def __enter__(self) -> StoreRecorder:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         self._report_worker(current=None)
 
     def take_pending(self) -> Pending:
-        """Hand what is still unwritten to the caller (the final write): from now on this
-        thread only beats, and a refused beat is the final write's to report."""
+        """Hand what is still unwritten to the caller (the final write), once a flush in
+        flight has landed: from now on the link only beats, and a refused beat is the final
+        write's to report."""
         with self._flush_lock, self.write_lock:
             pending, self._pending = self._pending, Pending()
             self._concluding = True
         return pending
 
-    def _loop(self) -> None:
+    def _tick(self) -> float:
         settings = self.settings
-        tick = max(min(settings.progress_interval_seconds, settings.heartbeat_seconds), 0.05)
-        backoff, failing_since = 0.0, None
-        while not self._done.is_set() and self.stop_reason != "superseded":
-            self._wake.wait(max(tick, backoff))
+        return max(min(settings.progress_interval_seconds, settings.heartbeat_seconds), 0.05)
+
+    def _flush_loop(self) -> None:
+        """Write what the job reported, when woken or every tick, until the final write
+        takes over."""
+        retry = _Retry(self, "writes")
+        while not (self._done.is_set() or self._concluding or self.stop_reason == "superseded"):
+            self._wake.wait(max(self._tick(), retry.backoff))
             self._wake.clear()
-            try:
-                self._flush()
-                self._beat()
-                if failing_since is not None:
-                    log.warning(
-                        "run %s: store reachable again after %.0f s; buffered writes landed",
-                        self.run_id,
-                        time.monotonic() - failing_since,
-                    )
-                backoff, failing_since = 0.0, None
-            except AttemptSuperseded as err:
-                if self._concluding:  # the final write finished the run (or will say why not)
-                    return
-                log.error("run %s: stopping this job, its write was refused: %s", self.run_id, err)
-                self.stop_reason = "superseded"
-            except Exception as err:
-                if not is_transient(err):
-                    log.exception("run %s: the store refused a write", self.run_id)
-                    self.store_error, self.stop_reason = err, "store-error"
-                    return
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    log.warning("run %s: store unreachable, buffering: %s", self.run_id, err)
-                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF, settings.heartbeat_seconds)
+            if not retry.run(self._flush):
+                return
+
+    def _beat_loop(self) -> None:
+        """Beat every tick, whatever the flush thread is writing, until the job ends."""
+        retry = _Retry(self, "beats")
+        while not self._done.wait(max(self._tick(), retry.backoff)):
+            if not retry.run(self._beat):
+                return
 
     def _flush(self) -> None:
         with self._flush_lock:
@@ -247,9 +294,11 @@ class StoreRecorder(Reporter):
             if not pending:
                 return
             try:
+                pending.stage(session_scope, self.run_id, self.attempt)
                 with session_scope() as session:
+                    attempts.guard(session)
+                    pending.publish(session, self.run_id, self.attempt)
                     attempts.fence(session, self.run_id, self.attempt)
-                    pending.write(session, self.run_id, self.attempt)
             except BaseException:
                 with self.write_lock:
                     pending.merge_back(self._pending)
@@ -257,6 +306,9 @@ class StoreRecorder(Reporter):
                 raise
 
     def _beat(self) -> None:
+        """One tiny fenced transaction: the heartbeat (the database's time now) and the
+        progress, then whether a cancel was asked for. It needs no lock a data write holds
+        but the run's row, which a publish takes only for its last moment."""
         progress, self._progress = self._progress, None
         try:
             with session_scope() as session:
@@ -285,3 +337,46 @@ class StoreRecorder(Reporter):
                 )
         except Exception as err:  # the worker list is cosmetic; the run's beat is what counts
             log.debug("worker report failed: %s", err)
+
+
+class _Retry:
+    """One link thread's way through store trouble: transient errors are waited out with
+    backoff (the data stays buffered), a refusal stops the job."""
+
+    def __init__(self, recorder: StoreRecorder, what: str) -> None:
+        self.recorder, self.what = recorder, what
+        self.backoff: float = 0.0
+        self.failing_since: float | None = None
+
+    def run(self, step: Callable[[], None]) -> bool:
+        """step() once; whether the thread goes on."""
+        rec = self.recorder
+        try:
+            step()
+        except AttemptSuperseded as err:
+            if not rec._concluding:  # else the final write finished the run (or says why not)
+                log.error("run %s: stopping this job, its write was refused: %s", rec.run_id, err)
+                rec.stop_reason = "superseded"
+            return False
+        except Exception as err:
+            if not is_transient(err):
+                log.exception("run %s: the store refused a write", rec.run_id)
+                rec.store_error, rec.stop_reason = err, "store-error"
+                return False
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+                log.warning(
+                    "run %s: store unreachable, buffering (%s wait): %s", rec.run_id, self.what, err
+                )
+            limit = rec.settings.heartbeat_seconds
+            self.backoff = min(max(self.backoff * 2, 0.5), MAX_BACKOFF, limit)
+            return True
+        if self.failing_since is not None:
+            log.warning(
+                "run %s: store reachable again after %.0f s; %s landed",
+                rec.run_id,
+                time.monotonic() - self.failing_since,
+                self.what,
+            )
+        self.backoff, self.failing_since = 0.0, None
+        return True

@@ -24,7 +24,8 @@ from store import queue
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
 from store.errors import AttemptSuperseded, NotFound
-from store.runs import attempts
+from store.faults import StoreFault, classify, describe
+from store.runs import attempts, staging
 from store.runs import checkpoints as checkpoints_service
 from store.runs import service as runs_service
 from store.runs.models import ResumePoint, Run
@@ -72,8 +73,8 @@ def execute(run_id: int) -> str:
     try:
         claimed = _claim(run_id)
     except Exception as err:
-        if is_transient(err):
-            raise StoreNotReady(str(err)) from err
+        if classify(err) is not None:  # unreachable, or it cannot write: the run stays queued
+            raise StoreNotReady(describe(err)) from err
         raise
     if isinstance(claimed, str):
         return claimed
@@ -158,6 +159,8 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
             log.error("run %s: attempt %s was superseded (then: %s)", spec.id, spec.attempt, err)
             return "superseded"
         log.exception("run %s failed", spec.id)
+        if (fault := classify(err)) is not None and not fault.transient:
+            return _record_failure(spec, recorder, describe(err), store_fault=True)
         return _record_failure(
             spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc()
         )
@@ -185,23 +188,31 @@ def _conclude(
         return "superseded"
     if reason == "store-error":
         err = recorder.store_error
-        return _record_failure(spec, recorder, f"the store refused a write: {err}", None)
+        said = describe(err) if err is not None else "no reason given"
+        return _record_failure(spec, recorder, said, store_fault=True)
     if status == RunStatus.CANCELLED and reason != "cancel" and recorder.draining.is_set():
         return _hand_back(spec, recorder)
     pending = recorder.take_pending()
+    if status == RunStatus.SUCCEEDED:
+        pending.checkpoint = None  # a finished run keeps no resume point: not streamed in
+    staged: dict[str, int] = {}  # file name -> its staged copy, kept across retries
 
     def final_write() -> None:
-        # Files first, the run's own row last: its lock is held only for the last moment.
+        # The bytes first, streamed in staged a chunk per transaction while the link goes
+        # on beating; then one short transaction publishes it all, the run's row last.
+        for path in files:
+            if path.exists() and path.name not in NOT_STORED and path.name not in staged:
+                staged[path.name] = staging.stage_file(
+                    scope=session_scope, run_id=spec.id, attempt=spec.attempt, path=path
+                )
+        pending.stage(session_scope, spec.id, spec.attempt)
         with session_scope() as session:
-            stored = set()
-            for path in files:
-                if path.exists() and path.name not in NOT_STORED:
-                    artifacts_service.store_file(session=session, path=path, run_id=spec.id)
-                    stored.add(path.name)
             attempts.guard(session)
-            pending.write(session, spec.id, spec.attempt)
+            pending.publish(session, spec.id, spec.attempt)
+            for staged_id in staged.values():  # after the link's files: the job's last word
+                staging.publish(session, run_id=spec.id, attempt=spec.attempt, staged_id=staged_id)
             artifacts_service.drop_run_files_except(
-                session, spec.id, stored | {checkpoints_service.NAME}
+                session, spec.id, set(staged) | {checkpoints_service.NAME}
             )
             if status == RunStatus.SUCCEEDED:
                 checkpoints_service.discard(session, spec.id)
@@ -214,18 +225,25 @@ def _conclude(
 
 
 def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
-    """The worker is stopping: keep the last checkpoint, put the run back in the queue."""
+    """The worker is stopping: keep the last checkpoint, put the run back in the queue (or,
+    with a cancel pending, end it cancelled: nothing is sent)."""
+    ended: list[RunStatus] = []
     _close_attempt(
         spec,
         recorder,
-        lambda session: attempts.hand_back(
-            session=session,
-            run_id=spec.id,
-            attempt=spec.attempt,
-            reason="its worker was told to stop; resumes from the last checkpoint",
+        lambda session: ended.append(
+            attempts.hand_back(
+                session=session,
+                run_id=spec.id,
+                attempt=spec.attempt,
+                reason="its worker was told to stop; resumes from the last checkpoint",
+            ).status
         ),
         what=f"handing run {spec.id} back",
     )
+    if ended[-1] == RunStatus.CANCELLED:
+        log.warning("run %s: cancelled while its worker was stopping; not re-queued", spec.id)
+        return RunStatus.CANCELLED
     try:
         task_id = queue.enqueue(spec.kind, spec.id)
         with session_scope() as session:
@@ -236,46 +254,117 @@ def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
     return "handed back"
 
 
-def _record_failure(spec: RunSpec, recorder: StoreRecorder, error: str, trace: str | None) -> str:
-    def close(session: Session) -> None:
+def _record_failure(
+    spec: RunSpec,
+    recorder: StoreRecorder,
+    error: str,
+    trace: str | None = None,
+    *,
+    store_fault: bool = False,
+) -> str:
+    """End the attempt failed, saying why. When the store cannot take what the job still
+    had unwritten (a full disk, a read-only store), the failure record goes alone: it is
+    tiny, and is retried until it lands or the final-write timeout passes. Meanwhile the
+    upkeep's write probe fails too, so nobody gives the run up for dead."""
+
+    def close(session: Session, said: str) -> None:
         attempts.finish(
             session=session,
             run_id=spec.id,
             attempt=spec.attempt,
             status=RunStatus.FAILED,
-            error=error,
+            error=_with_resume_point(session, spec.id, said) if store_fault else said,
             traceback=trace,
         )
 
+    if store_fault:
+        error = f"The store refused a write: {error}"
+
+    what = f"recording run {spec.id}'s failure"
     try:
-        _close_attempt(spec, recorder, close, what=f"recording run {spec.id}'s failure")
+        try:
+            _close_attempt(spec, recorder, lambda session: close(session, error), what=what)
+        except AttemptSuperseded:
+            raise
+        except Exception as err:
+            fault = classify(err)
+            if fault is None or fault.transient:
+                raise
+            if not store_fault:
+                error = f"{error} (its last results were not stored: {describe(err)})"
+                store_fault = True
+            said = error
+            _record_alone(spec, lambda session: close(session, said), fault, what=what)
     except AttemptSuperseded as err:
         log.error("run %s: failure not recorded, attempt superseded: %s", spec.id, err)
         return "superseded"
+    except Exception as err:
+        if classify(err) is None:
+            raise
+        log.error("run %s: failure never recorded, the store kept refusing: %s", spec.id, err)
+        return "failure not recorded"
     return RunStatus.FAILED
+
+
+def _record_alone(
+    spec: RunSpec, close: Callable[[Session], None], fault: StoreFault, *, what: str
+) -> None:
+    """The failure record without the job's unwritten data, retried through any store fault."""
+    log.error("run %s: %s; recording the failure alone", spec.id, fault.reason)
+
+    def write() -> None:
+        with session_scope() as session:
+            attempts.guard(session)
+            close(session)
+
+    # Short waits: once writes come back the record lands well inside the stale window the
+    # reapers wait after their own write probe succeeds again.
+    pace = max(0.05, min(15.0, get_settings().stale_after_seconds / 4))
+    _retrying(write, what=what, through=lambda err: classify(err) is not None, max_delay=pace)
+
+
+def _with_resume_point(session: Session, run_id: int, error: str) -> str:
+    """The error, and where a re-queue resumes (what was trained before the fault is kept)."""
+    point = runs_service.get_run(session, run_id).checkpoint
+    if point:
+        return (
+            f"{error}. Its last checkpoint ({point['stage']} epoch {point['epoch']}) is kept: "
+            f"re-queue to resume from epoch {point['epoch']}."
+        )
+    return f"{error}. Nothing was checkpointed yet: re-queue to start again."
 
 
 def _close_attempt(
     spec: RunSpec, recorder: StoreRecorder, close: Callable[[Session], object], *, what: str
 ) -> None:
-    """What the job still had unwritten, then close(session) ends the attempt: one fenced
-    transaction, retried through store outages."""
+    """What the job still had unwritten (its bytes streamed in staged first), then
+    close(session) ends the attempt: one short fenced transaction, retried through store
+    outages."""
     pending = recorder.take_pending()
 
     def write() -> None:
+        pending.stage(session_scope, spec.id, spec.attempt)
         with session_scope() as session:
             attempts.guard(session)
-            pending.write(session, spec.id, spec.attempt)
+            pending.publish(session, spec.id, spec.attempt)
             close(session)
 
     _retrying(write, what=what)
 
 
-def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -> T:
-    """fn(), retried with backoff while the store is unreachable, up to the final-write
-    timeout; a refused (superseded) attempt or any other error is raised at once."""
+def _retrying(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    timeout: float | None = None,
+    through: Callable[[BaseException], bool] = is_transient,
+    max_delay: float = 15.0,
+) -> T:
+    """fn(), retried with backoff (at most max_delay apart) while `through(err)` (the store
+    is unreachable), up to the final-write timeout; a refused (superseded) attempt or any
+    other error is raised at once."""
     timeout = get_settings().final_write_timeout_seconds if timeout is None else timeout
-    deadline, delay, first = time.monotonic() + timeout, 0.5, None
+    deadline, delay, first = time.monotonic() + timeout, min(0.5, max_delay), None
     while True:
         try:
             result = fn()
@@ -287,13 +376,13 @@ def _retrying(fn: Callable[[], T], *, what: str, timeout: float | None = None) -
         except AttemptSuperseded:
             raise
         except Exception as err:
-            if not is_transient(err) or time.monotonic() + delay > deadline:
+            if not through(err) or time.monotonic() + delay > deadline:
                 raise
             if first is None:
                 first = time.monotonic()
-                log.warning("%s: store unreachable (%s); retrying for %.0f s", what, err, timeout)
+                log.warning("%s: %s; retrying for %.0f s", what, describe(err), timeout)
             time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            delay = min(delay * 2, max_delay)
 
 
 # The same retry loop for the worker's other tasks' writes ("evaluate now").

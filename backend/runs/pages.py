@@ -22,13 +22,14 @@ from backend.runs import bulk, detail, form, partial, queries, table_csv, views,
 from backend.web import render
 from jobspec import kinds
 from jobspec.status import RunStatus
+from store import clock
 from store.artifacts import service as artifacts_service
 from store.artifacts.schemas import ArtifactRead
 from store.runs import service as runs_service
 from store.runs.models import Run
 from store.runs.schemas import RunFilter, RunRead
 from store.settings import get_settings
-from store.timeutil import aware, utcnow
+from store.timeutil import aware
 
 router = APIRouter(include_in_schema=False)
 
@@ -99,7 +100,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         nav="runs",
         run=RunRead.model_validate(run),  # templates get plain objects, never ORM rows
         dataset=dataset,
-        row=views.row_of(run, dataset.name, {}, utcnow()),
+        row=views.row_of(run, dataset.name, {}, clock.now(session)),
         progress=progress,
         params=[(key, readable(value)) for key, value in flatten(run.params or {}).items()],
         lineage=lineage,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from backend.runs import detail
 from jobspec import kinds
 from jobspec.metrics import split_key
-from store import queue
+from store import clock, queue
 from store.artifacts import service as artifacts_service
 from store.errors import InvalidRequest, NotFound
 from store.runs import evaluations
@@ -22,7 +22,7 @@ from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.models import Run
 from store.settings import get_settings
-from store.timeutil import aware, utcnow
+from store.timeutil import aware
 
 CLASSIFIER = "classifier.keras"  # what "evaluate now" loads (worker/evaluate_task.py)
 # Files holding a stage's weights, by the stage they come from.
@@ -108,7 +108,7 @@ def state(session: Session, run: Run) -> dict:
     if partial:  # a failed run stores no weights (a re-try resumes from its checkpoint)
         partial["has_weights"] = bool(notes)
     evaluation = (run.result or {}).get("evaluation") or None
-    evaluating = None if evaluation else pending_evaluation(run)
+    evaluating = None if evaluation else pending_evaluation(session, run)
     return {
         "partial": partial,
         "download_notes": notes,
@@ -125,13 +125,14 @@ def state(session: Session, run: Run) -> dict:
     }
 
 
-def pending_evaluation(run: Run) -> dict | None:
-    """The run's "evaluate now" queued and not ended (nor yet taken for lost), or None."""
+def pending_evaluation(session: Session, run: Run) -> dict | None:
+    """The run's "evaluate now" queued and not ended (nor yet taken for lost, by the
+    database's clock, which stamped it), or None."""
     queued_at = aware(run.evaluation_queued_at)
     if queued_at is None:
         return None
     lost_after = get_settings().evaluation_lost_after_seconds
-    if (utcnow() - queued_at).total_seconds() >= lost_after:
+    if (clock.now(session) - queued_at).total_seconds() >= lost_after:
         return None
     return {"queued_at": queued_at.isoformat(), "task_id": run.evaluation_task_id}
 
@@ -169,7 +170,7 @@ def request_evaluation(*, session: Session, run_id: int) -> dict:
     lost_after = get_settings().evaluation_lost_after_seconds
     if evaluations.claim(session=session, run_id=run_id, lost_after=lost_after) is None:
         session.refresh(run)  # the request that holds the mark: answered with its task
-        pending = pending_evaluation(run) or {"queued_at": None, "task_id": None}
+        pending = pending_evaluation(session, run) or {"queued_at": None, "task_id": None}
         return {"run_id": run_id, "queued": True, "already_queued": True, **pending}
     session.commit()  # the mark first: a request a moment later finds it
     try:

@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from backend.runs import eta
 from jobspec.status import RunStatus
+from store import clock
 from store.runs import service as runs_service
 from store.runs.models import Run
 from store.runs.schemas import RunFilter, RunPage, RunRead
 from store.settings import get_settings
-from store.timeutil import aware, utcnow
+from store.timeutil import aware
 from store.workers import service as workers_service
 from store.workers.models import WorkerRecord
 
@@ -56,8 +57,8 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
     says "unknown" alone: the times after it leave it out (listed in `leaves_out`, with a
     note) instead of going blank.
     """
-    now = now or utcnow()
-    workers = workers_service.online(session, within_seconds=online_within)
+    now = now or clock.now(session)  # the clock that stamped starts, sends and beats
+    workers = workers_service.online(session, within_seconds=online_within, now=now)
     running = list(
         session.scalars(select(Run).where(Run.status == RunStatus.RUNNING).order_by(Run.started_at))
     )

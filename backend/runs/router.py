@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backend import exports
+from backend import api_errors, exports
 from backend.conditional import fresh_run, fresh_runs
 from backend.deps import SessionDep, UserDep
 from backend.reports import errors, notes
@@ -31,16 +31,18 @@ from store.runs.schemas import (
 from store.settings import get_settings
 
 router = APIRouter(tags=["runs"])
+# Launches are refused, naming the cause, while the store cannot write (a full disk).
+WRITABLE = [Depends(api_errors.store_writable)]
 CSV = "text/csv; charset=utf-8"
 
 
-@router.post("/runs", status_code=201, response_model=list[RunRead])
+@router.post("/runs", status_code=201, response_model=list[RunRead], dependencies=WRITABLE)
 def create_runs(run_in: RunCreate, session: SessionDep, user: UserDep):
     """Validate and queue a run (a tune with parallel > 1 queues one run per worker)."""
     return launcher.launch(session=session, run_in=run_in, launched_by=user)
 
 
-@router.post("/ablations", status_code=201)
+@router.post("/ablations", status_code=201, dependencies=WRITABLE)
 def create_ablation(study_in: AblationCreate, session: SessionDep, user: UserDep) -> dict:
     """Queue a factor's two arms for each seed as one group (an ablation study); every
     other setting shared, one train/validation split for all seeds."""
@@ -48,7 +50,7 @@ def create_ablation(study_in: AblationCreate, session: SessionDep, user: UserDep
     return _group_created(group)
 
 
-@router.post("/augmentation-studies", status_code=201)
+@router.post("/augmentation-studies", status_code=201, dependencies=WRITABLE)
 def create_augmentation_study(
     study_in: AugmentationStudyCreate, session: SessionDep, user: UserDep
 ) -> dict:
@@ -148,7 +150,7 @@ def run_attempts(run_id: int, session: SessionDep):
     return runs_service.list_attempts(session, run_id)
 
 
-@router.post("/runs/{run_id}/clone", status_code=201, response_model=RunRead)
+@router.post("/runs/{run_id}/clone", status_code=201, response_model=RunRead, dependencies=WRITABLE)
 def clone_run(run_id: int, session: SessionDep, user: UserDep, edits: dict | None = None):
     """A new run like this one, with the given changes (params, name, tags, parent)."""
     return launcher.clone(session=session, run_id=run_id, edits=edits, launched_by=user)

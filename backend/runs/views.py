@@ -18,11 +18,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from jobspec import kinds
 from jobspec.status import RunStatus
+from store import clock
 from store.datasets.models import DatasetRecord
 from store.runs import service as runs_service
 from store.runs.models import MetricSummary, Run, RunGroup
 from store.runs.schemas import RunFilter
-from store.timeutil import aware, utcnow
+from store.timeutil import aware
 
 Cols = TypeVarTuple("Cols")  # a sorted select() returns what it selected
 SORTS = ("created", "duration", "best", "name")
@@ -85,7 +86,7 @@ def rows_of(session: Session, rows: Sequence[tuple[Run, str]]) -> list[dict]:
     """Table rows of (Run, data set name) pairs, with their summaries and lineage names."""
     summaries = _summaries(session, [run.id for run, _ in rows])
     links = _links(session, [run for run, _ in rows])
-    now = utcnow()
+    now = clock.now(session)  # running durations: to now by the clock that stamped the start
     return [row_of(run, name, summaries.get(run.id, {}), now, links) for run, name in rows]
 
 

@@ -39,6 +39,11 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A run's file still streaming in (store.runs.staging): run_id stays NULL, so no
+    # listing or download sees it, until its attempt publishes it. No foreign key (SQLite
+    # adds one only by rebuilding the table): the upkeep's sweep drops a deleted run's.
+    staged_for_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    staged_attempt: Mapped[int | None] = mapped_column(Integer)
 
 
 class ArtifactChunk(Base):

@@ -58,6 +58,21 @@ def read_bytes(session: Session, artifact: Artifact) -> bytes:
     return data
 
 
+def discard_staged(session: Session, run_id: int) -> int:
+    """Delete the files earlier attempts of the run were still streaming in (never shown);
+    returns how many. One a stalled stream still writes into (PostgreSQL: locked) is left
+    to the upkeep's sweep rather than waited for."""
+    staged = (
+        select(Artifact.id)
+        .where(Artifact.staged_for_run_id == run_id)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(staged))
+    if ids:  # their chunks cascade
+        session.execute(delete(Artifact).where(Artifact.id.in_(ids)))
+    return len(ids)
+
+
 def drop_run_files_except(session: Session, run_id: int, keep: set[str]) -> None:
     """Delete the run's artifacts not named in keep (call after storing the new set)."""
     session.execute(delete(Artifact).where(Artifact.run_id == run_id, Artifact.name.not_in(keep)))

@@ -4,6 +4,9 @@ UPDATE, so a redelivered message, a reaper and a slow worker cannot both win.
 queued --claim--> running --finish--> done
                      |  \\--fail----> failed
                      \\--(no heartbeat, or past its time budget: the upkeep)--> failed
+
+Every time that decides (sent_at, started_at, heartbeat_at, finished_at) is the database's
+(store.clock), so a worker whose clock is off neither loses its import nor keeps a dead one.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobspec.status import ImportState
-from store import resend
+from store import clock, resend
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetImport
 from store.dml import execute_dml
-from store.timeutil import utcnow
 
 MAX_MESSAGE = 4000
 # Finished imports (done or failed) are kept this long for their status, then purged.
@@ -43,7 +45,7 @@ def create(
     source: str | None = None,
 ) -> DatasetImport:
     """A queued import, counted as sent now (the caller sends its message after commit)."""
-    now = utcnow()
+    now = clock.now(session)
     row = DatasetImport(
         name=name,
         file_name=file_name,
@@ -70,7 +72,7 @@ def active_with_name(session: Session, name: str) -> int | None:
 
 def claim(*, session: Session, import_id: int, worker: str) -> DatasetImport | None:
     """queued -> running for `worker`; None when another delivery got there first."""
-    now = utcnow()
+    now = clock.now(session)
     touched = execute_dml(
         session,
         update(DatasetImport)
@@ -97,7 +99,7 @@ def beat(*, session: Session, import_id: int, worker: str) -> None:
         session,
         update(DatasetImport)
         .where(_held(import_id, worker))
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=clock.now(session))
         .execution_options(synchronize_session=False),
     )
     if not touched:
@@ -110,7 +112,12 @@ def finish(*, session: Session, import_id: int, worker: str, dataset_id: int) ->
         session,
         update(DatasetImport)
         .where(_held(import_id, worker))
-        .values(state=ImportState.DONE, dataset_id=dataset_id, finished_at=utcnow(), message=None)
+        .values(
+            state=ImportState.DONE,
+            dataset_id=dataset_id,
+            finished_at=clock.now(session),
+            message=None,
+        )
         .execution_options(synchronize_session=False),
     )
     if not touched:
@@ -129,7 +136,9 @@ def fail(*, session: Session, import_id: int, message: str, worker: str | None =
         session,
         update(DatasetImport)
         .where(where)
-        .values(state=ImportState.FAILED, message=message[:MAX_MESSAGE], finished_at=utcnow())
+        .values(
+            state=ImportState.FAILED, message=message[:MAX_MESSAGE], finished_at=clock.now(session)
+        )
         .execution_options(synchronize_session=False),
     )
     if touched:
@@ -171,7 +180,7 @@ def drop_upload(session: Session, import_id: int) -> None:
 def reap(*, session: Session, stale_after: float, timeout: float) -> list[tuple[int, str]]:
     """Running imports whose worker went silent for stale_after seconds, or that ran past
     their budget (timeout + STORE_SLACK_SECONDS): failed, upload deleted, name released."""
-    now = utcnow()
+    now = clock.now(session)
     budget = timeout + max(STORE_SLACK_SECONDS, stale_after)
     silent = (
         DatasetImport.heartbeat_at < now - timedelta(seconds=stale_after),
@@ -203,9 +212,10 @@ def reap(*, session: Session, stale_after: float, timeout: float) -> list[tuple[
 def due_for_send(session: Session, *, resend_after: float, idle_within: float) -> list[int]:
     """Queued imports sent resend_after seconds ago and not claimed while a worker sat idle:
     their message was lost (a broker restart without persistence, a purge)."""
-    if not resend.a_worker_is_idle(session, within=idle_within):
+    now = clock.now(session)
+    if not resend.a_worker_is_idle(session, within=idle_within, now=now):
         return []
-    cutoff = utcnow() - timedelta(seconds=resend_after)
+    cutoff = now - timedelta(seconds=resend_after)
     return list(
         session.scalars(
             select(DatasetImport.id)
@@ -230,6 +240,6 @@ def purge_finished(session: Session, *, keep: timedelta = KEEP_FINISHED) -> int:
         session,
         delete(DatasetImport).where(
             DatasetImport.state.in_(ImportState.finished()),
-            DatasetImport.finished_at < utcnow() - keep,
+            DatasetImport.finished_at < clock.now(session) - keep,
         ),
     )

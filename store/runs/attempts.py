@@ -1,11 +1,17 @@
 """What a worker writes for a run, each write fenced by the attempt that makes it.
 
 Claiming a queued run starts attempt N (runs.attempts = N). Every later write for the run
-names N and first moves the run's heartbeat with `UPDATE ... WHERE attempts = N AND
-status = RunStatus.RUNNING`: when that touches no row, the run was given up for dead, re-queued or
-finished by someone else, and the write raises AttemptSuperseded instead of landing. The
-UPDATE also holds the run's row lock until commit, so a reaper or a new claim waits for a
-fenced write to land (or roll back) and then sees its fresh heartbeat.
+names N and moves the run's heartbeat with `UPDATE ... WHERE attempts = N AND
+status = RunStatus.RUNNING` (the fence): when that touches no row, the run was given up for
+dead, re-queued or finished by someone else, and the write raises AttemptSuperseded instead
+of landing. The UPDATE also holds the run's row lock until commit, so a reaper or a new
+claim waits for a fenced write to land (or roll back) and then sees its fresh heartbeat.
+
+Liveness never waits on data: a worker beats in a transaction of its own (`beat`: the fence
+and a read of the cancel flag), stamped with the database's time (store.clock) at the beat.
+Its data goes in other transactions: big bytes streamed in staged (store.runs.staging),
+then one short transaction that publishes them with the rows and fences last, so the run's
+row is locked only for its last moment.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import case, delete, null, select, text, update
 from sqlalchemy.orm import Session
 
 from jobspec.status import AttemptOutcome, RunStatus
+from store import clock
+from store.artifacts import service as artifacts_service
 from store.artifacts.models import Artifact
 from store.base import JSONObject
 from store.dml import execute_dml
@@ -30,9 +38,7 @@ from store.runs.models import (
     RunAttempt,
     TuneTrial,
 )
-from store.runs.service import check_transition
 from store.settings import get_settings
-from store.timeutil import utcnow
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,9 @@ class Claim:
 def claim(
     *, session: Session, run_id: int, worker_host: str, device: str, versions: dict[str, str]
 ) -> Claim | None:
-    """queued -> running as a new attempt, atomically; None when cancelled or taken."""
-    now = utcnow()
+    """queued -> running as a new attempt, atomically; None when cancelled or taken. Its
+    start and first heartbeat are the database's time (store.clock), as every beat is."""
+    now = clock.now(session)
     claimed = execute_dml(
         session,
         update(Run)
@@ -87,6 +94,7 @@ def claim(
 
 def _prepare_attempt(session: Session, run: Run) -> ResumePoint | None:
     """Resume from the checkpoint, or clear what an earlier attempt left and start over."""
+    artifacts_service.discard_staged(session, run.id)  # streams no attempt can publish now
     if run.checkpoint and not run.fresh_start:
         stage, epoch = run.checkpoint["stage"], int(run.checkpoint["epoch"])
         # Rows past the checkpoint cannot exist (they are written with it), but be sure.
@@ -108,11 +116,15 @@ def _prepare_attempt(session: Session, run: Run) -> ResumePoint | None:
 
 
 def guard(session: Session) -> None:
-    """Bound how long this worker transaction may sit idle holding the run's row lock: a
-    worker frozen mid-write (SIGSTOP, swap) is cut off by PostgreSQL, so the reaper and
-    the web are not blocked behind it. (SQLite has one writer and a busy timeout.)"""
+    """Bound how long this worker transaction may sit idle holding what it locked: a worker
+    frozen mid-write (SIGSTOP, swap) is cut off by PostgreSQL, so the reaper, a new claim
+    and the web are not blocked behind it. A worker's transactions are all short now (a
+    beat, one chunk, the publish), so the bound is the lock wait others put up with (at
+    most half a stale window, at least 2 s). (SQLite has one writer and a busy timeout.)"""
     if session.get_bind().dialect.name == "postgresql":
-        seconds = max(1, int(get_settings().stale_after_seconds / 2))
+        settings = get_settings()
+        bound = min(settings.stale_after_seconds / 2, settings.db_lock_timeout_seconds)
+        seconds = max(2, int(bound))
         session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{seconds}s'"))
 
 
@@ -124,7 +136,7 @@ def fence(session: Session, run_id: int, attempt: int, **values: Any) -> None:
         session,
         update(Run)
         .where(Run.id == run_id, Run.attempts == attempt, Run.status == RunStatus.RUNNING)
-        .values(heartbeat_at=utcnow(), **values)
+        .values(heartbeat_at=clock.now(session), **values)
         .execution_options(synchronize_session=False),
     )
     if not touched:
@@ -161,29 +173,65 @@ def finish(
 ) -> Run:
     """running -> succeeded | failed | cancelled, by the attempt that ran it."""
     status = RunStatus(status)
-    assert status.is_finished, status
+    assert status.is_finished and RunStatus.RUNNING.can_move_to(status), status
     fence(session, run_id, attempt)
     run = session.get_one(Run, run_id, populate_existing=True)
-    check_transition(run, status)
-    run.status, run.finished_at = status, utcnow()
-    run.result = result or run.result or {}
-    run.error, run.traceback = error, traceback
+    values: dict[str, Any] = {"result": result or run.result or {}}
     if run.progress:
-        run.progress = {**run.progress, "eta_seconds": 0.0}
+        values["progress"] = {**run.progress, "eta_seconds": 0.0}
+    _move(
+        session,
+        run_id,
+        attempt,
+        status=status.value,
+        finished_at=clock.now(session),
+        error=error,
+        traceback=traceback,
+        **values,
+    )
     end_attempt(session, run_id, attempt, AttemptOutcome.of_run(status), error)
     session.flush()
-    return run
+    return session.get_one(Run, run_id, populate_existing=True)
 
 
 def hand_back(*, session: Session, run_id: int, attempt: int, reason: str) -> Run:
-    """running -> queued: this worker is stopping; another attempt resumes the run."""
+    """running -> queued: this worker is stopping; another attempt resumes the run. A cancel
+    asked for before the hand-back lands is honoured: the run ends cancelled instead,
+    decided inside the same UPDATE, so a queued run never keeps a pending cancel."""
     fence(session, run_id, attempt)
+    now = clock.now(session)
+    cancelled = Run.cancel_requested.is_(True)
+    _move(
+        session,
+        run_id,
+        attempt,
+        status=case((cancelled, RunStatus.CANCELLED.value), else_=RunStatus.QUEUED.value),
+        finished_at=case((cancelled, now), else_=null()),
+        queued_at=case((cancelled, Run.queued_at), else_=now),
+        sent_at=None,
+    )
     run = session.get_one(Run, run_id, populate_existing=True)
-    check_transition(run, RunStatus.QUEUED)
-    run.status, run.queued_at, run.sent_at = RunStatus.QUEUED, utcnow(), None
-    end_attempt(session, run_id, attempt, AttemptOutcome.INTERRUPTED, reason)
+    if run.status == RunStatus.CANCELLED:
+        note = f"{reason}; a cancel was pending, so the run ends cancelled"
+        end_attempt(session, run_id, attempt, AttemptOutcome.CANCELLED, note)
+    else:
+        end_attempt(session, run_id, attempt, AttemptOutcome.INTERRUPTED, reason)
     session.flush()
     return run
+
+
+def _move(session: Session, run_id: int, attempt: int, **values: Any) -> None:
+    """Move the run on from running, as a compare-and-set on the attempt that holds it
+    (the fence just proved it; this repeats the proof in the write itself)."""
+    touched = execute_dml(
+        session,
+        update(Run)
+        .where(Run.id == run_id, Run.attempts == attempt, Run.status == RunStatus.RUNNING)
+        .values(**values)
+        .execution_options(synchronize_session=False),
+    )
+    if not touched:
+        raise AttemptSuperseded(run_id, attempt, _why(session, run_id, attempt))
 
 
 def end_attempt(
@@ -196,4 +244,4 @@ def end_attempt(
     """Close an attempt's record with how it ended."""
     record = session.get(RunAttempt, (run_id, attempt))
     if record is not None and record.ended_at is None:
-        record.ended_at, record.outcome, record.note = utcnow(), outcome, note
+        record.ended_at, record.outcome, record.note = clock.now(session), outcome, note

@@ -7,7 +7,7 @@ wins) and whatever ends it clears the mark: the evaluation stored, its failure r
 the worker skipping it. A mark older than STACKLAB_EVALUATION_LOST_AFTER_SECONDS is taken
 for lost (its message dropped, or its worker killed before it said anything) and may be
 taken again; the worst that leaves is a second message, which finds the first's evaluation
-and does nothing."""
+and does nothing. The mark is stamped and judged by the database's clock (store.clock)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
+from store import clock
 from store.artifacts import service as artifacts_service
 from store.base import JSONObject
 from store.dml import execute_dml
 from store.runs.models import Run
-from store.timeutil import utcnow
 
 
 def store_evaluation(
@@ -44,7 +44,7 @@ def store_evaluation(
         return False
     for path in files:
         artifacts_service.store_file(session=session, path=path, run_id=run_id)
-    stamped = {**evaluation, "partial": True, "evaluated_at": utcnow().isoformat()}
+    stamped = {**evaluation, "partial": True, "evaluated_at": clock.now(session).isoformat()}
     result = {k: v for k, v in (run.result or {}).items() if k != "evaluation_error"}
     run.result = {**result, "evaluation": stamped}
     run.evaluation_queued_at = run.evaluation_task_id = None
@@ -56,7 +56,7 @@ def store_failure(*, session: Session, run_id: int, error: str) -> None:
     """Why an evaluation could not be made (shown on the run page instead of waiting)."""
     run = session.get(Run, run_id)
     if run is not None and not (run.result or {}).get("evaluation"):
-        failure = {"error": error[:2000], "at": utcnow().isoformat()}
+        failure = {"error": error[:2000], "at": clock.now(session).isoformat()}
         run.result = {**(run.result or {}), "evaluation_error": failure}
         session.flush()
     release(session=session, run_id=run_id)
@@ -64,8 +64,9 @@ def store_failure(*, session: Session, run_id: int, error: str) -> None:
 
 def claim(*, session: Session, run_id: int, lost_after: float) -> datetime | None:
     """Mark the run's evaluation queued, unless one is (and is not yet taken for lost after
-    `lost_after` seconds): the mark's time, or None when another request holds it."""
-    now = utcnow()
+    `lost_after` seconds, by the database's clock): the mark's time, or None when another
+    request holds it."""
+    now = clock.now(session)
     free = or_(
         Run.evaluation_queued_at.is_(None),
         Run.evaluation_queued_at < now - timedelta(seconds=lost_after),

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
@@ -21,7 +20,6 @@ from store import queue
 from store.base import JSONObject
 from store.datasets import service as datasets_service
 from store.datasets.models import DatasetRecord
-from store.dml import execute_dml
 from store.errors import FieldError, InvalidRequest, NotFound
 from store.runs import limits
 from store.runs import service as runs_service
@@ -309,17 +307,11 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
     if kinds.find(run.kind) is None:  # checked before the commit: it could not be sent
         raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: {unknown_kind(run.kind)}")
     queue.check()
-    # Take the run's row (a no-op UPDATE: PostgreSQL locks the row, SQLite the database) and
-    # read it again: of two re-queues at once the second sees the first's (queued) and is
-    # refused, so one click or fifty send one message.
-    execute_dml(
-        session,
-        update(Run)
-        .where(Run.id == run_id)
-        .values(status=Run.status)
-        .execution_options(synchronize_session=False),
-    )
+    # Take the run's row and read it again: of two re-queues at once the second sees the
+    # first's (queued) and is refused, so one click or fifty send one message.
+    runs_service.lock_run(session, run_id)
     session.refresh(run)
+    runs_service.check_requeue(run)  # before the limits: a live run is refused as such
     settings = get_settings()
     launched_by = run.launched_by
     limits.check_count(settings, session, runs=1, field="run", launched_by=launched_by)

@@ -139,7 +139,8 @@ def _check_queued(
     """What the runs queued or running hold (`measure`: a count or a sum over runs) plus
     what this request adds, against max_queued_{unit} for everyone, and
     max_queued_{unit}_per_token for the token that launches them when several are set."""
-    waiting = measure.where(Run.status.in_(RunStatus.active()))
+    # A running run with a cancel asked for stops at its next batch: no longer work held.
+    waiting = measure.where(Run.status.in_(RunStatus.active()), Run.cancel_requested.is_(False))
     scopes = [("the runs queued or running", waiting, f"max_queued_{unit}")]
     if launched_by is not None and len(settings.access_tokens) >= 2:
         mine = waiting.where(Run.launched_by == launched_by)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -25,6 +26,8 @@ from store.base import Base, JSONObject
 from store.text_column import ShownList, ShownString, ShownText
 from store.timeutil import utcnow
 from store.vocabulary import known_values, vocabulary_column
+
+QUEUED_WITHOUT_CANCEL = f"NOT (status = '{RunStatus.QUEUED.value}' AND cancel_requested)"
 
 
 class RunGroup(Base):
@@ -58,6 +61,9 @@ class Run(Base):
         Index("ix_runs_kind_created", "kind", "created_at"),
         Index("ix_runs_launched_by_status", "launched_by", "status"),
         known_values("status", RunStatus),  # migration 0007
+        # A cancel asked for on a queued run cancels it at once: never queued with one
+        # pending, which no worker would claim (migration 0011; triggers on SQLite).
+        CheckConstraint(QUEUED_WITHOUT_CANCEL, name="queued_without_cancel"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -9,14 +9,28 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select, String, bindparam, cast, delete, func, inspect, select, text, update
+from sqlalchemy import (
+    Select,
+    String,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
 from jobspec.kinds import Features
 from jobspec.status import RunStatus
+from store import clock
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetRecord
+from store.dml import execute_dml
 from store.errors import InvalidRequest, NotFound
 from store.runs.models import (
     Metric,
@@ -28,7 +42,6 @@ from store.runs.models import (
     TuneTrial,
 )
 from store.runs.schemas import RunFilter
-from store.timeutil import utcnow
 from store.workers.models import WorkerRecord
 
 Columns = TypeVarTuple("Columns")  # what a filtered select() returns, kept
@@ -39,7 +52,7 @@ def create_run(*, session: Session, **fields: Any) -> Run:
     max_attempts = (fields.get("params") or {}).get("runtime", {}).get("max_attempts", 2)
     run = Run(
         status=RunStatus.QUEUED,
-        queued_at=utcnow(),
+        queued_at=clock.now(session),  # the re-send's grace is measured on the DB's clock
         max_attempts=max_attempts,
         retries_left=max_attempts - 1,
         **fields,
@@ -57,50 +70,99 @@ def get_run(session: Session, run_id: int) -> Run:
     return run
 
 
-def check_transition(run: Run, new_status: RunStatus) -> None:
-    """InvalidRequest unless the status may move from where it is to new_status."""
-    if not run.status.can_move_to(new_status):
-        raise InvalidRequest(
-            "status", f"run {run.id} is {run.status}: it cannot become {new_status}"
-        )
-
-
 def mark_sent(*, session: Session, run_id: int, task_id: str) -> None:
     """The run's task message went out now (the reconciler re-sends what never arrives)."""
     run = get_run(session, run_id)
-    run.task_id, run.sent_at = task_id, utcnow()
+    run.task_id, run.sent_at = task_id, clock.now(session)
     session.flush()
 
 
 def request_cancel(*, session: Session, run_id: int) -> Run:
-    """A queued run is cancelled at once; a running one stops at its next batch."""
-    run = get_run(session, run_id)
-    if run.status.is_finished:
+    """A queued run is cancelled at once; a running one stops at its next batch.
+
+    Under the run's row lock, as one conditional UPDATE: a claim, hand-back, give-up or
+    re-queue in flight lands first and the cancel applies to what it left, so a queued run
+    never keeps a pending cancel and a status never moves back."""
+    lock_run(session, run_id)
+    queued = Run.status == RunStatus.QUEUED
+    touched = execute_dml(
+        session,
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_(RunStatus.active()))
+        .values(
+            cancel_requested=True,
+            status=case((queued, RunStatus.CANCELLED.value), else_=Run.status),
+            finished_at=case((queued, clock.now(session)), else_=Run.finished_at),
+        )
+        .execution_options(synchronize_session=False),
+    )
+    run = _reread(session, run_id)
+    if not touched:
         raise InvalidRequest("status", f"run {run_id} is {run.status} already")
-    run.cancel_requested = True
-    if run.status == RunStatus.QUEUED:
-        run.status, run.finished_at = RunStatus.CANCELLED, utcnow()
-    session.flush()
     return run
+
+
+def check_requeue(run: Run) -> None:
+    """InvalidRequest unless the run has stopped (failed or cancelled) and may re-queue."""
+    if run.status.is_stopped:
+        return
+    state = str(run.status)
+    if run.status == RunStatus.RUNNING and run.cancel_requested:
+        state = "running (cancelled, stopping at its next batch: re-queue it once stopped)"
+    raise InvalidRequest("status", f"only failed or cancelled runs re-queue; this is {state}")
 
 
 def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
-    """A failed or cancelled run back to queued. Nothing is deleted here: the next attempt
-    resumes from the run's checkpoint, or (fresh, or no checkpoint) clears the old metrics
-    and files itself once a worker has claimed it."""
-    run = get_run(session, run_id)
-    if not run.status.is_stopped:
-        raise InvalidRequest(
-            "status", f"only failed or cancelled runs re-queue; this is {run.status}"
+    """A failed or cancelled run back to queued, under its row lock as one conditional
+    UPDATE (a change in flight lands first; the re-queue applies to what it left). Nothing
+    is deleted here: the next attempt resumes from the run's checkpoint, or (fresh, or no
+    checkpoint) clears the old metrics and files itself once a worker has claimed it."""
+    lock_run(session, run_id)
+    touched = execute_dml(
+        session,
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_(RunStatus.stopped()))
+        .values(
+            status=RunStatus.QUEUED.value,
+            cancel_requested=False,
+            fresh_start=fresh,
+            queued_at=clock.now(session),
+            sent_at=None,
+            finished_at=None,
+            heartbeat_at=None,
+            error=None,
+            traceback=None,
+            retries_left=case((Run.max_attempts > 1, Run.max_attempts - 1), else_=0),
         )
-    check_transition(run, RunStatus.QUEUED)
-    run.status, run.cancel_requested, run.fresh_start = RunStatus.QUEUED, False, fresh
-    run.queued_at, run.sent_at = utcnow(), None
-    run.finished_at = run.heartbeat_at = None
-    run.error = run.traceback = None
-    run.retries_left = max(run.max_attempts - 1, 0)
-    session.flush()
+        .execution_options(synchronize_session=False),
+    )
+    run = _reread(session, run_id)
+    if not touched:
+        check_requeue(run)
     return run
+
+
+def _reread(session: Session, run_id: int) -> Run:
+    """The run as the database has it now (after a core UPDATE), or NotFound."""
+    run = session.get(Run, run_id, populate_existing=True)
+    if run is None:
+        raise NotFound("run", run_id)
+    return run
+
+
+def lock_run(session: Session, run_id: int) -> None:
+    """Take the run's row until the transaction ends, waiting for a change in flight to
+    land (a no-op UPDATE: PostgreSQL locks the row, SQLite takes its one write lock, which
+    a SELECT ... FOR UPDATE would not); NotFound when there is no such run."""
+    touched = execute_dml(
+        session,
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=Run.status)
+        .execution_options(synchronize_session=False),
+    )
+    if not touched:
+        raise NotFound("run", run_id)
 
 
 def list_attempts(session: Session, run_id: int) -> list[RunAttempt]:

@@ -14,21 +14,22 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobspec import kind_names, kinds
 from jobspec.status import AttemptOutcome, RunStatus
-from store import resend
+from store import clock, health, resend
 from store.datasets import lifecycle as imports_lifecycle
 from store.dml import execute_dml
+from store.runs import staging
 from store.runs.attempts import end_attempt
 from store.runs.models import Run
 from store.settings import Settings
-from store.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,42 @@ log = logging.getLogger(__name__)
 def reap_stale(
     *, session: Session, stale_after: float, exclude: frozenset[int] = frozenset()
 ) -> list[tuple[int, RunStatus]]:
-    """Running runs silent for stale_after seconds: re-queued while they have automatic
-    re-tries left, else failed (cancelled if a cancel was asked for). Returns (id, status)."""
-    cutoff = utcnow() - timedelta(seconds=stale_after)
-    candidates = session.execute(
-        select(
-            Run.id, Run.attempts, Run.retries_left, Run.cancel_requested, Run.max_attempts
-        ).where(Run.status == RunStatus.RUNNING, Run.heartbeat_at < cutoff)
+    """Running runs silent for stale_after seconds (by the database's clock): re-queued
+    while they have automatic re-tries left, else failed (cancelled if a cancel was asked
+    for). Returns (id, status)."""
+    now = clock.now(session)
+    cutoff = now - timedelta(seconds=stale_after)
+    note = f"no heartbeat for {stale_after:.0f} s: its worker died, froze or lost its machine"
+    silent = session.scalars(
+        select(Run.id).where(Run.status == RunStatus.RUNNING, Run.heartbeat_at < cutoff)
     ).all()
     done = []
-    for run_id, attempt, retries_left, cancel, max_attempts in candidates:
+    for run_id in silent:
         if run_id in exclude:
             continue
-        note = f"no heartbeat for {stale_after:.0f} s: its worker died, froze or lost its machine"
-        values = _after_loss(attempt, retries_left, cancel, max_attempts, note)
+        status = _give_up(session, run_id, cutoff=cutoff, now=now, note=note)
+        if status is not None:
+            done.append((run_id, status))
+    return done
+
+
+def _give_up(
+    session: Session, run_id: int, *, cutoff: datetime, now: datetime, note: str
+) -> RunStatus | None:
+    """Give one silent run up, as a compare-and-set on what the decision read (its attempt,
+    its silence and whether a cancel was asked for): a beat, a claim or a cancel landing
+    between the read and the write makes the write miss, and the row is read again, so a
+    cancel is never lost (a queued run never keeps one). None: it is not silent any more."""
+    for _ in range(3):
+        row = session.execute(
+            select(Run.attempts, Run.retries_left, Run.cancel_requested, Run.max_attempts).where(
+                Run.id == run_id, Run.status == RunStatus.RUNNING, Run.heartbeat_at < cutoff
+            )
+        ).first()
+        if row is None:
+            return None
+        attempt, retries_left, cancel, max_attempts = row
+        values = _after_loss(attempt, retries_left, cancel, max_attempts, note, now)
         touched = execute_dml(
             session,
             update(Run)
@@ -58,20 +81,20 @@ def reap_stale(
                 Run.status == RunStatus.RUNNING,
                 Run.attempts == attempt,
                 Run.heartbeat_at < cutoff,
+                Run.cancel_requested.is_(bool(cancel)),
             )
             .values(**values)
             .execution_options(synchronize_session=False),
         )
         if touched:
             end_attempt(session, run_id, attempt, AttemptOutcome.LOST, note)
-            done.append((run_id, values["status"]))
-    return done
+            return RunStatus(values["status"])
+    return None  # moved under us again and again: the next round decides
 
 
 def _after_loss(
-    attempt: int, retries_left: int, cancel: bool, max_attempts: int, note: str
+    attempt: int, retries_left: int, cancel: bool, max_attempts: int, note: str, now: datetime
 ) -> dict[str, Any]:
-    now = utcnow()
     if cancel:
         return {"status": RunStatus.CANCELLED, "finished_at": now}
     if retries_left > 0:
@@ -89,30 +112,38 @@ def _after_loss(
     }
 
 
+def claimable() -> ColumnElement[bool]:
+    """What a worker would claim (worker/runner.py `_claim`): a queued run with no cancel
+    asked for, whose parent (if any) has finished. Nothing else is ever (re-)sent."""
+    parent = aliased(Run)
+    parent_status = select(parent.status).where(parent.id == Run.parent_run_id).scalar_subquery()
+    return and_(
+        Run.status == RunStatus.QUEUED,
+        Run.cancel_requested.is_(False),
+        or_(Run.parent_run_id.is_(None), parent_status.not_in(RunStatus.active())),
+    )
+
+
 def due_for_send(
     session: Session, *, never_sent_grace: float, resend_after: float, idle_within: float
 ) -> list[tuple[int, str]]:
     """Queued runs whose message should go (again): never sent after a grace period, or
-    sent long ago while a worker sat idle. Runs waiting for their parent are left alone."""
-    now = utcnow()
-    parent = aliased(Run)
+    sent long ago while a worker sat idle. Runs no worker would claim (a cancel pending,
+    a parent still training) are left alone. Times are the database's (store.clock)."""
+    now = clock.now(session)
     lost = and_(Run.sent_at.is_(None), Run.queued_at < now - timedelta(seconds=never_sent_grace))
-    if resend.a_worker_is_idle(session, within=idle_within):
+    if resend.a_worker_is_idle(session, within=idle_within, now=now):
         lost = or_(lost, Run.sent_at < now - timedelta(seconds=resend_after))
     rows = session.execute(
-        select(Run.id, Run.kind)
-        .outerjoin(parent, parent.id == Run.parent_run_id)
-        .where(Run.status == RunStatus.QUEUED, lost)
-        .where(or_(Run.parent_run_id.is_(None), parent.status.not_in(RunStatus.active())))
-        .order_by(Run.queued_at, Run.id)
+        select(Run.id, Run.kind).where(claimable(), lost).order_by(Run.queued_at, Run.id)
     ).all()
     return [(run_id, kind) for run_id, kind in rows]
 
 
 def take_for_send(session: Session, run_id: int, *, resend_after: float) -> bool:
-    """Claim the right to send run_id's message now (one process wins)."""
-    waiting = Run.status == RunStatus.QUEUED
-    return resend.claim_send(session, Run, run_id, waiting, resend_after=resend_after)
+    """Claim the right to send run_id's message now (one process wins), while a worker
+    would still claim the run."""
+    return resend.claim_send(session, Run, run_id, claimable(), resend_after=resend_after)
 
 
 def send_failed(session: Session, run_id: int) -> None:
@@ -175,7 +206,9 @@ class Upkeep:
         now = time.monotonic()
         settings = self.settings
         with self.session_scope() as session:
-            session.execute(select(1))
+            # A write, not SELECT 1: a store that answers but cannot write (a full disk)
+            # keeps everyone from being given up for dead until writes land again.
+            health.require_writable_noted(session.get_bind())
             if self.store_up_since is None:
                 self.store_up_since = now
             if now - self.store_up_since < settings.stale_after_seconds:
@@ -189,6 +222,7 @@ class Upkeep:
                 timeout=settings.import_timeout_seconds,
             )
             imports_lifecycle.purge_finished(session)
+            staging.sweep(session)  # streams no attempt can publish any more
         for run_id, status in reaped:
             log.warning("run %s: its worker stopped responding; run is now %s", run_id, status)
         for import_id, message in imports_failed:

@@ -1,13 +1,14 @@
-"""Workers report in; the queue panel and the reaper read it."""
+"""Workers report in; the queue panel and the reaper read it. last_seen is stamped and
+judged by the database's clock (store.clock), whatever the worker's own clock says."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.timeutil import utcnow
+from store import clock
 from store.workers.models import WorkerRecord
 
 
@@ -28,14 +29,17 @@ def report(
     if record is None:
         record = WorkerRecord(name=name, host=host, device=device)
         session.add(record)
-    record.last_seen, record.device = utcnow(), device
+    record.last_seen, record.device = clock.now(session), device
     if not idle_only:
         record.current_run_id = current_run_id
 
 
-def online(session: Session, within_seconds: float) -> list[WorkerRecord]:
-    """Workers seen recently."""
-    cutoff = utcnow() - timedelta(seconds=within_seconds)
+def online(
+    session: Session, within_seconds: float, *, now: datetime | None = None
+) -> list[WorkerRecord]:
+    """Workers seen in the last `within_seconds` (by the database's clock; `now`: a time
+    the caller read from it)."""
+    cutoff = (now or clock.now(session)) - timedelta(seconds=within_seconds)
     return list(
         session.scalars(
             select(WorkerRecord).where(WorkerRecord.last_seen >= cutoff).order_by(WorkerRecord.name)

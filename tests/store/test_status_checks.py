@@ -177,7 +177,7 @@ def test_the_guards_the_models_declare_are_the_ones_the_database_has(url):
             for c in Base.metadata.tables[table].constraints
             if isinstance(c, sa.CheckConstraint)
         }
-        assert len(declared) == 1
+        assert declared  # runs: its status's and migration 0011's
         if engine.dialect.name == "sqlite":
             with engine.connect() as conn:
                 triggers = conn.execute(
