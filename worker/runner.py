@@ -39,6 +39,10 @@ NOT_STORED = {"study.db"}
 T = TypeVar("T")
 
 
+class ParentUnusable(Exception):
+    """The parent run ended without the outputs this run starts from."""
+
+
 class ParentNotReady(Exception):
     """The parent run this run needs has not finished yet: try again later."""
 
@@ -161,6 +165,11 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
         log.exception("run %s failed", spec.id)
         if (fault := classify(err)) is not None and not fault.transient:
             return _record_failure(spec, recorder, describe(err), store_fault=True)
+        if (outage := _outage_behind(err)) is not None and _has_retries(spec):
+            # The job's own use of the store (Optuna's study storage) met an outage: not the
+            # run's fault. Another attempt resumes it from its last checkpoint.
+            reason = f"the store was unreachable mid-job ({describe(outage)})"
+            return _hand_back(spec, recorder, reason=reason, costs_retry=True)
         return _record_failure(
             spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc()
         )
@@ -224,9 +233,16 @@ def _conclude(
     return status
 
 
-def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
-    """The worker is stopping: keep the last checkpoint, put the run back in the queue (or,
-    with a cancel pending, end it cancelled: nothing is sent)."""
+def _hand_back(
+    spec: RunSpec,
+    recorder: StoreRecorder,
+    *,
+    reason: str = "its worker was told to stop",
+    costs_retry: bool = False,
+) -> str:
+    """The worker is stopping (or the job met a store outage): keep the last checkpoint, put
+    the run back in the queue (or, with a cancel pending, end it cancelled: nothing is
+    sent). costs_retry: the hand-back uses one of the run's automatic re-tries."""
     ended: list[RunStatus] = []
     _close_attempt(
         spec,
@@ -236,13 +252,14 @@ def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
                 session=session,
                 run_id=spec.id,
                 attempt=spec.attempt,
-                reason="its worker was told to stop; resumes from the last checkpoint",
+                reason=f"{reason}; resumes from the last checkpoint",
+                costs_retry=costs_retry,
             ).status
         ),
         what=f"handing run {spec.id} back",
     )
     if ended[-1] == RunStatus.CANCELLED:
-        log.warning("run %s: cancelled while its worker was stopping; not re-queued", spec.id)
+        log.warning("run %s: cancelled while being handed back; not re-queued", spec.id)
         return RunStatus.CANCELLED
     try:
         task_id = queue.enqueue(spec.kind, spec.id)
@@ -250,8 +267,34 @@ def _hand_back(spec: RunSpec, recorder: StoreRecorder) -> str:
             runs_service.mark_sent(session=session, run_id=spec.id, task_id=task_id)
     except Exception as err:  # the upkeep of any process re-sends it
         log.warning("run %s handed back but not re-sent (%s); upkeep will send it", spec.id, err)
-    log.warning("run %s: handed back to the queue (worker stopping)", spec.id)
+    log.warning("run %s: handed back to the queue (%s)", spec.id, reason)
     return "handed back"
+
+
+def _outage_behind(err: BaseException) -> BaseException | None:
+    """A passing store outage anywhere behind err (raised from it, or raised while it was
+    being handled: Optuna's trial bookkeeping lets an UnboundLocalError hide the
+    OperationalError of its storage), or None."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [err]
+    while todo and len(seen) < 8:
+        item = todo.pop(0)
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        if (fault := classify(item)) is not None:
+            return item if fault.transient else None
+        todo += [item.__cause__, item.__context__]
+    return None
+
+
+def _has_retries(spec: RunSpec) -> bool:
+    """Whether the run has an automatic re-try left (False when the store cannot say)."""
+    try:
+        with session_scope() as session:
+            return runs_service.get_run(session, spec.id).retries_left > 0
+    except Exception:
+        return False
 
 
 def _record_failure(
@@ -401,7 +444,13 @@ def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
     manifest and weights), in the local cache."""
     target = cache_dir / "runs" / str(parent_run_id)
     with session_scope() as session:
-        job = kinds.find(runs_service.get_run(session, parent_run_id).kind)
+        parent = runs_service.get_run(session, parent_run_id)
+        if parent.status == RunStatus.FAILED:  # it stored no outputs: say so, not "no file"
+            raise ParentUnusable(
+                f"its parent {parent.kind} run {parent.id} failed, so there is nothing to "
+                "start from: re-queue the parent, and this run once the parent has succeeded"
+            )
+        job = kinds.find(parent.kind)
         for name in job.parent_files if job else ():
             if (target / name).exists():
                 continue

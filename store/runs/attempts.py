@@ -194,13 +194,20 @@ def finish(
     return session.get_one(Run, run_id, populate_existing=True)
 
 
-def hand_back(*, session: Session, run_id: int, attempt: int, reason: str) -> Run:
+def hand_back(
+    *, session: Session, run_id: int, attempt: int, reason: str, costs_retry: bool = False
+) -> Run:
     """running -> queued: this worker is stopping; another attempt resumes the run. A cancel
     asked for before the hand-back lands is honoured: the run ends cancelled instead,
-    decided inside the same UPDATE, so a queued run never keeps a pending cancel."""
+    decided inside the same UPDATE, so a queued run never keeps a pending cancel.
+    costs_retry: one of the run's automatic re-tries is used (never below zero)."""
     fence(session, run_id, attempt)
     now = clock.now(session)
     cancelled = Run.cancel_requested.is_(True)
+    retries: dict[str, Any] = {}
+    if costs_retry:
+        left = Run.retries_left
+        retries["retries_left"] = case((left > 0, left - 1), else_=0)
     _move(
         session,
         run_id,
@@ -209,6 +216,7 @@ def hand_back(*, session: Session, run_id: int, attempt: int, reason: str) -> Ru
         finished_at=case((cancelled, now), else_=null()),
         queued_at=case((cancelled, Run.queued_at), else_=now),
         sent_at=None,
+        **retries,
     )
     run = session.get_one(Run, run_id, populate_existing=True)
     if run.status == RunStatus.CANCELLED:

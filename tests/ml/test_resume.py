@@ -353,6 +353,34 @@ def test_tune_resume_fails_the_dead_trial_and_runs_only_the_rest(tiny, tmp_path)
     assert (final.epoch, final.state["trials"], final.state["abandoned"]) == (3, [0, 2, 3], [1])
 
 
+@pytest.mark.slow
+def test_tune_resume_after_a_death_in_the_grids_last_cell_runs_it_again(tiny, tmp_path):
+    """The dead trial held the grid's last cell: failing it on resume must not stop the
+    study from outside its optimize loop (Optuna's GridSampler calls Study.stop() once
+    every cell has a trial; Study.tell would run that hook and raise)."""
+    config = TuneConfig(
+        n_trials=2,
+        epochs=1,
+        batch_size=15,
+        kernel_sizes=[3],
+        optimizers=["adam", "sgd"],
+        validation_fraction=0.25,
+        pruning=False,
+    )
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    dying = Recorder(die_at=("trial-1", 1))
+    with pytest.raises(_WorkerDied):
+        tune(tiny, config, out_dir=tmp_path, storage=storage, reporter=dying)
+    last = Checkpoint.from_bytes(dying.checkpoints[-1])
+
+    again = Recorder()
+    got = tune(tiny, config, out_dir=tmp_path, storage=storage, reporter=again, resume=last)
+    trials = optuna.load_study(study_name=config.study_name, storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].params == trials[1].params
+    assert got.best_value is not None and not got.cancelled
+
+
 def test_a_checkpoint_from_before_new_parameters_still_resumes():
     """Fields added since a checkpoint was taken read as their defaults (the old
     behaviour): an upgrade does not cost a run its resume; other values are refused."""

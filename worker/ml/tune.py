@@ -161,12 +161,21 @@ class _TrialLog:
             if trial is None or number in self.finished or number in self.abandoned:
                 continue
             if trial.state == optuna.trial.TrialState.RUNNING:
-                failed = self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+                failed = self._fail(trial)
                 self.abandoned.append(number)
                 self.reporter.trial_ended(trial_report(failed))
                 self._retry(failed)
             elif trial.state.is_finished():  # it ended after the last checkpoint was taken
                 self.finished.append(number)
+
+    def _fail(self, trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+        """Mark a dead worker's trial failed in the storage, as Optuna's own
+        `fail_stale_trials` does: `Study.tell` would run the sampler's after-trial hook
+        outside an optimize loop, and a grid whose last cell was the dead trial calls
+        `Study.stop()` there, which raises."""
+        storage = self.study._storage
+        storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        return storage.get_trial(trial._trial_id)
 
     def _retry(self, trial: optuna.trial.FrozenTrial) -> None:
         """Queue the point a dead trial never scored, with its grid cell, as Optuna's
