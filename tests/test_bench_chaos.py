@@ -13,14 +13,14 @@ import pytest
 
 from tests.stack import scaled
 
-pytestmark = pytest.mark.slow  # two real stacks, about three minutes of faults
+pytestmark = pytest.mark.slow  # two real stacks, a minute of faults each: about three in all
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "chaos_soak.py"
 
 
 def test_a_short_chaos_soak_loses_no_run_no_epoch_and_no_process():
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--stack", "both", "--minutes", "1.5", "--workers", "2",
+        [sys.executable, str(BENCH), "--stack", "both", "--minutes", "1", "--runs", "16", "--workers", "2",
          "--fault-every", "8", "--seed", "0"],
         capture_output=True,
         text=True,

@@ -164,12 +164,17 @@ def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorde
             return "superseded"
         log.exception("run %s failed", spec.id)
         if (fault := classify(err)) is not None and not fault.transient:
-            return _record_failure(spec, recorder, describe(err), store_fault=True)
-        if (outage := _outage_behind(err)) is not None and _has_retries(spec):
-            # The job's own use of the store (Optuna's study storage) met an outage: not the
-            # run's fault. Another attempt resumes it from its last checkpoint.
+            return _record_failure(spec, recorder, _refused(err), store_fault=True)
+        if (outage := _outage_behind(err)) is not None:
+            # The job's own use of the store (Optuna's study storage) met an outage: not a
+            # bug of the run. Another attempt resumes it from its last checkpoint while it
+            # has re-tries left; else it fails saying so (never with the error the library
+            # let escape).
             reason = f"the store was unreachable mid-job ({describe(outage)})"
-            return _hand_back(spec, recorder, reason=reason, costs_retry=True)
+            if _has_retries(spec):
+                return _hand_back(spec, recorder, reason=reason, costs_retry=True)
+            said = f"The store was unreachable mid-job, its last re-try used ({describe(outage)})"
+            return _record_failure(spec, recorder, said, store_fault=True)
         return _record_failure(
             spec, recorder, f"{type(err).__name__}: {err}", traceback.format_exc()
         )
@@ -197,7 +202,7 @@ def _conclude(
         return "superseded"
     if reason == "store-error":
         err = recorder.store_error
-        said = describe(err) if err is not None else "no reason given"
+        said = _refused(err) if err is not None else "The store refused a write"
         return _record_failure(spec, recorder, said, store_fault=True)
     if status == RunStatus.CANCELLED and reason != "cancel" and recorder.draining.is_set():
         return _hand_back(spec, recorder)
@@ -271,6 +276,11 @@ def _hand_back(
     return "handed back"
 
 
+def _refused(err: BaseException) -> str:
+    """A refused write, said for the run's error."""
+    return f"The store refused a write: {describe(err)}"
+
+
 def _outage_behind(err: BaseException) -> BaseException | None:
     """A passing store outage anywhere behind err (raised from it, or raised while it was
     being handled: Optuna's trial bookkeeping lets an UnboundLocalError hide the
@@ -319,9 +329,6 @@ def _record_failure(
             error=_with_resume_point(session, spec.id, said) if store_fault else said,
             traceback=trace,
         )
-
-    if store_fault:
-        error = f"The store refused a write: {error}"
 
     what = f"recording run {spec.id}'s failure"
     try:

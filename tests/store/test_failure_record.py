@@ -102,7 +102,7 @@ def test_the_failure_record_waits_out_a_read_only_store_and_no_one_reaps_the_run
             _record_failure(
                 spec_of(run_id, attempt),
                 recorder,
-                "the store's disk is full (database or disk is full)",
+                "The store refused a write: the store's disk is full (database or disk is full)",
                 store_fault=True,
             )
         )
