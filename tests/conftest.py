@@ -25,6 +25,7 @@ pytest_plugins = ["tests.fixtures.app"]
 # module collected last ran alone at the end while the other process sat idle. Only the
 # order of whole modules changes; no test depends on it.
 LONGEST_FIRST = (
+    "tests/test_bench_chaos.py",
     "tests/queue/test_ablations_real_cifar.py",
     "tests/browser/test_ablation.py",
     "tests/queue/test_faults.py",
@@ -39,6 +40,12 @@ LONGEST_FIRST = (
     "tests/ml/test_splits.py",
     "tests/test_kind_contract.py",
     "tests/cli/test_serve.py",
+    "tests/cli/test_serve_once.py",
+    "tests/queue/test_one_clock.py",
+    "tests/queue/test_full_disk.py",
+    "tests/cli/test_serve_stop.py",
+    "tests/store/test_status_races.py",
+    "tests/store/test_slow_writes.py",
     "tests/api/test_fuzz_schema.py",
     "tests/api/test_fuzz_stateful.py",
     "tests/web/test_bounded_lists.py",
