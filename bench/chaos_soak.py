@@ -887,7 +887,8 @@ def check_reasons(stack: Stack, load: Load, blame: Blame, findings: Findings) ->
         f=ImportState.FAILED.value,
     ):
         pid = pid_of(worker)
-        if not (pid in blame.killed or pid in blame.stopped or pid in blame.termed):
+        hit = pid in blame.killed or pid in blame.stopped or pid in blame.termed
+        if not hit and blame.error(str(message or ""), pid, -1) is not None:
             findings.add(check, f"import {import_id} failed on {worker}: {str(message)[:240]}")
     return dict(outcomes)
 

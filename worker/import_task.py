@@ -23,10 +23,12 @@ from store.datasets import lifecycle
 from store.datasets import service as datasets_service
 from store.db import session_scope
 from store.errors import InvalidRequest, NotFound
+from store.faults import classify, describe
 from store.settings import Settings, get_settings
 from worker import device, import_sandbox, liveness
 from worker.ml.datasets.dataset import DataError
 from worker.ml.datasets.limits import MIB, ImportLimits
+from worker.runner import retrying
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,7 @@ def import_dataset(import_id: int, *_legacy: object) -> str:
     except Exception as err:
         message = _message(err, tmp)
         log.warning("import %s (%s) failed: %s", import_id, job.name, message)
-        with session_scope() as session:
-            lifecycle.fail(session=session, import_id=import_id, message=message, worker=worker)
+        _record_failure(import_id, worker, message, settings)
         return f"failed: {message}"
     return f"imported {job.name} as data set {dataset_id}"
 
@@ -162,7 +163,28 @@ def _store(job: Job, worker: str, parsed: import_sandbox.Parsed, settings: Setti
         return record.id
 
 
+def _record_failure(import_id: int, worker: str, message: str, settings: Settings) -> None:
+    """Fail the import saying why, retried through a store that is away or cannot write (a
+    full disk): the small record lands once writes come back, well inside the stale window
+    the reapers wait after their own write probe passes again, so the import is never
+    recorded as "the worker stopped"."""
+
+    def record() -> None:
+        with session_scope() as session:
+            lifecycle.fail(session=session, import_id=import_id, message=message, worker=worker)
+
+    pace = max(0.05, min(15.0, settings.stale_after_seconds / 4))
+    retrying(
+        record,
+        what=f"recording import {import_id}'s failure",
+        through=lambda err: classify(err) is not None,
+        max_delay=pace,
+    )
+
+
 def _message(err: Exception, tmp: str) -> str:
+    if (fault := classify(err)) is not None and not fault.transient:
+        return f"the store refused a write: {describe(err)}"[: lifecycle.MAX_MESSAGE]
     if isinstance(err, InvalidRequest):
         text = err.reason
     elif isinstance(err, NotFound):

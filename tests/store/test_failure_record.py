@@ -132,6 +132,42 @@ def test_the_failure_record_waits_out_a_read_only_store_and_no_one_reaps_the_run
     assert run_id not in dict(keeper.round()["reaped"])
 
 
+def test_an_imports_failure_record_waits_out_a_read_only_store_too(store, read_only):
+    """An import whose write is refused fails with that reason once writes come back, not
+    as "the worker stopped while importing" (its heartbeat ends with the attempt)."""
+    from store.datasets import lifecycle
+    from store.datasets.models import DatasetImport, ImportState
+    from worker import import_task
+
+    with session_scope() as session:
+        import_id = lifecycle.create(
+            session=session, name="refused-import", file_name="x.npz", upload_artifact_id=None
+        ).id
+        assert lifecycle.claim(session=session, import_id=import_id, worker="h:1") is not None
+    read_only.on()
+    said = import_task._message(_refusal(OSError(28, "No space left on device")), "")
+    assert said.startswith("the store refused a write: the store's disk is full")
+    settings = get_settings().model_copy(update={"stale_after_seconds": 2.0})
+    writer = threading.Thread(
+        target=import_task._record_failure, args=(import_id, "h:1", said, settings)
+    )
+    writer.start()
+    try:
+        HEALTH.forget()
+        with pytest.raises(Exception, match="(?i)read"):
+            with session_scope() as session:
+                lifecycle.beat(session=session, import_id=import_id, worker="h:1")
+        assert writer.is_alive()  # still retrying the failure record
+    finally:
+        read_only.off()
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    with session_scope() as session:
+        row = session.get(DatasetImport, import_id)
+        assert row.state == ImportState.FAILED
+        assert row.message == said
+
+
 def _refusal(orig: BaseException) -> Exception:
     from sqlalchemy import exc
 
