@@ -458,14 +458,23 @@ def _fetch_parent(parent_run_id: int, cache_dir: Path) -> Path:
                 "start from: re-queue the parent, and this run once the parent has succeeded"
             )
         job = kinds.find(parent.kind)
+        found = 0
         for name in job.parent_files if job else ():
             if (target / name).exists():
+                found += 1
                 continue
             try:
                 artifact = artifacts_service.run_artifact(session, parent_run_id, name)
             except NotFound:
                 continue  # a stage the parent did not train; the job says so if it needs it
             artifacts_service.write_to(session, artifact, target / name)
+            found += 1
+        if parent.status == RunStatus.CANCELLED and not found:  # cancelled before any output
+            raise ParentUnusable(
+                f"its parent {parent.kind} run {parent.id} was cancelled before it stored "
+                "anything to start from: re-queue the parent, and this run once the parent "
+                "has succeeded"
+            )
     return target
 
 
