@@ -282,7 +282,7 @@ class StoreRecorder(Reporter):
 
     def _beat_loop(self) -> None:
         """Beat every tick, whatever the flush thread is writing, until the job ends."""
-        retry = _Retry(self, "beats")
+        retry = _Retry(self, "beats", through_refusals=True)
         while not self._done.wait(max(self._tick(), retry.backoff)):
             if not retry.run(self._beat):
                 return
@@ -343,8 +343,11 @@ class _Retry:
     """One link thread's way through store trouble: transient errors are waited out with
     backoff (the data stays buffered), a refusal stops the job."""
 
-    def __init__(self, recorder: StoreRecorder, what: str) -> None:
-        self.recorder, self.what = recorder, what
+    def __init__(self, recorder: StoreRecorder, what: str, *, through_refusals: bool = False):
+        # through_refusals (the beats): a refused write stops the job, but the thread goes
+        # on beating while it winds down, so once writes come back the attempt is alive
+        # until its failure record lands (else a reaper could take it for dead meanwhile).
+        self.recorder, self.what, self.through_refusals = recorder, what, through_refusals
         self.backoff: float = 0.0
         self.failing_since: float | None = None
 
@@ -360,8 +363,13 @@ class _Retry:
             return False
         except Exception as err:
             if not is_transient(err):
-                log.exception("run %s: the store refused a write", rec.run_id)
-                rec.store_error, rec.stop_reason = err, "store-error"
+                if rec.stop_reason is None:
+                    log.exception("run %s: the store refused a write", rec.run_id)
+                    rec.store_error, rec.stop_reason = err, "store-error"
+                if self.through_refusals:
+                    limit = rec.settings.heartbeat_seconds
+                    self.backoff = min(max(self.backoff * 2, 0.5), MAX_BACKOFF, limit)
+                    return True
                 return False
             if self.failing_since is None:
                 self.failing_since = time.monotonic()

@@ -225,8 +225,10 @@ class Generator:
         for parameter in operation.get("parameters", []):
             where, name = parameter["in"], parameter["name"]
             strategy = self.value(parameter.get("schema", {}), name, sizes=URL_SIZES)
-            if where == "path":  # "" would be another route (/api/runs/ is the list)
-                path_params[name] = strategy.filter(lambda value: wire(value) != "")
+            if where == "path":  # "" or slashes alone would be another route (the list)
+                path_params[name] = strategy.filter(
+                    lambda value: wire(value).replace("%2F", "") != ""
+                )
             elif where == "query":
                 query_params[name] = strategy
         body: st.SearchStrategy[Any] = st.just(NO_BODY)
