@@ -71,6 +71,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from jobspec.status import AttemptOutcome, ImportState, RunStatus  # noqa: E402
 from tests.chaos import TcpProxy  # noqa: E402
+from tests.fault_switch.sitecustomize import fill_free_pages, free_pages_again  # noqa: E402
 from tests.stack import (  # noqa: E402
     FAST,
     REDIS_URL,
@@ -109,40 +110,6 @@ def with_disk_full_switch(env: dict[str, str], flag: Path) -> dict[str, str] | N
     if any(DISK_FULL_VAR in p.read_text(errors="replace") for p in (HERE / "store").rglob("*.py")):
         return {**env, DISK_FULL_VAR: str(flag)}
     return None
-
-
-def fill_free_pages(db: Path) -> None:
-    """Use up the free pages inside the SQLite file: at its page limit (the switch), any
-    write that needs a new page is refused (tests.store.test_faults does the same)."""
-    import sqlite3
-
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS chaos_filler (data BLOB)")
-        conn.commit()
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-        for size in (1 << 20, 1 << 16, 4000, 1000, 200):
-            while True:
-                try:
-                    conn.execute("INSERT INTO chaos_filler VALUES (zeroblob(?))", (size,))
-                    conn.commit()
-                except sqlite3.OperationalError:
-                    conn.rollback()
-                    break
-    finally:
-        conn.close()
-
-
-def free_pages_again(db: Path) -> None:
-    import sqlite3
-
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        conn.execute("DELETE FROM chaos_filler")
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def pid_of(worker_host: str | None) -> int | None:

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, exc
 from store.db import get_engine, reset_caches
 from store.settings import get_settings
 from tests.fault_switch import sitecustomize as fault_switch
+from tests.fault_switch.sitecustomize import fill_free_pages
 from tests.stack import PG_ADMIN_URL
-from tests.store.test_faults import fill_free_pages
 
 PRETRAIN = {"ae01": {"epochs": 1}, "ae02": {"epochs": 1}, "ae03": {"epochs": 1}}
 RUN = {"kind": "pretrain", "dataset": "demo-tiny", "params": PRETRAIN}

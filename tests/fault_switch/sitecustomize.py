@@ -4,7 +4,7 @@
 out by a SQLAlchemy pool has its page limit at the file's current size (`PRAGMA
 max_page_count`), so a write that needs a new page gets SQLite's own SQLITE_FULL
 ("database or disk is full"); use up the file's free pages too
-(tests.store.test_faults.fill_free_pages), or writes that fit in them still land.
+(fill_free_pages below), or writes that fit in them still land.
 `STACKLAB_TEST_READ_ONLY_FILE=<path>`: likewise `PRAGMA query_only`, SQLite's own
 SQLITE_READONLY ("attempt to write a readonly database") for every write.
 
@@ -39,6 +39,40 @@ def _switch(dbapi_connection, _record, _proxy) -> None:
             cursor.execute(f"PRAGMA query_only = {int(os.path.exists(read_only)):d}")
     finally:
         cursor.close()
+
+
+FILLER = "stacklab_test_filler"
+
+
+def fill_free_pages(path: str | os.PathLike[str]) -> None:
+    """Use up the free pages inside a SQLite file, so at its page limit any write that needs
+    a new page is refused (call it after turning the full-disk switch on)."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {FILLER} (data BLOB)")
+        conn.commit()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        for size in (1 << 20, 1 << 16, 4000, 1000, 200):
+            while True:
+                try:
+                    conn.execute(f"INSERT INTO {FILLER} VALUES (zeroblob(?))", (size,))
+                    conn.commit()
+                except sqlite3.OperationalError:
+                    conn.rollback()
+                    break
+    finally:
+        conn.close()
+
+
+def free_pages_again(path: str | os.PathLike[str]) -> None:
+    """Give back what fill_free_pages took (after the switch is off)."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute(f"DELETE FROM {FILLER}")
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def install() -> None:

@@ -17,10 +17,10 @@ from store import queue
 from store.db import session_scope
 from store.runs import service as runs_service
 from tests.fault_switch import sitecustomize as fault_switch
+from tests.fault_switch.sitecustomize import fill_free_pages
 from tests.queue.test_faults import SIX_EPOCHS, checkpointed, steps
 from tests.queue.test_queue import finished, launch, read
 from tests.stack import FAST, Workers, stack_env, start_web, wait_for
-from tests.store.test_faults import fill_free_pages
 
 pytestmark = pytest.mark.slow
 

@@ -29,31 +29,10 @@ def caught(action) -> BaseException:
     raise AssertionError("expected the store to refuse")
 
 
-def fill_free_pages(path: Path) -> None:
-    """Use up the free pages inside a SQLite file, so at its page limit any write that needs
-    a new page is refused (a test that injects a full disk calls this after the switch)."""
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS test_filler (data BLOB)")
-        conn.commit()
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-        for size in (1 << 20, 1 << 16, 4000, 1000, 200):
-            while True:
-                try:
-                    conn.execute("INSERT INTO test_filler VALUES (zeroblob(?))", (size,))
-                    conn.commit()
-                except sqlite3.OperationalError:
-                    conn.rollback()
-                    break
-    finally:
-        conn.close()
-
-
 def full_disk(tmp_path: Path) -> BaseException:
     path = tmp_path / "full.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
-    fill_free_pages(path)
+    fault_switch.fill_free_pages(path)
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
     return caught(lambda: conn.execute("INSERT INTO t VALUES (zeroblob(100000))"))
@@ -225,7 +204,7 @@ def test_the_write_probe_sees_a_full_disk_that_select_1_does_not(sqlite_store):
     engine, path, full, _ = sqlite_store
     assert probe(engine).fault is None
     full.touch()
-    fill_free_pages(path)
+    fault_switch.fill_free_pages(path)
     engine.dispose()  # pooled connections take the limit at their next checkout anyway
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")  # reads go on
