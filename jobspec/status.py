@@ -90,6 +90,8 @@ class AttemptOutcome(StrEnum):
     CANCELLED = "cancelled"
     LOST = "lost"  # its worker stopped beating: died, froze or lost its machine
     INTERRUPTED = "interrupted"  # its worker was told to stop (SIGTERM) and handed it back
+    # set aside at an epoch boundary for a queued run of higher priority (store.scheduler)
+    PREEMPTED = "preempted"
 
     @classmethod
     def ended(cls) -> tuple[AttemptOutcome, ...]:

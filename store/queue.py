@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from jobspec import kinds
+from jobspec.scheduling import Lane
 
 # The tasks that are not a job kind's, named once in jobspec.kind_names (no kind may take
 # those names) and re-exported here for enqueue()'s callers and the worker's tasks:
@@ -31,6 +32,18 @@ def task_name(kind: str) -> str:
     """The Celery task a run of this kind (or IMPORT, a data set import, or EVALUATE,
     scoring a stopped finetune) is sent to."""
     return OTHER_TASKS.get(kind) or kinds.get(kind).task
+
+
+def lane_of(kind: str) -> Lane:
+    """The lane a task of this kind runs on: imports and "evaluate now" on the CPU lane,
+    every job kind's runs on training workers."""
+    return Lane.CPU if kind in OTHER_TASKS else Lane.TRAINING
+
+
+def lane_queue(lane: Lane, settings: Settings | None = None) -> str:
+    """The Celery queue of a lane (STACKLAB_QUEUE, STACKLAB_CPU_QUEUE)."""
+    settings = settings or get_settings()
+    return settings.cpu_queue if lane is Lane.CPU else settings.queue
 
 
 def tasks() -> dict[str, str]:
@@ -68,7 +81,11 @@ def configure(app: Celery, settings: Settings) -> Celery:
             "interval_max": 0.2,
         },
         task_default_queue=settings.queue,
-        task_routes={"stacklab.*": {"queue": settings.queue}},
+        # Each lane its queue (a training worker never holds an import's message).
+        task_routes={
+            **{task: {"queue": settings.cpu_queue} for task in OTHER_TASKS.values()},
+            "stacklab.*": {"queue": settings.queue},
+        },
         task_acks_late=True,  # a job lost with its worker is not acked
         task_ignore_result=True,  # results live in our SQL store
         worker_prefetch_multiplier=1,  # one GPU job at a time per worker
@@ -125,11 +142,13 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 
 def enqueue(kind: str, run_id: int) -> str:
-    """Queue the task for a committed run (or import); returns the task id, or
-    QueueUnavailable."""
+    """Wake a worker of the kind's lane for a committed run (or import); returns the task
+    id, or QueueUnavailable. For runs the message decides nothing: the woken worker
+    claims whatever store/scheduler.py says is next (the id is a hint, for the logs)."""
     name = task_name(kind)
     try:
-        task_id: str = client().send_task(name, args=[run_id]).id
+        queue = lane_queue(lane_of(kind))
+        task_id: str = client().send_task(name, args=[run_id], queue=queue).id
         return task_id
     except _broker_errors() as err:
         raise QueueUnavailable(broker_name()) from err
@@ -184,6 +203,8 @@ def _check_embedded(settings: Settings) -> None:
 def declare() -> None:
     """Create the job queue in the broker before workers start: kombu's embedded transport
     crashes a worker that creates the same queue at the same moment as another."""
-    settings = get_settings()
     with client().connection_for_write() as conn:
-        conn.default_channel.queue_declare(queue=settings.queue, durable=True, auto_delete=False)
+        for lane in Lane:
+            conn.default_channel.queue_declare(
+                queue=lane_queue(lane), durable=True, auto_delete=False
+            )

@@ -11,6 +11,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from jobspec.scheduling import Lane
 from store import clock
 from store.datasets.models import DatasetImport
 from store.dml import execute_dml
@@ -18,11 +19,14 @@ from store.runs.models import Run
 from store.workers.models import WorkerRecord
 
 
-def a_worker_is_idle(session: Session, *, within: float, now: datetime | None = None) -> bool:
-    """Some worker reported in the last `within` seconds (by the database's clock, or
-    `now` read from it) with nothing to do."""
+def a_worker_is_idle(
+    session: Session, *, within: float, now: datetime | None = None, lane: Lane = Lane.TRAINING
+) -> bool:
+    """Some worker of `lane` reported in the last `within` seconds (by the database's
+    clock, or `now` read from it) with nothing to do."""
     now = now or clock.now(session)
     idle = select(WorkerRecord.name).where(
+        WorkerRecord.lane == lane,
         WorkerRecord.current_run_id.is_(None),
         WorkerRecord.last_seen >= now - timedelta(seconds=within),
     )

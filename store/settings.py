@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobspec.scheduling import PRIORITY_MAX, PRIORITY_MIN
+
 SHARED_TOKEN = "shared"  # the name of STACKLAB_TOKEN's holder
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 MAX_TOKEN_CHARS = 256  # checked before any comparison (backend/security.py)
@@ -37,6 +39,11 @@ class Settings(BaseSettings):
         description="Any Celery broker URL; overrides redis_url",
     )
     queue: str = Field("gpu", description="Celery queue the training jobs go to")
+    cpu_queue: str = Field(
+        "cpu",
+        description='Celery queue of the CPU lane (data set imports, "evaluate now"): its '
+        "workers never wait behind training",
+    )
     token: str | None = Field(
         None,
         description="When set, every page, API call and download needs it (a shared lab box)",
@@ -232,6 +239,30 @@ class Settings(BaseSettings):
         ge=1,
         description="Planned epochs of the runs queued or running at once, all users together",
     )
+    # The scheduler (store/scheduler.py): priorities, fair share, setting aside.
+    max_priority: int = Field(
+        10,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="Highest priority a run may be given (higher starts first; default 0), "
+        "for every token STACKLAB_PRIORITY_LIMITS does not name",
+    )
+    priority_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description='Highest priority per token name, as JSON: {"ana": 100, "guest": 0} '
+        "(who may use how much); the open site's runs use STACKLAB_MAX_PRIORITY",
+    )
+    preempt_after_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="A running run is set aside for a queued run of higher priority only "
+        "after it has run this long (its attempt's start, by the database's clock), so "
+        "runs do not thrash; it stops at its next epoch boundary (a tune: between trials) "
+        "and resumes from there later",
+    )
+    preemption: bool = Field(
+        True, description="Set running runs aside for queued runs of higher priority"
+    )
     evaluation_lost_after_seconds: float = Field(
         3600.0,
         gt=0,
@@ -250,6 +281,18 @@ class Settings(BaseSettings):
     max_concurrent_exports: int = Field(
         2, ge=1, description="Exports (runs table CSV, metrics CSV, report) written at once"
     )
+
+    @field_validator("priority_limits")
+    @classmethod
+    def _priority_limits(cls, limits: dict[str, int]) -> dict[str, int]:
+        for name, value in limits.items():
+            if not TOKEN_NAME.fullmatch(name):
+                raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
+            if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+                raise ValueError(
+                    f"priority limit of {name!r}: {value} is outside {PRIORITY_MIN}..{PRIORITY_MAX}"
+                )
+        return limits
 
     @field_validator("tokens")
     @classmethod
@@ -285,6 +328,13 @@ class Settings(BaseSettings):
     def access_tokens(self) -> dict[str, str]:
         """Every token in force by the name runs record: STACKLAB_TOKEN is 'shared'."""
         return {**self.tokens, **({SHARED_TOKEN: self.token} if self.token else {})}
+
+    def priority_ceiling(self, token_name: str | None) -> int:
+        """The highest priority a run launched with this token (None: the open site) may
+        have."""
+        if token_name is not None and token_name in self.priority_limits:
+            return self.priority_limits[token_name]
+        return self.max_priority
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from jobspec.scheduling import Lane
 from jobspec.status import ImportState
 from store import clock, resend
 from store.artifacts.models import Artifact, ArtifactChunk
@@ -213,7 +214,7 @@ def due_for_send(session: Session, *, resend_after: float, idle_within: float) -
     """Queued imports sent resend_after seconds ago and not claimed while a worker sat idle:
     their message was lost (a broker restart without persistence, a purge)."""
     now = clock.now(session)
-    if not resend.a_worker_is_idle(session, within=idle_within, now=now):
+    if not resend.a_worker_is_idle(session, within=idle_within, now=now, lane=Lane.CPU):
         return []
     cutoff = now - timedelta(seconds=resend_after)
     return list(

@@ -70,6 +70,7 @@ def claim(
             attempts=Run.attempts + 1,
             error=None,
             traceback=None,
+            set_aside_for=None,
         )
         .execution_options(synchronize_session=False),
     )
@@ -195,12 +196,22 @@ def finish(
 
 
 def hand_back(
-    *, session: Session, run_id: int, attempt: int, reason: str, costs_retry: bool = False
+    *,
+    session: Session,
+    run_id: int,
+    attempt: int,
+    reason: str,
+    costs_retry: bool = False,
+    outcome: AttemptOutcome = AttemptOutcome.INTERRUPTED,
 ) -> Run:
-    """running -> queued: this worker is stopping; another attempt resumes the run. A cancel
-    asked for before the hand-back lands is honoured: the run ends cancelled instead,
-    decided inside the same UPDATE, so a queued run never keeps a pending cancel.
-    costs_retry: one of the run's automatic re-tries is used (never below zero)."""
+    """running -> queued: this worker is stopping (or the run was set aside for a run of
+    higher priority: outcome PREEMPTED); another attempt resumes the run. A cancel asked
+    for before the hand-back lands is honoured: the run ends cancelled instead, decided
+    inside the same UPDATE, so a queued run never keeps a pending cancel.
+    costs_retry: one of the run's automatic re-tries is used (never below zero).
+    A run set aside keeps its place in the queue (its queued_at): it was not the one
+    that stopped."""
+    assert outcome in (AttemptOutcome.INTERRUPTED, AttemptOutcome.PREEMPTED), outcome
     fence(session, run_id, attempt)
     now = clock.now(session)
     cancelled = Run.cancel_requested.is_(True)
@@ -214,8 +225,13 @@ def hand_back(
         attempt,
         status=case((cancelled, RunStatus.CANCELLED.value), else_=RunStatus.QUEUED.value),
         finished_at=case((cancelled, now), else_=null()),
-        queued_at=case((cancelled, Run.queued_at), else_=now),
+        queued_at=(
+            Run.queued_at
+            if outcome is AttemptOutcome.PREEMPTED
+            else case((cancelled, Run.queued_at), else_=now)
+        ),
         sent_at=None,
+        set_aside_for=None,
         **retries,
     )
     run = session.get_one(Run, run_id, populate_existing=True)
@@ -223,7 +239,7 @@ def hand_back(
         note = f"{reason}; a cancel was pending, so the run ends cancelled"
         end_attempt(session, run_id, attempt, AttemptOutcome.CANCELLED, note)
     else:
-        end_attempt(session, run_id, attempt, AttemptOutcome.INTERRUPTED, reason)
+        end_attempt(session, run_id, attempt, outcome, reason)
     session.flush()
     return run
 

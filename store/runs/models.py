@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false as sql_false
 
+from jobspec.scheduling import DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN
 from jobspec.status import AttemptOutcome, RunStatus
 from store.base import Base, JSONObject
 from store.text_column import ShownList, ShownString, ShownText
@@ -28,6 +29,7 @@ from store.timeutil import utcnow
 from store.vocabulary import known_values, vocabulary_column
 
 QUEUED_WITHOUT_CANCEL = f"NOT (status = '{RunStatus.QUEUED.value}' AND cancel_requested)"
+PRIORITY_RANGE = f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}"
 
 
 class RunGroup(Base):
@@ -64,6 +66,11 @@ class Run(Base):
         # A cancel asked for on a queued run cancels it at once: never queued with one
         # pending, which no worker would claim (migration 0011; triggers on SQLite).
         CheckConstraint(QUEUED_WITHOUT_CANCEL, name="queued_without_cancel"),
+        # The scheduler's pick (store/scheduler.py): queued runs by priority, then age.
+        Index("ix_runs_status_priority_queued", "status", "priority", "queued_at"),
+        Index("ix_runs_launched_by_started", "launched_by", "started_at"),
+        CheckConstraint(PRIORITY_RANGE, name="priority_range"),  # migration 0012
+        CheckConstraint("min_gpu_memory_mb IS NULL OR min_gpu_memory_mb > 0", name="gpu_memory"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -118,6 +125,17 @@ class Run(Base):
     # "Evaluate now" queued and not finished yet (backend/runs/partial.py): at most one.
     evaluation_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     evaluation_task_id: Mapped[str | None] = mapped_column(String(64))
+    # The scheduler (store/scheduler.py, migration 0012): higher starts first; a run may
+    # ask for a GPU (and for at least this much GPU memory) and then goes only to a worker
+    # that has it.
+    priority: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_PRIORITY, server_default=str(DEFAULT_PRIORITY)
+    )
+    needs_gpu: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_false())
+    min_gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)
+    # A running run asked to step aside at its next epoch boundary for this queued run
+    # (of higher priority); cleared when it is claimed again. No foreign key (as source_run_id).
+    set_aside_for: Mapped[int | None] = mapped_column(Integer)
 
     if TYPE_CHECKING:  # declared for the checker only: the ORM maps no such column
         # What the launch that created this run warned about, set on the new row for its

@@ -18,12 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.orm import Session
 
 from jobspec import kind_names, kinds
 from jobspec.status import AttemptOutcome, RunStatus
-from store import clock, health, resend
+from store import clock, health, resend, scheduler
 from store.datasets import lifecycle as imports_lifecycle
 from store.dml import execute_dml
 from store.runs import staging
@@ -112,18 +111,6 @@ def _after_loss(
     }
 
 
-def claimable() -> ColumnElement[bool]:
-    """What a worker would claim (worker/runner.py `_claim`): a queued run with no cancel
-    asked for, whose parent (if any) has finished. Nothing else is ever (re-)sent."""
-    parent = aliased(Run)
-    parent_status = select(parent.status).where(parent.id == Run.parent_run_id).scalar_subquery()
-    return and_(
-        Run.status == RunStatus.QUEUED,
-        Run.cancel_requested.is_(False),
-        or_(Run.parent_run_id.is_(None), parent_status.not_in(RunStatus.active())),
-    )
-
-
 def due_for_send(
     session: Session, *, never_sent_grace: float, resend_after: float, idle_within: float
 ) -> list[tuple[int, str]]:
@@ -135,7 +122,7 @@ def due_for_send(
     if resend.a_worker_is_idle(session, within=idle_within, now=now):
         lost = or_(lost, Run.sent_at < now - timedelta(seconds=resend_after))
     rows = session.execute(
-        select(Run.id, Run.kind).where(claimable(), lost).order_by(Run.queued_at, Run.id)
+        select(Run.id, Run.kind).where(scheduler.claimable(), lost).order_by(Run.queued_at, Run.id)
     ).all()
     return [(run_id, kind) for run_id, kind in rows]
 
@@ -143,7 +130,7 @@ def due_for_send(
 def take_for_send(session: Session, run_id: int, *, resend_after: float) -> bool:
     """Claim the right to send run_id's message now (one process wins), while a worker
     would still claim the run."""
-    return resend.claim_send(session, Run, run_id, claimable(), resend_after=resend_after)
+    return resend.claim_send(session, Run, run_id, scheduler.claimable(), resend_after=resend_after)
 
 
 def send_failed(session: Session, run_id: int) -> None:

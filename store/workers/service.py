@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jobspec.scheduling import Lane
 from store import clock
 from store.workers.models import WorkerRecord
 
@@ -20,8 +21,10 @@ def report(
     device: str,
     current_run_id: int | None,
     idle_only: bool = False,
+    lane: Lane = Lane.TRAINING,
+    gpu_memory_mb: int | None = None,
 ) -> None:
-    """Upsert this worker's row: alive now, on this run (or idle).
+    """Upsert this worker's row: alive now, on this run (or idle), its lane and GPU memory.
 
     idle_only: only say "alive", keeping whatever run the worker's heartbeat set.
     """
@@ -30,6 +33,7 @@ def report(
         record = WorkerRecord(name=name, host=host, device=device)
         session.add(record)
     record.last_seen, record.device = clock.now(session), device
+    record.lane, record.gpu_memory_mb = lane, gpu_memory_mb
     if not idle_only:
         record.current_run_id = current_run_id
 

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from jobspec.scheduling import Lane
 from jobspec.status import AttemptOutcome, ImportState, RunStatus
 from store.db import alembic_config
 from tests.stack import REPO_ROOT, create_pg_database
@@ -171,7 +172,7 @@ def test_the_guards_the_models_declare_are_the_ones_the_database_has(url):
     command.upgrade(alembic_config(url), "head")
     engine = sa.create_engine(url)
     inspector = sa.inspect(engine)
-    for table in ("runs", "run_attempts", "dataset_imports"):
+    for table in ("runs", "run_attempts", "dataset_imports", "workers"):
         declared = {
             c.name
             for c in Base.metadata.tables[table].constraints
@@ -198,6 +199,7 @@ GUARDS = (
     ("runs", "status", RunStatus),
     ("run_attempts", "outcome", AttemptOutcome),
     ("dataset_imports", "state", ImportState),
+    ("workers", "lane", Lane),
 )
 MIGRATIONS = REPO_ROOT / "store" / "migrations" / "versions"
 HISTORY_MAY_IMPORT = frozenset({"__future__", "alembic", "sqlalchemy"}) | sys.stdlib_module_names
