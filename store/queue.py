@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from jobspec import kinds
-from jobspec.scheduling import Lane
 
 # The tasks that are not a job kind's, named once in jobspec.kind_names (no kind may take
 # those names) and re-exported here for enqueue()'s callers and the worker's tasks:
@@ -25,6 +24,7 @@ from jobspec.kind_names import EVALUATE_TASK as EVALUATE_TASK
 from jobspec.kind_names import IMPORT as IMPORT
 from jobspec.kind_names import IMPORT_TASK as IMPORT_TASK
 from jobspec.kind_names import OTHER_TASKS as OTHER_TASKS
+from jobspec.scheduling import Lane
 from store.settings import Settings, get_settings
 
 

@@ -15,8 +15,8 @@ from store import clock, scheduler
 from store.db import session_scope
 from store.runs import attempts
 from store.runs.models import Run, RunAttempt
-from store.workers.models import WorkerRecord
 from store.workers import service as workers_service
+from store.workers.models import WorkerRecord
 
 TRAINING = scheduler.Capacity(Lane.TRAINING)
 
@@ -57,18 +57,14 @@ def _queue(dataset_id: int, specs: list[tuple[int, str | None]], **extra) -> lis
 
 def _claim(capacity=TRAINING) -> int | None:
     with session_scope() as session:
-        got = scheduler.claim_next(
-            session, capacity, worker_host="w", device="cpu", versions={}
-        )
+        got = scheduler.claim_next(session, capacity, worker_host="w", device="cpu", versions={})
         return None if got is None else got.run_id
 
 
 def _finish(run_id: int) -> None:
     with session_scope() as session:
         attempt = session.get_one(Run, run_id).attempts
-        attempts.finish(
-            session=session, run_id=run_id, attempt=attempt, status=RunStatus.SUCCEEDED
-        )
+        attempts.finish(session=session, run_id=run_id, attempt=attempt, status=RunStatus.SUCCEEDED)
 
 
 def _plan_one_worker() -> list[int]:
@@ -96,7 +92,7 @@ def test_priority_first_then_age(clean):
 
 def test_two_names_take_turns(clean):
     a = _queue(clean, [(0, "ana")] * 4)
-    b = _queue(clean, [(0, "ben")] * 4)
+    _queue(clean, [(0, "ben")] * 4)
     order = []
     for _ in range(8):
         run_id = _claim()
