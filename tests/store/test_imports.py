@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from backend.datasets import imports
+from jobspec.scheduling import Lane
 from store.artifacts import service as artifacts_service
 from store.artifacts.models import Artifact
 from store.datasets import lifecycle
@@ -136,9 +137,19 @@ def test_a_queued_import_whose_message_was_lost_is_sent_again_once(store, tmp_pa
         )
         session.execute(update(WorkerRecord).values(last_seen=utcnow() - timedelta(hours=1)))
     assert import_id not in keeper.round()["imports_sent"]
+    with session_scope() as session:  # an idle training worker never takes an import
+        workers_service.report(
+            session=session, name="trainer", host="h", device="CPU", current_run_id=None
+        )
+    assert import_id not in keeper.round()["imports_sent"]
     with session_scope() as session:
         workers_service.report(
-            session=session, name="idle", host="h", device="CPU", current_run_id=None
+            session=session,
+            name="idle",
+            host="h",
+            device="CPU",
+            current_run_id=None,
+            lane=Lane.CPU,
         )
     assert import_id in keeper.round()["imports_sent"]
     assert ("import", import_id) in sent

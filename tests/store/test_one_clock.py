@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
+from jobspec.scheduling import Lane
 from jobspec.status import RunStatus
 from store import clock, resend
 from store.datasets import lifecycle
@@ -84,15 +85,16 @@ def backdate(model: type[Run] | type[DatasetImport], row_id: int, **ago: float) 
         session.execute(update(model).where(model.id == row_id).values(**values))
 
 
-def only_idle_worker(name: str) -> None:
-    """`name` reports idle now; every other worker row of the module was last seen long ago."""
+def only_idle_worker(name: str, lane: Lane = Lane.TRAINING) -> None:
+    """`name` reports idle now (on `lane`); every other worker row of the module was last
+    seen long ago."""
     with session_scope() as session:
         session.execute(
             update(WorkerRecord).values(last_seen=clock.now(session) - timedelta(hours=1))
         )
     with session_scope() as session:
         workers_service.report(
-            session=session, name=name, host="h", device="CPU", current_run_id=None
+            session=session, name=name, host="h", device="CPU", current_run_id=None, lane=lane
         )
 
 
@@ -196,7 +198,7 @@ def test_an_import_that_beat_just_now_is_neither_failed_nor_sent_again_whatever_
     with session_scope() as session:
         assert lifecycle.claim(session=session, import_id=running, worker="w:1") is not None
         lifecycle.beat(session=session, import_id=running, worker="w:1")
-    only_idle_worker(f"idle-{tag}")
+    only_idle_worker(f"idle-{tag}", Lane.CPU)  # imports run on the CPU lane
     as_machine(decider)
     with session_scope() as session:
         failed = lifecycle.reap(session=session, stale_after=10, timeout=60)
