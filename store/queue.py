@@ -43,7 +43,7 @@ def lane_of(kind: str) -> Lane:
 def lane_queue(lane: Lane, settings: Settings | None = None) -> str:
     """The Celery queue of a lane (STACKLAB_QUEUE, STACKLAB_CPU_QUEUE)."""
     settings = settings or get_settings()
-    return settings.cpu_queue if lane is Lane.CPU else settings.queue
+    return settings.cpu_lane_queue if lane is Lane.CPU else settings.queue
 
 
 def tasks() -> dict[str, str]:
@@ -83,7 +83,7 @@ def configure(app: Celery, settings: Settings) -> Celery:
         task_default_queue=settings.queue,
         # Each lane its queue (a training worker never holds an import's message).
         task_routes={
-            **{task: {"queue": settings.cpu_queue} for task in OTHER_TASKS.values()},
+            **{task: {"queue": settings.cpu_lane_queue} for task in OTHER_TASKS.values()},
             "stacklab.*": {"queue": settings.queue},
         },
         task_acks_late=True,  # a job lost with its worker is not acked

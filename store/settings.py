@@ -329,6 +329,11 @@ class Settings(BaseSettings):
         """Every token in force by the name runs record: STACKLAB_TOKEN is 'shared'."""
         return {**self.tokens, **({SHARED_TOKEN: self.token} if self.token else {})}
 
+    @property
+    def cpu_lane_queue(self) -> str:
+        """The CPU lane's Celery queue in force."""
+        return self.cpu_queue or f"{self.queue}-cpu"
+
     def priority_ceiling(self, token_name: str | None) -> int:
         """The highest priority a run launched with this token (None: the open site) may
         have."""
