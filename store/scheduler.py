@@ -33,8 +33,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import and_, false, func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -81,6 +83,7 @@ class Capacity:
         return cls(Lane(worker.lane), gpu, worker.gpu_memory_mb, kinds)
 
 
+@lru_cache(maxsize=64)
 def fits(capacity: Capacity) -> ColumnElement[bool]:
     """SQL: runs this worker may take (`Capacity.takes`, as a WHERE clause)."""
     if capacity.lane is not Lane.TRAINING:
@@ -99,15 +102,21 @@ def fits(capacity: Capacity) -> ColumnElement[bool]:
     return and_(true(), *rules)
 
 
+@lru_cache(maxsize=1)
 def claimable() -> ColumnElement[bool]:
     """What a worker may claim: a queued run with no cancel asked for, whose parent (if
-    any) has finished. Nothing else is ever (re-)sent or claimed."""
+    any) has finished. Nothing else is ever (re-)sent or claimed. (An anti-join, so the
+    planner looks each parent up by its key once, not a subquery per row.)"""
     parent = aliased(Run)
-    parent_status = select(parent.status).where(parent.id == Run.parent_run_id).scalar_subquery()
+    parent_active = (
+        select(parent.id)
+        .where(parent.id == Run.parent_run_id, parent.status.in_(RunStatus.active()))
+        .exists()
+    )
     return and_(
         Run.status == RunStatus.QUEUED,
         Run.cancel_requested.is_(False),
-        or_(Run.parent_run_id.is_(None), parent_status.not_in(RunStatus.active())),
+        or_(Run.parent_run_id.is_(None), ~parent_active),
     )
 
 
@@ -124,20 +133,25 @@ class Shares:
 
     @classmethod
     def read(cls, session: Session, owners: Iterable[Owner]) -> Shares:
-        owners = set(owners)
+        """The names' runs running now and last starts, in one query (one index lookup
+        per name: ix_runs_launched_by_status, ix_runs_launched_by_started)."""
+        owners = sorted(set(owners), key=lambda owner: (owner is not None, owner or ""))
         shares = cls()
         if not owners:
             return shares
-        running = session.execute(
-            select(Run.launched_by, func.count())
-            .where(Run.status == RunStatus.RUNNING)
-            .group_by(Run.launched_by)
-        ).all()
-        shares.running = {owner: count for owner, count in running}
-        for owner in owners:  # one index lookup each (ix_runs_launched_by_started)
+        columns = []
+        for owner in owners:
             mine = Run.launched_by.is_(None) if owner is None else Run.launched_by == owner
-            last = session.scalar(select(func.max(Run.started_at)).where(mine))
-            shares.last_start[owner] = NEVER if last is None else aware(last).timestamp()
+            running = select(func.count()).where(mine, Run.status == RunStatus.RUNNING)
+            columns += [
+                running.scalar_subquery(),
+                select(func.max(Run.started_at)).where(mine).scalar_subquery(),
+            ]
+        row = session.execute(select(*columns)).one()
+        for index, owner in enumerate(owners):
+            count, last = row[2 * index], row[2 * index + 1]
+            shares.running[owner] = int(count or 0)
+            shares.last_start[owner] = NEVER if last is None else _moment(last)
         return shares
 
     def started(self, owner: Owner, at: float) -> None:
@@ -147,6 +161,14 @@ class Shares:
 
     def finished(self, owner: Owner) -> None:
         self.running[owner] = max(self.running.get(owner, 0) - 1, 0)
+
+
+def _moment(value: object) -> float:
+    """A timestamp column's value (SQLite may answer text) as seconds since the epoch."""
+    if isinstance(value, str):
+        return clock.at(value).timestamp()
+    assert isinstance(value, datetime), value
+    return aware(value).timestamp()
 
 
 def rank(
@@ -178,31 +200,38 @@ def next_for(session: Session, capacity: Capacity, *, limit: int = 8) -> list[in
     """The first runs of the order this worker may take (best first): the heads of each
     token name's queue at the highest priority it could take, ranked by the rule."""
     eligible = and_(claimable(), fits(capacity))
-    top = session.scalar(select(func.max(Run.priority)).where(eligible))
-    if top is None:
+    top = select(func.max(Run.priority)).where(eligible).scalar_subquery()
+    level = (Run.id, Run.launched_by, Run.queued_at, Run.priority)
+    if session.get_bind().dialect.name == "postgresql":
+        heads = session.execute(
+            select(*level)
+            .where(eligible, Run.priority == top)
+            .ext(distinct_on(Run.launched_by))
+            .order_by(Run.launched_by, Run.queued_at, Run.id)
+        ).all()
+    else:
+        numbered = (
+            select(
+                *level,
+                func.row_number()
+                .over(partition_by=Run.launched_by, order_by=(Run.queued_at, Run.id))
+                .label("place"),
+            )
+            .where(eligible, Run.priority == top)
+            .subquery()
+        )
+        heads = session.execute(
+            select(
+                numbered.c.id, numbered.c.launched_by, numbered.c.queued_at, numbered.c.priority
+            ).where(numbered.c.place == 1)
+        ).all()
+    if not heads:
         return []
-    numbered = (
-        select(
-            Run.id,
-            Run.launched_by,
-            Run.queued_at,
-            func.row_number()
-            .over(partition_by=Run.launched_by, order_by=(Run.queued_at, Run.id))
-            .label("place"),
-        )
-        .where(eligible, Run.priority == top)
-        .subquery()
-    )
-    heads = session.execute(
-        select(numbered.c.id, numbered.c.launched_by, numbered.c.queued_at).where(
-            numbered.c.place == 1
-        )
-    ).all()
-    shares = Shares.read(session, {owner for _, owner, _ in heads})
+    shares = Shares.read(session, {row[1] for row in heads})
     ordered = sorted(
         heads,
         key=lambda row: rank(
-            priority=top, owner=row[1], queued_at=row[2], run_id=row[0], shares=shares
+            priority=row[3], owner=row[1], queued_at=row[2], run_id=row[0], shares=shares
         ),
     )
     return [row[0] for row in ordered][:limit]
