@@ -367,7 +367,9 @@ def plan(
     included (their end is planned here)."""
     shares = Shares(dict(shares.running), dict(shares.last_start))
     base = now.timestamp()
-    ends: list[tuple[float, Owner]] = []  # (when, whose) of runs running in the plan
+    # (when, tie-break, whose) of runs running in the plan: the tie-break keeps two ends at
+    # the same moment from comparing their owners (None and a name do not compare).
+    ends: list[tuple[float, int, Owner]] = []
     free: list[tuple[float, int, Slot]] = []  # (free in, tie-break, slot)
     busy_by_id = {b.id: b for b in busy}
     for index, slot in enumerate(slots):
@@ -375,21 +377,22 @@ def plan(
         if slot.current_run_id is not None and slot.current_run_id in busy_by_id:
             left = _seconds(busy_by_id[slot.current_run_id].left)
         heapq.heappush(free, (left, index, slot))
-    for run in busy:
-        heapq.heappush(ends, (_seconds(run.left), run.owner))
+    for number, run in enumerate(busy):
+        heapq.heappush(ends, (_seconds(run.left), -1 - number, run.owner))
     parent_end: dict[int, float | None] = dict(parents_running or {})
     left_over = list(waiting)
+    unplaced = {run.id for run in waiting}  # a child waits for a parent still in the queue
     placed: list[Placement] = []
     place = 0
     while free and left_over:
         at, index, slot = heapq.heappop(free)
         while ends and ends[0][0] <= at:
-            shares.finished(heapq.heappop(ends)[1])
+            shares.finished(heapq.heappop(ends)[2])
         ready = [
             run
             for run in left_over
             if slot.capacity.takes(run.needs_gpu, run.min_gpu_memory_mb, run.kind)
-            and _parent_done(run, parent_end, at)
+            and _parent_done(run, parent_end, unplaced, at)
         ]
         if not ready:
             later = [
@@ -414,11 +417,14 @@ def plan(
             ),
         )
         left_over.remove(best)
+        unplaced.discard(best.id)
         place += 1
         length = best.estimate
         finish = at + (length or 0.0)
-        shares.started(best.owner, base + at)
-        heapq.heappush(ends, (finish, best.owner))
+        # Claims happen one after another: a later placement is a later start, even at the
+        # same planned second (several free workers, or runs of unknown length).
+        shares.started(best.owner, base + at + place * 1e-3)
+        heapq.heappush(ends, (finish, place, best.owner))
         parent_end[best.id] = finish if length is not None else None
         placed.append(
             Placement(best.id, place, slot.name, at, finish if length is not None else None)
@@ -432,9 +438,15 @@ def _seconds(left: float | None) -> float:
     return 0.0 if left is None or math.isinf(left) or left < 0 else left
 
 
-def _parent_done(run: Waiting, parent_end: dict[int, float | None], at: float) -> bool:
-    if run.parent_id is None or run.parent_id not in parent_end:
-        return True  # no parent, or one that has finished
+def _parent_done(
+    run: Waiting, parent_end: dict[int, float | None], unplaced: set[int], at: float
+) -> bool:
+    if run.parent_id is None:
+        return True
+    if run.parent_id in unplaced:
+        return False  # the parent is still waiting in the queue
+    if run.parent_id not in parent_end:
+        return True  # a parent that has finished
     end = parent_end[run.parent_id]
     return end is not None and end <= at
 
