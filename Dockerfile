@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for the web and the GPU workers.
-#   CPU TensorFlow (web, or a worker without a GPU): docker build -t stacklab .
+# One image for the web and the workers.
+#   CPU TensorFlow (web, the CPU lane worker, a worker without a GPU): docker build -t stacklab .
 #   CUDA TensorFlow (GPU workers):                   docker build --build-arg EXTRAS=gpu -t stacklab:gpu .
 FROM python:3.11-slim
 

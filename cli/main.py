@@ -15,6 +15,7 @@ from cli.data_cmd import data_app
 from cli.demo import DEMO_HELP, demo
 from cli.errors import CliError, user_errors
 from cli.options import TRAIN_PANEL, train_option
+from jobspec.scheduling import Lane  # standard library only: --help stays instant
 from jobspec.stages import AE01  # no imports of its own: --help stays instant
 
 if TYPE_CHECKING:  # pydantic loads only in the commands that need it
@@ -282,7 +283,8 @@ def evaluate(
 
 GPUS_HELP = (
     "One worker per GPU, each pinned to its device (CUDA_VISIBLE_DEVICES) and named gpuN: "
-    "all (those nvidia-smi -L lists), a list like 0,1, or none. Without a GPU: one CPU worker."
+    "all (those nvidia-smi -L lists), a list like 0,1, or none. Without a GPU: one training "
+    "worker on the CPU, named cpu."
 )
 
 
@@ -296,55 +298,89 @@ def serve(
     gpus: Annotated[
         str | None, typer.Option(metavar="all|0,1|none", help=GPUS_HELP + " Overrides --workers.")
     ] = None,
+    cpu_lane: Annotated[
+        bool,
+        typer.Option(
+            help="Also start one CPU lane worker (data set imports, evaluate now), so they "
+            "never wait behind training. Turn it off only where one runs elsewhere "
+            "(stacklab worker --lane cpu)."
+        ),
+    ] = True,
 ) -> None:
-    """The dashboard and a worker together, on the settings in force (embedded by default)."""
+    """The dashboard and workers together, on the settings in force (embedded by default):
+    training workers and one CPU lane worker."""
     from cli.serve import serve as run_serve
     from worker.device import GpuSpecError
 
     with user_errors():
         try:
-            run_serve(host, port, workers, gpus)
+            run_serve(host, port, workers, gpus, cpu_lane=cpu_lane)
         except GpuSpecError as err:
             raise CliError(str(err)) from err
+
+
+LANE_HELP = (
+    "training: runs of every job kind (the default). cpu: data set imports and evaluate now, "
+    "never behind training; no GPU, no TensorFlow at start."
+)
 
 
 @app.command()
 def worker(
     gpu: Annotated[
-        int | None, typer.Option(min=0, help="Pin this worker to GPU N and name it gpuN.")
+        int | None,
+        typer.Option(min=0, help="Pin this training worker to GPU N and name it gpuN."),
     ] = None,
-    gpus: Annotated[str | None, typer.Option(metavar="all|0,1|none", help=GPUS_HELP)] = None,
+    gpus: Annotated[
+        str | None, typer.Option(metavar="all|0,1|none", help=GPUS_HELP + " Training only.")
+    ] = None,
+    lane: Annotated[Lane, typer.Option(case_sensitive=False, help=LANE_HELP)] = Lane.TRAINING,
 ) -> None:
-    """A Celery worker (one job at a time) on the settings in force, without the web app."""
+    """A Celery worker (one job at a time) on the settings in force, without the web app.
+    On another machine, DATABASE_URL and REDIS_URL (or STACKLAB_BROKER_URL) are all it
+    needs (docs/multi-machine.md)."""
     from cli.serve import serve_workers
     from worker.device import GpuSpecError
 
     with user_errors():
         if gpu is not None and gpus is not None:
             raise CliError("--gpu and --gpus: give one of them")
+        if lane is Lane.CPU and (gpu is not None or gpus is not None):
+            given = "--gpu" if gpu is not None else "--gpus"
+            raise CliError(
+                f"{given}: the CPU lane uses no GPU; leave {given} out, or start a training "
+                "worker (--lane training) for the GPU"
+            )
         try:
             if gpus is not None:
-                serve_workers(gpus)
+                serve_workers(gpus)  # training workers only: a machine that only trains
             else:
-                _exec_worker(gpu)
+                _exec_worker(gpu, lane)
         except GpuSpecError as err:
             raise CliError(str(err)) from err
 
 
-def _exec_worker(gpu: int | None) -> None:
-    """Become the Celery worker (pinned to `gpu` when given), so signals reach it directly."""
+def _exec_worker(gpu: int | None, lane: Lane = Lane.TRAINING) -> None:
+    """Become the Celery worker of `lane` (pinned to `gpu` when given), so signals reach it
+    directly."""
     import os
+    import sys
 
-    from cli.processes import worker_command
+    from cli.processes import lane_worker
+    from cli.serve import addresses
     from store.settings import get_settings
     from worker import device
 
-    name = "worker"
+    name = None
     if gpu is not None:
         os.environ.update(device.gpu_env(str(gpu)))
         name = f"gpu{gpu}"
-    command = worker_command(get_settings().queue, name)
-    os.execv(command[0], command)
+    settings = get_settings()
+    worker = lane_worker(lane, name, settings=settings)
+    typer.echo(f"{addresses(settings)}\nlane:     {lane.label}")
+    sys.stdout.flush()  # before exec replaces this process and its buffers
+    os.environ.update(worker.env)
+    os.execv(worker.command[0], worker.command)
 
 
 app.add_typer(data_app, name="data")

@@ -1,4 +1,5 @@
-"""`stacklab serve`: the web app and GPU worker(s) together, on whatever the settings say.
+"""`stacklab serve`: the web app, training worker(s) and one CPU lane worker together, on
+whatever the settings say.
 
 It supervises them: a worker (or the web app) that exits on its own (killed for memory, a
 crash) is started again, after a back-off that doubles while it keeps dying young, so one
@@ -27,7 +28,8 @@ import typer
 
 from cli import instance
 from cli.errors import CliError
-from cli.processes import web_command, worker_command
+from cli.processes import CPU_LANE_NAME, lane_env, lane_worker, web_command, worker_command
+from jobspec.scheduling import Lane
 from store.settings import Settings
 from worker import device
 
@@ -101,19 +103,23 @@ def worker_layout(
     return [("cpu", device.gpu_env(None))], f"{why}: starting one CPU worker"
 
 
-def serve(host: str, port: int, workers: int, gpus: str | None = None) -> None:
-    """Start uvicorn and the Celery workers (`workers` of them, or one per GPU of `gpus`),
-    restart any that dies; stop all on Ctrl-C. Refuses a data directory or a port that
-    another serve (or anything else, for the port) holds."""
+def serve(
+    host: str, port: int, workers: int, gpus: str | None = None, *, cpu_lane: bool = True
+) -> None:
+    """Start uvicorn, the training workers (`workers` of them, or one per GPU of `gpus`) and
+    one CPU lane worker (imports, "evaluate now": never behind training), restart any that
+    dies; stop all on Ctrl-C. Refuses a data directory or a port that another serve (or
+    anything else, for the port) holds."""
     from store.settings import get_settings
 
     settings = get_settings()
     with instance.data_dir_claimed(settings.data_dir):
         instance.check_port(host, port)  # before anything starts: nothing to stop on refusal
         services = _worker_services(gpus, workers, settings.queue)
+        if cpu_lane:
+            services.append(cpu_lane_service(settings))
         _prepare_store()
-        queue = "embedded SQLite queue" if settings.embedded_broker else settings.celery_broker_url
-        typer.echo(f"database: {settings.sqlalchemy_url}\nqueue:    {queue}")
+        typer.echo(addresses(settings))
         if "allowed_hosts" not in settings.model_fields_set:  # the web answers to its own names
             os.environ["STACKLAB_ALLOWED_HOSTS"] = serve_allowed_hosts(host)
         typer.echo(
@@ -124,6 +130,18 @@ def serve(host: str, port: int, workers: int, gpus: str | None = None) -> None:
             "web", web_command(host, port), blocked=lambda: instance.port_problem(host, port)
         )
         supervise([*services, web], f"stacklab is up: http://{host}:{port}  (Ctrl-C stops it)")
+
+
+def addresses(settings: Settings) -> str:
+    """The database and the queue in force, passwords masked (the output lands in logs)."""
+    from kombu.utils.url import maybe_sanitize_url
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+    queue = "embedded SQLite queue (this machine only: REDIS_URL to share it)"
+    if not settings.embedded_broker:
+        queue = maybe_sanitize_url(settings.celery_broker_url)
+    return f"database: {database}\nqueue:    {queue}"
 
 
 def _prepare_store() -> None:
@@ -144,17 +162,31 @@ def serve_workers(gpus: str) -> None:
     from store.settings import get_settings
 
     settings = get_settings()
+    typer.echo(addresses(settings))
     services = _worker_services(gpus, 1, settings.queue)
     job_queue.declare()
-    supervise(services, f"{len(services)} worker(s) on queue {settings.queue} (Ctrl-C stops)")
+    up = f"{len(services)} training worker(s) on queue {settings.queue} (Ctrl-C stops)"
+    supervise(services, up)
 
 
 def _worker_services(gpus: str | None, workers: int, queue: str) -> list[Supervised]:
-    """The workers of `worker_layout`, not started yet; says what it chose for --gpus."""
+    """The training workers of `worker_layout`, not started yet; says what it chose for
+    --gpus."""
     layout, said = worker_layout(gpus, workers)
     if said:
         typer.echo(said)
-    return [Supervised(name, worker_command(queue, name), env=env or None) for name, env in layout]
+    training = lane_env(Lane.TRAINING)
+    return [
+        Supervised(name, worker_command(queue, name), env=training | env) for name, env in layout
+    ]
+
+
+def cpu_lane_service(settings: Settings) -> Supervised:
+    """The CPU lane's worker, not started yet: data set imports and "evaluate now" on its
+    own queue, so they never wait behind training; it imports no TensorFlow and sees no
+    GPU, so it starts in a moment and takes little memory."""
+    worker = lane_worker(Lane.CPU, settings=settings)
+    return Supervised(CPU_LANE_NAME, worker.command, env=worker.env)
 
 
 def supervise(services: list[Supervised], up: str, grace: float | None = None) -> None:

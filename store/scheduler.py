@@ -29,6 +29,7 @@ which hands it back to the queue with its checkpoint; it resumes later from ther
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -364,7 +365,12 @@ def plan(
     what is left out); a queued run of unknown length ends when it starts, for the same
     reason. `parents_running`: parent run id -> seconds until it ends (None: unknown), for
     parents that are running now; a child waits for its parent's end, queued parents
-    included (their end is planned here)."""
+    included (their end is planned here).
+
+    The queued runs are kept in groups of one owner and one need (GPU, GPU memory, kind),
+    each in the rule's order within one owner (priority, queued_at, id): a free worker
+    compares the first ready run of each group it can take, so a plan costs about runs x
+    groups, not runs squared (10,000 queued runs: the panel answers in well under a second)."""
     shares = Shares(dict(shares.running), dict(shares.last_start))
     base = now.timestamp()
     # (when, tie-break, whose) of runs running in the plan: the tie-break keeps two ends at
@@ -380,25 +386,22 @@ def plan(
     for number, run in enumerate(busy):
         heapq.heappush(ends, (_seconds(run.left), -1 - number, run.owner))
     parent_end: dict[int, float | None] = dict(parents_running or {})
-    left_over = list(waiting)
+    groups = _groups(waiting)
     unplaced = {run.id for run in waiting}  # a child waits for a parent still in the queue
     placed: list[Placement] = []
     place = 0
-    while free and left_over:
+    while free and unplaced:
         at, index, slot = heapq.heappop(free)
         while ends and ends[0][0] <= at:
             shares.finished(heapq.heappop(ends)[2])
-        ready = [
-            run
-            for run in left_over
-            if slot.capacity.takes(run.needs_gpu, run.min_gpu_memory_mb, run.kind)
-            and _parent_done(run, parent_end, unplaced, at)
-        ]
-        if not ready:
+        takes = [g for g in groups if slot.capacity.takes(*g.need)]
+        heads = [h for g in takes if (h := g.first(unplaced, parent_end, at)) is not None]
+        if not heads:
             later = [
                 end
-                for run in left_over
-                if slot.capacity.takes(run.needs_gpu, run.min_gpu_memory_mb, run.kind)
+                for g in takes
+                for run in g.runs
+                if run.id in unplaced
                 and run.parent_id is not None
                 and (end := parent_end.get(run.parent_id)) is not None
                 and end > at
@@ -407,7 +410,7 @@ def plan(
                 heapq.heappush(free, (min(later), index, slot))
             continue  # nothing this worker can ever take: it leaves the plan
         best = min(
-            ready,
+            heads,
             key=lambda run: rank(
                 priority=run.priority,
                 owner=run.owner,
@@ -416,7 +419,6 @@ def plan(
                 shares=shares,
             ),
         )
-        left_over.remove(best)
         unplaced.discard(best.id)
         place += 1
         length = best.estimate
@@ -430,8 +432,49 @@ def plan(
             Placement(best.id, place, slot.name, at, finish if length is not None else None)
         )
         heapq.heappush(free, (finish, index, slot))
-    placed += [Placement(run.id, None, None, None, None) for run in left_over]
+    placed += [Placement(run.id, None, None, None, None) for run in waiting if run.id in unplaced]
     return placed
+
+
+@dataclass
+class _Group:
+    """Queued runs of one owner and one need, in the rule's order within an owner."""
+
+    need: tuple[bool, int | None, str | None]  # (needs_gpu, min_gpu_memory_mb, kind)
+    runs: list[Waiting]
+    start: int = 0  # runs before it are placed
+
+    def first(
+        self, unplaced: set[int], parent_end: dict[int, float | None], at: float
+    ) -> Waiting | None:
+        """Its first run still waiting whose parent is done by `at`."""
+        while self.start < len(self.runs) and self.runs[self.start].id not in unplaced:
+            self.start += 1
+        for run in itertools.islice(self.runs, self.start, None):
+            if run.id in unplaced and _parent_done(run, parent_end, unplaced, at):
+                return run
+        return None
+
+
+def _groups(waiting: Sequence[Waiting]) -> list[_Group]:
+    by_key: dict[tuple[Owner, bool, int | None, str | None], list[Waiting]] = {}
+    for run in waiting:
+        key = (run.owner, run.needs_gpu, run.min_gpu_memory_mb, run.kind)
+        by_key.setdefault(key, []).append(run)
+    return [
+        _Group(
+            (key[1], key[2], key[3]),
+            sorted(
+                runs,
+                key=lambda r: (
+                    -r.priority,
+                    aware(r.queued_at).timestamp() if r.queued_at is not None else NEVER,
+                    r.id,
+                ),
+            ),
+        )
+        for key, runs in by_key.items()
+    ]
 
 
 def _seconds(left: float | None) -> float:

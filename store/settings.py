@@ -39,10 +39,11 @@ class Settings(BaseSettings):
         description="Any Celery broker URL; overrides redis_url",
     )
     queue: str = Field("gpu", description="Celery queue the training jobs go to")
-    cpu_queue: str = Field(
-        "cpu",
+    cpu_queue: str | None = Field(
+        None,
         description='Celery queue of the CPU lane (data set imports, "evaluate now"): its '
-        "workers never wait behind training",
+        "workers never wait behind training. Default: STACKLAB_QUEUE followed by -cpu "
+        "(gpu-cpu), so two stacklabs sharing a broker keep their lanes apart",
     )
     token: str | None = Field(
         None,

@@ -11,13 +11,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cli.processes import CPU_LANE_NAME
+from jobspec.scheduling import Lane
+from store.settings import Settings
 from tests.stack import REPO_ROOT, scaled
+from worker import device
 
 yaml = pytest.importorskip("yaml")
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-APP_SERVICES = ("web", "worker")
+APP_SERVICES = ("web", "worker", "cpu-worker")
 
 
 def load(text: str | None = None) -> dict:
@@ -57,6 +61,49 @@ def test_worker_reserves_one_nvidia_gpu_and_serves_the_gpu_queue(compose):
     assert command[:3] == ["celery", "-A", "worker.celery_app"]
     assert command[command.index("-Q") + 1] == "gpu"
     assert "--concurrency=1" in command
+
+
+def default(name: str) -> object:
+    return Settings.model_fields[name].default
+
+
+def test_the_training_worker_is_on_the_training_lane(compose):
+    worker = compose["services"]["worker"]
+    assert worker["environment"][device.LANE_VARIABLE] == Lane.TRAINING.value
+    command = words(worker["command"])
+    assert command[command.index("-Q") + 1] == default("queue")
+
+
+def test_cpu_worker_serves_the_cpu_lane_queue_without_a_gpu(compose):
+    services = compose["services"]
+    cpu, worker = services["cpu-worker"], services["worker"]
+    assert "deploy" not in cpu, "the CPU lane reserves no GPU"
+    env = cpu["environment"]
+    assert env[device.LANE_VARIABLE] == Lane.CPU.value
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env[device.NAME_VARIABLE] == CPU_LANE_NAME
+    command = words(cpu["command"])
+    assert command[:3] == ["celery", "-A", "worker.celery_app"]
+    # STACKLAB_CPU_QUEUE's default: the training queue's name followed by -cpu
+    cpu_queue = Settings(queue=default("queue")).cpu_lane_queue
+    assert command[command.index("-Q") + 1] == cpu_queue != default("queue")
+    assert "--concurrency=1" in command
+    assert command[command.index("-n") + 1].startswith(f"{CPU_LANE_NAME}@")
+    # The CPU image, and the GPU workers' pattern otherwise: the store, broker, volume,
+    # start order, restarts and stop grace.
+    assert cpu["image"] == services["web"]["image"] != worker["image"]
+    assert cpu["build"] == services["web"]["build"]
+    for key in ("volumes", "depends_on", "restart", "stop_grace_period"):
+        assert cpu[key] == worker[key], key
+    assert {k: v for k, v in env.items() if not k.startswith(("STACKLAB_WORKER", "CUDA"))} == {
+        k: v for k, v in worker["environment"].items() if not k.startswith("STACKLAB_WORKER")
+    }
+
+
+def test_redis_and_postgres_are_not_published_to_the_network(compose):
+    """Other machines reach them through a firewall rule, a tunnel or a VPN that the
+    operator sets up (docs/multi-machine.md), never through a port compose opens to all."""
+    for name in ("redis", "postgres"):
+        assert "ports" not in compose["services"][name], name
 
 
 def test_worker_gets_time_to_hand_its_run_back_on_docker_stop(compose):

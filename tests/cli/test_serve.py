@@ -1,5 +1,6 @@
 """`stacklab serve` keeps its processes up: a killed worker is started again, the web app
-keeps answering, and SIGTERM still stops everything."""
+keeps answering, and SIGTERM still stops everything. Beside its training worker it runs one
+CPU lane worker (imports, "evaluate now"), which a training worker's death leaves alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.processes import CPU_LANE_NAME, LANE_VARIABLE
 from tests.stack import REPO_ROOT, STACK_VARS, free_port, scaled, wait_for
 from tests.stack import pool_children as children
 
@@ -25,9 +27,23 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def celery_main(serve_pid: int) -> int | None:
-    found = [p for p in children(serve_pid) if " celery " in f" {cmdline(p)} "]
-    return found[0] if found else None
+def celery_workers(serve_pid: int) -> dict[str, int]:
+    """serve's Celery worker processes by name (`-n NAME@%h`)."""
+    found = {}
+    for pid in children(serve_pid):
+        words = cmdline(pid).split()
+        if "celery" in words and "-n" in words:
+            found[words[words.index("-n") + 1].split("@")[0]] = pid
+    return found
+
+
+def celery_main(serve_pid: int, name: str = "worker1") -> int | None:
+    return celery_workers(serve_pid).get(name)
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 def answers(port: int) -> bool:
@@ -63,6 +79,12 @@ def test_serve_restarts_a_killed_worker_and_stops_cleanly(tmp_path):
     try:
         wait_for(lambda: answers(port), timeout=120, what="the web app", every=0.5)
         first = wait_for(lambda: celery_main(serve.pid), timeout=60, what="the worker")
+        cpu_lane = wait_for(
+            lambda: celery_main(serve.pid, CPU_LANE_NAME), timeout=60, what="the CPU lane worker"
+        )
+        assert set(celery_workers(serve.pid)) == {"worker1", CPU_LANE_NAME}
+        assert environ(cpu_lane)[LANE_VARIABLE] == "cpu"
+        assert environ(first)[LANE_VARIABLE] == "training"
         wait_for(lambda: children(first), timeout=120, what="the worker's pool child")
         os.kill(first, signal.SIGKILL)
 
@@ -77,6 +99,7 @@ def test_serve_restarts_a_killed_worker_and_stops_cleanly(tmp_path):
         wait_for(lambda: children(second), timeout=120, what="the new worker's pool child")
         assert celery_main(serve.pid) == second
         assert log_path.read_text().count("restarting it") == 1
+        assert celery_main(serve.pid, CPU_LANE_NAME) == cpu_lane  # untouched
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
