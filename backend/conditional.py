@@ -9,7 +9,9 @@ The validator is what the answer is computed from, never the answer itself:
   latest times over all runs, the last metric row id and the workers' last beat, plus a
   30-second slot of the database's clock (read in the same query: the clock that stamped
   those times), because queue ETAs and "worker online" move with the clock and a rename
-  changes no timestamp: a concurrently open page is at most 30 s behind an edit.
+  changes no timestamp: a concurrently open page is at most 30 s behind an edit. While
+  workers are listed, a heartbeat-long slot too, so a worker gone silent (two heartbeats)
+  shows within a heartbeat more; a running run's own state has the same slot.
 
 Polls are answered before FastAPI routes them (`PollShortcut`, pure ASGI, inside the
 access check): 304 when unchanged, else the answer already made for that ETag (`Answers`),
@@ -37,6 +39,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.deps import SessionDep
+from jobspec.status import RunStatus
 from store import clock
 from store.db import session_scope
 from store.runs.models import Metric, Run, RunSample, TuneTrial
@@ -50,13 +53,27 @@ MAX_ID = 2**63 - 1  # a larger id is no run: the route answers it (404)
 
 
 def run_state(session: Session, run_id: int) -> tuple:
-    """The run's stored row and its last metric and sample row ids, in one query."""
+    """The run's stored row and its last metric and sample row ids, in one query; while it
+    runs, a heartbeat-long slot of the database's clock too (its "last heard" and whether
+    its worker went silent move with the clock, not with a write)."""
     last_metric = select(func.max(Metric.id)).where(Metric.run_id == run_id).scalar_subquery()
     last_sample = select(func.max(RunSample.id)).where(RunSample.run_id == run_id).scalar_subquery()
     row = session.execute(
-        select(Run.__table__, last_metric, last_sample).where(Run.id == run_id)
+        select(Run.__table__, last_metric, last_sample, clock.column(session)).where(
+            Run.id == run_id
+        )
     ).first()
-    return tuple(row) if row else ()
+    if not row:
+        return ()
+    *state, db_now = row
+    if row.status != RunStatus.RUNNING:
+        return tuple(state)
+    return (*state, _beat_slot(db_now))
+
+
+def _beat_slot(db_now) -> int:
+    """A slot of the database's clock one heartbeat long (STACKLAB_HEARTBEAT_SECONDS)."""
+    return int(clock.at(db_now).timestamp() // get_settings().heartbeat_seconds)
 
 
 def study_state(session: Session, run_id: int) -> tuple:
@@ -81,6 +98,8 @@ def runs_state(session: Session) -> tuple:
             func.sum(func.length(r.status) + func.length(r.name)),
             func.count(case((r.archived, 1))),
             func.count(case((r.cancel_requested, 1))),
+            func.sum(r.priority),  # a priority change reorders the queue, stamping nothing
+            func.count(r.set_aside_for),
             select(func.max(Metric.id)).scalar_subquery(),
             select(func.max(WorkerRecord.last_seen)).scalar_subquery(),
             select(func.count()).select_from(WorkerRecord).scalar_subquery(),
@@ -88,7 +107,9 @@ def runs_state(session: Session) -> tuple:
         )
     ).one()
     *state, db_now = row
-    return (*state, int(clock.at(db_now).timestamp() // CLOCK_SLOT_SECONDS))
+    workers = state[-1]  # while workers are listed, their "last heard" and silence move
+    beat = _beat_slot(db_now) if workers else 0  # with the clock: a heartbeat-long slot
+    return (*state, beat, int(clock.at(db_now).timestamp() // CLOCK_SLOT_SECONDS))
 
 
 def etag(request: Request, state: tuple) -> str:

@@ -124,9 +124,7 @@ def plotly_js(request: Request) -> Response:
     return FileResponse(plotly_js_path(), media_type="text/javascript", headers=headers)
 
 
-def render(
-    request: Request, template: str, status_code: int = 200, **context: Any
-) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A page from templates/, with the request in its context."""
     context.setdefault("status_code", status_code)
     # The guard (backend/security.py) sets these; the header's sign-out form needs them.

@@ -69,6 +69,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from jobspec.scheduling import Lane  # noqa: E402
 from jobspec.status import AttemptOutcome, ImportState, RunStatus  # noqa: E402
 from tests.chaos import TcpProxy  # noqa: E402
 from tests.fault_switch.sitecustomize import fill_free_pages, free_pages_again  # noqa: E402
@@ -174,6 +175,7 @@ class Slot:
     generation: int = 0
     proc: Any = None
     offset: float = 0.0
+    lane: Lane = Lane.TRAINING
 
 
 class Stack:
@@ -213,6 +215,7 @@ class Stack:
         self.engine = sa.create_engine(self.direct_url)
         self.web: Web | None = None
         self.slots = [Slot(f"w{i + 1}") for i in range(args.workers)]
+        self.slots.append(Slot("cpu", lane=Lane.CPU))  # imports: the CPU lane, killed too
         self.procs: list[Any] = []  # every worker main ever started
         self.pids: dict[int, dict] = {}  # pid -> {slot, role, main, offset}
         self.lock = threading.Lock()
@@ -249,7 +252,7 @@ class Stack:
         env = {**self.env}
         if offset:
             env[OFFSET_VAR] = f"{offset:g}"
-        proc = Workers(env, self.logs).start(f"{slot.name}g{slot.generation}")
+        proc = Workers(env, self.logs).start(f"{slot.name}g{slot.generation}", slot.lane)
         slot.proc = proc
         with self.lock:
             self.procs.append(proc)

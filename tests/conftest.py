@@ -19,37 +19,60 @@ os.environ.setdefault("STACKLAB_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,
 pytest_plugins = ["tests.fixtures.app"]
 
 
-# The longest modules (real training, real workers, browsers; `--durations` on 2 cores),
-# handed out first: pytest-xdist's `--dist loadfile` gives modules to its processes in
-# collection order (scripts/test turns off its most-tests-first reordering), so a long
-# module collected last ran alone at the end while the other process sat idle. Only the
-# order of whole modules changes; no test depends on it.
+# The longest modules (real training, real workers, browsers; by their `--durations`
+# totals on 2 cores, longest first), handed out first: pytest-xdist's `--dist loadfile`
+# gives modules to its processes in collection order (scripts/test turns off its
+# most-tests-first reordering), so a long module collected last ran alone at the end while
+# the other process sat idle. Only the order of whole modules changes; no test depends on
+# it. The scheduler's modules (issue 21) are placed by what they start, not yet measured.
 LONGEST_FIRST = (
     "tests/test_bench_chaos.py",
-    "tests/queue/test_ablations_real_cifar.py",
-    "tests/browser/test_ablation.py",
-    "tests/queue/test_faults.py",
-    "tests/queue/test_shutdown.py",
-    "tests/queue/test_queue.py",
-    "tests/browser/test_forms.py",
-    "tests/browser/test_dashboard.py",
-    "tests/queue/test_worker_memory.py",
-    "tests/queue/test_hostile_imports.py",
     "tests/ml/test_jobs.py",
-    "tests/ml/test_resume.py",
-    "tests/ml/test_splits.py",
-    "tests/test_kind_contract.py",
-    "tests/cli/test_serve.py",
-    "tests/cli/test_serve_once.py",
+    "tests/browser/test_forms.py",
+    "tests/queue/test_shutdown.py",
     "tests/queue/test_one_clock.py",
-    "tests/queue/test_full_disk.py",
-    "tests/cli/test_serve_stop.py",
-    "tests/store/test_status_races.py",
-    "tests/store/test_slow_writes.py",
-    "tests/api/test_fuzz_schema.py",
-    "tests/api/test_fuzz_stateful.py",
+    "tests/ml/test_splits.py",
     "tests/web/test_bounded_lists.py",
+    "tests/cli/test_serve_stop.py",
+    "tests/queue/test_full_disk.py",
+    "tests/ml/test_resume.py",
+    "tests/cli/test_serve_once.py",
+    "tests/api/test_fuzz_schema.py",
+    "tests/queue/test_worker_memory.py",
+    "tests/cli/test_cli.py",
+    "tests/queue/test_faults.py",
+    "tests/queue/test_hostile_imports.py",
+    "tests/queue/test_queue.py",
+    "tests/queue/test_ablations_real_cifar.py",
+    "tests/queue/test_scheduler_worker.py",
+    "tests/queue/test_preemption.py",
+    "tests/queue/test_scheduler_order.py",
+    "tests/test_bench_scheduler.py",
+    "tests/cli/test_second_machine.py",
+    "tests/test_kind_contract.py",
+    "tests/ml/test_pause.py",
+    "tests/ml/test_purity_and_config.py",
+    "tests/api/test_security.py",
+    "tests/browser/test_ablation.py",
+    "tests/ml/test_finetune_summary.py",
+    "tests/ml/test_augment.py",
+    "tests/browser/test_hardening.py",
+    "tests/browser/test_dashboard.py",
+    "tests/browser/test_scheduler.py",
     "tests/web/test_streaming_exports.py",
+    "tests/ml/test_quick_runs.py",
+    "tests/browser/test_charts_compare.py",
+    "tests/browser/test_report.py",
+    "tests/ml/test_decoder_output.py",
+    "tests/ml/test_gpu_throughput_bench.py",
+    "tests/test_bench_hostile.py",
+    "tests/api/test_fuzz_stateful.py",
+    "tests/ml/test_worker_memory_leak.py",
+    "tests/ml/test_output_budgets.py",
+    "tests/queue/test_evaluate_now.py",
+    "tests/store/test_slow_writes.py",
+    "tests/cli/test_serve.py",
+    "tests/store/test_status_races.py",
 )
 
 

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from cli.processes import web_command, worker_command
+from jobspec.scheduling import Lane
 from worker import system_metrics
+from worker.device import LANE_VARIABLE, NAME_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +58,7 @@ STACK_VARS = (
     "DATABASE_URL",
     "REDIS_URL",
     "STACKLAB_QUEUE",
+    "STACKLAB_CPU_QUEUE",
     "STACKLAB_TOKEN",
     *FAST,
 )
@@ -165,13 +168,19 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str) -> subprocess.Popen:
-        """A prefork worker with one child, on the environment's queue; logs to <name>.log."""
+    def start(self, name: str, lane: Lane = Lane.TRAINING) -> subprocess.Popen:
+        """A prefork worker with one child, on its lane's queue (the environment's
+        STACKLAB_QUEUE, or the CPU lane's beside it); logs to <name>.log."""
+        queue = self.env["STACKLAB_QUEUE"]
+        env = {**self.env, LANE_VARIABLE: lane.value}
+        if lane is Lane.CPU:
+            queue = self.env.get("STACKLAB_CPU_QUEUE") or f"{queue}-cpu"
+            env |= {"CUDA_VISIBLE_DEVICES": "", NAME_VARIABLE: name}
         with (self.log_dir / f"{name}.log").open("w") as log:
             proc = subprocess.Popen(
-                worker_command(self.env["STACKLAB_QUEUE"], name),
+                worker_command(queue, name),
                 cwd=REPO_ROOT,
-                env=self.env,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so it can be killed whole

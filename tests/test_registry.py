@@ -57,7 +57,7 @@ class FakeBroker:
     def __init__(self):
         self.sent: list[tuple[str, list]] = []
 
-    def send_task(self, name, args):
+    def send_task(self, name, args, queue=None):
         self.sent.append((name, args))
         return SimpleNamespace(id=f"task-{len(self.sent)}")
 

@@ -1,7 +1,9 @@
-"""The GPU worker's Celery app: `celery -A worker.celery_app worker`.
+"""The worker's Celery app: `celery -A worker.celery_app worker`.
 
 TensorFlow is not fork-safe, so it is imported in the pool child that runs the tasks
-(worker_process_init), once per child, never in the parent that forks.
+(worker_process_init), once per child, never in the parent that forks. A CPU-lane worker
+(STACKLAB_WORKER_LANE=cpu: imports, "evaluate now") hides the GPUs and does not import it
+at start at all.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from store.db import get_engine, reset_caches, upgrade_schema
 from store.queue import configure
 from store.settings import get_settings
-from worker import device, liveness
+from worker import device, liveness, runner
 
 log = logging.getLogger(__name__)
 
+device.hide_gpus_on_cpu_lane()  # before anything imports TensorFlow, here or in a child
 app = configure(Celery("stacklab", include=["worker.tasks"]), get_settings())
 
 
@@ -27,10 +30,17 @@ def _warm_up_child(**_kwargs: object) -> None:
     get_engine().dispose(close=False)
     reset_caches()
 
-    device.prepare()  # imports TensorFlow/Keras once, sets GPU memory growth
-    # Reports in, reaps dead workers' runs and re-sends lost messages, even while idle.
-    liveness.start_upkeep(worker=device.worker_name(), device=device.describe())
-    log.info("stacklab worker child ready on %s", device.describe())
+    device.prepare()  # imports TensorFlow/Keras once (not on the CPU lane), GPU growth
+    capacity = runner.capacity()
+    # Reports in, reaps dead workers' runs, sets runs aside and re-sends lost messages,
+    # even while idle.
+    liveness.start_upkeep(
+        worker=device.worker_name(),
+        device=device.describe(),
+        lane=capacity.lane,
+        gpu_memory_mb=capacity.gpu_memory_mb,
+    )
+    log.info("stacklab worker child ready on %s (%s)", device.describe(), capacity.lane.label)
 
 
 @worker_ready.connect

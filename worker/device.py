@@ -1,7 +1,8 @@
 """What this worker computes on, and the one-time framework import.
 
 GPU detection for `stacklab serve --gpus` asks `nvidia-smi -L`, never TensorFlow: the
-process that starts workers (and Celery's main process) must not import it.
+process that starts workers (and Celery's main process) must not import it. A CPU-lane
+worker (imports, "evaluate now") never imports it at start and sees no GPU.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import subprocess
 import sys
 from functools import lru_cache
 
+from jobspec.scheduling import Lane
+
 # Set by `stacklab serve --gpus` / `stacklab worker --gpu N` (e.g. "gpu0"): the worker's
 # name in the queue panel starts with it.
 NAME_VARIABLE = "STACKLAB_WORKER_NAME"
+# The worker's lane ("training", the default, or "cpu"): which work it claims and reports.
+LANE_VARIABLE = "STACKLAB_WORKER_LANE"
 _GPU_LINE = re.compile(r"^GPU (\d+):", re.MULTILINE)
 
 
@@ -62,8 +67,30 @@ def gpu_env(index: str | None) -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": index, NAME_VARIABLE: f"gpu{index}"}
 
 
+def lane() -> Lane:
+    """This worker's lane, from STACKLAB_WORKER_LANE (default: training); ValueError
+    naming the lanes for anything else."""
+    value = os.environ.get(LANE_VARIABLE, "").strip().lower() or Lane.TRAINING.value
+    try:
+        return Lane(value)
+    except ValueError:
+        known = ", ".join(lane.value for lane in Lane)
+        raise ValueError(f"{LANE_VARIABLE}={value!r}: expected one of {known}") from None
+
+
+def hide_gpus_on_cpu_lane() -> None:
+    """A CPU-lane worker sees no GPU: set before anything could import TensorFlow (the
+    Celery main process, so its pool children inherit it)."""
+    if lane() is Lane.CPU:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 def prepare() -> None:
-    """Import Keras (and its backend) once; let TensorFlow grow GPU memory as needed."""
+    """Import Keras (and its backend) once; let TensorFlow grow GPU memory as needed. A
+    CPU-lane worker imports nothing here: "evaluate now" loads Keras on first use."""
+    if lane() is Lane.CPU:
+        hide_gpus_on_cpu_lane()
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -78,7 +105,9 @@ def prepare() -> None:
 
 @lru_cache
 def describe() -> str:
-    """e.g. "GPU:0 NVIDIA H200" or "CPU (16 cores)"."""
+    """e.g. "GPU:0 NVIDIA H200" or "CPU (16 cores)" (a CPU-lane worker: without Keras)."""
+    if lane() is Lane.CPU:
+        return f"CPU ({os.cpu_count()} cores)"
     import keras
 
     if keras.backend.backend() == "tensorflow":
@@ -93,6 +122,35 @@ def describe() -> str:
                 f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else ""
             )
     return f"CPU ({os.cpu_count()} cores)"
+
+
+def has_gpu() -> bool:
+    """Whether this worker trains on a GPU (the framework sees one): the pool child only."""
+    return describe().startswith("GPU")
+
+
+@lru_cache
+def gpu_memory_mb() -> int | None:
+    """Total memory of the GPU this worker trains on, in MB, as `nvidia-smi` reports it
+    for the first device CUDA_VISIBLE_DEVICES leaves visible; None without one (a
+    CPU-lane worker, no driver, or devices hidden)."""
+    if lane() is Lane.CPU:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    first = (visible.split(",")[0].strip() if visible is not None else "0") or None
+    exe = shutil.which("nvidia-smi")
+    if exe is None or first is None or first.startswith("-"):
+        return None
+    query = [exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", first]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    try:
+        return int(float(lines[0])) if lines else None
+    except ValueError:  # "[N/A]" and the like
+        return None
 
 
 @lru_cache

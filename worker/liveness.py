@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 
+from jobspec.scheduling import Lane
 from store import queue
 from store.db import session_scope
 from store.runs.upkeep import Upkeep
@@ -35,8 +36,11 @@ def own_runs() -> frozenset[int]:
     return frozenset() if current_run is None else frozenset({current_run})
 
 
-def start_upkeep(*, worker: str, device: str) -> threading.Thread:
-    """In a worker's pool child: report in, reap and re-send, even when idle."""
+def start_upkeep(
+    *, worker: str, device: str, lane: Lane = Lane.TRAINING, gpu_memory_mb: int | None = None
+) -> threading.Thread:
+    """In a worker's pool child: report in (with its lane and GPU memory, which the
+    scheduler's preemption reads), reap, set aside and re-send, even when idle."""
     settings = get_settings()
     upkeep = Upkeep(
         session_scope=session_scope, send=queue.enqueue, settings=settings, own_runs=own_runs
@@ -53,6 +57,8 @@ def start_upkeep(*, worker: str, device: str) -> threading.Thread:
                         device=device,
                         current_run_id=None,
                         idle_only=True,
+                        lane=lane,
+                        gpu_memory_mb=gpu_memory_mb,
                     )
                 upkeep.round()
             except Exception as err:  # the store may be restarting; try again next round

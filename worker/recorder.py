@@ -12,6 +12,9 @@ the data, not liveness.
 A store outage only delays the writes: they stay buffered and are retried with backoff while
 training goes on. A refused write or beat (another attempt owns the run now) stops the job
 at its next batch. Samples are time series (store.runs.samples), never written as epochs.
+Each beat also reads whether the scheduler asked the run to step aside for a run of higher
+priority (store.scheduler.set_aside_request): the job then pauses after its next
+checkpoint (`should_pause`), and the runner hands the run back to the queue.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from jobspec.scheduling import Lane
+from store import scheduler
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
 from store.errors import AttemptSuperseded
@@ -160,14 +165,22 @@ class StoreRecorder(Reporter):
         device: str = "",
         stage_plan: dict[str, int] | None = None,
         draining: threading.Event | None = None,
+        lane: Lane = Lane.TRAINING,
+        gpu_memory_mb: int | None = None,
     ) -> None:
         self.run_id, self.attempt = run_id, attempt
         self.settings, self.worker, self.device = settings, worker, device
+        self.lane, self.gpu_memory_mb = lane, gpu_memory_mb
         self.stage_plan = stage_plan or {}  # stage -> epochs, for an ETA across stages
         self.draining = draining or threading.Event()
         self.stages: dict[str, dict] = {}
         self.stop_reason: str | None = None  # cancel | superseded | store-error
         self.store_error: BaseException | None = None
+        # What the last beat read: the run is asked to step aside (None: it is not).
+        self.set_aside: scheduler.SetAside | None = None
+        # The request the job honoured when it paused (None: it did not pause).
+        self.paused: scheduler.SetAside | None = None
+        self.last_checkpoint: tuple[str, int] | None = None  # (stage, epoch) handed over
         self.write_lock = threading.Lock()
         # Held across a whole flush (take, write, commit or merge back): the final write's
         # take_pending waits for a flush in flight, or both would store the same file.
@@ -222,6 +235,7 @@ class StoreRecorder(Reporter):
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         with self.write_lock:
             self._pending.checkpoint = checkpoint
+            self.last_checkpoint = (checkpoint.stage, checkpoint.epoch)
         self._wake.set()  # the epoch's metrics and checkpoint go out together
 
     def stage_ended(self, stage: str, summary: dict) -> None:
@@ -242,6 +256,14 @@ class StoreRecorder(Reporter):
 
     def should_stop(self) -> bool:
         return self.stop_reason is not None or self.draining.is_set()
+
+    def should_pause(self) -> bool:
+        """The run is asked to step aside: the checkpoint just handed over is where it
+        resumes (a pause is never a stop: cancels and refusals are should_stop's)."""
+        asked = self.set_aside
+        if asked is not None and self.paused is None and self.last_checkpoint is not None:
+            self.paused = asked
+        return self.paused is not None
 
     # --- the link: a flush thread (data) and a beat thread (liveness) ---
 
@@ -315,12 +337,16 @@ class StoreRecorder(Reporter):
                 cancel = attempts.beat(
                     session=session, run_id=self.run_id, attempt=self.attempt, progress=progress
                 )
+                set_aside = scheduler.set_aside_request(session, self.run_id)
         except BaseException:
             if self._progress is None:
                 self._progress = progress
             raise
         if cancel and self.stop_reason is None:
             self.stop_reason = "cancel"
+        if set_aside != self.set_aside:
+            log.info("run %s: %s", self.run_id, _asked(set_aside))
+        self.set_aside = set_aside
         if time.monotonic() - self._reported >= self.settings.heartbeat_seconds:
             self._reported = time.monotonic()
             self._report_worker(current=self.run_id)
@@ -334,9 +360,20 @@ class StoreRecorder(Reporter):
                     host=platform.node(),
                     device=self.device,
                     current_run_id=current,
+                    lane=self.lane,
+                    gpu_memory_mb=self.gpu_memory_mb,
                 )
-        except Exception as err:  # the worker list is cosmetic; the run's beat is what counts
+        except Exception as err:  # the next beat reports again; the run's beat is what counts
             log.debug("worker report failed: %s", err)
+
+
+def _asked(request: scheduler.SetAside | None) -> str:
+    if request is None:
+        return "no longer asked to step aside"
+    return (
+        f"asked to step aside for run #{request.for_run_id} (priority {request.for_priority}) "
+        "at its next epoch boundary"
+    )
 
 
 class _Retry:

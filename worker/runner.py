@@ -1,8 +1,13 @@
-"""Run one stored run: claim an attempt, fetch its inputs, call the training core (resuming
-from the run's checkpoint when it has one), store the outcome.
+"""Run the next stored run: claim what the scheduler says is next for this worker, fetch
+its inputs, call the training core (resuming from the run's checkpoint when it has one),
+store the outcome.
 
-Every store write of the attempt is fenced (store.runs.attempts); the final write (files,
-result, status) is retried through store outages for final_write_timeout_seconds.
+The broker's message only wakes the worker: store.scheduler decides which run it takes
+(priority, fair share, age), among those its lane, GPU and installed kinds allow. Every
+store write of the attempt is fenced (store.runs.attempts); the final write (files, result,
+status) is retried through store outages for final_write_timeout_seconds. A run set aside
+for one of higher priority stops at an epoch boundary and goes back to the queue, keeping
+its place and its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
-from jobspec.status import RunStatus
-from store import queue
+from jobspec.scheduling import Lane
+from jobspec.status import AttemptOutcome, RunStatus
+from store import queue, scheduler
 from store.artifacts import service as artifacts_service
 from store.db import is_transient, session_scope
 from store.errors import AttemptSuperseded, NotFound
@@ -36,6 +43,8 @@ from worker.recorder import StoreRecorder
 
 log = logging.getLogger(__name__)
 NOT_STORED = {"study.db"}
+NOTHING = "nothing to do"
+HANDED_BACK = "handed back"
 T = TypeVar("T")
 
 
@@ -43,12 +52,8 @@ class ParentUnusable(Exception):
     """The parent run ended without the outputs this run starts from."""
 
 
-class ParentNotReady(Exception):
-    """The parent run this run needs has not finished yet: try again later."""
-
-
 class StoreNotReady(Exception):
-    """The store could not be reached to claim the run: the task tries again later."""
+    """The store could not be reached to claim a run: the task tries again later."""
 
 
 class WorkerStopping(Exception):
@@ -69,24 +74,44 @@ class RunSpec:
     resume_from: ResumePoint | None
 
 
-def execute(run_id: int) -> str:
-    """Run it if it is still queued; returns how the attempt ended (or why it was skipped)."""
+@lru_cache
+def capacity() -> scheduler.Capacity:
+    """What this worker may claim: its lane (STACKLAB_WORKER_LANE), its GPU and that GPU's
+    memory, and the job kinds installed here. In the pool child (it asks the framework)."""
+    installed = frozenset(kinds.names())
+    if device.lane() is not Lane.TRAINING:
+        return scheduler.Capacity(device.lane(), kinds=installed)
+    gpu = device.has_gpu()
+    memory = device.gpu_memory_mb() if gpu else None
+    return scheduler.Capacity(Lane.TRAINING, gpu=gpu, gpu_memory_mb=memory, kinds=installed)
+
+
+def execute(hint: int) -> str:
+    """Woken by a message (`hint`: the run it was sent for, for the logs): claim the next
+    run the scheduler gives this worker and run it; returns how the attempt ended, or
+    NOTHING when there was nothing this worker may take."""
     if liveness.DRAINING.is_set():
         liveness.refuse_new_work()
-        raise WorkerStopping(f"not taking run {run_id}: this worker is stopping")
+        raise WorkerStopping(f"not taking work (woken for run {hint}): this worker is stopping")
+    mine = capacity()
+    if mine.lane is not Lane.TRAINING:  # an old run message on a CPU-lane worker
+        log.info("woken for run %s on the %s: it trains nothing", hint, mine.lane.label)
+        return NOTHING
     try:
-        claimed = _claim(run_id)
+        claimed = _claim(mine)
     except Exception as err:
-        if classify(err) is not None:  # unreachable, or it cannot write: the run stays queued
+        if classify(err) is not None:  # unreachable, or it cannot write: runs stay queued
             raise StoreNotReady(describe(err)) from err
         raise
-    if isinstance(claimed, str):
-        return claimed
+    if claimed is None:
+        log.info("woken for run %s: nothing queued for this worker", hint)
+        return NOTHING
     spec, checkpoint = claimed
     log.info(
-        "run %s: attempt %s%s",
+        "run %s: attempt %s (woken for run %s)%s",
         spec.id,
         spec.attempt,
+        hint,
         f", resuming after {spec.resume_from}" if spec.resume_from else "",
     )
     recorder = StoreRecorder(
@@ -97,34 +122,52 @@ def execute(run_id: int) -> str:
         device=device.describe(),
         stage_plan=_stage_plan(spec),
         draining=liveness.DRAINING,
+        lane=mine.lane,
+        gpu_memory_mb=mine.gpu_memory_mb,
     )
     liveness.current_run = spec.id
+    said: str | None = None
     try:
         with liveness.hand_back_on_sigterm(), recorder:
-            return _run_claimed(spec, checkpoint, recorder)
+            said = _run_claimed(spec, checkpoint, recorder)
+        return said
     finally:
         liveness.current_run = None
+        if said != HANDED_BACK:  # a hand-back sent its own wake
+            wake_next(mine)
 
 
-def _claim(run_id: int) -> tuple[RunSpec, bytes | None] | str:
+def wake_next(capacity: scheduler.Capacity) -> None:
+    """A run ended here: while something is queued that this worker could take, send one
+    wake so a free worker (maybe this one) claims it. A failed send is fine: the upkeep
+    re-sends what stays queued."""
+    try:
+        with session_scope() as session:
+            waiting = scheduler.next_for(session, capacity, limit=1)
+            kind = session.get_one(Run, waiting[0]).kind if waiting else None
+        if not waiting or kind is None:
+            return
+        task_id = queue.enqueue(kind, waiting[0])
+        with session_scope() as session:  # a message naming it went: no re-send needed
+            runs_service.mark_sent(session=session, run_id=waiting[0], task_id=task_id)
+    except Exception as err:
+        log.warning("could not wake a worker for the next run (%s); upkeep will", err)
+
+
+def _claim(capacity: scheduler.Capacity) -> tuple[RunSpec, bytes | None] | None:
     with session_scope() as session:
-        try:
-            run = runs_service.get_run(session, run_id)
-        except NotFound:
-            return "skipped: no such run"
-        if run.status != RunStatus.QUEUED or run.cancel_requested:
-            return f"skipped: {run.status}"
-        _check_parent(session, run)
-        claim = attempts.claim(
-            session=session,
-            run_id=run_id,
+        claimed = scheduler.claim_next(
+            session,
+            capacity,
             worker_host=device.worker_name(),
             device=device.describe(),
             versions=device.versions(),
         )
-        if claim is None:
-            return "skipped: taken or cancelled meanwhile"
-        checkpoint = checkpoints_service.load(session, run_id) if claim.resume_from else None
+        if claimed is None:
+            return None
+        run = runs_service.get_run(session, claimed.run_id)
+        claim = claimed.claim
+        checkpoint = checkpoints_service.load(session, run.id) if claim.resume_from else None
         spec = RunSpec(
             run.id,
             run.kind,
@@ -136,14 +179,6 @@ def _claim(run_id: int) -> tuple[RunSpec, bytes | None] | str:
             claim.resume_from,
         )
     return spec, checkpoint
-
-
-def _check_parent(session: Session, run: Run) -> None:
-    if run.parent_run_id is None:
-        return
-    parent = runs_service.get_run(session, run.parent_run_id)
-    if parent.status.is_active:
-        raise ParentNotReady(f"{parent.kind} run {parent.id} is {parent.status}")
 
 
 def _run_claimed(spec: RunSpec, checkpoint: bytes | None, recorder: StoreRecorder) -> str:
@@ -206,6 +241,13 @@ def _conclude(
         return _record_failure(spec, recorder, said, store_fault=True)
     if status == RunStatus.CANCELLED and reason != "cancel" and recorder.draining.is_set():
         return _hand_back(spec, recorder)
+    if status == RunStatus.CANCELLED and reason is None and recorder.paused is not None:
+        return _hand_back(
+            spec,
+            recorder,
+            reason=_set_aside_note(recorder),
+            outcome=AttemptOutcome.PREEMPTED,
+        )
     pending = recorder.take_pending()
     if status == RunStatus.SUCCEEDED:
         pending.checkpoint = None  # a finished run keeps no resume point: not streamed in
@@ -238,16 +280,29 @@ def _conclude(
     return status
 
 
+def _set_aside_note(recorder: StoreRecorder) -> str:
+    """e.g. "set aside for run #12 (priority 10) at ae02 epoch 4"."""
+    paused, where = recorder.paused, recorder.last_checkpoint
+    assert paused is not None
+    said = f"set aside for run #{paused.for_run_id} (priority {paused.for_priority})"
+    return f"{said} at {where[0]} epoch {where[1]}" if where else said
+
+
 def _hand_back(
     spec: RunSpec,
     recorder: StoreRecorder,
     *,
     reason: str = "its worker was told to stop",
     costs_retry: bool = False,
+    outcome: AttemptOutcome = AttemptOutcome.INTERRUPTED,
 ) -> str:
-    """The worker is stopping (or the job met a store outage): keep the last checkpoint, put
-    the run back in the queue (or, with a cancel pending, end it cancelled: nothing is
-    sent). costs_retry: the hand-back uses one of the run's automatic re-tries."""
+    """The worker is stopping (or the job met a store outage, or it was set aside for a run
+    of higher priority: outcome PREEMPTED, the run keeps its place): keep the last
+    checkpoint, put the run back in the queue and wake a worker (or, with a cancel pending,
+    end it cancelled: nothing is sent). costs_retry: the hand-back uses one of the run's
+    automatic re-tries."""
+    if outcome is AttemptOutcome.INTERRUPTED:
+        reason = f"{reason}; resumes from the last checkpoint"
     ended: list[RunStatus] = []
     _close_attempt(
         spec,
@@ -257,8 +312,9 @@ def _hand_back(
                 session=session,
                 run_id=spec.id,
                 attempt=spec.attempt,
-                reason=f"{reason}; resumes from the last checkpoint",
+                reason=reason,
                 costs_retry=costs_retry,
+                outcome=outcome,
             ).status
         ),
         what=f"handing run {spec.id} back",
@@ -273,7 +329,7 @@ def _hand_back(
     except Exception as err:  # the upkeep of any process re-sends it
         log.warning("run %s handed back but not re-sent (%s); upkeep will send it", spec.id, err)
     log.warning("run %s: handed back to the queue (%s)", spec.id, reason)
-    return "handed back"
+    return HANDED_BACK
 
 
 def _refused(err: BaseException) -> str:

@@ -1,5 +1,6 @@
-"""Celery tasks: one per registered job kind (named by the registry, taking a run id and
-handing it to the runner), the data set import, and "evaluate now" of a stopped finetune."""
+"""Celery tasks: one per registered job kind (named by the registry; its message, with a
+run id, only wakes the worker: the runner claims what the scheduler says is next), the
+data set import, and "evaluate now" of a stopped finetune."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from jobspec import kinds
 from store import queue
 from worker import evaluate_task, import_task
 from worker.celery_app import app
-from worker.runner import ParentNotReady, StoreNotReady, WorkerStopping, execute
+from worker.runner import StoreNotReady, WorkerStopping, execute
 
 RETRY = {
-    # A parent still training, or a store that blinked while claiming: try again later.
-    "autoretry_for": (ParentNotReady, StoreNotReady),
+    # A store that blinked while claiming: try again later.
+    "autoretry_for": (StoreNotReady,),
     "retry_backoff": 2,
     "retry_backoff_max": 30,
     "max_retries": None,
@@ -25,7 +26,7 @@ RETRY = {
 
 def _run(run_id: int) -> str:
     try:
-        return execute(run_id)
+        return execute(run_id)  # run_id: the run the message was sent for, a hint
     except WorkerStopping as err:  # back to the broker for another worker
         raise Reject(str(err), requeue=True) from err
 

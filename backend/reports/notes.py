@@ -16,6 +16,7 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from backend.reports.schemas import RunEdit
+from store.runs import launch as launcher
 from store.runs import limits
 from store.runs import service as runs_service
 from store.runs.models import Run
@@ -71,11 +72,19 @@ def check(edit: RunEdit) -> None:
     limits.check_labels(settings, name=edit.name, tags=edit.tags or [])
 
 
-def edit_run(*, session: Session, run_id: int, edit: RunEdit) -> Run:
-    """Change a run's notes, name or tags (only the fields sent); the rest stays as it is."""
+def edit_run(
+    *, session: Session, run_id: int, edit: RunEdit, requested_by: str | None = None
+) -> Run:
+    """Change a run's notes, name, tags or (queued only) priority: only the fields sent,
+    all or none (a refused priority changes nothing else); the rest stays as it is."""
     run = runs_service.get_run(session, run_id)
     check(edit)
     sent = edit.model_fields_set
+    reprioritised = False
+    if "priority" in sent and edit.priority is not None:  # first: a refusal changes nothing
+        reprioritised = True
+        limits.check_priority(get_settings(), edit.priority, requested_by)
+        run = runs_service.set_priority(session=session, run_id=run_id, priority=edit.priority)
     if "notes" in sent:
         run.notes = edit.notes or None
     if "name" in sent and edit.name is not None:
@@ -84,4 +93,6 @@ def edit_run(*, session: Session, run_id: int, edit: RunEdit) -> Run:
         run.tags = list(edit.tags)
     session.commit()
     session.refresh(run)
+    if reprioritised:
+        launcher.decide_set_asides()
     return run

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobspec.text import Notes, RunName, Tag
-from store.runs.schemas import RunRead
+from store.runs.schemas import PRIORITY_HELP, Priority, RunRead
 
 
 class RunEdit(BaseModel):
-    """Changes to a run's labels and notes; a field left out stays as it is."""
+    """Changes to a run's labels, notes and (while queued) priority; a field left out stays
+    as it is."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -18,6 +19,9 @@ class RunEdit(BaseModel):
     notes: Notes | None = Field(None, description="Markdown; null clears")
     name: RunName | None = Field(None, description="The run's name (not empty)")
     tags: list[Tag] | None = Field(None, max_length=1000)
+    priority: Priority | None = Field(
+        None, description=f"Only while the run is queued (else 409). {PRIORITY_HELP}"
+    )
 
     @field_validator("name")
     @classmethod

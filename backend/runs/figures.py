@@ -83,9 +83,7 @@ def curves_figure(
     return plotting.figure(data, layout)
 
 
-def _trace(
-    stage: str, name: str, xs: list[float], ys: list[float], index: int, trial: int
-) -> dict:
+def _trace(stage: str, name: str, xs: list[float], ys: list[float], index: int, trial: int) -> dict:
     found = metric(name)
     base, validation = name.removeprefix("val_"), found.validation
     if stage.startswith("trial-"):  # one hue per trial, validation dashed

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy.orm import Session
 
 from backend.datasets import listing
+from backend.deps import launched_by
 from jobspec import ablations, kind_names, kinds
 from jobspec.labels import label
 from jobspec.params import FinetuneConfig
+from jobspec.scheduling import PRIORITY_MAX, PRIORITY_MIN
 from store.runs import service as runs_service
 from store.runs.schemas import RunRead
 from store.settings import get_settings
@@ -242,6 +245,15 @@ def page(
         "prefill": prefill,
         "datasets": listing.page(session),
         "parents": [RunRead.model_validate(p) for p in parents],
+    }
+
+
+def priority(request: Request) -> dict:
+    """The priority field's bounds for whoever opens the form: the database's floor and
+    their token's ceiling (STACKLAB_MAX_PRIORITY / STACKLAB_PRIORITY_LIMITS)."""
+    return {
+        "priority_ceiling": get_settings().priority_ceiling(launched_by(request)),
+        "priority_range": (PRIORITY_MIN, PRIORITY_MAX),
     }
 
 

@@ -8,6 +8,7 @@ poll the JSON API and update them in place while runs progress.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -15,13 +16,24 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
 from backend.datasets import listing
-from backend.deps import SessionDep
+from backend.deps import SessionDep, launched_by
 from backend.formatting import flatten, readable
 from backend.reports import notes
-from backend.runs import bulk, detail, form, partial, queries, table_csv, views, welcome
+from backend.runs import (
+    bulk,
+    detail,
+    form,
+    liveness,
+    partial,
+    queries,
+    table_csv,
+    views,
+    welcome,
+)
 from backend.web import render
 from jobspec import kinds
-from jobspec.status import RunStatus
+from jobspec.scheduling import PRIORITY_MAX, PRIORITY_MIN
+from jobspec.status import AttemptOutcome, RunStatus
 from store import clock
 from store.artifacts import service as artifacts_service
 from store.artifacts.schemas import ArtifactRead
@@ -59,7 +71,7 @@ def runs_page(
     page = views.table(
         session, run_filter=run_filter, sort=sort, order=order, limit=PAGE_SIZE, offset=offset
     )
-    queue = queries.queue_panel(session, online_within=get_settings().stale_after_seconds)
+    queue = queries.queue_panel(session, online_within=liveness.listed_within())
     return render(
         request,
         "runs/list.html",
@@ -94,11 +106,12 @@ def run_page(request: Request, run_id: int, session: SessionDep):
     progress = views.progress_of(run)
     if run.status == RunStatus.SUCCEEDED:  # stopped early at epoch 10 of 15 is done, not 67%
         progress["fraction"] = 1.0
+    shown = liveness.read(session, run)  # with the one ETA and its worker's liveness
     return render(
         request,
         "runs/detail.html",
         nav="runs",
-        run=RunRead.model_validate(run),  # templates get plain objects, never ORM rows
+        run=shown,  # templates get plain objects, never ORM rows
         dataset=dataset,
         row=views.row_of(run, dataset.name, {}, clock.now(session)),
         progress=progress,
@@ -124,6 +137,8 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         **_readings(run, dataset, lineage),
         **partial.page_state(session, run),  # partial badge, weights warnings
         started=aware(run.started_at),
+        priority_ceiling=get_settings().priority_ceiling(launched_by(request)),
+        priority_range=(PRIORITY_MIN, PRIORITY_MAX),
     )
 
 
@@ -143,8 +158,20 @@ def _readings(run, dataset, lineage: dict) -> dict:
     }
 
 
+# A set-aside attempt's note names the run it stepped aside for: "... for run #12 (...".
+_FOR_RUN = re.compile(r"^(?P<before>.*?run )#(?P<id>\d+)(?P<after>.*)$", re.DOTALL)
+
+
 def _attempt_row(attempt) -> dict:
+    link = (
+        _FOR_RUN.match(attempt.note or "") if attempt.outcome == AttemptOutcome.PREEMPTED else None
+    )
     return {
+        "note_link": (
+            {"before": link["before"], "run_id": int(link["id"]), "after": link["after"]}
+            if link
+            else None
+        ),
         "number": attempt.number,
         "worker_host": attempt.worker_host,
         "started_at": aware(attempt.started_at).isoformat(),
@@ -174,10 +201,11 @@ def new_run_page(
         "tags": ", ".join(source.tags) if source else "",
         "dataset": listing.by_id(session, source.dataset_id).name if source else None,
         "parent": parent if parent is not None else (source.parent_run_id if source else None),
+        "priority": source.priority if source else 0,
     }
     source_read = RunRead.model_validate(source) if source else None
     context = form.page(session, kind=kind, values=values, prefill=prefill, source=source_read)
-    return render(request, "runs/new.html", nav="new", **context)
+    return render(request, "runs/new.html", nav="new", **context, **form.priority(request))
 
 
 # --- The first run, and the site's icon. ---

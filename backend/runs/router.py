@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend import api_errors, exports
+from backend.api_responses import Refusal
 from backend.conditional import fresh_run, fresh_runs
 from backend.deps import SessionDep, UserDep
 from backend.reports import errors, notes
 from backend.reports.schemas import RunEdit, RunEdited
-from backend.runs import bulk, detail, partial, queries, table_csv, views, welcome
+from backend.runs import bulk, detail, liveness, partial, queries, table_csv, views, welcome
+from jobspec.scheduling import PRIORITY_MAX, PRIORITY_MIN
 from store.artifacts import service as artifacts_service
 from store.db import session_scope
 from store.runs import ablations as ablation_launcher
@@ -20,15 +22,16 @@ from store.runs import launch as launcher
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.runs.schemas import (
+    PRIORITY_HELP,
     AblationCreate,
     AttemptRead,
     AugmentationStudyCreate,
+    RequeueBody,
     RunCreate,
     RunFilter,
     RunPage,
     RunRead,
 )
-from store.settings import get_settings
 
 router = APIRouter(tags=["runs"])
 # Launches are refused, naming the cause, while the store cannot write (a full disk).
@@ -85,7 +88,7 @@ def list_runs(
 def runs_table(
     session: SessionDep,
     run_filter: Annotated[RunFilter, Query()],
-    sort: Literal["created", "duration", "best", "name"] = "created",
+    sort: Literal["created", "duration", "best", "name", "priority"] = "created",
     order: Literal["asc", "desc"] = "desc",
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
@@ -102,7 +105,7 @@ def runs_table(
 def runs_table_csv(
     session: SessionDep,
     run_filter: Annotated[RunFilter, Query()],
-    sort: Literal["created", "duration", "best", "name"] = "created",
+    sort: Literal["created", "duration", "best", "name", "priority"] = "created",
     order: Literal["asc", "desc"] = "desc",
 ) -> Response:
     """Every run of the runs table (the same filters and order, not just one page) as CSV,
@@ -118,13 +121,14 @@ def runs_table_csv(
 @router.get("/queue", dependencies=[fresh_runs])
 def queue_panel(session: SessionDep) -> dict:
     """Workers online, running and queued runs, and when each queued run should start and end."""
-    return queries.queue_panel(session, online_within=get_settings().stale_after_seconds)
+    return queries.queue_panel(session, online_within=liveness.listed_within())
 
 
 @router.get("/runs/{run_id}", response_model=RunRead, dependencies=[fresh_run])
 def read_run(run_id: int, session: SessionDep):
-    """One run with its progress and result."""
-    return runs_service.get_run(session, run_id)
+    """One run with its progress and result; a running run's ETA and its worker's last
+    heartbeat (the same figures as the queue panel and the runs table)."""
+    return liveness.read(session, runs_service.get_run(session, run_id))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunRead)
@@ -137,10 +141,18 @@ def cancel_run(run_id: int, session: SessionDep):
 def requeue_run(
     run_id: int,
     session: SessionDep,
+    user: UserDep,
     fresh: bool = Query(False, description="Start over instead of resuming from the checkpoint"),
+    priority: int | None = Query(None, ge=PRIORITY_MIN, le=PRIORITY_MAX, description=PRIORITY_HELP),
+    body: RequeueBody | None = Body(None),
 ):
-    """Queue a failed or cancelled run again: it resumes from its last checkpoint."""
-    return launcher.requeue(session=session, run_id=run_id, fresh=fresh)
+    """Queue a failed or cancelled run again: it resumes from its last checkpoint. It keeps
+    its priority unless one is given (in the body or the query; the body's wins)."""
+    if body is not None and body.priority is not None:
+        priority = body.priority
+    return launcher.requeue(
+        session=session, run_id=run_id, fresh=fresh, priority=priority, requested_by=user
+    )
 
 
 @router.get("/runs/{run_id}/attempts", response_model=list[AttemptRead])
@@ -260,10 +272,18 @@ def run_metrics_json(run_id: int, session: SessionDep) -> dict:
 # --- Notes and labels, and looking at a finetune's errors (backend/reports). ---
 
 
-@router.patch("/runs/{run_id}", response_model=RunEdited)
-def edit_run(run_id: int, edit: RunEdit, session: SessionDep) -> dict:
-    """Change a run's notes (markdown), name or tags; fields left out stay as they are."""
-    run = notes.edit_run(session=session, run_id=run_id, edit=edit)
+@router.patch(
+    "/runs/{run_id}",
+    response_model=RunEdited,
+    responses={409: {"model": Refusal, "description": "A priority for a run no longer queued"}},
+)
+def edit_run(run_id: int, edit: RunEdit, session: SessionDep, user: UserDep) -> dict:
+    """Change a run's notes (markdown), name, tags or, while it is queued, its priority
+    (409 once it has started); fields left out stay as they are. All or nothing."""
+    try:
+        run = notes.edit_run(session=session, run_id=run_id, edit=edit, requested_by=user)
+    except runs_service.NotQueued as err:
+        raise HTTPException(409, detail=err.reason) from err
     return {**RunRead.model_validate(run).model_dump(), "notes_html": str(notes.render(run.notes))}
 
 

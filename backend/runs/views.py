@@ -16,6 +16,7 @@ from sqlalchemy import Row, Select, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from backend.runs import liveness
 from jobspec import kinds
 from jobspec.status import RunStatus
 from store import clock
@@ -26,7 +27,7 @@ from store.runs.schemas import RunFilter
 from store.timeutil import aware
 
 Cols = TypeVarTuple("Cols")  # a sorted select() returns what it selected
-SORTS = ("created", "duration", "best", "name")
+SORTS = ("created", "duration", "best", "name", "priority")
 
 # The columns a user may show or hide (the picker), in table order; the row's check box,
 # id, name and status always show. Jinja and static/js/runs_list.js draw each by its key.
@@ -41,6 +42,7 @@ COLUMNS = (
     {"key": "parent", "label": "Parent", "default": False},
     {"key": "group", "label": "Study / group", "default": False},
     {"key": "launched_by", "label": "Launched by", "default": False},
+    {"key": "priority", "label": "Priority", "default": True},
     {"key": "duration", "label": "Duration", "default": True},
     {"key": "created", "label": "Created", "default": True},
     {"key": "finished", "label": "Finished", "default": True},
@@ -87,7 +89,11 @@ def rows_of(session: Session, rows: Sequence[tuple[Run, str]]) -> list[dict]:
     summaries = _summaries(session, [run.id for run, _ in rows])
     links = _links(session, [run for run, _ in rows])
     now = clock.now(session)  # running durations: to now by the clock that stamped the start
-    return [row_of(run, name, summaries.get(run.id, {}), now, links) for run, name in rows]
+    etas = liveness.etas(session, [run for run, _ in rows], now)  # the panel's figures
+    return [
+        row_of(run, name, summaries.get(run.id, {}), now, links, etas.get(run.id))
+        for run, name in rows
+    ]
 
 
 def _links(session: Session, runs: list[Run]) -> dict:
@@ -112,6 +118,9 @@ def _sorted(session: Session, query: Select[*Cols], sort: str, order: str) -> Se
         return query.order_by(key.is_(None), key.desc() if descending else key.asc(), Run.id.desc())
     if sort == "best":
         return _by_best(query, descending)
+    if sort == "priority":
+        by = Run.priority.desc() if descending else Run.priority.asc()
+        return query.order_by(by, Run.id.desc())
     created = Run.created_at
     return query.order_by(
         created.desc() if descending else created.asc(),
@@ -199,10 +208,20 @@ def _summaries(session: Session, run_ids: list[int]) -> dict[int, dict[str, Metr
 
 
 def row_of(
-    run: Run, dataset_name: str, summaries: dict, now: datetime, links: dict | None = None
+    run: Run,
+    dataset_name: str,
+    summaries: dict,
+    now: datetime,
+    links: dict | None = None,
+    eta: liveness.Eta | None = None,
 ) -> dict:
-    """A run as one table row (JSON-able); `links` names its parent and group."""
+    """A run as one table row (JSON-able); `links` names its parent and group, `eta` is a
+    running run's (backend/runs/liveness.py: the same figure as the queue panel's)."""
     links = links or {}
+    progress = progress_of(run) if run.status == RunStatus.RUNNING else None
+    if progress is not None:
+        found = eta or liveness.Eta(None, None)
+        progress.update(found.fields())
     evaluation = (run.result or {}).get("evaluation") or {}
     group = links.get("groups", {}).get(run.group_id)
     parent_name = links.get("runs", {}).get(run.parent_run_id)
@@ -224,7 +243,9 @@ def row_of(
         "best": best_of(run, summaries),
         "test_accuracy": _number(evaluation.get("accuracy")),
         "balanced_accuracy": _number(evaluation.get("balanced_accuracy")),
-        "progress": progress_of(run) if run.status == RunStatus.RUNNING else None,
+        "progress": progress,
+        "priority": run.priority,
+        "set_aside_for": run.set_aside_for,
         "duration_seconds": duration_of(run, now),
         "created_at": aware(run.created_at).isoformat(),
         "started_at": _iso(run.started_at),

@@ -25,4 +25,5 @@ def study_page(run_id: int, request: Request, session: SessionDep) -> HTMLRespon
 def review_pretrain(run_id: int, request: Request, session: SessionDep) -> HTMLResponse:
     """The new-run form, pre-filled with the study's settings, to review before launching."""
     context = studies_service.pretrain_review(session, run_id)
-    return render(request, "runs/new.html", nav="new", **form.page(session, **context))
+    page = form.page(session, **context)
+    return render(request, "runs/new.html", nav="new", **page, **form.priority(request))

@@ -64,6 +64,8 @@
       params: collectParams(form),
       parent_run_id: parent ? Number(parent) : null,
     };
+    const priority = value(form, "priority");
+    if (priority !== "") out.priority = Number(priority);
     if (form.querySelector("[data-study]")) {  // the server marks the study's fields
       out.seeds = value(form, "seeds").split(/[\s,]+/).filter(Boolean).map(Number);
       out.factor = value(form, "factor");

@@ -229,7 +229,8 @@
     $("p-epoch").textContent = p.epoch ? `${p.epoch}/${p.epochs}` : "–";
     $("p-step").textContent = p.step ? `${p.step}/${p.steps}` : "–";
     $("p-rate").textContent = p.images_per_sec ? fmt.int(p.images_per_sec) : "–";
-    $("p-eta").textContent = fmt.duration(p.eta_seconds);
+    // The run's one ETA (the queue panel's and the runs table's), or why it is unknown.
+    $("p-eta").textContent = run.eta_seconds != null ? fmt.duration(run.eta_seconds) : (run.eta_note || "–");
     $("p-pct").textContent = `${fmt.int(fraction * 100)}%`;
     return `${p.stage}:${p.epoch}`;
   }
@@ -249,6 +250,18 @@
     }
     show($("live"), run.status === RUN.RUNNING);
     $("run-worker").textContent = run.worker_host ? `${run.worker_host}${run.device ? ` · ${run.device}` : ""}` : "–";
+    const heard = $("run-heard");
+    show(heard, run.status === RUN.RUNNING && run.heard_seconds_ago != null);
+    heard.className = `small ${run.worker_silent ? "warn" : "muted"}`;
+    heard.textContent = run.heard_seconds_ago == null ? ""
+      : `${run.worker_silent ? "silent · " : ""}last heard ${fmt.duration(run.heard_seconds_ago)} ago`;
+    show($("run-set-aside"), run.status === RUN.RUNNING && run.set_aside_for != null);
+    if (run.set_aside_for != null) {
+      $("set-aside-link").href = `/runs/${run.set_aside_for}`;
+      $("set-aside-link").textContent = `run #${run.set_aside_for}`;
+    }
+    $("run-priority").textContent = String(run.priority);
+    show($("priority-form"), run.status === RUN.QUEUED);
     if (run.started_at) {
       const end = run.finished_at ? new Date(run.finished_at) : new Date();
       $("run-duration").textContent = fmt.duration((end - new Date(run.started_at)) / 1000);
@@ -302,6 +315,29 @@
       show(box, true);
     }
   }
+
+  // A queued run's priority: PATCH /api/runs/{id}; refused (409) once it has started.
+  $("priority-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const box = $("action-error");
+    show(box, false);
+    try {
+      const r = await fetch(`/api/runs/${id}`, {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": api.csrf() },
+        body: JSON.stringify({ priority: Number($("priority-input").value) }),
+      });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) {
+        const detail = data.detail;
+        throw new Error(Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : (detail || `${r.status}`));
+      }
+      renderRun(data);
+    } catch (err) {
+      box.textContent = err.message;
+      show(box, true);
+    }
+  });
 
   if ($("cell-close")) $("cell-close").addEventListener("click", () => show($("cell-errors"), false));
   if ($("per-class-more")) $("per-class-more").addEventListener("click", () => morePerClass().catch(console.error));

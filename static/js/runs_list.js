@@ -51,7 +51,7 @@
       const stage = p.stage
         ? `${p.stage}${p.stage_count ? ` (${p.stage_index}/${p.stage_count})` : ""} · epoch ${p.epoch}/${p.epochs} · step ${p.step}/${p.steps}`
         : "starting…";
-      const eta = p.eta_seconds != null ? ` · ETA ${fmt.duration(p.eta_seconds)}` : "";
+      const eta = p.eta_seconds != null ? ` · ETA ${fmt.duration(p.eta_seconds)}` : (p.eta_note ? ` · ETA ${p.eta_note}` : "");
       td.append(el("div", { class: "sub" }, stage + eta));
     }
     return td;
@@ -89,6 +89,7 @@
     parent: (r) => [r.parent_run_id ? el("a", { href: `/runs/${r.parent_run_id}`, title: r.parent_name || "" }, `#${r.parent_run_id}`) : null, null],
     group: (r) => [groupOf(r), "group"],
     launched_by: (r) => [r.launched_by, null],
+    priority: (r) => [String(r.priority), "num prio"],
     duration: (r) => [fmt.duration(r.duration_seconds), "num dur"],
     created: (r) => [timeOf(r.created_at), "when"],
     finished: (r) => [timeOf(r.finished_at), "when"],
@@ -140,22 +141,41 @@
   // ---- queue panel ----
   const runLink = (id, name) => el("a", { href: `/runs/${id}` }, name || `#${id}`);
 
+  const prio = (p) => (p ? [" ", el("span", { class: "tag prio", title: "priority" }, `p${p}`)] : []);
+
   function renderQueue(q) {
-    dom.fill(document.getElementById("queue-workers"), q.workers.map((w) => row([w.host, cell(w.device, "muted"),
-      w.current_run_id ? runLink(w.current_run_id, w.current_run_name) : el("span", { class: "muted" }, "idle")])),
-    "No worker online.");
-    dom.fill(document.getElementById("queue-running"), q.running.map((r) => row([runLink(r.id, r.name),
-      cell(`ETA ${r.eta_seconds == null ? "unknown" : fmt.duration(r.eta_seconds)}`, "num muted")])), "Nothing running.");
-    dom.fill(document.getElementById("queue-queued"), q.queued.map((r, i) => row([cell(`${i + 1}.`, "muted"), runLink(r.id, r.name),
-      el("td", { class: "num muted", title: r.blocked ? "" : (r.starts_at || r.waiting) },
-        r.blocked ? r.waiting : `starts in ${fmt.duration(r.starts_in_seconds)}`),
+    dom.fill(document.getElementById("queue-workers"), q.workers.map((w) => {
+      const tr = row([w.host, cell(`${w.device}${w.lane_note ? ` · ${w.lane_note}` : ""}`, "muted"),
+        w.current_run_id ? runLink(w.current_run_id, w.current_run_name) : el("span", { class: "muted" }, "idle"),
+        el("td", { class: `num small ${w.silent ? "warn" : "muted"}`, title: `last heartbeat ${w.last_seen}` },
+          `${w.silent ? "silent · " : ""}last heard ${fmt.duration(w.heard_seconds_ago)} ago`)]);
+      if (w.silent) tr.classList.add("silent");
+      return tr;
+    }), "No worker online.");
+    dom.fill(document.getElementById("queue-running"), q.running.map((r) => row([
+      el("td", {}, runLink(r.id, r.name), ...prio(r.priority),
+        r.set_aside_for ? el("span", { class: "small muted" }, " stepping aside for ", runLink(r.set_aside_for, `#${r.set_aside_for}`)) : ""),
+      cell(`ETA ${r.eta_seconds == null ? (r.eta_note || "unknown") : fmt.duration(r.eta_seconds)}`, "num muted")])), "Nothing running.");
+    // Listed in the order workers will take them (`place`); a held run says why, no time.
+    dom.fill(document.getElementById("queue-queued"), q.queued.map((r) => row([
+      cell(r.place == null ? "–" : `${r.place}.`, "muted"), el("td", {}, runLink(r.id, r.name), ...prio(r.priority)),
+      cell(r.retry ? `${r.waiting} · ${r.retry}` : r.waiting, "small muted reason"),
+      el("td", { class: "num muted", title: r.starts_at || "" }, r.starts_in_seconds == null ? "" : `starts in ${fmt.duration(r.starts_in_seconds)}`),
       // An unknown length says so for that run alone; the times after it leave it out (*).
       el("td", { class: "num muted", title: r.finishes_at || "" }, r.estimated_seconds == null ? "length unknown"
-        : `done in ${fmt.duration(r.finishes_in_seconds)}${r.leaves_out && r.leaves_out.length ? "*" : ""}`)])),
+        : r.finishes_in_seconds == null ? `takes ${fmt.duration(r.estimated_seconds)}` : `done in ${fmt.duration(r.finishes_in_seconds)}${r.leaves_out && r.leaves_out.length ? "*" : ""}`)])),
     "The queue is empty.");
+    const imports = document.getElementById("queue-imports");
+    if (imports) {
+      dom.fill(imports, (q.imports || []).map((i) => row([cell(i.place == null ? "" : `${i.place}.`, "muted"),
+        el("a", { href: "/datasets" }, i.name), cell(i.waiting, "small muted reason"),
+        cell(i.finishes_in_seconds == null ? "length unknown"
+          : `done in ${fmt.duration(i.finishes_in_seconds)} (${i.estimate_source} ${i.rate_mb_per_second} MB/s)`, "num muted")])),
+      "No import waiting.");
+    }
     const note = document.getElementById("queue-note");
     if (note) { note.hidden = !q.note; note.textContent = q.note ? `* ${q.note}` : ""; }
-    return q.running.length + q.queued.length > 0;
+    return q.running.length + q.queued.length + (q.imports || []).length > 0;
   }
 
   // ---- selection: Compare and bulk actions ----

@@ -8,9 +8,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from jobspec.status import ImportState
 from store.artifacts import service as artifacts_service
 from store.artifacts.models import Artifact
-from store.datasets.models import DatasetRecord
+from store.datasets.models import DatasetImport, DatasetRecord
 from store.errors import InvalidRequest, NotFound
 from store.settings import get_settings
 
@@ -110,3 +111,16 @@ def fetch_to_cache(*, session: Session, dataset_id: int, cache_dir: Path) -> Pat
     if artifact is None:
         raise NotFound("arrays of data set", found.name)
     return artifacts_service.write_to(session, artifact, target)
+
+
+def pending_imports(session: Session) -> list[tuple[DatasetImport, int | None]]:
+    """Imports queued or running, oldest first, each with its upload's size in bytes (None:
+    no upload, e.g. a download): what the queue panel lists under the CPU lane."""
+    rows = session.execute(
+        select(DatasetImport, Artifact.size)
+        .outerjoin(Artifact, Artifact.id == DatasetImport.upload_artifact_id)
+        .where(DatasetImport.state.in_(ImportState.active()))
+        .order_by(DatasetImport.created_at, DatasetImport.id)
+        .limit(200)
+    ).all()
+    return [(found, size) for found, size in rows]

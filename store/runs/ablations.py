@@ -49,6 +49,7 @@ def launch_ablation(
         raise InvalidRequest("factor", err.args[0]) from err
     limits.check_labels(settings, name=study_in.name, tags=[])
     limits.check_seeds(settings, study_in.seeds)
+    limits.check_priority(settings, study_in.priority, launched_by)
     limits.check_count(
         settings, session, runs=2 * len(study_in.seeds), field="seeds", launched_by=launched_by
     )
@@ -80,6 +81,7 @@ def launch_ablation(
                         tags=[f"factor:{factor.name}", f"arm:{arm.name}", f"seed:{seed}"],
                         params=params,
                         parent_run_id=parent.id if parent and needs_parent else None,
+                        priority=study_in.priority,
                     ),
                 )
             )

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from jobspec import kinds
 from jobspec.kinds import SplitPlan
 from jobspec.status import RunStatus
-from store import queue
+from store import queue, scheduler
 from store.base import JSONObject
 from store.datasets import service as datasets_service
 from store.datasets.models import DatasetRecord
+from store.db import session_scope
 from store.errors import FieldError, InvalidRequest, NotFound
 from store.runs import limits
 from store.runs import service as runs_service
@@ -202,6 +203,7 @@ def create_rows(
 ) -> list[Run]:
     """The run rows of a checked request (and a parallel tune's group), flushed, not committed."""
     run_in = plan.run_in
+    limits.check_priority(get_settings(), run_in.priority, launched_by)
     if run_in.parallel > 1 and group is None:
         name = run_in.name or f"parallel {run_in.kind}"
         group = RunGroup(kind=run_in.kind, name=name, params={})
@@ -222,6 +224,9 @@ def create_rows(
             launched_by=launched_by,
             source_run_id=run_in.source_run_id,
             planned_epochs=plan.epochs,
+            priority=run_in.priority,
+            needs_gpu=run_in.needs_gpu,
+            min_gpu_memory_mb=run_in.min_gpu_memory_mb,
         )
         run.warnings = list(plan.warnings)  # said in the response, not stored
         if run_in.name is None:
@@ -255,6 +260,7 @@ def launch(
     `launched_by`: the name of the token the request came with."""
     plan = check_request(session, run_in)
     settings = get_settings()
+    limits.check_priority(settings, run_in.priority, launched_by)
     limits.check_count(
         settings, session, runs=run_in.parallel, field="parallel", launched_by=launched_by
     )
@@ -286,6 +292,21 @@ def send_runs(session: Session, runs: list[Run]) -> None:
             break  # the broker just failed: the rest would wait out the same timeout
         runs_service.mark_sent(session=session, run_id=run.id, task_id=task_id)
     session.commit()
+    decide_set_asides()
+
+
+def decide_set_asides() -> None:
+    """After a launch, re-queue or priority change has committed: whether a running run
+    must step aside for it is decided now (store.scheduler.preempt), in a short session of
+    its own, not at the next upkeep round. A failure is logged; the request succeeded, and
+    the upkeep decides again."""
+    try:
+        with session_scope() as session:
+            marked = scheduler.preempt(session, get_settings())
+        for mark in marked:
+            log.info("run %s steps aside for run %s", mark.run_id, mark.for_run_id)
+    except Exception:  # never the request's failure: the change itself is committed
+        log.exception("deciding set-asides after a change failed; the upkeep decides again")
 
 
 def cancel(*, session: Session, run_id: int) -> Run:
@@ -300,10 +321,20 @@ def cancel(*, session: Session, run_id: int) -> Run:
     return run
 
 
-def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
+def requeue(
+    *,
+    session: Session,
+    run_id: int,
+    fresh: bool = False,
+    priority: int | None = None,
+    requested_by: str | None = None,
+) -> Run:
     """Run a failed or cancelled run again, under the same id, resuming from its checkpoint
-    (fresh: from the start). Nothing is deleted here."""
+    (fresh: from the start). Nothing is deleted here. `priority`: a new one (bounded by the
+    requesting token's ceiling); None keeps the run's own."""
     run = runs_service.get_run(session, run_id)
+    if priority is not None:
+        limits.check_priority(get_settings(), priority, requested_by)
     if kinds.find(run.kind) is None:  # checked before the commit: it could not be sent
         raise InvalidRequest("kind", f"run {run_id} is a {run.kind}: {unknown_kind(run.kind)}")
     queue.check()
@@ -319,7 +350,7 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
         run.planned_epochs = limits.planned_epochs(run.kind, run.params or {})
     epochs = run.planned_epochs
     limits.check_epochs(settings, session, epochs=epochs, field="run", launched_by=launched_by)
-    run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh)
+    run = runs_service.requeue(session=session, run_id=run_id, fresh=fresh, priority=priority)
     session.commit()
     send_runs(session, [run])
     return run
@@ -354,6 +385,10 @@ def clone(
         "tags": edits.pop("tags", source.tags),
         "params": _merge(source.params, changes),
         "parent_run_id": edits.pop("parent_run_id", source.parent_run_id),
+        # kept unless given; the cloner's own ceiling applies (a clone is a new launch)
+        "priority": edits.pop("priority", source.priority),
+        "needs_gpu": edits.pop("needs_gpu", source.needs_gpu),
+        "min_gpu_memory_mb": edits.pop("min_gpu_memory_mb", source.min_gpu_memory_mb),
     }
     if edits:
         raise InvalidRequest(next(iter(edits)), "cannot be changed when cloning")

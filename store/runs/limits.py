@@ -164,3 +164,21 @@ def check_seeds(settings: Settings, seeds: list[int]) -> None:
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise InvalidRequest("seeds", f"each seed once; repeated: {repeated}")
+
+
+def check_priority(
+    settings: Settings, priority: int, launched_by: str | None, field: str = "priority"
+) -> None:
+    """A priority above what the token may give (its STACKLAB_PRIORITY_LIMITS entry, else
+    STACKLAB_MAX_PRIORITY) is refused, naming the ceiling and the setting that sets it."""
+    ceiling = settings.priority_ceiling(launched_by)
+    if priority <= ceiling:
+        return
+    whose = "the open site" if launched_by is None else f"token {launched_by!r}"
+    if launched_by is not None and launched_by in settings.priority_limits:
+        setting = f"STACKLAB_PRIORITY_LIMITS[{launched_by!r}]"
+    else:
+        setting = "STACKLAB_MAX_PRIORITY; per token: STACKLAB_PRIORITY_LIMITS"
+    raise InvalidRequest(
+        field, f"priority {priority} is above the ceiling of {whose}: {ceiling} ({setting})"
+    )

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from jobspec import ablations, kinds
+from jobspec.scheduling import DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN
 from jobspec.status import AttemptOutcome, RunStatus
 from jobspec.text import DatasetName, RunName, SearchText, Tag
 from store.base import JSONObject
@@ -26,6 +27,14 @@ Kind = Annotated[
     AfterValidator(_registered),
     Field(json_schema_extra=lambda schema: schema.update(enum=list(kinds.names()))),
 ]
+
+# A run's priority: higher starts first (store/scheduler.py). The database holds
+# PRIORITY_MIN..PRIORITY_MAX; what a token may ask for is a setting, checked at launch
+# (store/runs/limits.py check_priority: STACKLAB_MAX_PRIORITY, STACKLAB_PRIORITY_LIMITS).
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX, strict=True)]
+PRIORITY_HELP = "Higher starts first (default 0); bounded per token by a setting"
+# A GPU's memory a run asks for, in MB: positive, and below any GPU made (16 TB).
+GpuMemory = Annotated[int, Field(gt=0, le=16_000_000, strict=True)]
 
 
 class RunCreate(BaseModel):
@@ -47,6 +56,11 @@ class RunCreate(BaseModel):
         description="The run whose settings this one was launched from (a study's tune run, "
         "for its page's lineage)",
     )
+    priority: Priority = Field(DEFAULT_PRIORITY, description=PRIORITY_HELP)
+    needs_gpu: bool = Field(False, strict=True, description="Run only on a worker with a GPU")
+    min_gpu_memory_mb: GpuMemory | None = Field(
+        None, description="Run only on a worker whose GPU has at least this much memory (MB)"
+    )
 
 
 class AugmentationStudyCreate(BaseModel):
@@ -61,6 +75,7 @@ class AugmentationStudyCreate(BaseModel):
     )
     parent_run_id: int | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
+    priority: Priority = Field(DEFAULT_PRIORITY, description=f"Every run's. {PRIORITY_HELP}")
 
 
 class AblationCreate(BaseModel):
@@ -92,6 +107,7 @@ class AblationCreate(BaseModel):
         "minority_recall (default: balanced accuracy on imbalanced training data)",
         json_schema_extra={"enum": [*ablations.STUDY_METRICS, None]},
     )
+    priority: Priority = Field(DEFAULT_PRIORITY, description=f"Every run's. {PRIORITY_HELP}")
 
 
 class RunRead(BaseModel):
@@ -136,9 +152,23 @@ class RunRead(BaseModel):
         None, description="The run (a tune) whose settings this one was launched from"
     )
     archived: bool = Field(False, description="Hidden from the runs list unless asked for")
+    priority: int = Field(DEFAULT_PRIORITY, description="Higher starts first")
+    needs_gpu: bool = Field(False, description="Runs only on a worker with a GPU")
+    min_gpu_memory_mb: int | None = Field(None, description="GPU memory it needs (MB)")
+    set_aside_for: int | None = Field(
+        None, description="Running, asked to step aside for this queued run at its next epoch"
+    )
     warnings: list[str] = Field(
         default_factory=list, description="What the launch warned about (in its response only)"
     )
+    # A running run's, as GET /api/runs/{id} fills them in (the queue panel's figures).
+    eta_seconds: float | None = Field(None, description="Seconds left (null: unknown)")
+    eta_source: str | None = Field(None, description="own epochs, measured, default or worker")
+    eta_note: str | None = Field(None, description='Why the ETA is unknown ("worker silent")')
+    heard_seconds_ago: float | None = Field(
+        None, description="Seconds since its worker's last heartbeat (the database's clock)"
+    )
+    worker_silent: bool = Field(False, description="No heartbeat for two heartbeat periods")
 
 
 class AttemptRead(BaseModel):
@@ -154,6 +184,14 @@ class AttemptRead(BaseModel):
     outcome: AttemptOutcome
     resumed_from: JSONObject | None
     note: str | None
+
+
+class RequeueBody(BaseModel):
+    """What a re-queue may change: its priority (left out: the run keeps its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority | None = Field(None, description=PRIORITY_HELP)
 
 
 class RunPage(BaseModel):

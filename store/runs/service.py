@@ -112,7 +112,9 @@ def check_requeue(run: Run) -> None:
     raise InvalidRequest("status", f"only failed or cancelled runs re-queue; this is {state}")
 
 
-def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
+def requeue(
+    *, session: Session, run_id: int, fresh: bool = False, priority: int | None = None
+) -> Run:
     """A failed or cancelled run back to queued, under its row lock as one conditional
     UPDATE (a change in flight lands first; the re-queue applies to what it left). Nothing
     is deleted here: the next attempt resumes from the run's checkpoint, or (fresh, or no
@@ -133,12 +135,39 @@ def requeue(*, session: Session, run_id: int, fresh: bool = False) -> Run:
             error=None,
             traceback=None,
             retries_left=case((Run.max_attempts > 1, Run.max_attempts - 1), else_=0),
+            priority=Run.priority if priority is None else priority,
         )
         .execution_options(synchronize_session=False),
     )
     run = _reread(session, run_id)
     if not touched:
         check_requeue(run)
+    return run
+
+
+class NotQueued(InvalidRequest):
+    """A change only a queued run takes (its priority), asked of a run that is not queued:
+    the web answers 409."""
+
+
+def set_priority(*, session: Session, run_id: int, priority: int) -> Run:
+    """A queued run's priority, as one conditional UPDATE under its row lock (a claim in
+    flight lands first: a run that started keeps the priority it started with)."""
+    lock_run(session, run_id)
+    touched = execute_dml(
+        session,
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
+        .values(priority=priority)
+        .execution_options(synchronize_session=False),
+    )
+    run = _reread(session, run_id)
+    if not touched:
+        raise NotQueued(
+            "priority",
+            f"run {run_id} is {run.status}: a priority changes only while the run is queued "
+            "(re-queue a stopped run with a priority instead)",
+        )
     return run
 
 

@@ -2,7 +2,10 @@
 went silent (re-queueing them while they have tries left) and re-send runs whose queue
 message never arrived. Data set imports likewise: a running import whose worker went silent
 (or that ran past its time budget) fails and releases its name; a queued one whose message
-was lost is sent again; finished ones are forgotten after a week.
+was lost is sent again; finished ones are forgotten after a week. Each round also asks the
+scheduler which running runs step aside for queued runs of higher priority
+(store.scheduler.preempt): their workers read the mark at the next beat and pause at the
+next epoch boundary.
 
 The web app and every worker run `Upkeep.round()` every few seconds. Rounds in several
 processes are safe together: every change is a conditional UPDATE that only one wins.
@@ -145,12 +148,13 @@ def send_failed(session: Session, run_id: int) -> None:
 
 class RoundReport(TypedDict):
     """What one upkeep round did: runs reaped (with their new status), runs re-sent,
-    imports failed (with why) and imports re-sent."""
+    imports failed (with why), imports re-sent and running runs asked to step aside."""
 
     reaped: list[tuple[int, RunStatus]]
     sent: list[int]
     imports_failed: list[tuple[int, str]]
     imports_sent: list[int]
+    set_aside: list[scheduler.SetAside]
 
 
 class Upkeep:
@@ -176,18 +180,35 @@ class Upkeep:
         self.store_up_since = None
 
     def round(self) -> RoundReport:
-        """Reap, then re-send; returns what it did. Raises when the store is unreachable."""
+        """Reap, set aside, then re-send; returns what it did. Raises when the store is
+        unreachable."""
         try:
             reaped, imports_failed = self._reap()
         except Exception:
             self.store_down()
             raise
+        set_aside = self._preempt()
         return {
             "reaped": reaped,
             "sent": self._resend(),
             "imports_failed": imports_failed,
             "imports_sent": self._resend_imports(),
+            "set_aside": set_aside,
         }
+
+    def _preempt(self) -> list[scheduler.SetAside]:
+        """Ask running runs to step aside for queued runs of higher priority (one short
+        transaction; the marks are compare-and-sets, safe beside other processes')."""
+        with self.session_scope() as session:
+            marked = scheduler.preempt(session, self.settings)
+        for mark in marked:
+            log.info(
+                "run %s: asked to step aside for run %s (priority %s)",
+                mark.run_id,
+                mark.for_run_id,
+                mark.for_priority,
+            )
+        return marked
 
     def _reap(self) -> tuple[list[tuple[int, RunStatus]], list[tuple[int, str]]]:
         now = time.monotonic()

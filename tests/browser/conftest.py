@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jobspec.scheduling import Lane
 from tests.browser.chromium import CHROMIUM, ms
 from tests.browser.watch import watch
 from tests.stack import FAST, Workers, stack_env, start_web
@@ -34,6 +35,7 @@ def live(tmp_path_factory):
         register(make_demo(seed=0), name="demo")  # the built-in one, full size, for quick runs
         workers = Workers(os.environ, data_dir)
         workers.start("ui-worker")  # starts while the web app does
+        workers.start("ui-cpu-lane", Lane.CPU)  # imports and "evaluate now"
         try:
             with start_web(os.environ, log=data_dir / "web.log") as web:
                 yield web.url

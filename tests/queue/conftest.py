@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from jobspec.scheduling import Lane
 from store import queue
 from tests.chaos import TcpProxy
 from tests.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
@@ -19,7 +20,7 @@ from tests.stack import FAST, REDIS_URL, Workers, create_pg_database, stack_env
 
 @pytest.fixture(scope="package", params=["redis-postgres", "embedded"])
 def stack(request, tmp_path_factory):
-    """Environment, schema, a tiny demo data set and two running workers."""
+    """Environment, schema, a tiny demo data set, two training workers and a CPU-lane one."""
     data_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
     env = {
         "STACKLAB_DATA_DIR": str(data_dir),
@@ -42,6 +43,7 @@ def stack(request, tmp_path_factory):
         workers = Workers({**os.environ}, data_dir)
         workers.start("w1")
         workers.start("w2")
+        workers.start("cpu-lane", Lane.CPU)  # imports and "evaluate now"
         try:
             yield {"kind": request.param, "workers": workers, "env": env, "db_proxy": proxy}
         finally:

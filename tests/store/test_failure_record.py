@@ -87,6 +87,7 @@ def test_the_failure_record_waits_out_a_read_only_store_and_no_one_reaps_the_run
         session_scope=session_scope,
         send=lambda kind, rid: f"task-{rid}",
         settings=SimpleNamespace(
+            preemption=False,  # these tests are not about setting runs aside
             stale_after_seconds=2,
             heartbeat_seconds=0.1,
             resend_after_seconds=60,
@@ -154,9 +155,8 @@ def test_an_imports_failure_record_waits_out_a_read_only_store_too(store, read_o
     writer.start()
     try:
         HEALTH.forget()
-        with pytest.raises(Exception, match="(?i)read"):
-            with session_scope() as session:
-                lifecycle.beat(session=session, import_id=import_id, worker="h:1")
+        with pytest.raises(Exception, match="(?i)read"), session_scope() as session:
+            lifecycle.beat(session=session, import_id=import_id, worker="h:1")
         assert writer.is_alive()  # still retrying the failure record
     finally:
         read_only.off()

@@ -125,6 +125,7 @@ def test_a_queued_import_whose_message_was_lost_is_sent_again_once(store, tmp_pa
         session_scope=session_scope,
         send=lambda kind, i: sent.append((kind, i)) or "task",
         settings=SimpleNamespace(
+            preemption=False,  # these tests are not about setting runs aside
             stale_after_seconds=2,
             heartbeat_seconds=0.1,
             resend_after_seconds=60,

@@ -235,6 +235,7 @@ def test_upkeep_reaps_only_after_reaching_the_store_for_a_whole_window(store):
         session_scope=session_scope,
         send=lambda kind, rid: sent.append(rid) or f"task-{rid}",
         settings=SimpleNamespace(
+            preemption=False,  # these tests are not about setting runs aside
             stale_after_seconds=2,
             heartbeat_seconds=0.1,
             resend_after_seconds=60,

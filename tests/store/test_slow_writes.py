@@ -123,6 +123,7 @@ class Reaper:
             session_scope=session_scope,
             send=lambda kind, run_id: f"task-{run_id}",
             settings=SimpleNamespace(
+                preemption=False,  # these tests are not about setting runs aside
                 stale_after_seconds=STALE,
                 heartbeat_seconds=0.2,
                 resend_after_seconds=600,

@@ -45,6 +45,7 @@ def test_the_upkeep_sends_the_other_runs_past_one_of_an_unknown_kind(store):
         session_scope=session_scope,
         send=send,
         settings=SimpleNamespace(
+            preemption=False,  # these tests are not about setting runs aside
             stale_after_seconds=60,
             heartbeat_seconds=0.1,
             resend_after_seconds=60,

@@ -116,6 +116,11 @@ class ReporterCallback(keras.callbacks.Callback):
         # A cancelled epoch was cut short: nothing to resume from, and the run is over.
         if self.snapshot is not None and not self.cancelled:
             self.reporter.checkpoint(self.snapshot(self.state(epoch + 1)))
+            # Paused (set aside for another run): the checkpoint just taken, made before
+            # training was told to stop, is where the run resumes.
+            if self.reporter.should_pause():
+                self.cancelled = True
+                self.model.stop_training = True
 
     def seconds(self) -> float:
         """Training time of the stage so far, earlier attempts included."""

@@ -66,6 +66,11 @@ class Reporter:
         """Asked between batches: True stops the job, keeping what it has so far."""
         return False
 
+    def should_pause(self) -> bool:
+        """Asked right after a checkpoint was handed over (an epoch's end; a tune: a trial's
+        end): True stops the job there, to be resumed later from that checkpoint."""
+        return False
+
     def wants_checkpoints(self) -> bool:
         """True to receive a Checkpoint after every epoch (and tuning trial); costs a copy."""
         return False

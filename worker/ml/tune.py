@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 import optuna
 
 from jobspec import kinds
@@ -119,7 +120,7 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(config, storage)
     state = {"cancelled": False}
-    trials = _TrialLog(study, reporter, resume, key)
+    trials = _TrialLog(study, reporter, resume, key, state=state, n_trials=config.n_trials)
     objective = _objective(config, frozen, split, reporter, state, study, trials)
     remaining = config.n_trials - len(trials.finished)
     if remaining > 0:
@@ -138,18 +139,30 @@ class _TrialLog:
     A run's checkpoint is taken when a trial starts (so a worker dying in it leaves its
     number behind) and when it ends. Resuming fails the trials a dead worker left RUNNING,
     queues their parameters again and counts the finished ones, so the run makes up
-    n_trials in all.
+    n_trials in all. A run asked to pause stops between trials, never inside one: after a
+    trial's end checkpoint, while trials are left.
     """
 
     def __init__(
-        self, study: optuna.Study, reporter: Reporter, resume: Checkpoint | None, key: dict
+        self,
+        study: optuna.Study,
+        reporter: Reporter,
+        resume: Checkpoint | None,
+        key: dict,
+        *,
+        state: dict | None = None,
+        n_trials: int | None = None,
     ):
         self.study, self.reporter, self.key = study, reporter, key
+        self.state = state if state is not None else {"cancelled": False}
+        self.n_trials = n_trials
         self.wanted = reporter.wants_checkpoints()
         known = resume.state if resume is not None else {}
         self.started: list[int] = list(known.get("started", []))
         self.abandoned: list[int] = list(known.get("abandoned", []))
         self.finished: list[int] = list(known.get("trials", []))
+        if resume is not None and "sampler" in known:
+            restore_sampler(study.sampler, known["sampler"], resume.arrays)
         if self.started:
             self._settle()
 
@@ -198,16 +211,59 @@ class _TrialLog:
         """Optuna callback: a trial of this run is done, whatever its state."""
         self.finished.append(trial.number)
         self._checkpoint()
+        left = self.n_trials is None or len(self.finished) < self.n_trials
+        if self.wanted and left and self.reporter.should_pause():
+            self.state["cancelled"] = True
+            study.stop()
 
     def _checkpoint(self) -> None:
         if self.wanted:
+            sampler, arrays = capture_sampler(self.study.sampler)
             state = {
                 "run": self.key,
                 "trials": list(self.finished),
                 "started": list(self.started),
                 "abandoned": list(self.abandoned),
+                "sampler": sampler,
             }
-            self.reporter.checkpoint(Checkpoint(TUNE.name, len(self.finished), state, {}))
+            self.reporter.checkpoint(Checkpoint(TUNE.name, len(self.finished), state, arrays))
+
+
+def _sampler_rngs(sampler: optuna.samplers.BaseSampler) -> list[np.random.RandomState]:
+    """The random states a seeded sampler draws from, in a fixed order: its own and, for
+    TPE, its random sampler's (the first trials)."""
+    found = []
+    for owner in (sampler, getattr(sampler, "_random_sampler", None)):
+        rng = getattr(getattr(owner, "_rng", None), "rng", None)
+        if isinstance(rng, np.random.RandomState):
+            found.append(rng)
+    return found
+
+
+def capture_sampler(
+    sampler: optuna.samplers.BaseSampler,
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Where the sampler's random draws stand, for a checkpoint: a run resumed (after a
+    pause) draws what the uninterrupted run would have drawn next."""
+    meta, arrays = [], {}
+    for index, rng in enumerate(_sampler_rngs(sampler)):
+        name, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
+        arrays[f"sampler/{index:04d}"] = np.array(keys, dtype=np.uint32, copy=True)
+        meta.append({"name": name, "pos": int(pos), "gauss": [int(has_gauss), float(cached)]})
+    return meta, arrays
+
+
+def restore_sampler(
+    sampler: optuna.samplers.BaseSampler, meta: list[dict], arrays: dict[str, np.ndarray]
+) -> None:
+    """Inverse of capture_sampler; a sampler of another shape starts from its seed."""
+    rngs = _sampler_rngs(sampler)
+    names = [f"sampler/{index:04d}" for index in range(len(meta))]
+    if len(rngs) != len(meta) or any(name not in arrays for name in names):
+        return
+    for rng, saved, name in zip(rngs, meta, names, strict=True):
+        has_gauss, cached = saved["gauss"]
+        rng.set_state((saved["name"], arrays[name], saved["pos"], has_gauss, cached))
 
 
 def _objective(config, frozen, split, reporter, state, study, trials: _TrialLog):
