@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jobspec.scheduling import Lane
 from tests.queue.test_faults import (
     SIX_EPOCHS,
     attempt_rows,
@@ -60,7 +61,7 @@ def test_a_worker_told_to_stop_mid_import_hands_the_import_back(stack, tmp_path)
     proc.wait(timeout=scaled(60))
     row = read(import_id)
     assert (row.state, row.worker, row.message) == ("queued", None, None)  # not failed
-    stack["workers"].start("w-after-stop")  # the next worker takes it up
+    stack["workers"].start("cpu-lane-after-stop", Lane.CPU)  # the next CPU-lane worker takes it
     row = ended(import_id, timeout=120)
     assert row.worker and int(row.worker.rsplit(":", 1)[1]) != child
     assert "STACKLAB_IMPORT_TIMEOUT_SECONDS" in row.message  # the file is too slow anywhere
