@@ -76,6 +76,22 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, except that tests/browser is one unit: its session-wide live stack
+    (the web, a training and a CPU-lane worker) and Chromium start in one test process,
+    not in both."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupedFiles(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/browser/" if path.startswith("tests/browser/") else path
+
+    return GroupedFiles(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """The longest modules first (LONGEST_FIRST); STACKLAB_TEST_TIMEOUT_SCALE stretches
     pytest-timeout's safety net with every wait, unless `--timeout` names one."""

@@ -10,6 +10,7 @@ same ones `stacklab serve` runs; the web itself always runs as a subprocess.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import signal
 import socket
@@ -226,12 +227,22 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
-    def drop() -> None:
+    def drop_now() -> None:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
+    def drop() -> None:
+        # DROP DATABASE makes PostgreSQL checkpoint (seconds on a busy machine): off the
+        # fixture's teardown, in one background thread the process waits for at exit.
+        _DROPS.submit(drop_now)
+
     return url, drop
+
+
+# Databases being dropped, one at a time, in the background (create_pg_database).
+_DROPS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-database")
+atexit.register(_DROPS.shutdown, wait=True)
 
 
 def reset_process_state() -> None:
