@@ -28,6 +28,7 @@ which hands it back to the queue with its checkpoint; it resumes later from ther
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -386,7 +387,7 @@ def plan(
     for number, run in enumerate(busy):
         heapq.heappush(ends, (_seconds(run.left), -1 - number, run.owner))
     parent_end: dict[int, float | None] = dict(parents_running or {})
-    groups = _groups(waiting)
+    queue = _Queue(waiting)
     unplaced = {run.id for run in waiting}  # a child waits for a parent still in the queue
     placed: list[Placement] = []
     place = 0
@@ -394,7 +395,7 @@ def plan(
         at, index, slot = heapq.heappop(free)
         while ends and ends[0][0] <= at:
             shares.finished(heapq.heappop(ends)[2])
-        takes = [g for g in groups if slot.capacity.takes(*g.need)]
+        takes = [g for g in queue.groups.values() if slot.capacity.takes(*g.need)]
         heads = [h for g in takes if (h := g.first(unplaced, parent_end, at)) is not None]
         if not heads:
             later = [
@@ -420,6 +421,7 @@ def plan(
             ),
         )
         unplaced.discard(best.id)
+        queue.placed(best.id)
         place += 1
         length = best.estimate
         finish = at + (length or 0.0)
@@ -456,25 +458,40 @@ class _Group:
         return None
 
 
-def _groups(waiting: Sequence[Waiting]) -> list[_Group]:
-    by_key: dict[tuple[Owner, bool, int | None, str | None], list[Waiting]] = {}
-    for run in waiting:
+class _Queue:
+    """The waiting runs in groups. A child whose parent is still queued is held out of its
+    group until the plan places the parent (it cannot start before): a free worker never
+    walks past children that wait for queued parents."""
+
+    def __init__(self, waiting: Sequence[Waiting]):
+        queued = {run.id for run in waiting}
+        self.groups: dict[tuple[Owner, bool, int | None, str | None], _Group] = {}
+        self.held: dict[int, list[Waiting]] = {}  # queued parent id -> its children
+        for run in sorted(waiting, key=_order):
+            if run.parent_id is not None and run.parent_id in queued:
+                self.held.setdefault(run.parent_id, []).append(run)
+            else:
+                self._group(run).runs.append(run)
+
+    def _group(self, run: Waiting) -> _Group:
         key = (run.owner, run.needs_gpu, run.min_gpu_memory_mb, run.kind)
-        by_key.setdefault(key, []).append(run)
-    return [
-        _Group(
-            (key[1], key[2], key[3]),
-            sorted(
-                runs,
-                key=lambda r: (
-                    -r.priority,
-                    aware(r.queued_at).timestamp() if r.queued_at is not None else NEVER,
-                    r.id,
-                ),
-            ),
-        )
-        for key, runs in by_key.items()
-    ]
+        if key not in self.groups:
+            self.groups[key] = _Group((run.needs_gpu, run.min_gpu_memory_mb, run.kind), [])
+        return self.groups[key]
+
+    def placed(self, run_id: int) -> None:
+        """`run_id` is placed: its children join their groups, in order."""
+        for child in self.held.pop(run_id, []):
+            group = self._group(child)
+            index = bisect.bisect_left(group.runs, _order(child), key=_order)
+            group.runs.insert(index, child)
+            group.start = min(group.start, index)
+
+
+def _order(run: Waiting) -> tuple[int, float, int]:
+    """The rule's order among one owner's runs: priority, queued_at, id."""
+    queued = aware(run.queued_at).timestamp() if run.queued_at is not None else NEVER
+    return (-run.priority, queued, run.id)
 
 
 def _seconds(left: float | None) -> float:
