@@ -413,7 +413,8 @@ class Worker:
     def __init__(self, data_dir: Path, name: str):
         import subprocess
 
-        from cli.processes import worker_command
+        from cli.processes import lane_env, worker_command
+        from jobspec.scheduling import Lane
         from store import queue
 
         queue.declare()  # before the worker: the embedded transport creates it otherwise
@@ -422,7 +423,9 @@ class Worker:
             self.proc = subprocess.Popen(
                 worker_command(os.environ["STACKLAB_QUEUE"], name),
                 cwd=HERE,
-                env={**os.environ},
+                # A training worker whatever the caller's environment says (a lane or a
+                # worker name set for another process must not make it a CPU-lane one).
+                env={**os.environ, **lane_env(Lane.TRAINING, name)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: stopped whole
@@ -437,7 +440,11 @@ class Worker:
             if value := predicate():
                 return value
             time.sleep(0.02)
-        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        tail = self.log.read_text(errors="replace").splitlines()[-40:]
+        raise TimeoutError(
+            f"timed out after {timeout:.0f} s waiting for {what}; the worker's log ends:\n"
+            + "\n".join(tail)
+        )
 
     def stop(self) -> None:
         import subprocess
@@ -464,6 +471,7 @@ def forget_redis_queues(url: str) -> None:
 def urgent_start(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """(b) on one stack: launch -> started_at of a priority-10 run while a priority-0 run
     trains, next to that run's epoch length."""
+    from jobspec.status import AttemptOutcome, RunStatus
     from store.db import session_scope
     from store.runs import launch as launcher
     from store.timeutil import aware
@@ -498,7 +506,7 @@ def urgent_start(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             set_aside = read_run(low)
             in_flight = epoch_seconds(low)[len(epochs) :]  # the epochs it ended after the launch
             done = worker.wait_for(
-                lambda: (r := read_run(high))["status"] in ("succeeded", "failed") and r,
+                lambda: (r := read_run(high))["status"] in RunStatus.finished() and r,
                 timeout=300,
                 what=f"run {high} to finish",
             )
@@ -514,7 +522,9 @@ def urgent_start(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     # The target's epoch: the one in flight when the urgent run came (on a shared machine
     # it may differ from the ones before); the median before, when none ended since.
     flight = in_flight[0] if in_flight else epoch
-    ended = [e for n, o, e in set_aside["attempts"] if o == "preempted" and e is not None]
+    ended = [
+        e for n, o, e in set_aside["attempts"] if o == AttemptOutcome.PREEMPTED and e is not None
+    ]
     handed_back = aware(ended[0]) if ended else None
     return {
         "stack": "embedded" if kind == "sqlite" else "redis+postgres",
@@ -567,9 +577,8 @@ def print_urgent(r: dict[str, Any]) -> None:
 
 def print_claims(figures: dict[str, Any]) -> None:
     print(f"\n(a) one claim, ms (own transaction, rolled back); {figures['claims']} claims each")
-    head = (
-        f"{'stack':<10}{'queued':>8}  {'claim_next p50/p95/max':>26}  {'baseline p50/p95/max':>24}"
-    )
+    columns = ("claim_next p50/p95/max", "baseline p50/p95/max")
+    head = f"{'stack':<10}{'in queue':>8}  {columns[0]:>26}  {columns[1]:>24}"
     print(head + f"  {'plan ms':>9}  {'read ms':>9}")
     for kind, rows in figures["claim"].items():
         for r in rows:

@@ -30,7 +30,11 @@ def settings_here(tmp_path, monkeypatch):
     """Settings on a data directory of the test's own, with the default queues."""
     monkeypatch.setenv("STACKLAB_DATA_DIR", str(tmp_path / "data"))
     for name in ("STACKLAB_QUEUE", "STACKLAB_CPU_QUEUE", *WORKER_VARIABLES):
-        monkeypatch.delenv(name, raising=False)  # and put back whatever the CLI sets
+        # set, then deleted: monkeypatch then undoes whatever the CLI sets in os.environ
+        # (a bare delenv of an absent variable records nothing, and the CLI's lane would
+        # leak into every later test of this process)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
