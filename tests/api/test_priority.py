@@ -220,6 +220,7 @@ def test_requeue_keeps_the_priority_unless_given_in_the_body_or_the_query(client
 
 
 def test_a_launch_of_higher_priority_sets_a_running_run_aside_at_once(client):
+    _settle()  # no run or worker of an earlier test (an idle worker would take the launch)
     low = make_run("finetune", RunStatus.RUNNING, name="long-and-low")
     make_worker("busy-worker", current_run_id=low)
     with env(preempt_after_seconds="0"):
