@@ -30,9 +30,11 @@ def finished_pretrain(live: str, dataset: str) -> int:
     assert response.status_code == 201, response.text
     run_id = response.json()[0]["id"]
     status = wait_for(
-        lambda: (s := httpx.get(f"{live}/api/runs/{run_id}").json()["status"])
-        in ("succeeded", "failed", "cancelled")
-        and s,
+        lambda: (
+            (s := httpx.get(f"{live}/api/runs/{run_id}").json()["status"])
+            in ("succeeded", "failed", "cancelled")
+            and s
+        ),
         timeout=240,
         what=f"pretrain {run_id} to finish",
     )
