@@ -253,6 +253,17 @@ def claim_next(
     at the same moment skips it and takes the next. SQLite: the claim is a compare-and-set
     (attempts.claim); a race lost to another worker picks again."""
     postgres = session.get_bind().dialect.name == "postgresql"
+
+    def take(run_id: int) -> Claimed | None:
+        claim = attempts.claim(
+            session=session,
+            run_id=run_id,
+            worker_host=worker_host,
+            device=device,
+            versions=versions,
+        )
+        return None if claim is None else Claimed(run_id, claim)
+
     for _ in range(5):
         candidates = next_for(session, capacity)
         if not candidates:
@@ -260,15 +271,8 @@ def claim_next(
         for run_id in candidates:
             if postgres and not _lock(session, run_id, capacity):
                 continue  # another worker is claiming it right now
-            claim = attempts.claim(
-                session=session,
-                run_id=run_id,
-                worker_host=worker_host,
-                device=device,
-                versions=versions,
-            )
-            if claim is not None:
-                return Claimed(run_id, claim)
+            if (claimed := take(run_id)) is not None:
+                return claimed
         if postgres:  # every head locked: the next unlocked run in plain order
             fallback = session.scalar(
                 select(Run.id)
@@ -277,16 +281,7 @@ def claim_next(
                 .limit(1)
                 .with_for_update(skip_locked=True, of=Run)
             )
-            if fallback is None:
-                return None
-            claim = attempts.claim(
-                session=session,
-                run_id=fallback,
-                worker_host=worker_host,
-                device=device,
-                versions=versions,
-            )
-            return None if claim is None else Claimed(fallback, claim)
+            return None if fallback is None else take(fallback)
     return None
 
 

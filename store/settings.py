@@ -287,8 +287,7 @@ class Settings(BaseSettings):
     @classmethod
     def _priority_limits(cls, limits: dict[str, int]) -> dict[str, int]:
         for name, value in limits.items():
-            if not TOKEN_NAME.fullmatch(name):
-                raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
+            _check_token_name(name)
             if not PRIORITY_MIN <= value <= PRIORITY_MAX:
                 raise ValueError(
                     f"priority limit of {name!r}: {value} is outside {PRIORITY_MIN}..{PRIORITY_MAX}"
@@ -299,8 +298,7 @@ class Settings(BaseSettings):
     @classmethod
     def _token_names(cls, tokens: dict[str, str]) -> dict[str, str]:
         for name, value in tokens.items():
-            if not TOKEN_NAME.fullmatch(name):
-                raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
+            _check_token_name(name)
             if len(value) < 8:
                 raise ValueError(f"the token of {name!r} is shorter than 8 characters")
             if len(value) > MAX_TOKEN_CHARS:
@@ -365,6 +363,12 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Where a worker keeps data sets and parent weights fetched from the store."""
         return self.data_dir / "cache"
+
+
+def _check_token_name(name: str) -> None:
+    """A token name (STACKLAB_TOKENS, STACKLAB_PRIORITY_LIMITS) runs can record."""
+    if not TOKEN_NAME.fullmatch(name):
+        raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
 
 
 @lru_cache

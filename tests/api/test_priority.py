@@ -11,14 +11,12 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, update
 
 from jobspec.status import RunStatus
 from store.db import session_scope
 from store.runs.models import Run
 from store.settings import get_settings
-from store.workers.models import WorkerRecord
-from tests.web.factories import make_run, make_worker
+from tests.web.factories import make_run, make_worker, settle_queue
 
 FINETUNE = {"encoder": "scratch", "epochs": 1}
 
@@ -44,19 +42,9 @@ def env(**values: str):
 def quiet_queue(client):
     """Each test starts and ends with none of this module's runs waiting or running (the
     queue limits count them; a set-aside picks among running runs) and no worker."""
-    _settle()
+    settle_queue()
     yield
-    _settle()
-
-
-def _settle() -> None:
-    with session_scope() as session:
-        session.execute(
-            update(Run)
-            .where(Run.status.in_(RunStatus.active()))
-            .values(status=RunStatus.CANCELLED, cancel_requested=False, set_aside_for=None)
-        )
-        session.execute(delete(WorkerRecord))
+    settle_queue()
 
 
 def _launch(client, headers=None, **extra):
@@ -220,14 +208,13 @@ def test_requeue_keeps_the_priority_unless_given_in_the_body_or_the_query(client
 
 
 def test_a_launch_of_higher_priority_sets_a_running_run_aside_at_once(client):
-    _settle()  # no run or worker of an earlier test (an idle worker would take the launch)
     low = make_run("finetune", RunStatus.RUNNING, name="long-and-low")
     make_worker("busy-worker", current_run_id=low)
     with env(preempt_after_seconds="0"):
         urgent = _launch(client, priority=10).json()[0]["id"]
         assert client.get(f"/api/runs/{low}").json()["set_aside_for"] == urgent
         # and a priority raised while queued decides it at once too
-        _settle()
+        settle_queue()
         low = make_run("finetune", RunStatus.RUNNING, name="long-and-low-2")
         make_worker("busy-worker", current_run_id=low)
         waiting = _launch(client).json()[0]["id"]

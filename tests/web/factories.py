@@ -14,21 +14,23 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, update
 
 from jobspec import kinds
 from jobspec.metrics import split_key
-from jobspec.status import RunStatus
+from jobspec.status import ImportState, RunStatus
 from store.artifacts import service as artifacts_service
 from store.datasets import service as datasets_service
+from store.datasets.models import DatasetImport
 from store.db import session_scope
 from store.runs import attempts
 from store.runs import metrics as metrics_service
 from store.runs import samples as samples_service
 from store.runs import service as runs_service
-from store.runs.models import Metric, RunGroup
+from store.runs.models import Metric, Run, RunGroup
 from store.timeutil import utcnow
 from store.workers import service as workers_service
+from store.workers.models import WorkerRecord
 
 CLASS_NAMES = ["airplane", "automobile", "bird"]
 
@@ -121,6 +123,24 @@ def make_group(kind: str = "augmentation_study", name: str = "study", params=Non
         session.add(group)
         session.flush()
         return group.id
+
+
+def settle_queue(*, imports: bool = False) -> None:
+    """Nothing of the module waits or runs (its runs cancelled, imports failed when asked)
+    and no worker is online: a test of the queue then sees only its own rows."""
+    with session_scope() as session:
+        session.execute(
+            update(Run)
+            .where(Run.status.in_(RunStatus.active()))
+            .values(status=RunStatus.CANCELLED, cancel_requested=False, set_aside_for=None)
+        )
+        session.execute(delete(WorkerRecord))
+        if imports:
+            session.execute(
+                update(DatasetImport)
+                .where(DatasetImport.state.in_(ImportState.active()))
+                .values(state=ImportState.FAILED)
+            )
 
 
 def make_worker(

@@ -23,7 +23,7 @@ from store.runs.models import Run
 from store.settings import get_settings
 from store.workers import service as workers_service
 from store.workers.models import WorkerRecord
-from tests.web.factories import make_run
+from tests.web.factories import make_run, settle_queue
 
 TRAINING = scheduler.Capacity(Lane.TRAINING)
 
@@ -31,24 +31,9 @@ TRAINING = scheduler.Capacity(Lane.TRAINING)
 @pytest.fixture(autouse=True)
 def own_queue(client):
     """Only this test's runs wait or run, and only its workers and imports are online."""
-    _settle()
+    settle_queue(imports=True)
     yield
-    _settle()
-
-
-def _settle() -> None:
-    with session_scope() as session:
-        session.execute(
-            update(Run)
-            .where(Run.status.in_(RunStatus.active()))
-            .values(status=RunStatus.CANCELLED, cancel_requested=False, set_aside_for=None)
-        )
-        session.execute(delete(WorkerRecord))
-        session.execute(
-            update(DatasetImport)
-            .where(DatasetImport.state.in_(ImportState.active()))
-            .values(state=ImportState.FAILED)
-        )
+    settle_queue(imports=True)
 
 
 def worker(name: str, *, device: str = "GPU:0", lane: Lane = Lane.TRAINING, **extra) -> str:

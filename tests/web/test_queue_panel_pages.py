@@ -7,26 +7,19 @@ from __future__ import annotations
 import html
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import update
 
 from jobspec.status import AttemptOutcome, RunStatus
 from store.db import session_scope
 from store.runs import attempts
 from store.runs.models import Run
-from store.workers.models import WorkerRecord
-from tests.web.factories import make_run, make_worker
+from tests.web.factories import make_run, make_worker, settle_queue
 
 
 @pytest.fixture(autouse=True)
 def own_queue(client):
     yield
-    with session_scope() as session:
-        session.execute(
-            update(Run)
-            .where(Run.status.in_(RunStatus.active()))
-            .values(status=RunStatus.CANCELLED, cancel_requested=False, set_aside_for=None)
-        )
-        session.execute(delete(WorkerRecord))
+    settle_queue()
 
 
 def _page(client, path: str) -> str:
