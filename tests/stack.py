@@ -256,8 +256,10 @@ def reset_process_state() -> None:
 
 @contextmanager
 def stack_env(env: Mapping[str, str]) -> Iterator[None]:
-    """Run with exactly these stacklab variables set, then restore the old ones."""
-    saved = {key: os.environ.get(key) for key in STACK_VARS}
+    """Run with exactly these stacklab variables set, then restore the old ones: every
+    variable of STACK_VARS and of `env` (one `env` names beyond STACK_VARS is put back too,
+    never left behind for the later tests of this process)."""
+    saved = {key: os.environ.get(key) for key in {*STACK_VARS, *env}}
     for key in STACK_VARS:
         os.environ.pop(key, None)
     os.environ.update(env)

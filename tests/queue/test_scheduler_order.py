@@ -68,9 +68,7 @@ def one_worker(request, tmp_path_factory, toy):
     if request.param == "redis-postgres":
         env["DATABASE_URL"], drop = create_pg_database()
         env["REDIS_URL"] = REDIS_URL
-    with stack_env(env), pytest.MonkeyPatch.context() as patch:
-        for key in ("STACKLAB_MAX_PRIORITY", "STACKLAB_PREEMPTION", "STACKLAB_POLL_CACHE_SECONDS"):
-            patch.setenv(key, env[key])  # not among stack_env's variables
+    with stack_env(env):
         from fastapi.testclient import TestClient
 
         from backend.main import create_app
