@@ -43,6 +43,7 @@ COPY store/ store/
 COPY backend/ backend/
 COPY worker/ worker/
 COPY cli/ cli/
+COPY client/ client/
 COPY templates/ templates/
 COPY static/ static/
 # Editable: the code stays in /app only, next to templates/ and static/, which the web finds

@@ -5,11 +5,12 @@ The validator is what the answer is computed from, never the answer itself:
 
 - one run (its page, progress, curves, partial state, study): the run's row as stored plus
   its last metric row id (and a tune's trial counts);
-- many runs (the runs table, the queue, compare, ablation groups, reports): counts and
-  latest times over all runs, the last metric row id and the workers' last beat, plus a
-  30-second slot of the database's clock (read in the same query: the clock that stamped
-  those times), because queue ETAs and "worker online" move with the clock and a rename
-  changes no timestamp: a concurrently open page is at most 30 s behind an edit. While
+- many runs (the runs table, the queue, compare, ablation groups, reports): the runs
+  table's change counter (store/runs/changes.py, kept by the database's triggers: one
+  row, not an aggregate over every run), the last metric row id and the workers' last
+  beat, plus a 30-second slot of the database's clock (read in the same query: the clock
+  that stamped those times), because queue ETAs and "worker online" move with the clock
+  and a data set or group rename touches no run: a page is at most 30 s behind it. While
   workers are listed, a heartbeat-long slot too, so a worker gone silent (two heartbeats)
   shows within a heartbeat more; a running run's own state has the same slot.
 
@@ -42,6 +43,7 @@ from backend.deps import SessionDep
 from jobspec.status import RunStatus
 from store import clock
 from store.db import session_scope
+from store.runs import changes
 from store.runs.models import Metric, Run, RunSample, TuneTrial
 from store.settings import get_settings
 from store.workers.models import WorkerRecord
@@ -84,22 +86,13 @@ def study_state(session: Session, run_id: int) -> tuple:
 
 
 def runs_state(session: Session) -> tuple:
-    """Every run's counts and latest times, the last metric row, the workers' last beat."""
-    r = Run.__table__.c
+    """The runs table's change counter (store/runs/changes.py: bumped by the database on
+    every write of a run, whoever makes it), the last metric row, the workers' last beat
+    and count, and the clock slots: a few index lookups, whatever the store holds."""
+    counter = changes.version(session)
+    changed = (counter,) if counter is not None else _runs_aggregate(session)
     row = session.execute(
         select(
-            func.count(),
-            func.max(r.id),
-            func.max(r.heartbeat_at),
-            func.max(r.started_at),
-            func.max(r.finished_at),
-            func.max(r.queued_at),
-            func.sum(r.attempts),
-            func.sum(func.length(r.status) + func.length(r.name)),
-            func.count(case((r.archived, 1))),
-            func.count(case((r.cancel_requested, 1))),
-            func.sum(r.priority),  # a priority change reorders the queue, stamping nothing
-            func.count(r.set_aside_for),
             select(func.max(Metric.id)).scalar_subquery(),
             select(func.max(WorkerRecord.last_seen)).scalar_subquery(),
             select(func.count()).select_from(WorkerRecord).scalar_subquery(),
@@ -109,7 +102,31 @@ def runs_state(session: Session) -> tuple:
     *state, db_now = row
     workers = state[-1]  # while workers are listed, their "last heard" and silence move
     beat = _beat_slot(db_now) if workers else 0  # with the clock: a heartbeat-long slot
-    return (*state, beat, int(clock.at(db_now).timestamp() // CLOCK_SLOT_SECONDS))
+    return (*changed, *state, beat, int(clock.at(db_now).timestamp() // CLOCK_SLOT_SECONDS))
+
+
+def _runs_aggregate(session: Session) -> tuple:
+    """Every run's counts and latest times: what the counter stands for, read the long way
+    (a database made without the migrations' triggers)."""
+    r = Run.__table__.c
+    return tuple(
+        session.execute(
+            select(
+                func.count(),
+                func.max(r.id),
+                func.max(r.heartbeat_at),
+                func.max(r.started_at),
+                func.max(r.finished_at),
+                func.max(r.queued_at),
+                func.sum(r.attempts),
+                func.sum(func.length(r.status) + func.length(r.name)),
+                func.count(case((r.archived, 1))),
+                func.count(case((r.cancel_requested, 1))),
+                func.sum(r.priority),  # a priority change reorders the queue, stamping nothing
+                func.count(r.set_aside_for),
+            )
+        ).one()
+    )
 
 
 def etag(request: Request, state: tuple) -> str:

@@ -10,6 +10,7 @@ never queued. A slot is given back when its stream ends, fails, or the client go
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import weakref
 from collections.abc import Iterator
@@ -107,3 +108,35 @@ def take() -> Slot:
     """A slot for an export about to start: HTTPException 503 over the cap. Take it after
     the request is checked (a 404 or 422 holds no slot) and hand it to stream() at once."""
     return SLOTS.take()
+
+
+# --- Names of downloads: one rule for every file the web sends ---
+
+MAX_NAME_CHARS = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def download_name(stem: str, *, run_id: int | None = None, run_kind: str | None = None) -> str:
+    """The file name a download is saved as: a run's files carry its id and kind
+    (`run-12-finetune-classifier.keras`), so two runs' files never collide in a downloads
+    folder; ASCII letters, digits, dots, dashes and underscores only, at most
+    MAX_NAME_CHARS (the extension kept)."""
+    prefix = f"run-{run_id}-" if run_id is not None else ""
+    if run_id is not None and run_kind:
+        prefix += f"{_slug(run_kind)}-"
+    name = _slug(stem) or "download"
+    room = MAX_NAME_CHARS - len(prefix)
+    if len(name) > room:
+        base, dot, extension = name.rpartition(".")
+        keep = f".{extension}" if dot and len(extension) <= 10 else ""
+        name = name[: room - len(keep)].rstrip("-.") + keep
+    return prefix + name
+
+
+def _slug(text: str) -> str:
+    return _UNSAFE.sub("-", text).strip("-.")
+
+
+def attachment(name: str) -> dict[str, str]:
+    """The Content-Disposition header of a download saved as `name` (download_name's)."""
+    return {"Content-Disposition": f'attachment; filename="{download_name(name)}"'}

@@ -1,5 +1,6 @@
-"""How pages write durations and times; Jinja filters `duration` and `when` (registered in
-backend/web.py), mirrored by static/js/dom.js's `dom.fmt` (tests/web/test_dom_js.py)."""
+"""How pages write durations, times and fractions; Jinja filters `duration`, `when` and
+`pct` (registered in backend/web.py), mirrored by static/js/dom.js's `dom.fmt`
+(tests/web/test_dom_js.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def fmt_duration(seconds: float | None) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def fmt_pct(value: float | None, places: int = 1) -> str:
+    """A fraction (accuracy, recall, F1) as a percentage: 0.212 -> '21.2%', as every page
+    and chart writes one (dom.js `fmt.pct`); an en dash when unknown."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        return "–"
+    return f"{value * 100:.{places}f}%"
 
 
 def fmt_when(moment: str | datetime | None) -> str:

@@ -18,6 +18,7 @@ from backend.datasets import pages as datasets_pages
 from backend.datasets import router as datasets_router
 from backend.groups import pages as groups_pages
 from backend.groups import router as groups_router
+from backend.ops import router as ops_router
 from backend.reports import pages as reports_pages
 from backend.reports import router as reports_router
 from backend.runs import pages as runs_pages
@@ -27,6 +28,7 @@ from backend.studies import router as studies_router
 from backend.workers import router as workers_router
 from store import queue
 from store.db import session_scope, upgrade_schema
+from store.notify import sender as webhook_sender
 from store.runs.upkeep import Upkeep
 from store.settings import get_settings
 
@@ -36,7 +38,9 @@ log = logging.getLogger(__name__)
 def _upkeep(stop: threading.Event) -> None:
     """Dead workers' runs are reaped and lost messages re-sent even when no worker is up."""
     settings = get_settings()
-    upkeep = Upkeep(session_scope=session_scope, send=queue.enqueue, settings=settings)
+    upkeep = Upkeep(
+        session_scope=session_scope, send=queue.enqueue, waiting=queue.waiting, settings=settings
+    )
     while not stop.wait(settings.heartbeat_seconds):
         try:
             upkeep.round()
@@ -50,6 +54,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
     thread = threading.Thread(target=_upkeep, args=(stop,), name="upkeep", daemon=True)
     thread.start()
+    webhook_sender.start(stop, session_scope=session_scope, settings=get_settings())
     yield
     stop.set()
 
@@ -70,6 +75,7 @@ def create_app() -> FastAPI:
     web.install(app)
     app.add_middleware(PollShortcut)  # inside the access check, outside compression
     security.install(app)
+    ops_router.install(app)  # /metrics and its latency timer, outside the access check
     hardening.install(app)
     apidocs.install(app)
     app.include_router(login.router)

@@ -111,6 +111,12 @@ def _nice_steps() -> Iterator[int]:
         scale *= 10
 
 
+def number_format(*, percent: bool) -> str:
+    """A metric value's d3 format in hovers and labels: fractions as percentages (as in
+    every table), other values with four significant digits."""
+    return ".1%" if percent else ".4g"
+
+
 def value_axis(*, percent: bool, **extra: Any) -> dict:
     """A metric axis; fractions (accuracy) read as percentages, as in every table."""
     axis = {"tickformat": ".1~%", "hoverformat": ".1%"} if percent else {}

@@ -176,7 +176,9 @@ def _plain_refusal(request: Request, status: int, message: str) -> Response:
 
 
 def _refuse(request: Request, status: int, message: str) -> Response:
-    if request.url.path.startswith("/api") or request.method not in SAFE_METHODS:
+    # /metrics like /api: a scraper without the token gets a 401, not the sign-in page
+    machine = request.url.path.startswith("/api") or request.url.path == "/metrics"
+    if machine or request.method not in SAFE_METHODS:
         return JSONResponse(status_code=status, content={"detail": message})
     target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return RedirectResponse(f"/login?next={target}", status_code=303)

@@ -76,6 +76,7 @@ def cache_control(url: str, query_string: bytes) -> str:
 templates = Jinja2Templates(directory=TEMPLATES)  # autoescapes .html: user text is safe
 templates.env.filters["duration"] = formatting.fmt_duration  # one formatter, every page
 templates.env.filters["when"] = formatting.fmt_when
+templates.env.filters["pct"] = formatting.fmt_pct  # fractions as percentages, every page
 templates.env.globals["asset"] = asset
 # The status vocabulary, defined once in jobspec/status.py: templates compare with its members
 # and groups; base.html hands it to the browser as JSON (dom.status in static/js/dom.js).

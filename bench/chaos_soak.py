@@ -23,13 +23,13 @@ once per round, in an order drawn with --seed):
                   windows (STACKLAB_TEST_DISK_FULL_FILE, when the store has that test hook)
 
 Then it drains (no more faults or launches; every run and import must end within
---drain-minutes, or still be progressing) and checks: every run final (or progressing),
-every epoch recorded once (metric rows unique per run, key and step, steps 1..N), every
-failed run, failed import and non-succeeded attempt explained by a fault or a cancel that
-hit it (a lost attempt only on a process that was killed or stopped), no message loop (no
-re-send after the drain, the broker's queue short, sends per run bounded), no process left
-after shutdown. Prints a table per stack (faults injected and survived, runs by status,
-attempts by outcome, failed checks with their evidence); the last line is one JSON object.
+--drain-minutes, or still be progressing, or queued behind runs that are) and checks: every run
+final (or progressing), every epoch recorded once (metric rows unique per run, key and step,
+steps 1..N), every failed run, failed import and non-succeeded attempt explained by a fault
+or a cancel that hit it (a lost attempt only on a process that was killed or stopped), no
+message loop (no re-send after the drain, the broker's queue short, sends per run bounded),
+no process left after shutdown. Prints a table per stack (faults injected and survived, runs
+by status, attempts by outcome, failed checks with their evidence); the last line is one JSON object.
 
     python bench/chaos_soak.py [--minutes 30] [--stack redis-postgres|embedded|both]
         [--seed 0] [--workers 3] [--runs 0] [--fault-every 10] [--faults a,b] [--keep]
@@ -311,8 +311,8 @@ class Stack:
 
     def active_runs(self) -> list[Any]:
         return self.query(
-            "SELECT id, status, worker_host, progress, heartbeat_at, cancel_requested "
-            "FROM runs WHERE status IN (:queued, :running)",
+            "SELECT id, status, worker_host, progress, heartbeat_at, cancel_requested, "
+            "parent_run_id FROM runs WHERE status IN (:queued, :running)",
             queued=RunStatus.QUEUED.value,
             running=RunStatus.RUNNING.value,
         )
@@ -654,7 +654,9 @@ class Findings:
 
 
 def drain(stack: Stack, load: Load, clock: Clock, findings: Findings) -> dict:
-    """Wait for every run and import to end; a run still moving at the bound is progressing."""
+    """Wait for every run and import to end. At the bound, a run whose status or progress
+    changed in the last 30 s is progressing, a queued one behind runs that progress (its
+    parent, or a run on every worker) is waiting: neither is stuck."""
     deadline = time.monotonic() + scaled(stack.args.drain_minutes * 60)
     seen: dict[int, tuple] = {}
     moved: dict[int, float] = {}
@@ -675,21 +677,35 @@ def drain(stack: Stack, load: Load, clock: Clock, findings: Findings) -> dict:
         time.sleep(1)
     active = stack.active_runs()
     progressing: list[int] = []
+    waiting: list[int] = []  # queued behind runs that move: their parent, or every worker
     stuck: list[int] = []
     for run in active:
-        recent = time.monotonic() - moved.get(run.id, 0) < scaled(30)
-        (progressing if recent else stuck).append(run.id)
-        if not recent:
-            findings.add(
-                "every run final or progressing",
-                f"run {run.id} ({load.runs.get(run.id, '?')}) {run.status} "
-                f"cancel_requested={bool(run.cancel_requested)} worker={run.worker_host} "
-                f"progress={json.dumps(run.progress, default=str)[:160]}",
-            )
+        if time.monotonic() - moved.get(run.id, 0) < scaled(30):
+            progressing.append(run.id)
+    busy = [r.id for r in active if r.status == RunStatus.RUNNING and r.id in progressing]
+    for run in active:
+        if run.id in progressing:
+            continue
+        behind = run.parent_run_id in progressing or len(busy) >= stack.args.workers
+        if run.status == RunStatus.QUEUED and behind:
+            waiting.append(run.id)
+            continue
+        stuck.append(run.id)
+        findings.add(
+            "every run final or progressing",
+            f"run {run.id} ({load.runs.get(run.id, '?')}) {run.status} "
+            f"cancel_requested={bool(run.cancel_requested)} worker={run.worker_host} "
+            f"progress={json.dumps(run.progress, default=str)[:160]}",
+        )
     for import_id in open_imports(stack):
         findings.add("every run final or progressing", f"import {import_id} never ended")
     findings.add("every run final or progressing")
-    return {"drained_at_s": clock.now(), "progressing": progressing, "stuck": stuck}
+    return {
+        "drained_at_s": clock.now(),
+        "progressing": progressing,
+        "waiting": waiting,
+        "stuck": stuck,
+    }
 
 
 def open_imports(stack: Stack) -> list[int]:
@@ -917,6 +933,21 @@ def sends_per_run(stack: Stack) -> Counter:
     return counts
 
 
+CONSUMER = re.compile(
+    r"consumer|Cannot connect|Connection|ready|exited with|nothing queued|attempt \d"
+)
+
+
+def consumer_story(stack: Stack, per_log: int = 6) -> list[str]:
+    """Each training worker's last lines about its consumer (connections, readiness, pool
+    children, claims): why a worker said it was idle yet took no message."""
+    story = []
+    for path in sorted(stack.logs.glob("w*.log")):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if CONSUMER.search(ln)]
+        story += [f"{path.stem}: {ln[:200]}" for ln in lines[-per_log:]]
+    return story
+
+
 def check_loop(stack: Stack, findings: Findings) -> dict:
     """After the drain, a few re-send windows of quiet: nothing sent again, queue short."""
     check = "no message loop"
@@ -936,6 +967,9 @@ def check_loop(stack: Stack, findings: Findings) -> dict:
     for run_id, n in sorted(sends.items()):
         if n > stack.args.max_resends + 5:
             findings.add(check, f"run {run_id}: {n} messages in the embedded queue")
+    if findings.checks[check]:  # evidence for the next reader: what each consumer went through
+        for line in consumer_story(stack):
+            findings.add(check, line)
     return {
         "resends": sum(after.values()),
         "max_resends_per_run": max(after.values(), default=0),

@@ -15,6 +15,7 @@ from cli.data_cmd import data_app
 from cli.demo import DEMO_HELP, demo
 from cli.errors import CliError, user_errors
 from cli.options import TRAIN_PANEL, train_option
+from cli.remote import runs_app
 from jobspec.scheduling import Lane  # standard library only: --help stays instant
 from jobspec.stages import AE01  # no imports of its own: --help stays instant
 
@@ -384,6 +385,7 @@ def _exec_worker(gpu: int | None, lane: Lane = Lane.TRAINING) -> None:
 
 
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")  # a server's runs, through client/
 app.command(
     help=DEMO_HELP,
     short_help="The whole workflow on the demo data, quick by default.",

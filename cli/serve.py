@@ -196,8 +196,12 @@ def supervise(services: list[Supervised], up: str, grace: float | None = None) -
         from store.settings import get_settings
 
         grace = get_settings().worker_stop_grace_seconds
-    # A service manager stops us with SIGTERM: take the web app and workers down too.
+    # A service manager stops us with SIGTERM: take the web app and workers down too. And
+    # Ctrl-C, whatever SIGINT's disposition was inherited (a process started with SIGINT
+    # ignored, as a shell's background job is, would not stop on it, while its web app and
+    # workers, which set their own handlers, would: serve restarted them as crashed).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         for service in services:
             service.start()

@@ -4,7 +4,9 @@
 
 Starts the app and one worker on a temporary embedded store, runs a pretrain on imbalanced
 demo data, a pretraining-benefit ablation study (3 seeds) on its weights and a small tune,
-then photographs the pages with headless Chromium into docs/screenshots/.
+then photographs the pages with headless Chromium into docs/screenshots/: each at 1366 px
+(NAME.png, the README's), 1920 px (NAME-1920.png) and 390 px (NAME-390.png), and the most
+used ones in dark mode (NAME-dark.png).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from jobspec.status import RunStatus  # noqa: E402
 from tests.stack import Workers, stack_env, start_web, wait_for  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
+# Window sizes (width, height) -> file name suffix: a laptop (the README's), a wide screen
+# and a phone.
+SIZES = {(1366, 900): "", (1920, 1080): "-1920", (390, 844): "-390"}
+DARK = ("runs", "run-finetune", "ablation-study")
 STAGE = {"epochs": 3, "batch_size": 32}
 
 
@@ -116,13 +122,23 @@ def photograph(base: str, ids: dict) -> None:
         browser = pw.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        for name, path in pages.items():
-            page.goto(base + path)
-            page.wait_for_load_state("networkidle")
-            time.sleep(1.5)  # let Plotly finish drawing
-            page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
+        for (width, height), suffix in SIZES.items():
+            page = browser.new_page(viewport={"width": width, "height": height})
+            for name, path in pages.items():
+                _shoot(page, base + path, OUT / f"{name}{suffix}.png")
+            page.close()
+        # Dark mode (the browser's preference): the pages most often open, at 1366 px.
+        page = browser.new_page(viewport={"width": 1366, "height": 900}, color_scheme="dark")
+        for name in DARK:
+            _shoot(page, base + pages[name], OUT / f"{name}-dark.png")
         browser.close()
+
+
+def _shoot(page, url: str, path: Path) -> None:
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    time.sleep(1.5)  # let Plotly finish drawing
+    page.screenshot(path=str(path), full_page=False)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ evaluation, and which metric is the default for a data set. Pure: no Keras, SQL 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,14 @@ LEGACY_GROUP_KIND = "augmentation_study"
 GROUP_KINDS = (GROUP_KIND, LEGACY_GROUP_KIND)
 # The largest over the smallest training class above which data counts as imbalanced.
 IMBALANCE_RATIO = 1.5
-# "Rarest classes": this share of the classes with the fewest training images (at least one).
+# "Rarest classes": this share of the classes with the fewest training images (rarest_classes).
 RAREST_SHARE = 0.25
+RAREST_RULE = (
+    "the rarest quarter of the classes: the k = ceil(classes x 0.25) with the fewest training "
+    "images, and every class tied with the k-th fewest"
+)
 COMPARABLE_MONITOR = "val_balanced_accuracy"
+DEFAULT_MONITOR = "val_loss"  # EarlyStoppingConfig's default: a study swaps it (stopping_monitor)
 STACK = "-".join(stage.upper() for stage in STAGES)
 # A finetune's parameters as JSON (what a run stores), which the arms change.
 Params = dict[str, Any]
@@ -73,16 +79,24 @@ class Factor:
                 return arm
         raise KeyError(f"{self.name} has no arm {name!r}")
 
-    def shared(self, base: Params) -> Params:
-        """The parameters both arms share (before each arm's own change)."""
-        if self.name == "class_weights":
-            stopping = dict(base.get("early_stopping") or {})
-            if stopping.get("monitor", "val_loss") in ("val_loss", "val_accuracy"):
-                # The weighted arm trains on a weighted loss: plain val_loss / accuracy would
-                # stop it for favouring rare classes. Both arms watch a balanced metric.
-                stopping["monitor"] = COMPARABLE_MONITOR
-            return {**base, "early_stopping": stopping}
-        return dict(base)
+    def shared(self, base: Params, metric: str | None = None) -> Params:
+        """The parameters both arms share (before each arm's own change). With the study's
+        metric (at launch), early stopping left at val_loss watches that metric instead, in
+        both arms, so each arm keeps the epoch best by what the study judges; a monitor
+        chosen otherwise is kept, and the page shows the confound (stopping_rule)."""
+        stopping = dict(base.get("early_stopping") or {})
+        monitor = stopping.get("monitor", DEFAULT_MONITOR)
+        # The weighted arm trains on a weighted loss: plain val_loss would stop it for
+        # favouring rare classes (val_accuracy too, unless accuracy is what is judged).
+        weighted = self.name == "class_weights"
+        unfair = ("val_accuracy",) if weighted else ()
+        if metric is not None and monitor in (DEFAULT_MONITOR, *unfair):
+            stopping["monitor"] = stopping_monitor(metric)
+        elif weighted and monitor == DEFAULT_MONITOR:  # shared again without the metric
+            stopping["monitor"] = COMPARABLE_MONITOR
+        else:
+            return dict(base)
+        return {**base, "early_stopping": stopping}
 
     def params(self, base: Params, arm: str, context: Context) -> Params:
         """The full parameters of one arm."""
@@ -161,9 +175,10 @@ FACTORS: dict[str, Factor] = {
             Arm("off", "unweighted loss", _set(class_weights=False)),
             Arm("on", "class-weighted loss", _set(class_weights=True)),
             needs_parent=False,
-            note="Early stopping set to val_loss or val_accuracy watches validation balanced "
-            "accuracy instead, in both arms: the weighted arm trains on a weighted loss, so "
-            "plain val_loss would stop it early for favouring the rare classes.",
+            note="Early stopping set to val_loss or val_accuracy watches the study's metric on "
+            "validation instead (balanced accuracy for minority recall), in both arms: the "
+            "weighted arm trains on a weighted loss, so plain val_loss would stop it early for "
+            "favouring the rare classes.",
         ),
         Factor(
             "freeze_encoder",
@@ -201,17 +216,72 @@ def imbalanced(train_counts: dict[str, int]) -> bool:
     return bool(sizes) and max(sizes) > IMBALANCE_RATIO * min(sizes)
 
 
-def default_metric(train_counts: dict[str, int]) -> str:
-    """Balanced accuracy on imbalanced training data, plain accuracy otherwise."""
-    return "balanced_accuracy" if imbalanced(train_counts) else "accuracy"
+def default_metric(
+    train_counts: Mapping[str, int], test_counts: Mapping[str, int] | None = None
+) -> str:
+    """Balanced accuracy where it says more than accuracy: when the test set, where the
+    study's scores are computed, is imbalanced. On a balanced test set the two are equal
+    whatever the training data, so plain accuracy. Without test counts (older callers), the
+    training counts decide."""
+    counts = train_counts if test_counts is None else test_counts
+    return "balanced_accuracy" if imbalanced(dict(counts)) else "accuracy"
 
 
-def rarest_classes(train_counts: dict[str, int]) -> list[str]:
-    """The RAREST_SHARE of classes with the fewest training images (at least one); ties
-    keep the data set's class order."""
-    k = max(1, round(len(train_counts) * RAREST_SHARE))
-    order = sorted(train_counts, key=lambda name: train_counts[name])  # stable
-    return order[:k]
+def same_as_accuracy(test_counts: Mapping[str, int]) -> bool:
+    """Whether balanced accuracy equals accuracy on this test set: every class with test
+    images has as many (mean recall weighted by support is then the plain mean)."""
+    sizes = {n for n in test_counts.values() if n > 0}
+    return len(sizes) == 1
+
+
+def rarest_classes(train_counts: Mapping[str, int]) -> list[str]:
+    """The rarest classes (RAREST_RULE): k = ceil(classes x RAREST_SHARE), at least one, and
+    every class whose training count is at most the k-th smallest, so ties at the boundary
+    are all in (never broken by class order); rarest first, ties in the data set's order."""
+    if not train_counts:
+        return []
+    k = max(1, math.ceil(round(len(train_counts) * RAREST_SHARE, 9)))  # 10 x 0.3 is 3, not 4
+    boundary = sorted(train_counts.values())[k - 1]
+    rare = [name for name, count in train_counts.items() if count <= boundary]
+    return sorted(rare, key=lambda name: train_counts[name])  # stable
+
+
+STOPPING_MONITORS: dict[str, str] = {
+    "accuracy": "val_accuracy",
+    "balanced_accuracy": "val_balanced_accuracy",
+    "macro_f1": "val_macro_f1",
+    # No per-epoch recall of the rarest classes is logged: the balanced score is nearest.
+    "minority_recall": COMPARABLE_MONITOR,
+}
+
+
+def stopping_monitor(metric: str) -> str:
+    """The validation score a study judged by `metric` stops on, in both arms."""
+    return STOPPING_MONITORS[metric]
+
+
+def stopping_rule(metric: str, base: Mapping[str, Any]) -> dict[str, Any]:
+    """What a study's early stopping watched (fixed at launch in its shared params `base`)
+    beside the metric it is judged by; `confound` says how they differ (None: they agree,
+    or the study kept no early stopping settings, when `matches` is None)."""
+    if "early_stopping" not in base:
+        return {"metric": metric, "monitor": None, "matches": None, "confound": None}
+    monitor = (base.get("early_stopping") or {}).get("monitor", DEFAULT_MONITOR)
+    label = STUDY_METRICS[metric]
+    confound = None
+    if monitor != stopping_monitor(metric):
+        confound = (
+            f"Early stopping watched {monitor} while the study is judged by {label}: each arm "
+            f"kept its best epoch by {monitor}, so the arms may differ in when they stopped "
+            "as well as in the factor."
+        )
+    elif metric == "minority_recall":
+        confound = (
+            f"Early stopping watched {monitor}: no per-epoch validation score of the rarest "
+            "classes is logged, so each arm kept its best epoch by the balanced score, not by "
+            f"the {label}."
+        )
+    return {"metric": metric, "monitor": monitor, "matches": confound is None, "confound": confound}
 
 
 def metric_value(

@@ -59,6 +59,13 @@ class Metric:
         return "%" if self.percent else self.unit
 
 
+PROBE_METRICS = (
+    Metric("probe_accuracy", "max", "linear-probe acc", unit=PERCENT_UNIT),
+    Metric("probe_balanced_accuracy", "max", "linear-probe balanced acc", unit=PERCENT_UNIT),
+    Metric("knn_accuracy", "max", "k-NN acc", unit=PERCENT_UNIT),
+    Metric("knn_balanced_accuracy", "max", "k-NN balanced acc", unit=PERCENT_UNIT),
+)
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -76,6 +83,10 @@ METRICS: dict[str, Metric] = {
         Metric("cpu_percent", "min", "CPU", unit="% of a core", panel=SAMPLED_PANEL),
         Metric("gpu_util", "max", "GPU utilisation", unit="%", panel=SAMPLED_PANEL),
         Metric("gpu_mem_mb", "min", "GPU memory", unit="MiB", panel=SAMPLED_PANEL),
+        # What the autoencoders learned (jobspec/learned.py): frozen features of an encoder
+        # read by a linear probe or k-NN, on the test set ("val_" twins: the validation
+        # part). Stored in the run's learned.json, never per epoch: no chart panel.
+        *PROBE_METRICS,
     )
 }
 

@@ -2,12 +2,15 @@
 
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetImport, DatasetRecord
+from store.notify.models import OutboxEvent, WebhookDelivery
+from store.runs.changes import RunsVersion
 from store.runs.models import (
     Metric,
     MetricSummary,
     Run,
     RunAttempt,
     RunGroup,
+    RunParam,
     RunSample,
     TuneTrial,
 )
@@ -20,10 +23,14 @@ __all__ = [
     "DatasetRecord",
     "Metric",
     "MetricSummary",
+    "OutboxEvent",
     "Run",
     "RunAttempt",
     "RunGroup",
+    "RunParam",
     "RunSample",
+    "RunsVersion",
     "TuneTrial",
+    "WebhookDelivery",
     "WorkerRecord",
 ]

@@ -154,6 +154,21 @@ def enqueue(kind: str, run_id: int) -> str:
         raise QueueUnavailable(broker_name()) from err
 
 
+def waiting(lane: Lane) -> int | None:
+    """Messages waiting in the broker for a lane's workers (sent, not yet taken), or None
+    when the broker cannot say (it is away). Redis and the embedded queue both count them
+    (kombu's virtual transports answer a declare with the queue's size)."""
+    errors: tuple[type[BaseException], ...] = (*_broker_errors(), sqlite3.Error)
+    try:
+        with client().connection_for_write() as conn:
+            declared = conn.default_channel.queue_declare(
+                queue=lane_queue(lane), durable=True, auto_delete=False
+            )
+            return int(declared.message_count)
+    except errors:
+        return None
+
+
 def revoke(task_id: str) -> None:
     """Drop a queued task from the broker, where the broker supports it (not the embedded one)."""
     if get_settings().embedded_broker:

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobspec.scheduling import PRIORITY_MAX, PRIORITY_MIN
+from store.notify.vocabulary import NotifyEvent, WebhookFormat
 
 SHARED_TOKEN = "shared"  # the name of STACKLAB_TOKEN's holder
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 MAX_TOKEN_CHARS = 256  # checked before any comparison (backend/security.py)
+MAX_WEBHOOK_URLS = 10  # ops (issue 24): each event is one POST per URL
+MAX_WEBHOOK_URL_CHARS = 2048
 
 
 class Settings(BaseSettings):
     """Read from STACKLAB_* variables (DATABASE_URL and REDIS_URL are accepted as they are)."""
 
-    model_config = SettingsConfigDict(env_prefix="STACKLAB_", env_file=".env", extra="ignore")
+    # A refused value is not echoed in the error (a token, a webhook URL's secret path).
+    model_config = SettingsConfigDict(
+        env_prefix="STACKLAB_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(Path("stacklab-data"), description="SQLite files, caches, uploads")
     database_url: str | None = Field(
@@ -170,6 +179,20 @@ class Settings(BaseSettings):
         "told to stop, for its workers to stop at their next batch and hand their runs "
         "back before it kills them; docker-compose.yml's stop_grace_period is the same 60 s",
     )
+    learned_max_images: int = Field(
+        5000,
+        ge=1,
+        le=100_000,
+        description="Images of each part (training part, validation part, test set) that "
+        "the probe stage of a pretrain reads to score what its autoencoders learned (a "
+        "fixed random sample above this)",
+    )
+    learned_pca_points: int = Field(
+        1000,
+        ge=10,
+        le=10_000,
+        description="Test images drawn in each encoder's 2-D PCA on a pretrain's page",
+    )
     system_metrics_seconds: float = Field(
         5.0,
         ge=0,
@@ -283,6 +306,92 @@ class Settings(BaseSettings):
         2, ge=1, description="Exports (runs table CSV, metrics CSV, report) written at once"
     )
 
+    # Ops (issue 24): Prometheus metrics (backend/ops/) and webhooks (store/notify/).
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without the token (for a Prometheus on a trusted "
+        "network); by default a scrape needs `Authorization: Bearer <token>` when a token is set",
+    )
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=f"URLs (http or https, at most {MAX_WEBHOOK_URLS}, each at most "
+        f"{MAX_WEBHOOK_URL_CHARS} characters; comma-separated or a JSON list) that get a "
+        "POST when a run or study ends or needs attention; empty: no webhooks",
+    )
+    webhook_secret: str | None = Field(
+        None,
+        description="When set, each webhook carries X-Stacklab-Signature-256: sha256=<HMAC-"
+        "SHA256 of the body with this key, hex> so receivers can check it came from here",
+    )
+    webhook_format: WebhookFormat = Field(
+        WebhookFormat.JSON,
+        description="Webhook body: json (stacklab's event) or slack (an incoming-webhook "
+        "message, {'text': ...})",
+    )
+    webhook_events: Annotated[list[NotifyEvent], NoDecode] = Field(
+        default_factory=lambda: list(NotifyEvent),
+        description="The events webhooks are sent for, comma-separated (run.succeeded, "
+        "run.failed, run.cancelled, run.worker_lost, study.finished); default: all",
+    )
+    webhook_base_url: str | None = Field(
+        None,
+        description="This stacklab's address as people reach it (https://lab.example), for "
+        "links in webhook messages; empty: links are paths (/runs/12)",
+    )
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Longest wait for a webhook receiver (connect, each read)"
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts per webhook delivery before it is given up"
+    )
+    webhook_backoff_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Wait before a failed webhook's second attempt; doubled after each "
+        "further failure, at most STACKLAB_WEBHOOK_MAX_BACKOFF_SECONDS",
+    )
+    webhook_max_backoff_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=86_400,  # longer outlives the week events are kept (and overflows a datetime)
+        description="Longest wait between two attempts of one webhook (at most a day)",
+    )
+
+    @field_validator("webhook_urls", "webhook_events", mode="before")
+    @classmethod
+    def _webhook_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls_valid(cls, urls: list[str]) -> list[str]:
+        if len(urls) > MAX_WEBHOOK_URLS:
+            raise ValueError(f"{len(urls)} webhook URLs: at most {MAX_WEBHOOK_URLS}")
+        for url in urls:
+            _check_http_url(url)
+        return urls
+
+    @field_validator("webhook_base_url")
+    @classmethod
+    def _webhook_base_url(cls, url: str | None) -> str | None:
+        if url:
+            _check_http_url(url)
+            return url.rstrip("/")
+        return None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, secret: str | None) -> str | None:
+        if secret and len(secret) > MAX_TOKEN_CHARS:
+            raise ValueError(f"STACKLAB_WEBHOOK_SECRET is longer than {MAX_TOKEN_CHARS}")
+        return secret or None
+
     @field_validator("priority_limits")
     @classmethod
     def _priority_limits(cls, limits: dict[str, int]) -> dict[str, int]:
@@ -369,6 +478,26 @@ def _check_token_name(name: str) -> None:
     """A token name (STACKLAB_TOKENS, STACKLAB_PRIORITY_LIMITS) runs can record."""
     if not TOKEN_NAME.fullmatch(name):
         raise ValueError(f"token name {name!r}: use 1 to 40 letters, digits, '-' or '_'")
+
+
+def _check_http_url(url: str) -> None:
+    """An http(s) URL with a host, printable ASCII, of a bounded length (ops, issue 24)."""
+    shown = _shown_url(url)
+    if len(url) > MAX_WEBHOOK_URL_CHARS:
+        raise ValueError(f"URL {shown!r}: longer than {MAX_WEBHOOK_URL_CHARS} characters")
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise ValueError(f"URL {shown!r}: use printable ASCII (percent-encode the rest)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"URL {shown!r}: needs http:// or https:// and a host")
+
+
+def _shown_url(url: str) -> str:
+    """A URL as an error message shows it: up to its host, never its path, query or user
+    (a Slack webhook URL's path is its secret, and errors end up in logs)."""
+    scheme, sep, rest = url.partition("://")
+    host = (rest if sep else url).split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme[:10]}://{host[:80]}/…" if sep else f"{host[:80]}/…"
 
 
 @lru_cache

@@ -27,6 +27,7 @@ pytest_plugins = ["tests.fixtures.app"]
 # it. The scheduler's modules (issue 21) are placed by what they start, not yet measured.
 LONGEST_FIRST = (
     "tests/test_bench_chaos.py",
+    "tests/client/test_end_to_end.py",
     "tests/ml/test_jobs.py",
     "tests/browser/test_forms.py",
     "tests/queue/test_shutdown.py",

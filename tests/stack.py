@@ -51,6 +51,9 @@ FAST = {
     # Small import budgets, so hostile uploads hit them in a second or two.
     "STACKLAB_IMPORT_MEMORY_MB": "768",
     "STACKLAB_IMPORT_TIMEOUT_SECONDS": f"{5 * TIMEOUT_SCALE:g}",
+    # A pretrain's probe stage reads a small sample (tests/ml/test_probe.py checks its numbers)
+    "STACKLAB_LEARNED_MAX_IMAGES": "120",
+    "STACKLAB_LEARNED_PCA_POINTS": "60",
 }
 
 # What stack_env swaps: where the data lives, which database, broker and queue, the token.

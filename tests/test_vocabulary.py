@@ -25,7 +25,7 @@ from jobspec import status
 from tests.stack import REPO_ROOT
 
 # bench/ and docs/ too: their scripts drive the app and wait on its statuses.
-PYTHON_ROOTS = ("backend", "store", "worker", "jobspec", "cli", "bench", "docs")
+PYTHON_ROOTS = ("backend", "store", "worker", "jobspec", "cli", "client", "bench", "docs")
 FRONT_END = (("templates", "*.html"), ("static/js", "*.js"))
 HISTORY = re.compile(r"store/migrations/versions/")  # history: frozen literals, by design
 HOME = "jobspec/status.py"

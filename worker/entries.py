@@ -14,14 +14,18 @@ from worker.jobs import JobContext
 
 def pretrain(config: PretrainConfig, context: JobContext) -> JobOutcome:
     """Layer-wise pretraining: per-stage results, reconstructions and probe errors."""
+    from store.settings import get_settings
     from worker.ml.pretrain import pretrain as train
+    from worker.ml.probe import ProbeBudget
 
+    settings = get_settings()  # what the autoencoders learned is probed within these budgets
     res = train(
         context.dataset,
         config,
         out_dir=context.out_dir,
         reporter=context.reporter,
         resume=context.resume,
+        probe_budget=ProbeBudget(settings.learned_max_images, settings.learned_pca_points),
     )
     result = {
         "stages": res.stages,

@@ -43,7 +43,11 @@ def start_upkeep(
     scheduler's preemption reads), reap, set aside and re-send, even when idle."""
     settings = get_settings()
     upkeep = Upkeep(
-        session_scope=session_scope, send=queue.enqueue, settings=settings, own_runs=own_runs
+        session_scope=session_scope,
+        send=queue.enqueue,
+        waiting=queue.waiting,
+        settings=settings,
+        own_runs=own_runs,
     )
 
     def loop() -> None:

@@ -211,6 +211,9 @@ class StoreRecorder(Reporter):
         plan = list(self.stage_plan)
         if progress.stage in plan:
             data["stage_index"], data["stage_count"] = plan.index(progress.stage) + 1, len(plan)
+        elif plan:  # a closing stage after the plan (a pretrain's probe): the bar stays full
+            data["stage_index"] = data["stage_count"] = len(plan)
+            data["closing"] = True
         data["updated_at"] = time.time()
         self._progress = data
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend import plotting
-from backend.runs.downsample import downsample as shared_downsample
+from backend.runs.figures import kept_indices
 from jobspec.metrics import Metric
 
 MAX_POINTS = 500
@@ -17,33 +17,42 @@ LAYOUT = {
 
 def downsample(points: list, limit: int = MAX_POINTS) -> list:
     """(step, value) pairs shortened by the run page's bucketed min/max downsampler."""
-    if len(points) <= limit:
-        return list(points)
-    steps, values = shared_downsample([p[0] for p in points], [p[1] for p in points], limit)
-    return list(zip(steps, values, strict=True))
+    return [points[i] for i in kept_indices(points, limit)]
 
 
 def curves(title: str, traces: list[dict], found: Metric | None = None) -> dict:
-    """One metric overlaid across runs: traces are {"label", "points", "color"?}; epochs
-    from 1 in whole numbers, fractions (accuracy) as percentages."""
+    """One metric overlaid across runs: traces are {"label", "points", "color"?, "wall"?};
+    epochs from 1 in whole numbers, fractions (accuracy) as percentages. A run's points carry
+    their wall times (seconds since its first epoch) as customdata for the page's time axis;
+    a run of one epoch is a dot with its value written beside it."""
     data, last = [], 1
     percent = bool(found and found.percent)
+    number = plotting.number_format(percent=percent)
     for index, trace in enumerate(traces):
-        points = downsample(trace["points"])
-        last = max([last, *(int(step) for step, _ in points)])
-        data.append(
-            {
-                "type": "scatter",
-                "x": [step for step, _ in points],
-                "y": [value for _, value in points],
-                "mode": "lines+markers" if len(points) < 40 else "lines",
-                "name": trace["label"],
-                "line": {
-                    "color": trace.get("color") or PALETTE[index % len(PALETTE)],
-                    "dash": "dash" if found and found.validation else "solid",
-                },
-            }
-        )
+        points, wall = trace["points"], trace.get("wall")
+        kept = kept_indices(points, MAX_POINTS)
+        steps = [points[i][0] for i in kept]
+        last = max([last, *(int(step) for step in steps)])
+        one = len(points) == 1
+        line = {
+            "type": "scatter",
+            "meta": "curve",  # the page's controls (smoothing, wall time) apply to these
+            "x": steps,
+            "y": [points[i][1] for i in kept],
+            "mode": "markers+text" if one else "lines+markers" if len(kept) < 40 else "lines",
+            "name": trace["label"],
+            "line": {
+                "color": trace.get("color") or PALETTE[index % len(PALETTE)],
+                "dash": "dash" if found and found.validation else "solid",
+            },
+            "hovertemplate": f"epoch %{{x}}<br>%{{y:{number}}}<extra>%{{fullData.name}}</extra>",
+        }
+        if one:  # one epoch: its value, not a lone dot
+            line |= {"texttemplate": f"%{{y:{number}}}", "textposition": "middle right"}
+            line["marker"] = {"size": 9}
+        if wall and len(wall) == len(points):
+            line["customdata"] = [wall[i] for i in kept]
+        data.append(line)
     layout = {
         "title": {"text": title, "font": {"size": 14}},
         "xaxis": plotting.epoch_axis(last),

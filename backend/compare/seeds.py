@@ -120,10 +120,9 @@ def _row(line: dict, field: str, columns: list[dict]) -> dict:
         if values:
             cells[column["key"]] = stats.mean_sd(values)
     best = None
-    means = sorted(cell["mean"] for cell in cells.values())
-    if len(cells) > 1 and line.get("scored", True) and means[0] != means[-1]:
-        pick = min if line["goal"] == "min" else max
-        best = pick(cells, key=lambda key: cells[key]["mean"])  # a tie bolds nobody
+    if line.get("scored", True):  # a tie for the best mean bolds nobody
+        means = {key: cell["mean"] for key, cell in cells.items()}
+        best = stats.single_best(means, goal=line["goal"], percent=line.get("percent", False))
     return {
         "key": line["key"],
         "label": line.get("label") or line["key"],

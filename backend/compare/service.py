@@ -8,8 +8,9 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from backend import plotting
-from backend.compare import figures, seeds
-from backend.formatting import flatten
+from backend.compare import figures, seeds, stats
+from backend.formatting import flatten, fmt_pct
+from backend.runs import learned
 from backend.runs import partial as partial_runs
 from jobspec import ablations
 from jobspec.metrics import is_scored, label_of, metric
@@ -51,10 +52,11 @@ def parse_ids(text: str | None) -> list[int]:
 def compare(*, session: Session, ids: list[int]) -> dict:
     """Everything the compare page shows for these runs (NotFound for an unknown id)."""
     runs = [runs_service.get_run(session, run_id) for run_id in ids]
-    series = metrics_service.series_many(session, [run.id for run in runs])
+    series = metrics_service.timed_series_many(session, [run.id for run in runs])
     summaries = {run.id: metrics_service.summaries(session, run.id) for run in runs}
     params = params_table(session, runs)
     metrics, tests = metrics_table(runs, summaries), test_table(session, runs)
+    tests += learned.compare_rows(session, runs)  # pretrains: what their encoders learned
     return {
         "runs": [_run_card(session, run, summaries[run.id]) for run in runs],
         "running": any(run.status.is_active for run in runs),
@@ -88,21 +90,30 @@ def _metric_name(key: str) -> tuple[str, str]:
     return stage, name
 
 
-def curve_figures(runs: list[Run], series: dict[int, dict]) -> list[dict]:
+def curve_figures(runs: list[Run], series: dict[int, tuple[dict, dict]]) -> list[dict]:
     """One figure per metric, one trace per run; a pretrain stage's metric gets a figure of
-    its own (each stage has its own epochs), a tune's trials share their run's colour."""
+    its own (each stage has its own epochs), a tune's trials share their run's colour.
+    series: metrics_service.timed_series_many (each point's wall time rides along for the
+    time axis)."""
     charts: dict[str, list[dict]] = {}
     for index, run in enumerate(runs):
-        for key, points in series[run.id].items():
+        points_of, wall_of = series[run.id]
+        for key, points in points_of.items():
             stage, name = _metric_name(key)
             chart = f"{stage}/{name}" if stage in STAGES else name
             trial = stage.startswith("trial-")
             label = f"#{run.id} {run.name}" + (f" · {stage}" if trial else "")
             color = figures.PALETTE[index % len(figures.PALETTE)]
-            charts.setdefault(chart, []).append({"label": label, "points": points, "color": color})
+            charts.setdefault(chart, []).append(
+                {"label": label, "points": points, "color": color, "wall": wall_of.get(key)}
+            )
     order = sorted(charts, key=_chart_order)
     return [
-        {"metric": chart, "figure": figures.curves(label_of(chart), charts[chart], metric(chart))}
+        {
+            "metric": chart,
+            "label": label_of(chart),
+            "figure": figures.curves(label_of(chart), charts[chart], metric(chart)),
+        }
         for chart in order
     ]
 
@@ -171,7 +182,9 @@ def metrics_table(runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
                 "scored": scored,  # time and throughput are not scores: no "best" run
                 "percent": metric(key).percent,
                 "cells": cells,
-                "best_run": _best(cells, goal, "best") if scored else None,
+                "best_run": _best(cells, goal, "best", percent=metric(key).percent)
+                if scored
+                else None,
             }
         )
     return rows
@@ -198,7 +211,7 @@ def test_table(session: Session, runs: list[Run]) -> list[dict]:
                     "partial": bool(evaluation.get("partial")),
                 }
         if cells:
-            best = _best(cells, goal, "value")
+            best = _best(cells, goal, "value", percent=percent)
             rows.append(
                 {
                     "key": field,
@@ -212,11 +225,10 @@ def test_table(session: Session, runs: list[Run]) -> list[dict]:
     return rows
 
 
-def _best(cells: dict, goal: str, field: str) -> str | None:
-    if len(cells) < 2:
-        return None
-    pick = min if goal == "min" else max
-    return pick(cells, key=lambda run_id: cells[run_id][field])
+def _best(cells: dict, goal: str, field: str, *, percent: bool) -> str | None:
+    """The run with the single best value of the row (None on a tie: nothing is bolded)."""
+    values = {run_id: cell[field] for run_id, cell in cells.items()}
+    return stats.single_best(values, goal=goal, percent=percent)
 
 
 MAX_RECALL_SENTENCES = 40
@@ -291,7 +303,7 @@ def difference(base: Run, other: Run) -> dict:
             if change < -0.05
             else RecallChange.KEPT
         )
-        text = f"{name}: #{other.id} {verb} recall vs #{base.id}, {ra:.1%} → {rb:.1%}"
+        text = f"{name}: #{other.id} {verb} recall vs #{base.id}, {fmt_pct(ra)} → {fmt_pct(rb)}"
         sentences.append(
             {
                 "class": name,

@@ -1,11 +1,12 @@
 """Small statistics for comparing runs and judging ablation studies.
 
-Mean ± sd, Student-t confidence intervals, the paired t-test, McNemar's test of two
-classifiers, and for a study (the seed is the unit of replication: one paired difference
-d_i = treatment − baseline per seed): the verdict from the CI of mean d, the smallest
-effect the study could detect, the seeds a given effect would need, an exact sign-flip
-permutation test over seeds, and a McNemar test pooled over seeds (Cochran–Mantel–Haenszel
-with one stratum per seed). Pure: numbers in, numbers out.
+Mean ± sd, Student-t confidence intervals, the paired t-test, and for a study (the seed is
+the unit of replication: one paired difference d_i = treatment − baseline per seed): the
+verdict from the CI of mean d, with the metric's resolution as the floor of its sd (every
+seed giving the same d is not certainty: the metric moves in steps), the exact power figures
+of `power.py`, an exact sign-flip permutation test over seeds, and Holm's adjustment for the
+studies of one experiment. The per-image tests (McNemar and friends, which do not test the
+factor) live in `image_tests.py`. Pure: numbers in, numbers out.
 """
 
 from __future__ import annotations
@@ -15,16 +16,41 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
-HELPED, HURT, INCONCLUSIVE, TOO_FEW = "helped", "hurt", "inconclusive", "too_few"
-ALPHA, POWER = 0.05, 0.8
-# Per-sample correctness of one classifier: a list or a boolean array.
-Flags = Sequence[bool] | npt.NDArray[np.bool_]
-SEEDS_CAP = 1000  # seeds_needed answers None ("more than this") beyond it
+from backend.compare import power
+from backend.formatting import fmt_pct
+from jobspec.verdicts import Verdict
+
 EXACT_FLIPS_UP_TO = 16  # seeds; above, the sign-flip test samples flips at random
 SAMPLED_FLIPS = 20_000
 ZERO = 1e-9  # a difference this small (in points) counts as none
+LEVEL = 0.95
+
+
+def shown_value(value: float, *, percent: bool) -> str:
+    """A value as the compare page writes it (dom.js fmt.pct / fmt.metric): 80.0%, 0.4123;
+    whole numbers and values from 1000 on in full (1234.5, 12345), as fmt.metric does."""
+    if percent:
+        return fmt_pct(value)
+    if float(value).is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    if abs(value) >= 1000:
+        return repr(float(value))
+    return f"{value:.4g}"
+
+
+def single_best(values: dict[str, float], *, goal: str, percent: bool) -> str | None:
+    """The key of the one best value (lowest when goal is "min"), None when fewer than two
+    values, or when several share the best as the page shows them (80.0% and 80.0%): a tie
+    has no single best, so nothing is bolded rather than one of the tied picked at random."""
+    values = {k: v for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
+    if len(values) < 2:
+        return None
+    pick = min if goal == "min" else max
+    best = pick(values, key=lambda key: values[key])
+    top = shown_value(values[best], percent=percent)
+    tied = [key for key in values if shown_value(values[key], percent=percent) == top]
+    return best if len(tied) == 1 else None
 
 
 def _stats():
@@ -77,58 +103,16 @@ def paired_t(after: Sequence[float], before: Sequence[float]) -> dict | None:
     return {"t": float(result.statistic), "p": float(result.pvalue), "df": int(a.size - 1)}
 
 
-def mcnemar(correct_a: Flags, correct_b: Flags) -> dict:
-    """McNemar's test on paired per-sample correctness of two classifiers on the same set.
-
-    b = only A right, c = only B right. Exact: two-sided binomial test of b out of b + c at
-    1/2. Corrected: chi-square with Yates' continuity correction, (|b - c| - 1)^2 / (b + c).
-    """
-    a, b_ = _same_shape(correct_a, correct_b)
-    only_a, only_b = int(np.sum(a & ~b_)), int(np.sum(~a & b_))
-    both, neither = int(np.sum(a & b_)), int(np.sum(~a & ~b_))
-    discordant = only_a + only_b
-    out = {"both": both, "only_a": only_a, "only_b": only_b, "neither": neither, "n": int(a.size)}
-    if discordant == 0:
-        return {**out, "p_exact": 1.0, "chi2": 0.0, "p_corrected": 1.0}
-    p_exact = float(_stats().binomtest(only_a, discordant, 0.5).pvalue)
-    chi2 = max(abs(only_a - only_b) - 1, 0) ** 2 / discordant
-    p_corrected = float(_stats().chi2.sf(chi2, 1))
-    return {**out, "p_exact": p_exact, "chi2": chi2, "p_corrected": p_corrected}
-
-
-def judge(ci: dict) -> str:
+def judge(ci: dict) -> Verdict:
     """helped / hurt when the CI of mean d excludes 0, inconclusive when it contains 0,
-    too_few without an interval (fewer than two seed pairs)."""
+    too_few without an interval (fewer than two seed pairs, or no spread to measure)."""
     if ci.get("low") is None:
-        return TOO_FEW
+        return Verdict.TOO_FEW
     if ci["low"] > 0:
-        return HELPED
+        return Verdict.HELPED
     if ci["high"] < 0:
-        return HURT
-    return INCONCLUSIVE
-
-
-def _t_sum(n: int | np.ndarray, alpha: float = ALPHA, power: float = POWER):
-    """t_{1-α/2, n-1} + t_{power, n-1}: the paired t's detectable effect in sd / √n units."""
-    return _stats().t.ppf(1 - alpha / 2, n - 1) + _stats().t.ppf(power, n - 1)
-
-
-def mde(sd: float | None, n: int) -> float | None:
-    """The smallest true mean difference a paired t-test over n seeds detects with 80% power
-    at two-sided α = 0.05, given the sd of the differences: (t_.975 + t_.8) · sd / √n."""
-    if sd is None or n < 2:
-        return None
-    return float(_t_sum(n) * sd / math.sqrt(n))
-
-
-def seeds_needed(sd: float | None, effect: float | None, cap: int = SEEDS_CAP) -> int | None:
-    """The smallest n ≥ 2 whose detectable effect (mde) is at most `effect`; None when even
-    `cap` seeds would not do (or there is no sd or no positive effect to aim at)."""
-    if sd is None or effect is None or effect <= 0:
-        return None
-    n = np.arange(2, cap + 1)
-    ok = np.flatnonzero(_t_sum(n) * sd / np.sqrt(n) <= effect)
-    return int(n[ok[0]]) if ok.size else None
+        return Verdict.HURT
+    return Verdict.INCONCLUSIVE
 
 
 def sign_flip(diffs: Sequence[float]) -> dict | None:
@@ -159,65 +143,89 @@ def sign_flip(diffs: Sequence[float]) -> dict | None:
     }
 
 
-def pooled_mcnemar(pairs: Sequence[tuple[Sequence[bool], Sequence[bool]]]) -> dict | None:
-    """McNemar pooled over seeds (Cochran–Mantel–Haenszel, one stratum per seed) on per-image
-    correctness of (baseline, treatment): with b_k = images only the baseline got right and
-    c_k = only the treatment, χ² = (Σ(b_k − c_k))² / Σ(b_k + c_k), df 1; also with the
-    continuity correction (|Σ(b_k − c_k)| − 1)² / Σ(b_k + c_k). None without strata."""
-    if not pairs:
-        return None
-    b = c = n_images = 0
-    for baseline, treatment in pairs:
-        base, treat = _same_shape(baseline, treatment)
-        b += int(np.sum(base & ~treat))
-        c += int(np.sum(~base & treat))
-        n_images += int(base.size)
-    out = {"strata": len(pairs), "images": n_images, "only_baseline": b, "only_treatment": c}
-    discordant = b + c
-    if discordant == 0:
-        return {**out, "chi2": 0.0, "p": 1.0, "chi2_corrected": 0.0, "p_corrected": 1.0}
-    chi2 = (b - c) ** 2 / discordant
-    corrected = max(abs(b - c) - 1, 0) ** 2 / discordant
-    return {
-        **out,
-        "chi2": float(chi2),
-        "p": float(_stats().chi2.sf(chi2, 1)),
-        "chi2_corrected": float(corrected),
-        "p_corrected": float(_stats().chi2.sf(corrected, 1)),
-    }
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p values, in the order given: the k-th smallest p times
+    (m − k + 1), made non-decreasing, capped at 1 (statsmodels' multipletests "holm")."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[index])))
+        adjusted[index] = running
+    return adjusted
 
 
-def paired_difference(diffs: Sequence[float], effect: float | None = None) -> dict:
+def _interval(mean: float, sd: float, n: int) -> tuple[float, float]:
+    half = float(_stats().t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def _t_test(mean: float, sd: float, n: int) -> dict:
+    """One-sample t-test of mean d = 0 with the sd the interval uses (scipy's ttest_1samp
+    when that is the observed sd)."""
+    t = mean / (sd / math.sqrt(n))
+    return {"t": float(t), "p": float(2 * _stats().t.sf(abs(t), n - 1)), "df": n - 1}
+
+
+def paired_difference(
+    diffs: Sequence[float], effect: float | None = None, resolution: float | None = None
+) -> dict:
     """What a study says of its per-seed differences d (in points): mean, sd, 95% CI,
-    outcome, one-sample t-test, detectable effect at n and the seeds an effect would need
-    (default: the observed |mean|, or the mde when that is ~0)."""
+    outcome, one-sample t-test, the exact detectable effect at n, the power at the effect,
+    and the seeds the effect would need (default: the observed |mean|, or the detectable
+    effect when that is ~0) with their range over the sd's own interval.
+
+    `resolution` (points) is the smallest step the metric takes on this test set: an sd
+    below it is raised to it ("floored"), so seeds that all give the same d make an
+    interval of the metric's grain, not of zero width. Without a resolution such seeds give
+    no interval at all (`no_spread`): too few, add seeds."""
     d = [float(x) for x in diffs]
-    ci = mean_ci(d)
     n = len(d)
-    detectable = mde(ci["sd"], n)
+    summary = mean_sd(d)
+    sd = summary["sd"]
+    floored = sd is not None and resolution is not None and sd < resolution
+    sd_used = resolution if floored else sd
+    no_spread = sd_used is not None and sd_used <= ZERO
+    out = {
+        **summary,
+        "level": LEVEL,
+        "low": None,
+        "high": None,
+        "sd_used": None if no_spread else sd_used,
+        "resolution": resolution,
+        "floored": bool(floored),
+        "no_spread": no_spread,
+        "t_test": None,
+    }
+    if n >= 2 and sd_used is not None and not no_spread:
+        out["low"], out["high"] = _interval(summary["mean"], sd_used, n)
+        out["t_test"] = _t_test(summary["mean"], sd_used, n)
+    return {**out, "outcome": judge(out), **_power(out, effect)}
+
+
+def _power(diff: dict, effect: float | None) -> dict:
+    """The exact power figures of a difference at its sd (None without an interval)."""
+    n, sd, mean = diff["n"], diff["sd_used"], diff["mean"]
+    judged = diff["low"] is not None
+    detectable = power.mde(sd, n) if judged else None
     chosen = effect is not None and effect > 0
+    # Where the effect comes from: power at the observed |mean d| only restates the p value
+    # (post-hoc power), so the page says when that is what it shows.
+    source = "asked" if chosen else "observed"
     if not chosen:
-        effect = abs(ci["mean"]) if ci["mean"] is not None and abs(ci["mean"]) > ZERO else None
-        effect = effect if effect is not None else (detectable if detectable else None)
-    t_test = paired_t(d, [0.0] * n) if n >= 2 else None
-    if t_test is not None and not math.isfinite(t_test["t"]):
-        t_test["t"] = None  # every seed the same d: JSON has no infinity
+        observed = mean is not None and abs(mean) > ZERO
+        effect, source = (abs(mean), source) if observed else (detectable, "detectable")
+    effect = effect if judged else None
     return {
-        **ci,
-        "outcome": judge(ci),
-        "t_test": t_test,
         "mde": detectable,
         "effect": effect,
         "effect_asked": chosen,
-        "seeds_needed": seeds_needed(ci["sd"], effect),
-        "seeds_cap": SEEDS_CAP,
-        "alpha": ALPHA,
-        "power": POWER,
+        "effect_from": source if judged else None,
+        "power_at_effect": power.power(effect, sd, n) if judged and effect else None,
+        "seeds_needed": power.seeds_needed(sd, effect) if judged else None,
+        "seeds_range": power.seeds_range(sd, n, effect) if judged else None,
+        "seeds_cap": power.SEEDS_CAP,
+        "alpha": power.ALPHA,
+        "power": power.POWER,
     }
-
-
-def _same_shape(a: Flags, b: Flags) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    if x.shape != y.shape:
-        raise ValueError("both classifiers must be scored on the same samples")
-    return x, y

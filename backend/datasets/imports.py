@@ -23,9 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from backend.runs import liveness, panel_imports
 from jobspec import text
 from jobspec.status import ImportPhase, ImportState
-from store import queue
+from store import clock, queue
 from store.artifacts import service as artifacts_service
 from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets import lifecycle
@@ -34,6 +35,7 @@ from store.db import session_scope
 from store.errors import InvalidRequest, NotFound
 from store.settings import get_settings
 from store.timeutil import aware
+from store.workers import service as workers_service
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -285,7 +287,14 @@ def start_import(
         session.commit()
         raise HTTPException(503, f"could not reach the job queue: {err}") from err
     pending = ImportPhase.PENDING
-    return {"import_id": import_id, "name": name, "state": pending, **_urls(import_id, name)}
+    queued = panel_imports.row_of(session, import_id, clock.now(session))  # its place, words
+    return {
+        "import_id": import_id,
+        "name": name,
+        "state": pending,
+        "words": queued["words"] if queued else None,
+        **_urls(import_id, name),
+    }
 
 
 def start_cifar10(*, session: Session, name: str = "cifar10") -> dict:
@@ -307,11 +316,14 @@ def _delete_artifact(session: Session, artifact_id: int) -> None:
     session.execute(delete(Artifact).where(Artifact.id == artifact_id))
 
 
-def _status(row: DatasetImport) -> dict:
+def _status(row: DatasetImport, panel_row: dict | None = None) -> dict:
     """An import as the API shows it: state pending (queued or running), done or failed;
-    detail is the exact state."""
+    detail is the exact state; while pending, `queue` is its row of the queue panel
+    (backend/runs/panel_imports.py: place, reason, times) and `words` that row in words."""
     moments = ("created_at", "started_at", "heartbeat_at", "finished_at")
     return {
+        "queue": panel_row,
+        "words": panel_row["words"] if panel_row else None,
         "import_id": row.id,
         "name": row.name,
         "file": row.file_name,
@@ -329,7 +341,9 @@ def import_status(*, session: Session, import_id: int, name: str | None = None) 
     row = session.get(DatasetImport, import_id)
     if row is None or (name is not None and name != row.name):
         raise NotFound("import", import_id)
-    return _status(row)
+    if row.state not in ImportState.active():
+        return _status(row)
+    return _status(row, panel_imports.row_of(session, import_id, clock.now(session)))
 
 
 def pending_imports(session: Session) -> list[dict]:
@@ -339,4 +353,7 @@ def pending_imports(session: Session) -> list[dict]:
         .where(DatasetImport.state.in_(ImportState.active()))
         .order_by(DatasetImport.id)
     )
-    return [_status(row) for row in rows]
+    now = clock.now(session)
+    workers = workers_service.online(session, liveness.listed_within(), now=now)
+    panel_rows = {found["id"]: found for found in panel_imports.rows(session, workers, now)}
+    return [_status(row, panel_rows.get(row.id)) for row in rows]

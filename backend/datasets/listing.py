@@ -149,6 +149,7 @@ def _summary(session: Session, row: Any, budget: int, *, max_classes: int | None
         n_classes=n_classes,
         classes_left_out=max(0, n_classes - len(shown_names)),
         imbalanced=ablations.imbalanced({k: _int(v) for k, v in train.items()}),
+        test_imbalanced=ablations.imbalanced({k: _int(v) for k, v in test.items()}),
     )
 
 

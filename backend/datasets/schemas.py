@@ -32,7 +32,13 @@ class DatasetRead(BaseModel):
     imbalanced: bool = Field(
         False,
         description="Whether its largest training class is over the imbalance ratio "
-        "times its smallest (what 'auto' picks balanced accuracy on)",
+        "times its smallest",
+    )
+    test_imbalanced: bool = Field(
+        False,
+        description="Whether its largest test class is over the imbalance ratio times its "
+        "smallest (what a study's 'auto' metric picks balanced accuracy on: on a balanced "
+        "test set it equals accuracy)",
     )
 
     @model_validator(mode="after")
@@ -41,4 +47,5 @@ class DatasetRead(BaseModel):
         if self.n_classes < 0:
             self.n_classes = len(self.class_names)
             self.imbalanced = ablations.imbalanced(self.train_counts)
+            self.test_imbalanced = ablations.imbalanced(self.test_counts)
         return self

@@ -13,11 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.compare import stats
-from backend.groups import evidence, figures, verdict
+from backend.groups import figures, judgement, steps
+from backend.runs import liveness
 from jobspec import ablations
 from jobspec.status import RunStatus
 from store.datasets import service as datasets_service
 from store.errors import NotFound
+from store.runs import ablations as ablation_launcher
+from store.runs import leaks
 from store.runs import metrics as metrics_service
 from store.runs.models import Run, RunGroup
 
@@ -87,11 +90,6 @@ def arm_of(run: Run, design: Design) -> str | None:
     return None
 
 
-def seed_of(run: Run) -> int:
-    """The seed the study gave the run."""
-    return int((run.params or {}).get("seed", run.seed))
-
-
 def study(*, session: Session, group_id: int, effect: float | None = None) -> dict:
     """The study's verdict, statistics, arms, curves and runs (JSON-ready)."""
     group = get_group(session, group_id)
@@ -103,47 +101,59 @@ def study(*, session: Session, group_id: int, effect: float | None = None) -> di
     counts = dict((dataset.train_counts if dataset else None) or {})
     arms = {run.id: arm_of(run, design) for run in runs}
     pairs = _pairs(runs, arms, design, counts)
-    if dataset is not None:
-        evidence.per_seed(session, pairs, dataset.id)
-    diffs = [pair["difference"] for pair in pairs]
-    diff = stats.paired_difference(diffs, effect)
-    planned = (group.params or {}).get("seeds") or sorted({seed_of(r) for r in runs})
+    planned = ablation_launcher.study_seeds(group, runs)
+    judged = judgement.judge(
+        session=session,
+        factor=design.factor,
+        metric=design.metric,
+        legacy=design.legacy,
+        dataset=dataset,
+        pairs=pairs,
+        planned=planned,
+        effect=effect,
+        scores={
+            arm.name: _arm_scores(arm.name, runs, arms, design, counts)
+            for arm in design.factor.arms
+        },
+        per_seed_split=(group.params or {}).get("split_seed") is None,
+    )
+    running = any(run.status.is_active for run in runs)
+    setting = _setting(session, group, design, dataset, counts)
+    setting["warnings"] += leaks.study_warnings(runs, (group.params or {}).get("parent_run_id"))
     return {
         "group": {"id": group.id, "name": group.name, "kind": group.kind},
-        **_setting(session, group, design, dataset, counts),
-        **_answer(design, dataset.name if dataset else "this data set", diff, len(planned)),
-        "difference": diff,
-        "pooled": evidence.pooled(pairs, diffs, design.metric),
-        "mcnemar_caveat": evidence.MCNEMAR_CAVEAT,
+        **setting,
+        **judged,
         "pairs": pairs,
         "arms": [_arm_summary(arm, design, runs, arms, counts) for arm in design.factor.arms],
         "curves": _curves(session, runs, arms, design),
-        "runs": [_run_row(run, arms[run.id], design, counts) for run in runs],
-        "running": any(run.status.is_active for run in runs),
+        "runs": _run_rows(session, runs, arms, design, counts),
+        "running": running,
         "counts": {s: sum(r.status == s for r in runs) for s in sorted({r.status for r in runs})},
         "seeds": planned,
+        "next": steps.next_step(
+            group=group,
+            runs=runs,
+            diff=judged["difference"],
+            outcome=judged["verdict"]["outcome"],
+        ),
     }
 
 
-def _answer(design: Design, dataset: str, diff: dict, planned: int) -> dict:
-    """The verdict sentence and the rule that decides it."""
-    labels = (design.factor.baseline.label, design.factor.treatment.label)
-    metric = ablations.STUDY_METRICS[design.metric]
-    sentence = verdict.sentence(
-        subject=design.factor.subject,
-        arms=labels,
-        metric=metric,
-        dataset=dataset,
-        diff=diff,
-        pairs=diff["n"],
-        seeds=planned,
-    )
-    return {"verdict": sentence, "rule": verdict.rule(metric=metric, arms=labels)}
+def _arm_scores(arm: str, runs: list[Run], arms: dict, design: Design, counts: dict) -> list:
+    """One arm's finished scores on the study metric, in points."""
+    return [
+        value
+        for run in runs
+        if arms[run.id] == arm and (evaluation := _evaluation(run)) is not None
+        if (value := _points(design.metric, evaluation, counts)) is not None
+    ]
 
 
 def _setting(session, group: RunGroup, design: Design, dataset, counts: dict) -> dict:
     """What the study is: factor, metric and why, data set, split, parent, warnings."""
     params = group.params or {}
+    test_counts = dict((dataset.test_counts if dataset else None) or {})
     factor = design.factor
     parent_id = params.get("parent_run_id")
     parent = session.get(Run, parent_id) if parent_id is not None else None
@@ -160,13 +170,16 @@ def _setting(session, group: RunGroup, design: Design, dataset, counts: dict) ->
             "name": design.metric,
             "label": ablations.STUDY_METRICS[design.metric],
             "chosen": design.metric_chosen,
-            "why": _why_metric(design, counts),
+            "why": _why_metric(design, counts, test_counts),
         },
+        # Fixed at launch with the study (its shared params): what early stopping watched.
+        "stopping": ablations.stopping_rule(design.metric, params.get("base") or {}),
         "metrics": [{"name": k, "label": v} for k, v in ablations.STUDY_METRICS.items()],
         "dataset": {
             "name": dataset.name if dataset else None,
             "imbalanced": ablations.imbalanced(counts),
             "rarest_classes": ablations.rarest_classes(counts) if counts else [],
+            "rarest_rule": ablations.RAREST_RULE,
             "train_counts": counts,
         },
         "split_seed": "per_seed" if split is None else split,
@@ -175,16 +188,29 @@ def _setting(session, group: RunGroup, design: Design, dataset, counts: dict) ->
             if parent is not None
             else None
         ),
-        "warnings": list(params.get("warnings") or []),
+        "warnings": [*(params.get("warnings") or []), *_stopping_warning(design, params)],
     }
 
 
-def _why_metric(design: Design, counts: dict) -> str:
+def _stopping_warning(design: Design, params: dict) -> list[str]:
+    """The stopping rule's confound, when early stopping watched other than the metric."""
+    if design.legacy:
+        return []
+    confound = ablations.stopping_rule(design.metric, params.get("base") or {})["confound"]
+    return [confound] if confound else []
+
+
+def _why_metric(design: Design, counts: dict, test_counts: dict) -> str:
     if design.legacy:
         return "augmentation studies made before ablations are judged by test accuracy"
+    same = design.metric == "balanced_accuracy" and ablations.same_as_accuracy(test_counts)
+    equal = " (on this balanced test set it equals accuracy)" if same else ""
     if design.metric_chosen:
-        return "chosen when the study was launched"
-    if ablations.imbalanced(counts):
+        return f"chosen when the study was launched{equal}"
+    if test_counts and ablations.default_metric(counts, test_counts) == design.metric:
+        balance = "imbalanced" if ablations.imbalanced(test_counts) else "balanced"
+        return f"picked automatically: the test classes are {balance}"
+    if ablations.imbalanced(counts):  # studies launched when the training counts decided
         return "picked automatically: the training classes are imbalanced"
     return "picked automatically: the training classes are balanced"
 
@@ -209,7 +235,10 @@ def _pairs(runs: list[Run], arms: dict, design: Design, counts: dict) -> list[di
         value = _points(design.metric, evaluation, counts) if evaluation else None
         role = design.roles.get(arms[run.id])
         if value is not None and role is not None:
-            by_seed.setdefault(seed_of(run), {})[role] = {"id": run.id, "value": value}
+            by_seed.setdefault(ablation_launcher.run_seed(run), {})[role] = {
+                "id": run.id,
+                "value": value,
+            }
     return [
         {
             "seed": seed,
@@ -266,7 +295,18 @@ def _curves(session: Session, runs: list[Run], arms: dict, design: Design) -> li
     return out
 
 
-def _run_row(run: Run, arm: str | None, design: Design, counts: dict) -> dict:
+def _run_rows(
+    session: Session, runs: list[Run], arms: dict, design: Design, counts: dict
+) -> list[dict]:
+    """The study's runs, each running one with the one ETA and its worker's liveness (what
+    the run page, the runs table and the queue panel show)."""
+    live = liveness.live(session, runs)
+    return [_run_row(run, arms[run.id], design, counts, live.get(run.id)) for run in runs]
+
+
+def _run_row(
+    run: Run, arm: str | None, design: Design, counts: dict, live: dict | None = None
+) -> dict:
     evaluation = _evaluation(run) or {}
     label = design.factor.arm(arm).label if arm in design.roles else arm
     return {
@@ -275,10 +315,10 @@ def _run_row(run: Run, arm: str | None, design: Design, counts: dict) -> dict:
         "status": run.status,
         "arm": arm,
         "arm_label": label,
-        "seed": seed_of(run),
+        "seed": ablation_launcher.run_seed(run),
         "value": _points(design.metric, evaluation, counts) if evaluation else None,
         "accuracy": evaluation.get("accuracy"),
         "balanced_accuracy": evaluation.get("balanced_accuracy"),
-        "progress": run.progress or {},
+        "progress": live if live is not None else (run.progress or {}),
         "url": f"/runs/{run.id}",
     }

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from backend.deps import SessionDep
 from backend.groups import ablation
 from backend.web import render
+from jobspec.verdicts import Verdict
 from store.runs.schemas import GroupRead, RunRead
 
 router = APIRouter(include_in_schema=False)
@@ -22,4 +23,6 @@ def group_page(request: Request, group_id: int, session: SessionDep):
         runs = [RunRead.model_validate(r) for r in ablation.group_runs(session, group_id)]
         return render(request, "groups/group.html", group=group, runs=runs, nav="runs")
     data = ablation.study(session=session, group_id=group_id)
-    return render(request, "groups/ablation.html", group=group, data=data, nav="runs")
+    return render(
+        request, "groups/ablation.html", group=group, data=data, nav="runs", Verdict=Verdict
+    )

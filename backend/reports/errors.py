@@ -24,6 +24,9 @@ from store.runs import service as runs_service
 from store.settings import get_settings
 
 TOP_CLASSES = 3  # the classes listed under each image, most probable first
+CELL_PAGE = 48  # images of one confusion-matrix cell per page (the run page's default)
+MAX_CELL_PAGE = 200  # the most one answer holds
+MAX_OFFSET = 10_000_000  # beyond any test set's size
 
 
 @dataclass(frozen=True)
@@ -92,18 +95,23 @@ def _most_confident(p: Predictions, indices: np.ndarray) -> np.ndarray:
     return indices[np.argsort(-confidence, kind="stable")]
 
 
-def cell(*, session: Session, run_id: int, true: int, pred: int, limit: int) -> dict:
-    """The test images of class `true` predicted as `pred`, most confident first."""
+def cell(
+    *, session: Session, run_id: int, true: int, pred: int, limit: int, offset: int = 0
+) -> dict:
+    """The test images of class `true` predicted as `pred`, most confident first: `limit`
+    of them from `offset`, with the cell's total (a page past the end is empty)."""
     p = load(session, run_id)
     true, pred = _class(p, "true", true), _class(p, "pred", pred)
     hits = np.flatnonzero((p.true == true) & (p.predicted == pred))
-    chosen = _most_confident(p, hits)[:limit]
+    chosen = _most_confident(p, hits)[offset : offset + limit]
     return {
         "run_id": run_id,
         "dataset": p.dataset,
         "true": {"index": true, "name": p.class_names[true]},
         "pred": {"index": pred, "name": p.class_names[pred]},
         "total": int(len(hits)),
+        "offset": offset,
+        "limit": limit,
         "has_probabilities": p.probabilities is not None,
         "items": [_item(p, i) for i in chosen],
         "class_names": p.class_names,

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from backend import web
 from backend.reports import figures, notes, service
-from backend.runs import detail
+from backend.runs import detail, learned
+from jobspec.verdicts import Verdict
 from store.errors import NotFound
 
 STYLESHEET = web.STATIC / "css" / "app.css"
@@ -22,9 +23,11 @@ def context(session: Session, data: dict) -> dict:
     """What the report's templates need besides the data: charts and rendered notes."""
     return {
         "data": data,
+        "Verdict": Verdict,  # the verdict vocabulary (jobspec/verdicts.py), not retyped
         # not `charts`: base.html loads Plotly when a page sets that
         "report_charts": figures.charts(session, data),
         "notes_html": notes.render(data["root"]["notes"]),
+        "learned": learned.for_report(session, data["root"]["id"]),  # a pretrain's probe
         "finetune_notes": {
             f["id"]: notes.render(f["notes"]) for f in data["finetunes"] if f.get("notes")
         },

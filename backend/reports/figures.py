@@ -67,4 +67,4 @@ def finetunes_chart(session: Session, names: dict[int, str]) -> Markup:
     title = f"Finetunes: validation {label} per epoch"
     if len(run_ids) > len(ids):
         title += f" (first {len(ids)} of {len(run_ids)})"
-    return svg.line_chart(lines, title=title, y_label=label)
+    return svg.line_chart(lines, title=title, y_label=label, percent=True)

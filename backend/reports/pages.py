@@ -43,7 +43,7 @@ def experiment_export(run_id: int, session: SessionDep) -> Response:
     """The report as one HTML file that opens offline (a download), streamed as it is
     written; 503 while max_concurrent_exports are being written."""
     chunks, name = export.report_chunks(session=session, run_id=run_id)
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    headers = exports.attachment(name)  # experiment-<id>-<name>.html: it names its run
     return exports.stream(
         chunks, media_type="text/html; charset=utf-8", headers=headers, slot=exports.take()
     )

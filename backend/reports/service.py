@@ -35,6 +35,7 @@ def experiment(*, session: Session, run_id: int) -> dict:
     dataset = listing.by_id(session, pretrain.dataset_id)  # bounded, whatever the row holds
     finetunes, total = _finetunes(session, pretrain)
     groups = _groups(session, finetunes)
+    summaries = [studies.summary(session=session, group=group) for group in groups]
     return {
         "id": pretrain.id,
         "url": f"/experiments/{pretrain.id}",
@@ -50,7 +51,8 @@ def experiment(*, session: Session, run_id: int) -> dict:
         "tunes": _tunes(session, pretrain),
         "finetunes": [_finetune(run, dataset.train_counts or {}) for run in finetunes],
         "finetunes_total": total,
-        "studies": [studies.summary(session=session, group=group) for group in groups],
+        "studies": summaries,
+        "multiplicity": studies.multiplicity(summaries),
         "running": any(r.status.is_active for r in [pretrain, *finetunes]),
     }
 

@@ -13,6 +13,7 @@ from html import escape
 
 from markupsafe import Markup
 
+from backend.formatting import fmt_pct
 from backend.runs.downsample import downsample
 from backend.runs.figures import PALETTE
 
@@ -41,8 +42,15 @@ def nice_ticks(low: float, high: float, count: int = 5, *, min_step: float = 0) 
     return ticks
 
 
-def _label(value: float) -> str:
+def _label(value: float, *, percent: bool = False) -> str:
+    if percent:  # fractions read as percentages, as on every page (21.2%, 25%)
+        return fmt_pct(value, places=0 if float(value * 100).is_integer() else 1)
     return f"{value:.4g}"
+
+
+def _value(value: float, *, percent: bool) -> str:
+    """A point's value as the tables write it: 21.2% or 0.04123."""
+    return fmt_pct(value) if percent else f"{value:.4g}"
 
 
 def _finite(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -59,11 +67,13 @@ def line_chart(
     title: str,
     y_label: str,
     x_label: str = "epoch",
+    percent: bool = False,
     width: int = 620,
     height: int = 240,
 ) -> Markup:
     """series: [{"name", "points": [(x, y), ...], "dash": bool, "group": int}]; one colour
-    per group (train solid, validation dashed share one). '' when nothing is drawable."""
+    per group (train solid, validation dashed share one). '' when nothing is drawable.
+    percent: the values are fractions (accuracy), labelled as percentages."""
     lines = []
     for line in series:
         points = _finite(line.get("points") or [])
@@ -98,7 +108,7 @@ def line_chart(
         parts.append(
             f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
             f'class="grid-line"/><text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" class="tick" '
-            f'text-anchor="end">{_label(y)}</text>'
+            f'text-anchor="end">{_label(y, percent=percent)}</text>'
         )
     for x in x_ticks:
         parts.append(
@@ -112,7 +122,7 @@ def line_chart(
         f'transform="rotate(-90 12 {TOP + plot_h / 2:.1f})">{escape(y_label)}</text>'
     )
     for index, line in enumerate(lines):
-        parts.append(_polyline(line, sx, sy))
+        parts.append(_polyline(line, sx, sy, percent=percent))
         row, col = divmod(index, legend_cols)
         top = height + LEGEND_GAP + row * LEGEND_ROW
         parts.append(_legend_entry(line, LEFT + col * LEGEND_WIDTH, top))
@@ -124,7 +134,9 @@ def _colour(line: dict) -> str:
     return PALETTE[int(line.get("group", 0)) % len(PALETTE)]
 
 
-def _polyline(line: dict, sx: Callable[[float], float], sy: Callable[[float], float]) -> str:
+def _polyline(
+    line: dict, sx: Callable[[float], float], sy: Callable[[float], float], *, percent: bool
+) -> str:
     coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line["points"])
     dash = ' stroke-dasharray="5 3"' if line.get("dash") else ""
     shape = (
@@ -132,9 +144,13 @@ def _polyline(line: dict, sx: Callable[[float], float], sy: Callable[[float], fl
         f'stroke-width="1.8"{dash}>'
         f"<title>{escape(str(line['name']))}</title></polyline>"
     )
-    if len(line["points"]) == 1:  # one epoch: a dot, a line needs two
+    if len(line["points"]) == 1:  # one epoch: a dot with its value written beside it
         x, y = line["points"][0]
-        shape += f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{_colour(line)}"/>'
+        shape += (
+            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{_colour(line)}"/>'
+            f'<text x="{sx(x) + 6:.1f}" y="{sy(y) + 4:.1f}" class="tick value">'
+            f"{escape(_value(y, percent=percent))}</text>"
+        )
     return shape
 
 

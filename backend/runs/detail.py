@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend import plotting
+from backend.formatting import fmt_pct
 from backend.runs import figures
 from backend.runs.downsample import downsample
 from jobspec import ablations, kinds
@@ -18,7 +19,7 @@ from jobspec.stages import AE01, AE02, AE03
 from jobspec.text import CLASS_NAME, shown
 from store.artifacts import service as artifacts_service
 from store.db import session_scope
-from store.errors import NotFound
+from store.errors import InvalidRequest, NotFound
 from store.runs import metrics as metrics_service
 from store.runs import samples as samples_service
 from store.runs import service as runs_service
@@ -52,22 +53,52 @@ def best_epoch(session: Session, run: Run) -> int | None:
     return summary["kept_step"] if summary["kept_step"] is not None else summary["best_step"]
 
 
-def curves(session: Session, run_id: int, max_points: int) -> dict:
-    """The curves figure (as a dict) and the newest epoch seen, for polling."""
+MAX_HIDDEN_PANELS = 64  # panel keys in one `hide` (a pretrain with trials has a dozen)
+MAX_PANEL_KEY = 80  # characters of one
+
+
+def hidden_panels(text: str | None) -> frozenset[str]:
+    """The `hide` query: comma-separated panel keys ("ae01/loss,finetune/accuracy"),
+    bounded; a key no cell has is ignored (its stage may not have started yet)."""
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    if len(keys) > MAX_HIDDEN_PANELS:
+        raise InvalidRequest("hide", f"at most {MAX_HIDDEN_PANELS} panels (MAX_HIDDEN_PANELS)")
+    if any(len(k) > MAX_PANEL_KEY for k in keys):
+        raise InvalidRequest("hide", f"a panel key is at most {MAX_PANEL_KEY} characters")
+    return frozenset(keys)
+
+
+def curves(
+    session: Session, run_id: int, max_points: int, hide: frozenset[str] = frozenset()
+) -> dict:
+    """The curves figure (as a dict) without the `hide` panels, every panel it can draw
+    (the page's picker) and the newest epoch seen, for polling."""
     run = runs_service.get_run(session, run_id)
-    series = metrics_service.series(session, run_id)
+    series, wall = metrics_service.timed_series_many(session, [run_id])[run_id]
+    plan = _plan(run)
     fig = figures.curves_figure(
         series,
         max_points=max_points,
         best_epoch=best_epoch(session, run),
         best_stage=evaluated_stage(run),
-        plan=_plan(run),
+        plan=plan,
+        wall=wall,
+        hide=hide,
     )
     last = max((points[-1][0] for points in series.values() if points), default=0)
     points = sum(len(points) for points in series.values())
     # The worker's samples: a time series of their own (seconds), never epochs.
     system = figures.system_figure(samples_service.series(session, run_id), max_points=max_points)
-    return {"figure": fig, "system": system, "last_step": last, "points": points}
+    panels = [
+        {**panel, "hidden": panel["key"] in hide} for panel in figures.curve_panels(series, plan)
+    ]
+    return {
+        "figure": fig,
+        "system": system,
+        "last_step": last,
+        "points": points,
+        "panels": panels,
+    }
 
 
 def samples(session: Session, run_id: int, max_points: int | None = None) -> dict:
@@ -385,7 +416,7 @@ def yardsticks(run: Run) -> dict | None:
                 "label": DEPTHS.get(stage, stage),
                 **scores,
                 "reading": reading(scores.get("mse"), baselines),
-                "zeros_note": f"{zeros:.1%} of its output pixels are exactly 0"
+                "zeros_note": f"{fmt_pct(zeros)} of its output pixels are exactly 0"
                 if zeros is not None and zeros >= ZEROS_WORTH_SAYING
                 else "",
             }

@@ -20,15 +20,16 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
 from store.datasets.models import DatasetRecord
-from store.runs.models import Metric, Run
+from store.runs.models import Metric, MetricSummary, Run
 
 RATE_KEY = "%/images_per_sec"
 RECENT_RUNS = 30  # runs whose epochs count, newest first
+RECENT_WALK = 1000  # newest runs looked at for rates (never the whole store)
 VALIDATION_SPEEDUP = 3.0  # a validation batch (forward only) vs a training step
 
 
@@ -60,11 +61,19 @@ def plan_of(kind: str, params: dict, n_train: int) -> list[StagePlan]:
 
 
 def measured_rates(session: Session, devices: set[str]) -> dict[tuple[str, str, str], float]:
-    """{(kind, model, stage family): median images/s} over recent runs' epochs, from the
-    given devices when any was measured there (else from every device)."""
+    """{(kind, model, stage family): median images/s} over recent runs' epochs (among the
+    newest RECENT_WALK runs), from the given devices when any was measured there (else
+    from every device)."""
+    # Newest first, each run asked by its id in the summaries' primary key (one row per key
+    # of a run), so the cost is the runs walked, never the store's metric rows.
+    measured = exists(
+        select(1).where(MetricSummary.run_id == Run.id, MetricSummary.key.like(RATE_KEY))
+    )
+    newest = select(Run.id).order_by(Run.id.desc()).limit(RECENT_WALK).subquery()
     recent = session.execute(
         select(Run.id, Run.kind, Run.params, Run.device)
-        .where(Run.id.in_(select(Metric.run_id).where(Metric.key.like(RATE_KEY))))
+        .join(newest, newest.c.id == Run.id)
+        .where(measured)
         .order_by(Run.id.desc())
         .limit(RECENT_RUNS)
     ).all()

@@ -43,6 +43,30 @@ def _column(stage: str) -> str:
     return TRIALS if stage.startswith("trial-") else stage
 
 
+def panel_key(panel: str, column: str) -> str:
+    """A curves cell's name in the panel picker and its `hide` list: "ae01/loss"."""
+    return f"{column}/{panel}"
+
+
+def _layout_of(series: dict[str, list], plan: dict[str, int] | None) -> tuple[list, dict, list]:
+    """The keys drawn, the planned epochs per column and the (panel, column) cells."""
+    keys = [k for k in series if _panel(k.rsplit("/", 1)[1]) and series[k]]
+    planned = {stage: n for stage, n in (plan or {}).items() if not stage.startswith(TRIAL_STAGE)}
+    columns = sorted({_column(k.rsplit("/", 1)[0]) for k in keys} | set(planned), key=_stage_order)
+    panels = [p for p in CURVE_PANELS if any(_panel(k.rsplit("/", 1)[1]) == p for k in keys)]
+    cells = [(p, c) for p in panels or ["loss"] for c in columns or ["epoch"]]
+    return keys, planned, cells
+
+
+def curve_panels(series: dict[str, list], plan: dict[str, int] | None = None) -> list[dict]:
+    """The cells curves_figure can draw, for the panel picker: [{"key", "label"}]."""
+    _, _, cells = _layout_of(series, plan)
+    single = len({c for _, c in cells}) == 1
+    return [
+        {"key": panel_key(p, c), "label": p.title() if single else f"{c} · {p}"} for p, c in cells
+    ]
+
+
 def curves_figure(
     series: dict[str, list],
     *,
@@ -50,6 +74,8 @@ def curves_figure(
     best_epoch: int | None = None,
     best_stage: str | None = None,
     plan: dict[str, int] | None = None,
+    wall: dict[str, list[float | None]] | None = None,
+    hide: frozenset[str] = frozenset(),
 ) -> dict:
     """Loss and accuracy as small multiples: one cell per (panel, stage), each with its own
     epoch axis from 1 and its own legend; train solid, validation dashed in another colour.
@@ -58,29 +84,80 @@ def curves_figure(
     and its axis spans the epochs still to come.
     best_epoch: the kept epoch of `best_stage` (the kind's evaluated stage: early
     stopping's pick), a vertical line in that stage's cells.
+    wall: key -> seconds since the run's first epoch ended, point for point with series:
+    each trace carries its points' times as customdata (the page's wall-time axis).
+    hide: panel_key()s of the cells left out (the page's panel picker).
+    A stage of one epoch is drawn as bars with their values written on them, not dots.
     """
-    keys = [k for k in series if _panel(k.rsplit("/", 1)[1]) and series[k]]
-    planned = {stage: n for stage, n in (plan or {}).items() if not stage.startswith(TRIAL_STAGE)}
-    columns = sorted({_column(k.rsplit("/", 1)[0]) for k in keys} | set(planned), key=_stage_order)
-    panels = [p for p in CURVE_PANELS if any(_panel(k.rsplit("/", 1)[1]) == p for k in keys)]
-    cells = [(p, c) for p in panels or ["loss"] for c in columns or ["epoch"]]
-    grid = _Grid(cells, rows=len(panels or [1]), cols=len(columns or [1]))
+    keys, planned, every = _layout_of(series, plan)
+    cells = [cell for cell in every if panel_key(*cell) not in hide]
+    if not cells:
+        return plotting.figure([], {"height": 80, "annotations": [], "shapes": []})
+    panels = list(dict.fromkeys(p for p, _ in cells))
+    columns = list(dict.fromkeys(c for _, c in cells))
+    grid = _Grid(cells, rows=len(panels), cols=len(columns))
     stages = sorted({k.rsplit("/", 1)[0] for k in keys}, key=_stage_order)
     trial_index = {s: i for i, s in enumerate(stages)}
     data, last = [], dict.fromkeys(cells, 1)
+    for key in keys:
+        stage = key.rsplit("/", 1)[0]
+        last_seen = max(int(p[0]) for p in series[key])
+        cell = (_panel(key.rsplit("/", 1)[1]) or "", _column(stage))
+        if cell in last:
+            last[cell] = max(last[cell], last_seen)
     for key in sorted(keys, key=lambda k: (_stage_order(k.rsplit("/", 1)[0]), k)):
         stage, name = key.rsplit("/", 1)
         cell = (_panel(name) or "", _column(stage))  # a panel: keys were picked by it
+        if cell not in last:
+            continue
         points = series[key]
-        xs, ys = downsample([p[0] for p in points], [p[1] for p in points], max_points)
-        last[cell] = max(last[cell], int(max(xs)))
-        data.append(_trace(stage, name, xs, ys, grid.index(cell), trial_index.get(stage, 0)))
+        index = kept_indices(points, max_points)
+        xs, ys = [points[i][0] for i in index], [points[i][1] for i in index]
+        times = (wall or {}).get(key)
+        seconds = [times[i] for i in index] if times and len(times) == len(points) else None
+        one_epoch = max(last[cell], planned.get(cell[1], 0)) == 1
+        trace = _trace(stage, name, xs, ys, grid.index(cell), trial_index.get(stage, 0))
+        if seconds is not None:
+            trace["customdata"] = seconds
+        data.append(_as_bar(trace, name) if one_epoch else trace)
     layout = grid.layout()
+    if any(t["type"] == "bar" for t in data):
+        layout["barmode"] = "group"
     for cell in cells:
         epochs = max(last[cell], planned.get(cell[1], 0))
         marked = best_stage is not None and cell[1] == _column(best_stage)
         grid.style(layout, cell, epochs, best_epoch if marked else None)
     return plotting.figure(data, layout)
+
+
+def kept_indices(points: list, max_points: int) -> list[int]:
+    """Indices of the (step, value) points downsample keeps (first, last, the extremes), so
+    what rides along with each point (its wall time) is kept with it."""
+    kept, _ = downsample(list(range(len(points))), [p[1] for p in points], max_points)
+    return [int(i) for i in kept]
+
+
+def _as_bar(trace: dict, name: str) -> dict:
+    """A one-epoch series as a bar with its value written on it (a lone dot reads as a
+    missing curve); bars of one cell stand side by side, train solid, validation hatched."""
+    colour = trace["line"]["color"]
+    validation = trace["line"]["dash"] == "dash"
+    number = plotting.number_format(percent=metric(name).percent)
+    bar = {k: v for k, v in trace.items() if k not in ("mode", "line", "marker")}
+    return {
+        **bar,
+        "type": "bar",
+        "width": 0.35,
+        "offsetgroup": trace["name"],
+        "marker": {
+            "color": colour,
+            "pattern": {"shape": "/" if validation else ""},
+            "line": {"color": colour, "width": 1},
+        },
+        "texttemplate": f"%{{y:{number}}}",
+        "textposition": "outside",
+        "cliponaxis": False,
+    }
 
 
 def _trace(stage: str, name: str, xs: list[float], ys: list[float], index: int, trial: int) -> dict:
@@ -92,8 +169,9 @@ def _trace(stage: str, name: str, xs: list[float], ys: list[float], index: int, 
         colour = SERIES_COLOURS.get((base, validation), PALETTE[sum(map(ord, name)) % len(PALETTE)])
         label = f"{'val' if validation else 'train'} {metric(base).label}"
     suffix = "" if index == 0 else str(index + 1)
-    number = "%{y:.1%}" if found.percent else "%{y:.4g}"
+    number = f"%{{y:{plotting.number_format(percent=found.percent)}}}"
     return {
+        "meta": "curve",  # the page's controls (smoothing, wall time) apply to these
         "type": "scatter",
         "x": xs,
         "y": ys,
@@ -118,15 +196,20 @@ class _Grid:
 
     def __init__(self, cells: list[tuple[str, str]], *, rows: int, cols: int):
         self.single = cols == 1
+        panels = list(dict.fromkeys(p for p, _ in cells))
+        columns = list(dict.fromkeys(c for _, c in cells))
         if self.single:  # one stage: its panels side by side
             rows, cols = 1, len(cells)
+            self.at = {cell: (0, i) for i, cell in enumerate(cells)}
+        else:  # a hidden cell leaves its place empty: rows stay panels, columns stages
+            self.at = {(p, c): (panels.index(p), columns.index(c)) for p, c in cells}
         self.cells, self.rows, self.cols = cells, rows, cols
 
     def index(self, cell: tuple[str, str]) -> int:
         return self.cells.index(cell)
 
     def box(self, index: int) -> tuple[list[float], list[float]]:
-        row, col = divmod(index, self.cols)
+        row, col = self.at[self.cells[index]]
         width = (1 - self.H_GAP * (self.cols - 1)) / self.cols
         height = (1 - self.V_GAP * (self.rows - 1)) / self.rows
         left = col * (width + self.H_GAP)

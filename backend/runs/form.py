@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from backend.datasets import listing
 from backend.deps import launched_by
-from jobspec import ablations, kind_names, kinds
+from jobspec import ablations, kind_names, kinds, presets
 from jobspec.labels import label
 from jobspec.params import FinetuneConfig
 from jobspec.scheduling import PRIORITY_MAX, PRIORITY_MIN
+from store.runs import seeds as study_seeds
 from store.runs import service as runs_service
 from store.runs.schemas import RunRead
 from store.settings import get_settings
@@ -105,9 +107,11 @@ def study_controls() -> dict:
         ],
         "metrics": [{"name": k, "label": v} for k, v in ablations.STUDY_METRICS.items()],
         "default_metric": ablations.default_metric,
-        # a listed data set shows some class counts only: whether it is imbalanced is kept
-        "default_metric_of": lambda d: "balanced_accuracy" if d.imbalanced else "accuracy",
-        "seeds": "0, 1, 2",
+        # a listed data set shows some class counts only: whether its test set (where the
+        # study scores) is imbalanced is kept; the launcher decides the same way
+        "default_metric_of": lambda d: "balanced_accuracy" if d.test_imbalanced else "accuracy",
+        "seeds": str(study_seeds.DEFAULT_SEED_COUNT),  # a count: seeds 0 to n - 1
+        "max_seeds": get_settings().max_seeds,
     }
 
 
@@ -128,6 +132,51 @@ def build_fields(kind: str, values: dict | None = None) -> list[dict]:
     if kind != STUDY_KIND:
         return _fields(schema, schema, "params", values or {}, set())
     return [study_controls(), *_fields(schema, schema, "params", values or {}, STUDY_OMITS)]
+
+
+def preset_kind(kind: str) -> str:
+    """The job kind whose presets a form kind offers (a study's arms are finetunes)."""
+    return ablations.RUN_KIND if kind == STUDY_KIND else kind
+
+
+def form_presets(kind: str, values: dict | None = None) -> list[dict]:
+    """The presets a form kind offers (jobspec.presets), each with the value it gives every
+    field presets set, by input name ("params.ae01.epochs"), and whether the form's values
+    (defaults where absent) are that preset's: `active` on at most one."""
+    source = preset_kind(kind)
+    try:
+        current = model_for(kind).model_validate(values or {}).model_dump(mode="json")
+    except ValidationError:  # a clone of a run stored under older rules: no preset claimed
+        current = None
+    out = []
+    for name in presets.of(source):
+        sets = presets.values(source, name)
+        info = presets.INFO[name]
+        out.append(
+            {
+                "name": name.value,
+                "label": info.label,
+                "note": info.note,
+                "summary": ", ".join(_describe(path, value) for path, value in sets.items()),
+                "sets": {f"params.{path}": value for path, value in sets.items()},
+                "active": current is not None
+                and all(_at(current, path) == value for path, value in sets.items()),
+            }
+        )
+    return out
+
+
+def _describe(path: str, value: Any) -> str:
+    """ "ae01.epochs", 2 -> "AE01 epochs 2"; an empty cap reads "all"."""
+    words = " ".join(label(part) for part in path.split("."))
+    return f"{words} {'all' if value is None else value}"
+
+
+def _at(values: dict, path: str) -> Any:
+    node: Any = values
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _resolve(root: dict, node: dict) -> dict:
@@ -230,6 +279,7 @@ def page(
             "title": kind_title(k),
             "help": kind_help(k),
             "fields": build_fields(k, values if k == kind else None),
+            "presets": form_presets(k, values if k == kind else None),
             "parent_picker": parent_picker(k),
             "parallel": k != STUDY_KIND and kinds.features(k).parallel,
             "study": k == STUDY_KIND,  # posts to /api/ablations (new_run.js: [data-study])

@@ -75,13 +75,18 @@ def heard(workers: Iterable[WorkerRecord], now: datetime) -> list[WorkerRecord]:
     return [w for w in workers if (age(now, w.last_seen) or 0.0) <= limit]
 
 
-def run_heard_ago(run: Run, workers: Sequence[WorkerRecord], now: datetime) -> float | None:
-    """Seconds since a running run's last sign of life: its own beat or its worker's row,
-    whichever is later (None: no beat yet and no worker on it)."""
+def run_heard_at(run: Run, workers: Sequence[WorkerRecord]) -> datetime | None:
+    """A running run's last sign of life: its own beat or its worker's row, whichever is
+    later (None: no beat yet and no worker on it)."""
     beat = run.heartbeat_at or run.started_at
     moments = [aware(beat)] if beat is not None else []
     moments += [aware(w.last_seen) for w in workers if w.current_run_id == run.id]
-    return age(now, max(moments)) if moments else None
+    return max(moments) if moments else None
+
+
+def run_heard_ago(run: Run, workers: Sequence[WorkerRecord], now: datetime) -> float | None:
+    """Seconds since a running run's last sign of life (None: none yet)."""
+    return age(now, run_heard_at(run, workers))
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class Eta:
     note: str | None = None
     heard_seconds_ago: float | None = None
     silent: bool = False
+    heard_at: datetime | None = None
 
     def fields(self) -> dict:
         """The JSON every place shows (the same keys in the panel, the table and the run)."""
@@ -105,7 +111,13 @@ class Eta:
                 None if self.heard_seconds_ago is None else round(self.heard_seconds_ago, 1)
             ),
             "worker_silent": self.silent,
+            "heard_at": None if self.heard_at is None else self.heard_at.isoformat(),
         }
+
+    def ran_to(self, now: datetime) -> datetime:
+        """Where a running run's duration runs to: now, or its last sign of life once its
+        worker is silent (a duration never ticks on for a worker that may be dead)."""
+        return self.heard_at if self.silent and self.heard_at is not None else now
 
 
 def etas(
@@ -127,17 +139,39 @@ def etas(
         timing = eta.Timing(session, devices(workers, now), running)
     out = {}
     for run in running:
-        ago = run_heard_ago(run, workers, now)
+        at = run_heard_at(run, workers)
+        ago = age(now, at)
         if ago is not None and ago > silent_after():
-            out[run.id] = Eta(None, None, SILENT_NOTE, ago, True)
+            out[run.id] = Eta(None, None, SILENT_NOTE, ago, True, at)
             continue
         started = aware(run.started_at) if run.started_at else now
         left, source = timing.remaining(run, max((now - started).total_seconds(), 0.0))
         if left is None:
             left, source = _reported(run, now)
         note = None if left is not None else "unknown: no plan or rate for this run"
-        out[run.id] = Eta(left, source, note, ago)
+        out[run.id] = Eta(left, source, note, ago, False, at)
     return out
+
+
+def live(session: Session, runs: Sequence[Run], now: datetime | None = None) -> dict[int, dict]:
+    """What a list shows of each running run of `runs`: its progress with the one ETA and
+    its worker's liveness (the fields the table row, the panel and the run page show), for
+    lists that are not the runs table (a study's arms, ...)."""
+    running = [run for run in runs if run.status == RunStatus.RUNNING]
+    if not running:
+        return {}
+    now = now or clock.now(session)
+    found = etas(session, running, now)
+    return {run.id: {**(run.progress or {}), **found[run.id].fields()} for run in running}
+
+
+def duration(run: Run, now: datetime, found: Eta | None = None) -> float | None:
+    """Seconds the run ran: to its end, or to now while it runs, or to its last sign of
+    life once its worker is silent (the run page's and the table's one duration)."""
+    if run.started_at is None:
+        return None
+    end = aware(run.finished_at) or (found.ran_to(now) if found else now)
+    return max(0.0, (end - aware(run.started_at)).total_seconds())
 
 
 def devices(workers: Sequence[WorkerRecord], now: datetime) -> set[str]:
@@ -154,13 +188,18 @@ def _reported(run: Run, now: datetime) -> tuple[float | None, str | None]:
     return max(float(reported) - since, 0.0), "worker"
 
 
-def read(session: Session, run: Run) -> RunRead:
-    """The run as GET /api/runs/{id} shows it: a running run with its ETA and liveness."""
+def read(
+    session: Session, run: Run, found: Eta | None = None, now: datetime | None = None
+) -> RunRead:
+    """The run as GET /api/runs/{id} shows it: a running run with its ETA and liveness
+    (`found` and `now`: its Eta and the database's time when the caller has them)."""
     item = RunRead.model_validate(run)
+    now = now or clock.now(session)
     if run.status == RunStatus.RUNNING:
-        now = clock.now(session)
-        found = etas(session, [run], now).get(run.id)
+        found = found or etas(session, [run], now).get(run.id)
         if found is not None:
             for key, value in found.fields().items():
                 setattr(item, key, value)
+            item.heard_at = found.heard_at
+    item.duration_seconds = duration(run, now, found)
     return item

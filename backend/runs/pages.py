@@ -23,7 +23,9 @@ from backend.runs import (
     bulk,
     detail,
     form,
+    learned,
     liveness,
+    panel,
     partial,
     queries,
     table_csv,
@@ -37,9 +39,10 @@ from jobspec.status import AttemptOutcome, RunStatus
 from store import clock
 from store.artifacts import service as artifacts_service
 from store.artifacts.schemas import ArtifactRead
+from store.runs import search
 from store.runs import service as runs_service
 from store.runs.models import Run
-from store.runs.schemas import RunFilter, RunRead
+from store.runs.schemas import PageFilter, RunFilter, RunRead
 from store.settings import get_settings
 from store.timeutil import aware
 
@@ -50,26 +53,37 @@ PAGE_SIZE = 50
 
 @router.get("/")
 def home(session: SessionDep) -> RedirectResponse:
-    """The runs table is the home page; a store without any run starts at the first-run page."""
-    empty = session.scalar(select(Run.id).limit(1)) is None
-    return RedirectResponse("/welcome" if empty else "/runs", status_code=307)
+    """The runs table is the home page; a store without any run, or with only the demo's,
+    starts at the first-run page (which says what the demo found and what to do next)."""
+    return RedirectResponse(welcome.home_path(session), status_code=307)
 
 
 @router.get("/runs", response_class=HTMLResponse)
 def runs_page(
     request: Request,
     session: SessionDep,
-    run_filter: Annotated[RunFilter, Query()],
-    sort: str = "created",
+    page_filter: Annotated[PageFilter, Query()],
+    sort: str = Query("created", max_length=210),
     order: str = "desc",
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=views.MAX_OFFSET),
+    cursor: str | None = Query(None, max_length=views.MAX_CURSOR_CHARS),
+    columns: str | None = Query(None, max_length=12_000),
 ):
-    """Every run, filtered, sorted and paged, with the queue panel on top."""
-    sort = sort if sort in views.SORTS else "created"
+    """Every run, filtered, sorted (by any column) and paged, with the queue panel below."""
+    sort = views.known_sort(sort)
     order = "asc" if order == "asc" else "desc"
-    filters = run_filter.active()
-    page = views.table(
-        session, run_filter=run_filter, sort=sort, order=order, limit=PAGE_SIZE, offset=offset
+    filters = page_filter.active()
+    value_columns = views.check_columns(columns)
+    run_filter, filter_error = page_filter.checked()  # a bad filter: said on the page
+    page = views.page_of(
+        session,
+        run_filter=run_filter or RunFilter(archived="only", filter="id < 0"),
+        sort=sort,
+        order=order,
+        limit=PAGE_SIZE,
+        offset=offset,
+        cursor=cursor,
+        columns=value_columns,
     )
     queue = queries.queue_panel(session, online_within=liveness.listed_within())
     return render(
@@ -81,11 +95,22 @@ def runs_page(
         filters=filters,
         sort=sort,
         order=order,
-        query={**filters, "sort": sort, "order": order, "offset": offset, "limit": PAGE_SIZE},
+        query={
+            **filters,
+            "sort": sort,
+            "order": order,
+            "offset": offset,
+            "limit": PAGE_SIZE,
+            **({"columns": ",".join(value_columns)} if value_columns else {}),
+            **({"cursor": cursor} if cursor else {}),
+        },
+        filter_error=filter_error,
+        filter_max=search.MAX_FILTER_CHARS,
         kinds=kinds.names(),
         statuses=list(RunStatus),
         datasets=listing.names(session),
         columns=views.COLUMNS,
+        value_columns=value_columns,  # the param./metric. columns shown (row["values"])
         csv_max=table_csv.MAX_ROWS,
         bulk_max=bulk.MAX_IDS,
     )
@@ -106,14 +131,18 @@ def run_page(request: Request, run_id: int, session: SessionDep):
     progress = views.progress_of(run)
     if run.status == RunStatus.SUCCEEDED:  # stopped early at epoch 10 of 15 is done, not 67%
         progress["fraction"] = 1.0
-    shown = liveness.read(session, run)  # with the one ETA and its worker's liveness
+    now = clock.now(session)
+    found = liveness.etas(session, [run], now).get(run.id)  # the one ETA, its liveness
+    shown = liveness.read(session, run, found, now)
     return render(
         request,
         "runs/detail.html",
         nav="runs",
         run=shown,  # templates get plain objects, never ORM rows
         dataset=dataset,
-        row=views.row_of(run, dataset.name, {}, clock.now(session)),
+        row=views.row_of(run, dataset.name, {}, now, eta=found),
+        duration=shown.duration_seconds,  # stops where a silent worker was heard
+        waiting=panel.waiting_row(session, run.id, now) if run.status == RunStatus.QUEUED else None,
         progress=progress,
         params=[(key, readable(value)) for key, value in flatten(run.params or {}).items()],
         lineage=lineage,
@@ -123,6 +152,7 @@ def run_page(request: Request, run_id: int, session: SessionDep):
         evaluation=evaluation,
         per_class=detail.per_class_page(evaluation),  # a page of a 1,000-class table
         recon_rows=detail.recon_rows(session, run_id) if "reconstructions.npz" in names else [],
+        learned=learned.for_page(session, run),  # what the autoencoders learned (pretrains)
         best_epoch=detail.best_epoch(session, run),
         attempts=[_attempt_row(a) for a in runs_service.list_attempts(session, run_id)],
         state={
@@ -226,6 +256,7 @@ def welcome_page(request: Request, session: SessionDep):
         demo_dataset=welcome.DEMO_DATASET,
         plan=welcome.plan(chosen.n_train if chosen else None),
         has_runs=session.scalar(select(Run.id).limit(1)) is not None,
+        demo=welcome.demo_state(session),
     )
 
 

@@ -44,17 +44,12 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
     now = now or clock.now(session)  # the clock that stamped starts, sends and beats
     workers = workers_service.online(session, within_seconds=online_within, now=now)
     alive = liveness.heard(workers, now)
-    running = list(
-        session.scalars(select(Run).where(Run.status == RunStatus.RUNNING).order_by(Run.started_at))
-    )
-    queued = list(
-        session.scalars(
-            select(Run).where(Run.status == RunStatus.QUEUED).order_by(Run.queued_at, Run.id)
-        )
-    )
-    timing = eta.Timing(session, liveness.devices(workers, now), running + queued)
+    running, queued = _active(session)
+    # The measured rates (a read of recent runs' epochs) only when a run needs an estimate.
+    active = running + queued
+    timing = eta.Timing(session, liveness.devices(workers, now), active) if active else None
     etas = liveness.etas(session, running, now, workers=workers, timing=timing)
-    estimates = {run.id: timing.estimate(run) for run in queued}
+    estimates = {run.id: timing.estimate(run) for run in queued if timing is not None}
     parents = _parents(session, queued)
     placements = _plan(session, queued, running, alive, etas, estimates, parents, now)
     context = _Context(alive, parents, {p.id: p for p in placements}, {r.id: r for r in queued})
@@ -80,6 +75,30 @@ def queue_panel(session: Session, *, online_within: float, now: datetime | None 
         "unknown": unknown,
         "note": _unknown_note(unknown),
     }
+
+
+def _active(session: Session) -> tuple[list[Run], list[Run]]:
+    """The running runs by start and the queued ones by their place in line, read by one
+    statement (one snapshot: a run claimed or handed back meanwhile is in one list, never
+    both or neither) that refreshes runs the request loaded before (a run page's run read
+    while queued and claimed since): the panel's lists and each run's status agree."""
+    rows = session.scalars(
+        select(Run)
+        .where(Run.status.in_([RunStatus.RUNNING, RunStatus.QUEUED]))
+        .execution_options(populate_existing=True)
+    ).all()
+    running = [run for run in rows if run.status == RunStatus.RUNNING]
+    queued = [run for run in rows if run.status == RunStatus.QUEUED]
+    running.sort(key=lambda run: (run.started_at is None, run.started_at or 0, run.id))
+    queued.sort(key=lambda run: (run.queued_at is None, run.queued_at or 0, run.id))
+    return running, queued
+
+
+def waiting_row(session: Session, run_id: int, now: datetime | None = None) -> dict | None:
+    """A queued run's row of the panel (its place, reason and times): what its own page
+    shows, so the two never disagree (None: not waiting)."""
+    found = queue_panel(session, online_within=liveness.listed_within(), now=now)
+    return next((row for row in found[RunStatus.QUEUED] if row["id"] == run_id), None)
 
 
 def _plan(

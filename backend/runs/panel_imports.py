@@ -14,16 +14,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from backend.formatting import fmt_duration
 from backend.runs import liveness
 from jobspec.scheduling import Lane
 from jobspec.status import ImportState
 from store.datasets import service as datasets_service
 from store.datasets.models import DatasetImport
 from store.timeutil import aware
+from store.workers import service as workers_service
 from store.workers.models import WorkerRecord
 
 DEFAULT_MB_PER_SECOND = 2.0  # reading, decoding and storing images, on one CPU core
 MB = 1_000_000
+NEXT = 0.5  # a planned start this close to now is "next to start"
 
 
 def rows(session: Session, workers: list[WorkerRecord], now: datetime) -> list[dict]:
@@ -54,9 +57,34 @@ def rows(session: Session, workers: list[WorkerRecord], now: datetime) -> list[d
         start = heapq.heappop(free)
         finish = start + (length or 0.0)
         heapq.heappush(free, finish)
-        why = "next to start" if start <= 0.5 else "waits for a free CPU-lane worker"
+        why = "next to start" if start <= NEXT else "waits for a free CPU-lane worker"
         out.append(_row(found, size, why, position, start, None if length is None else finish, now))
     return out
+
+
+def row_of(session: Session, import_id: int, now: datetime) -> dict | None:
+    """One import's row of the panel (its place, reason, times and words): what the data
+    sets page says of it, so the two never disagree (None: not queued nor running)."""
+    workers = workers_service.online(session, liveness.listed_within(), now=now)
+    return next((row for row in rows(session, workers, now) if row["id"] == import_id), None)
+
+
+def words(row: dict) -> str:
+    """An import's row in words, the one sentence the panel and the data sets page show:
+    "queued: 2. in line on the CPU lane · waits for a free CPU-lane worker · done in 9s"."""
+    if row["state"] == ImportState.RUNNING:
+        text = "importing on a CPU-lane worker"
+    elif row["place"] is None:
+        text = f"queued: {row['waiting']}"
+    else:
+        text = f"queued: {row['place']}. in line on the CPU lane · {row['waiting']}"
+        if row["starts_in_seconds"] is not None and row["starts_in_seconds"] > NEXT:
+            text += f" · starts in {fmt_duration(row['starts_in_seconds'])}"
+    if row["finishes_in_seconds"] is not None:
+        text += f" · done in {fmt_duration(row['finishes_in_seconds'])}"
+    elif row["estimated_seconds"] is None:
+        text += " · length unknown"
+    return text
 
 
 def _length(size: int | None) -> float | None:
@@ -72,7 +100,7 @@ def _row(
     finishes_in: float | None,
     now: datetime,
 ) -> dict:
-    return {
+    row = {
         "id": found.id,
         "name": found.name,
         "file_name": found.file_name,
@@ -91,3 +119,4 @@ def _row(
         else (now + timedelta(seconds=finishes_in)).isoformat(),
         "created_at": aware(found.created_at).isoformat(),
     }
+    return {**row, "words": words(row)}

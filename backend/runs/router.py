@@ -84,20 +84,45 @@ def list_runs(
     return queries.page(session, run_filter=run_filter, limit=limit, offset=offset)
 
 
+SORT_HELP = "Any column key: a built-in one, param.<name> or metric.<key>"
+COLUMNS_HELP = "param./metric. columns to add to each row's `values` (comma-separated)"
+
+
 @router.get("/runs/table", dependencies=[fresh_runs])
 def runs_table(
     session: SessionDep,
     run_filter: Annotated[RunFilter, Query()],
-    sort: Literal["created", "duration", "best", "name", "priority"] = "created",
+    sort: str = Query("created", max_length=210, description=SORT_HELP),
     order: Literal["asc", "desc"] = "desc",
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=views.MAX_OFFSET),
+    cursor: str | None = Query(
+        None, max_length=views.MAX_CURSOR_CHARS, description="`next_cursor` of the last page"
+    ),
+    columns: str | None = Query(None, max_length=12_000, description=COLUMNS_HELP),
 ) -> dict:
-    """Rows of the runs page (the same filters): data set, key params, best score and epoch,
-    duration, progress."""
+    """Rows of the runs page (the same filters and `filter` language): data set, key
+    params, best score and epoch, duration, progress, and `values` of the param./metric.
+    columns asked for; sorted by any column; `next_cursor` pages on (keyset; `offset`
+    still works). `total` counts up to 1,000 (`total_is_lower_bound`: more match)."""
     return views.table(
-        session, run_filter=run_filter, sort=sort, order=order, limit=limit, offset=offset
+        session,
+        run_filter=run_filter,
+        sort=sort,
+        order=order,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        columns=views.check_columns(columns),
     )
+
+
+@router.get("/runs/columns")
+def runs_columns(session: SessionDep) -> dict:
+    """Every column the runs table can show and sort by: the built-in ones, each job
+    parameter (`param.<name>`) and each metric (`metric.<key>`) the store holds, up to
+    `max_per_group` of each."""
+    return views.catalogue(session)
 
 
 # Declared before GET /runs/{run_id}, which would otherwise take "table.csv" for an id.
@@ -105,16 +130,17 @@ def runs_table(
 def runs_table_csv(
     session: SessionDep,
     run_filter: Annotated[RunFilter, Query()],
-    sort: Literal["created", "duration", "best", "name", "priority"] = "created",
+    sort: str = Query("created", max_length=210, description=SORT_HELP),
     order: Literal["asc", "desc"] = "desc",
 ) -> Response:
     """Every run of the runs table (the same filters and order, not just one page) as CSV,
-    up to 10,000 runs; text that would run as a spreadsheet formula starts with an '.
+    up to 10,000 runs, one column per parameter and per metric (`param.<name>`,
+    `metric.<key>`); text that would run as a spreadsheet formula starts with an '.
     Streamed a batch of runs at a time; 503 while max_concurrent_exports are being written."""
-    ids = table_csv.check(session, run_filter=run_filter, sort=sort, order=order)
-    headers = {"Content-Disposition": 'attachment; filename="runs.csv"'}
+    export = table_csv.check(session, run_filter=run_filter, sort=sort, order=order)
+    headers = exports.attachment(exports.download_name("runs.csv"))
     return exports.stream(
-        table_csv.chunks(ids), media_type=CSV, headers=headers, slot=exports.take()
+        table_csv.chunks(export), media_type=CSV, headers=headers, slot=exports.take()
     )
 
 
@@ -196,13 +222,14 @@ def run_artifacts(run_id: int, session: SessionDep) -> list[dict]:
 def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingResponse:
     """Stream one file of the run, chunk by chunk, straight from the database."""
     artifact = artifacts_service.run_artifact(session, run_id, name)
+    kind = runs_service.get_run(session, run_id).kind
 
     def body():
         with session_scope() as stream_session:  # the request's session closes before this ends
             yield from artifacts_service.iter_chunks(stream_session, artifact.id)
 
     headers = {
-        "Content-Disposition": f'attachment; filename="{artifact.name}"',
+        **exports.attachment(exports.download_name(artifact.name, run_id=run_id, run_kind=kind)),
         "Content-Length": str(artifact.size),
         "X-Checksum-SHA256": artifact.sha256 or "",
     }
@@ -210,10 +237,16 @@ def download_artifact(run_id: int, name: str, session: SessionDep) -> StreamingR
 
 
 @router.get("/runs/{run_id}/curves", dependencies=[fresh_run])
-def run_curves(run_id: int, session: SessionDep, max_points: int = Query(500, ge=10, le=5000)):
+def run_curves(
+    run_id: int,
+    session: SessionDep,
+    max_points: int = Query(500, ge=10, le=5000),
+    hide: str = Query("", max_length=2000, description="Panel keys left out: ae01/loss,..."),
+):
     """Loss and accuracy curves as a Plotly figure, each series shortened to max_points,
-    and the system chart (the worker's samples against seconds) beside them."""
-    return detail.curves(session, run_id, max_points)
+    without the `hide` panels (`panels`: all it can draw), and the system chart (the
+    worker's samples against seconds) beside them."""
+    return detail.curves(session, run_id, max_points, detail.hidden_panels(hide))
 
 
 @router.get("/runs/{run_id}/samples", dependencies=[fresh_run])
@@ -258,7 +291,8 @@ def run_metrics_csv(run_id: int, session: SessionDep) -> Response:
     """Every epoch of every stage, one row each, a column per metric (streamed a batch of
     epochs at a time; 503 while max_concurrent_exports are being written)."""
     names = detail.metrics_csv_columns(session, run_id)
-    headers = {"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'}
+    kind = runs_service.get_run(session, run_id).kind
+    headers = exports.attachment(exports.download_name("metrics.csv", run_id=run_id, run_kind=kind))
     chunks = detail.metrics_csv_chunks(run_id, names)
     return exports.stream(chunks, media_type=CSV, headers=headers, slot=exports.take())
 
@@ -293,11 +327,15 @@ def run_errors(
     session: SessionDep,
     true: int = Query(..., ge=0, description="True class (a confusion-matrix row)"),
     pred: int = Query(..., ge=0, description="Predicted class (a column)"),
-    limit: int = Query(48, ge=1, le=200),
+    limit: int = Query(errors.CELL_PAGE, ge=1, le=errors.MAX_CELL_PAGE),
+    offset: int = Query(0, ge=0, le=errors.MAX_OFFSET, description="First image of the page"),
 ) -> dict:
     """The test images of one confusion-matrix cell, most confident first, with their
-    predicted probabilities (images: /api/datasets/{name}/test-images/{index}.png)."""
-    return errors.cell(session=session, run_id=run_id, true=true, pred=pred, limit=limit)
+    predicted probabilities, a page of `limit` from `offset` (`total`: how many the cell
+    holds; images: /api/datasets/{name}/test-images/{index}.png)."""
+    return errors.cell(
+        session=session, run_id=run_id, true=true, pred=pred, limit=limit, offset=offset
+    )
 
 
 @router.get("/runs/{run_id}/mistakes")

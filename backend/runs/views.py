@@ -7,46 +7,129 @@ and live progress.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
+from enum import Enum
 from fnmatch import fnmatchcase
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Row, Select, case, func, or_, select
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from backend.runs import liveness
-from jobspec import kinds
+from backend.runs import best_sort, dataset_sort, duration_sort, liveness
+from jobspec import ablations, kinds
+from jobspec import progress as run_progress
 from jobspec.status import RunStatus
 from store import clock
 from store.datasets.models import DatasetRecord
+from store.errors import InvalidRequest
+from store.runs import changes as run_changes
+from store.runs import search
 from store.runs import service as runs_service
-from store.runs.models import MetricSummary, Run, RunGroup
+from store.runs import values as run_values
+from store.runs.models import MetricSummary, Run, RunGroup, RunParam, kept_value_of
 from store.runs.schemas import RunFilter
 from store.timeutil import aware
 
 Cols = TypeVarTuple("Cols")  # a sorted select() returns what it selected
-SORTS = ("created", "duration", "best", "name", "priority")
+SORTS = ("created", "duration", "best", "name", "priority")  # the sorts of old callers
 
 # The columns a user may show or hide (the picker), in table order; the row's check box,
-# id, name and status always show. Jinja and static/js/runs_list.js draw each by its key.
+# id, name and status always show. Jinja and static/js/runs_table.js draw each by its key.
+# Any parameter or metric is a column too: `param.<name>` and `metric.<key>` (catalogue()).
 COLUMNS = (
-    {"key": "kind", "label": "Kind", "default": True},
-    {"key": "dataset", "label": "Data set", "default": True},
-    {"key": "params", "label": "Key params", "default": True},
-    {"key": "best", "label": "Best", "default": True},
-    {"key": "test_accuracy", "label": "Test acc", "default": False},
-    {"key": "balanced_accuracy", "label": "Balanced acc", "default": False},
-    {"key": "tags", "label": "Tags", "default": True},
-    {"key": "parent", "label": "Parent", "default": False},
-    {"key": "group", "label": "Study / group", "default": False},
-    {"key": "launched_by", "label": "Launched by", "default": False},
-    {"key": "priority", "label": "Priority", "default": True},
-    {"key": "duration", "label": "Duration", "default": True},
-    {"key": "created", "label": "Created", "default": True},
-    {"key": "finished", "label": "Finished", "default": True},
+    {"key": "kind", "label": "Kind", "default": True, "type": "text"},
+    {"key": "dataset", "label": "Data set", "default": True, "type": "text"},
+    {"key": "params", "label": "Key params", "default": True, "type": "text"},
+    {"key": "best", "label": "Best", "default": True, "type": "number"},
+    {"key": "test_accuracy", "label": "Test acc", "default": False, "type": "number"},
+    {"key": "balanced_accuracy", "label": "Balanced acc", "default": False, "type": "number"},
+    {"key": "tags", "label": "Tags", "default": True, "type": "text"},
+    {"key": "parent", "label": "Parent", "default": False, "type": "number"},
+    {"key": "group", "label": "Study / group", "default": False, "type": "number"},
+    {"key": "launched_by", "label": "Launched by", "default": False, "type": "text"},
+    {"key": "priority", "label": "Priority", "default": True, "type": "number"},
+    {"key": "duration", "label": "Duration", "default": True, "type": "number"},
+    {"key": "created", "label": "Created", "default": True, "type": "text"},
+    {"key": "finished", "label": "Finished", "default": True, "type": "text"},
 )
+BUILTIN_SORTS: tuple[str, ...] = ("id", "name", "status", *(str(c["key"]) for c in COLUMNS))
+PARAM, METRIC = "param.", "metric."
+MAX_COLUMN_KEY = 200  # a param./metric. key (run_params.key, metric_summaries.key)
+MAX_VALUE_COLUMNS = 50  # param./metric. columns one table request may ask for
+MAX_CATALOGUE = 500  # param keys, and metric keys, the column catalogue lists at most
+# The total is counted up to this many runs: past it, "total" is this and
+# "total_is_lower_bound" true (counting every match is what would grow with the store:
+# a filter's clauses are checked for every run counted).
+TOTAL_CAP = 1_000
+MAX_OFFSET = 10_000  # `offset` paging (older callers; `cursor` pages on without a bound)
+MAX_CURSOR_CHARS = 2000
+# Built-in columns that may be null and are paged as a parameter is (_by_value): the runs
+# with a value by their (column, id) index, then the runs without one by id.
+PHASED: dict[str, Any] = {
+    "finished": Run.finished_at,
+    "launched_by": Run.launched_by,
+    "parent": Run.parent_run_id,
+    "group": Run.group_id,
+}
+# ... and the numbers of the run's stored evaluation (an expression index each).
+PHASED_SORTS = (*PHASED, "test_accuracy", "balanced_accuracy")
+
+
+def check_sort(sort: str) -> str:
+    """A sort key any column may be: a built-in one, `param.<name>` or `metric.<key>`;
+    InvalidRequest("sort") otherwise."""
+    for prefix in (PARAM, METRIC):
+        named = 0 < len(sort) - len(prefix) <= MAX_COLUMN_KEY
+        if sort.startswith(prefix) and named and search.unprintable(sort) is None:
+            return sort
+    if sort in BUILTIN_SORTS:
+        return sort
+    raise InvalidRequest(
+        "sort", f"no such column; one of {', '.join(BUILTIN_SORTS)}, param.<name>, metric.<key>"
+    )
+
+
+def known_sort(sort: str) -> str:
+    """`sort` when a column may sort by it, else the default (a page never refuses)."""
+    try:
+        return check_sort(sort)
+    except InvalidRequest:
+        return "created"
+
+
+def check_columns(columns: str | None) -> list[str]:
+    """The param./metric. columns asked for (comma-separated; built-in keys are always in
+    a row), or InvalidRequest("columns")."""
+    keys = [key.strip() for key in (columns or "").split(",") if key.strip()]
+    extra = [key for key in dict.fromkeys(keys) if key.startswith((PARAM, METRIC))]
+    if len(extra) > MAX_VALUE_COLUMNS:
+        raise InvalidRequest(
+            "columns", f"at most {MAX_VALUE_COLUMNS} param./metric. columns at once"
+        )
+    for key in extra:
+        if len(key.split(".", 1)[1]) > MAX_COLUMN_KEY or key in (PARAM, METRIC):
+            raise InvalidRequest("columns", f"a column key is at most {MAX_COLUMN_KEY} characters")
+        if search.unprintable(key) is not None:
+            raise InvalidRequest("columns", "a column key holds a character no key may")
+    return extra
 
 
 def table(
@@ -57,14 +140,59 @@ def table(
     order: str = "desc",
     limit: int = 50,
     offset: int = 0,
+    cursor: str | None = None,
+    columns: Sequence[str] = (),
 ) -> dict:
-    """One page of table rows, filtered and sorted, with the total count."""
-    query = select(Run, DatasetRecord.name).join(DatasetRecord, DatasetRecord.id == Run.dataset_id)
-    query = runs_service.filtered(query, run_filter)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    query = _sorted(session, query, sort, order)
-    rows = session.execute(query.limit(limit).offset(offset)).all()
-    return {"items": rows_of(session, rows), "total": total, "limit": limit, "offset": offset}
+    """One page of table rows, filtered and sorted by any column, with the total count (up
+    to TOTAL_CAP) and the cursor of the next page (keyset paging: a page costs one page,
+    whatever the store holds; `offset` is kept for older callers)."""
+    sort = check_sort(sort)
+    descending = order != "asc"
+    base: Select[*tuple[Any, ...]] = runs_service.filtered(
+        select(Run, DatasetRecord.name).join(DatasetRecord, DatasetRecord.id == Run.dataset_id),
+        run_filter,
+    )
+    position = _read_cursor(cursor, sort, order) if cursor else None
+    if position is not None and "off" in position:
+        offset, position = int(position["off"]), None
+    found = _page(session, base, sort, descending, limit + 1, offset, position)
+    rows, more = found[:limit], len(found) > limit
+    total, capped = _total(session, run_filter)
+    items = rows_of(session, [(row[0], row[1]) for row in rows])  # type: ignore[misc]
+    if columns:
+        cells = values_of(session, [row[0].id for row in rows], columns)
+        for item in items:
+            item["values"] = cells.get(item["id"], {})
+    next_cursor = _cursor(sort, order, rows[-1], offset + limit) if more and rows else None
+    return {
+        "items": items,
+        "total": total,
+        "total_is_lower_bound": capped,
+        "limit": limit,
+        "offset": offset,
+        "sort": sort,
+        "order": "desc" if descending else "asc",
+        "next_cursor": next_cursor,
+    }
+
+
+def page_of(session: Session, *, cursor: str | None, **asked: Any) -> dict:
+    """table() for a page a person opened: a cursor of another sort (an old link) starts
+    from the first page instead of refusing."""
+    try:
+        return table(session, cursor=cursor, **asked)
+    except InvalidRequest as err:
+        if err.field != "cursor":
+            raise
+        return table(session, cursor=None, **asked)
+
+
+def _total(session: Session, run_filter: RunFilter) -> tuple[int, bool]:
+    """How many runs match, counted up to TOTAL_CAP (and whether there are more)."""
+    ids = runs_service.filtered(select(Run.id), run_filter)  # a run always has a data set
+    count = session.scalar(select(func.count()).select_from(ids.limit(TOTAL_CAP + 1).subquery()))
+    count = count or 0
+    return min(count, TOTAL_CAP), count > TOTAL_CAP
 
 
 def ordered_ids(
@@ -72,9 +200,11 @@ def ordered_ids(
 ) -> list[int]:
     """Ids of the runs `run_filter` asks for, sorted as the table is (ids only: an export
     reads the rows themselves a batch at a time, with by_ids)."""
-    query = select(Run.id).join(DatasetRecord, DatasetRecord.id == Run.dataset_id)
-    query = _sorted(session, runs_service.filtered(query, run_filter), sort, order)
-    return list(session.scalars(query.limit(limit)))
+    base: Select[*tuple[Any, ...]] = runs_service.filtered(
+        select(Run.id).join(DatasetRecord, DatasetRecord.id == Run.dataset_id), run_filter
+    )
+    rows = _page(session, base, check_sort(sort), order != "asc", limit, 0, None)
+    return [row[0] for row in rows]
 
 
 def by_ids(session: Session, ids: Sequence[int]) -> list[Row[Run, str]]:
@@ -108,24 +238,358 @@ def _links(session: Session, runs: list[Run]) -> dict:
     }
 
 
-def _sorted(session: Session, query: Select[*Cols], sort: str, order: str) -> Select[*Cols]:
-    descending = order != "asc"
-    if sort == "name":
-        name = func.lower(Run.name)
-        return query.order_by(name.desc() if descending else name.asc(), Run.id.desc())
-    if sort == "duration":
-        key = _duration_expr(session)
-        return query.order_by(key.is_(None), key.desc() if descending else key.asc(), Run.id.desc())
-    if sort == "best":
-        return _by_best(query, descending)
-    if sort == "priority":
-        by = Run.priority.desc() if descending else Run.priority.asc()
-        return query.order_by(by, Run.id.desc())
-    created = Run.created_at
-    return query.order_by(
-        created.desc() if descending else created.asc(),
-        Run.id.desc() if descending else Run.id.asc(),
+# --- Sorting by any column, a page at a time ---
+#
+# A sort is a list of keys (expression, descending), the run's id last so the order is
+# total. A nullable key is preceded by "is it null" (ascending), so runs without a value
+# come last in either direction. The next page starts after the last row's keys (keyset
+# paging): with an index on the keys, a page costs one page.
+#
+# A sort by a parameter or a metric walks its index (run_params (key, value, run_id),
+# metric_summaries (key, kept value, run_id)) for the runs that have a value, then the
+# runs that have none by id: two phases, "v" then "n", named in the cursor.
+
+Key = tuple[Any, bool]  # (a column or an expression, descending)
+
+
+def _page(
+    session: Session,
+    base: Select[*tuple[Any, ...]],
+    sort: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+    position: dict | None,
+) -> list[Row[Any]]:
+    """Rows of `base` (its columns, then the sort's keys) in the sort's order: `limit`
+    from `offset`, or after `position` (a cursor's)."""
+    if (sort.startswith((PARAM, METRIC)) or sort in PHASED_SORTS) and offset == 0:
+        return _by_value(session, base, sort, descending, limit, position)
+    if sort == "duration" and offset == 0:
+        return duration_sort.page(session, base, descending, limit, position)
+    if sort == "dataset" and offset == 0:  # a data set at a time, on (dataset_id, id)
+        return dataset_sort.page(session, base, descending, limit, position)
+    if sort == "best":  # the best kept on each run, a group at a time
+        if offset == 0:
+            return best_sort.page(session, base, descending, limit, position)
+        query = best_sort.ordered(base, descending)
+        return list(session.execute(query.limit(limit).offset(offset)).all())
+    query, keys = _keyed(session, base, sort, descending)
+    query = query.add_columns(*(expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)))
+    if position is not None:
+        query = query.where(_after(keys, position.get("v") or []))
+    order = [expr.desc() if desc else expr.asc() for expr, desc in keys]
+    return list(session.execute(query.order_by(*order).limit(limit).offset(offset)).all())
+
+
+def _keyed(
+    session: Session, query: Select[*tuple[Any, ...]], sort: str, descending: bool
+) -> tuple[Select[*tuple[Any, ...]], list[Key]]:
+    """The query (joined to what the sort reads) and the sort's keys, over all runs."""
+    if sort.startswith((PARAM, METRIC)):
+        value: ColumnElement[Any]
+        alias: Any
+        if sort.startswith(METRIC):
+            alias = aliased(MetricSummary)
+            on = (alias.run_id == Run.id) & (alias.key == sort[len(METRIC) :])
+            value = kept_value_of(alias)
+        else:
+            alias = aliased(RunParam)
+            column = _param_column(session, sort[len(PARAM) :], alias)
+            on = (alias.run_id == Run.id) & (alias.key == sort[len(PARAM) :])
+            on = on & column.is_not(None)
+            value = column
+        query = query.outerjoin(alias, on)
+        return query, [*_nullable(value, descending), (Run.id, descending)]
+    if sort == "created":
+        return query, [(Run.created_at, descending), (Run.id, descending)]
+    if sort == "dataset":  # the keys dataset_sort's walk orders by
+        return query, [(key, descending) for key in dataset_sort.order_keys()]
+    expr, nullable = _builtin(session, sort)
+    keys = _nullable(expr, descending) if nullable else [(expr, descending)]
+    return query, [*keys, (Run.id, descending)]
+
+
+def _builtin(session: Session, sort: str) -> tuple[ColumnElement[Any], bool]:
+    """A built-in column's sort expression and whether it may be null."""
+    if sort in ("test_accuracy", "balanced_accuracy"):
+        return _result_number(session, sort), True
+    columns: dict[str, tuple[Any, bool]] = {
+        "id": (Run.id, False),
+        "name": (func.lower(Run.name), False),
+        "status": (Run.status, False),
+        "kind": (Run.kind, False),
+        "params": (run_changes.text_sort_key(Run.params), False),
+        "tags": (run_changes.text_sort_key(Run.tags), False),
+        "parent": (Run.parent_run_id, True),
+        "group": (Run.group_id, True),
+        "launched_by": (Run.launched_by, True),
+        "priority": (Run.priority, False),
+        "duration": (_duration_expr(session), True),
+        "finished": (Run.finished_at, True),
+    }
+    return columns[sort]
+
+
+def _result_number(session: Session, name: str) -> ColumnElement[Any]:
+    """A number of the run's stored evaluation (result.evaluation.<name>), as its index is
+    written (store/runs/changes.py)."""
+    name = "accuracy" if name == "test_accuracy" else name
+    return run_changes.evaluation_number(name, session.get_bind().dialect.name)
+
+
+def _nullable(expr: ColumnElement[Any], descending: bool) -> list[Key]:
+    missing = case((expr.is_(None), 1), else_=0)
+    return [(missing, False), (expr, descending)]
+
+
+def _after(keys: list[Key], last: list[Any]) -> ColumnElement[bool]:
+    """Rows after `last` (the previous page's last keys) in the order of `keys`."""
+    if len(last) != len(keys):
+        raise InvalidRequest("cursor", "not a cursor of this sort: start from the first page")
+    ors: list[ColumnElement[bool]] = []
+    equal: list[ColumnElement[bool]] = []
+    for (expr, desc), value in zip(keys, last, strict=True):
+        if value is not None:
+            ors.append(and_(*equal, expr < value if desc else expr > value))
+            equal.append(expr == value)
+        else:
+            equal.append(expr.is_(None))
+    first, desc = keys[0]
+    bound = last[0]
+    condition = or_(*ors) if ors else false()
+    if bound is not None:  # lets the database start the index walk at the previous page
+        condition = and_(first <= bound if desc else first >= bound, condition)
+    return condition
+
+
+def _param_column(session: Session, key: str, alias: Any = RunParam) -> ColumnElement[Any]:
+    """What a parameter sorts by: its number (numbers and flags) or its text."""
+    numeric = session.scalar(select(func.max(RunParam.num_value)).where(RunParam.key == key))
+    return alias.num_value if numeric is not None else alias.text_value
+
+
+def _sorted_value(session: Session, sort: str) -> tuple[Any, Any, Any, Any]:
+    """(value, its run id, "has a value", the table joined or None) of a paged sort."""
+    if sort.startswith(METRIC):
+        key = sort[len(METRIC) :]
+        return (
+            kept_value_of(MetricSummary),
+            MetricSummary.run_id,
+            MetricSummary.key == key,
+            MetricSummary,
+        )
+    if sort.startswith(PARAM):
+        key = sort[len(PARAM) :]
+        value = _param_column(session, key)
+        return value, RunParam.run_id, (RunParam.key == key) & value.is_not(None), RunParam
+    value = PHASED[sort] if sort in PHASED else _result_number(session, sort)
+    return value, Run.id, value.is_not(None), None
+
+
+def _by_value(
+    session: Session,
+    base: Select[*tuple[Any, ...]],
+    sort: str,
+    descending: bool,
+    limit: int,
+    position: dict | None,
+) -> list[Row[Any]]:
+    """A page sorted by a parameter, a metric or a built-in column that may be null: the
+    runs that have a value, walking its index, then (phase "n") the runs without one by id
+    (for a built-in column, its (column, id) index again: `IS NULL` by id)."""
+    value, owner, has_key, source = _sorted_value(session, sort)
+    phase = (position or {}).get("p", "v")
+    last = (position or {}).get("v") or []
+    rows: list[Row[Any]] = []
+    if phase == "v":
+        keys: list[Key] = [(value, descending), (owner, descending)]
+        joined = (
+            base.where(has_key)
+            if source is None
+            else base.join(source, (owner == Run.id) & has_key)
+        )
+        query = joined.add_columns(case((value.is_(None), 1), else_=0).label("k0")).add_columns(
+            value.label("k1"), owner.label("k2")
+        )
+        if position is not None:
+            query = query.where(_after(keys, last[1:]))
+        order = [
+            value.desc() if descending else value.asc(),
+            owner.desc() if descending else owner.asc(),
+        ]
+        rows = list(session.execute(query.order_by(*order).limit(limit)).all())
+        if len(rows) >= limit:
+            return rows
+        last = []
+    missing = (
+        value.is_(None) if source is None else ~exists(select(1).where(owner == Run.id, has_key))
     )
+    query = base.where(missing).add_columns(
+        literal(1).label("k0"), null().label("k1"), Run.id.label("k2")
+    )
+    if phase == "n" and last:
+        query = query.where(Run.id < last[-1] if descending else Run.id > last[-1])
+    by_id = Run.id.desc() if descending else Run.id.asc()
+    return rows + list(session.execute(query.order_by(by_id).limit(limit - len(rows))).all())
+
+
+def _sorted(
+    session: Session, query: Select[*tuple[Any, ...]], sort: str, order: str
+) -> Select[*tuple[Any, ...]]:
+    """`query` (over Run) in the table's order (every row: exports and old callers)."""
+    descending = order != "asc"
+    if sort == "best":
+        return _by_best(query, descending, _byte_ordered(session))
+    query, keys = _keyed(session, query, check_sort(sort), descending)
+    return query.order_by(*(expr.desc() if desc else expr.asc() for expr, desc in keys))
+
+
+# --- Cursors: opaque to clients, the last row's keys (or an offset) ---
+
+
+def _cursor(sort: str, order: str, row: Row[Any], offset: int) -> str:
+    keys = [_jsonable(value) for name, value in row._mapping.items() if _is_key(name)]
+    payload: dict[str, Any] = {"s": sort, "o": order, "v": keys}
+    if sort.startswith((PARAM, METRIC)) or sort in PHASED_SORTS:
+        payload["p"] = "v" if keys and keys[0] == 0 else "n"
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _is_key(name: object) -> bool:
+    return isinstance(name, str) and name[:1] == "k" and name[1:].isdigit()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": aware(value).isoformat()}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):  # PostgreSQL's extract(epoch ...)
+        return float(value)
+    return value
+
+
+def _read_cursor(cursor: str, sort: str, order: str) -> dict:
+    """A cursor's position, or InvalidRequest("cursor") for one not of this sort and order."""
+    try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+    except (ValueError, TypeError) as err:
+        raise InvalidRequest("cursor", "not a cursor this table made") from err
+    if payload.get("s") != sort or payload.get("o") != order:
+        raise InvalidRequest("cursor", "a cursor of another sort: start from the first page")
+    if "off" in payload:
+        if not isinstance(payload["off"], int) or payload["off"] < 0:
+            raise InvalidRequest("cursor", "not a cursor this table made")
+        return {"off": payload["off"]}
+    values = payload.get("v")
+    if not isinstance(values, list) or len(values) > 5 or payload.get("p", "v") not in "vn":
+        raise InvalidRequest("cursor", "not a cursor this table made")
+    return {"v": [_unjson(v) for v in values], "p": payload.get("p", "v")}
+
+
+def _unjson(value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(value.get("t"), str):
+        try:
+            return datetime.fromisoformat(value["t"])
+        except ValueError as err:
+            raise InvalidRequest("cursor", "not a cursor this table made") from err
+    if isinstance(value, str) and search.unprintable(value) is not None:
+        raise InvalidRequest("cursor", "not a cursor this table made")
+    if value is None or isinstance(value, int | float | str) and not isinstance(value, bool):
+        return value
+    raise InvalidRequest("cursor", "not a cursor this table made")
+
+
+# --- Param and metric values of a page's rows, and the column catalogue ---
+
+
+def values_of(session: Session, run_ids: list[int], columns: Sequence[str]) -> dict[int, dict]:
+    """{run_id: {column key: value}} of these runs' param./metric. columns (a flag as a
+    bool, a number as a float, text as text; a column the run lacks is left out)."""
+    out: dict[int, dict] = {run_id: {} for run_id in run_ids}
+    params = [c[len(PARAM) :] for c in columns if c.startswith(PARAM)]
+    metrics = [c[len(METRIC) :] for c in columns if c.startswith(METRIC)]
+    if not run_ids:
+        return out
+    if params:
+        kept = select(RunParam).where(RunParam.run_id.in_(run_ids), RunParam.key.in_(params))
+        for p in session.scalars(kept):
+            out[p.run_id][PARAM + p.key] = param_value(p.num_value, p.text_value)
+    if metrics:
+        query = select(MetricSummary.run_id, MetricSummary.key, kept_value_of(MetricSummary))
+        query = query.where(MetricSummary.run_id.in_(run_ids), MetricSummary.key.in_(metrics))
+        for run_id, key, value in session.execute(query):
+            out[run_id][METRIC + key] = value
+    return out
+
+
+def param_value(num_value: float | None, text_value: str | None) -> Any:
+    """A kept parameter as the table shows it."""
+    kind = run_values.type_of(num_value, text_value)
+    if kind == "bool":
+        return bool(num_value)
+    if kind == "number":
+        return int(num_value) if num_value is not None and num_value.is_integer() else num_value
+    return text_value
+
+
+def catalogue(session: Session) -> dict:
+    """Every column the table can show: the built-in ones, then each parameter and metric
+    key the store holds (MAX_CATALOGUE of each), read by walking their indexes one
+    distinct key at a time (never a scan of every run)."""
+    builtin = [
+        {"key": c["key"], "label": c["label"], "group": "builtin", "type": c["type"]}
+        for c in COLUMNS
+    ]
+    params = [
+        {
+            "key": PARAM + key,
+            "label": key,
+            "group": "param",
+            "type": _catalogue_type(num, text),
+        }
+        for key, num, text in session.execute(_PARAM_KEYS, {"cap": MAX_CATALOGUE})
+    ]
+    metrics = [
+        {"key": METRIC + key, "label": key, "group": "metric", "type": "number"}
+        for (key,) in session.execute(_METRIC_KEYS, {"cap": MAX_CATALOGUE})
+    ]
+    return {"columns": builtin + params + metrics, "max_per_group": MAX_CATALOGUE}
+
+
+def _catalogue_type(num: float | None, text: str | None) -> str:
+    if num is None:
+        return "text"
+    if text is None:
+        return "number"
+    return "bool" if text in ("true", "false") else "text"
+
+
+# A loose index scan (one step per distinct key), on PostgreSQL and SQLite alike.
+_DISTINCT = """
+WITH RECURSIVE k(key) AS (
+    SELECT min(key) FROM {table}
+    UNION ALL
+    SELECT (SELECT min(t.key) FROM {table} t WHERE t.key > k.key) FROM k WHERE k.key IS NOT NULL
+)
+"""
+_PARAM_KEYS = text(
+    _DISTINCT.format(table="run_params")
+    + "SELECT k.key, (SELECT max(p.num_value) FROM run_params p WHERE p.key = k.key), "
+    "(SELECT max(p.text_value) FROM run_params p WHERE p.key = k.key) "
+    "FROM k WHERE k.key IS NOT NULL LIMIT :cap"
+)
+_METRIC_KEYS = text(
+    _DISTINCT.format(table="metric_summaries")
+    + "SELECT key FROM k WHERE key IS NOT NULL LIMIT :cap"
+)
 
 
 def _duration_expr(session: Session) -> ColumnElement[Any]:
@@ -147,7 +611,24 @@ def _like(rank: kinds.RankKey) -> str:
     return rank.key.replace("%", r"\%").replace("_", r"\_").replace("*", "%")
 
 
-def _by_best(query: Select[*Cols], descending: bool) -> Select[*Cols]:
+def _byte_ordered(session: Session) -> bool:
+    """Whether text compares byte by byte (SQLite's default; PostgreSQL's depends on the
+    database's locale, where "-" and "." may not order as their bytes do)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _prefix_range(rank: kinds.RankKey, byte_ordered: bool) -> list[ColumnElement[bool]]:
+    """Bounds on the key from a pattern's literal start ("trial-" of "trial-*/val_loss"), so
+    the database reads only those keys from the key index, not every summary (only where
+    text orders by bytes)."""
+    prefix = rank.key.split("*", 1)[0]
+    if not prefix or not byte_ordered:
+        return []
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return [MetricSummary.key >= prefix, MetricSummary.key < end]
+
+
+def _by_best(query: Select[*Cols], descending: bool, byte_ordered: bool = False) -> Select[*Cols]:
     """Runs with a score first, grouped by what they are scored on: accuracy-like metrics
     before losses, then kind (the registry's order), then the kind's ranking metric (its
     order of preference); best first within a group (descending; ascending: worst first).
@@ -158,7 +639,7 @@ def _by_best(query: Select[*Cols], descending: bool) -> Select[*Cols]:
     groups: list[tuple[ColumnElement[bool], int]] = []
     scores: list[tuple[ColumnElement[bool], ColumnElement[float]]] = []
     for name, rank in ranks:
-        query, value = _rank_value(query, rank)
+        query, value = _rank_value(query, rank, byte_ordered)
         hit = (Run.kind == name) & value.is_not(None)
         groups.append((hit, len(groups)))
         scores.append((hit, -value if rank.metric.goal == "max" else value))  # low: good
@@ -171,14 +652,16 @@ def _by_best(query: Select[*Cols], descending: bool) -> Select[*Cols]:
 
 
 def _rank_value(
-    query: Select[*Cols], rank: kinds.RankKey
+    query: Select[*Cols], rank: kinds.RankKey, byte_ordered: bool = False
 ) -> tuple[Select[*Cols], ColumnElement[float]]:
     """The query joined to the value a run is ranked by on `rank`, and that value."""
     if rank.pattern:  # a tune: its best trial
         pick = func.min if rank.metric.goal == "min" else func.max
         sub = (
             select(MetricSummary.run_id, pick(MetricSummary.best_value).label("v"))
-            .where(MetricSummary.key.like(_like(rank), escape="\\"))
+            .where(
+                *_prefix_range(rank, byte_ordered), MetricSummary.key.like(_like(rank), escape="\\")
+            )
             .group_by(MetricSummary.run_id)
             .subquery()
         )
@@ -239,14 +722,14 @@ def row_of(
         "parent_run_id": run.parent_run_id,
         "parent_name": parent_name,
         "launched_by": run.launched_by,
-        "key_params": key_params(run.kind, run.params or {}),
+        "key_params": key_params(run.kind, run.params or {}, run.tags or []),
         "best": best_of(run, summaries),
         "test_accuracy": _number(evaluation.get("accuracy")),
         "balanced_accuracy": _number(evaluation.get("balanced_accuracy")),
         "progress": progress,
         "priority": run.priority,
         "set_aside_for": run.set_aside_for,
-        "duration_seconds": duration_of(run, now),
+        "duration_seconds": liveness.duration(run, now, eta),  # a silent worker's: stops
         "created_at": aware(run.created_at).isoformat(),
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
@@ -262,17 +745,16 @@ def _iso(moment: datetime | None) -> str | None:
     return aware(moment).isoformat() if moment else None
 
 
-def duration_of(run: Run, now: datetime) -> float | None:
-    """Seconds the run ran (so far, while running)."""
-    if run.started_at is None:
-        return None
-    end = aware(run.finished_at) or now
-    return max(0.0, (end - aware(run.started_at)).total_seconds())
-
-
-def key_params(kind: str, params: dict) -> list[list[str]]:
-    """The few parameters that tell runs apart in a list, as [label, value] pairs."""
-    return kinds.table_columns(kind, params)
+def key_params(kind: str, params: dict, tags: Sequence[str] = ()) -> list[list[str]]:
+    """The few parameters that tell runs apart in a list, as [label, value] pairs; an
+    ablation study's arm run shows the factor it varies and its arm first (its tags
+    `factor:<name>` and `arm:<name>`, store/runs/ablations.py), e.g. ["Class weights", "on"]."""
+    pairs = kinds.table_columns(kind, params)
+    found = dict(tag.split(":", 1) for tag in tags if tag.startswith(("factor:", "arm:")))
+    factor = ablations.FACTORS.get(found.get("factor", ""))
+    if factor is not None and found.get("arm") in {arm.name for arm in factor.arms}:
+        return [[factor.label, found["arm"]], *pairs]
+    return pairs
 
 
 def best_of(run: Run, summaries: dict[str, MetricSummary]) -> dict | None:
@@ -315,9 +797,5 @@ def progress_of(run: Run) -> dict:
     p = dict(run.progress or {})
     if not p:
         return {"fraction": 0.0}
-    epochs, steps = max(int(p.get("epochs") or 1), 1), max(int(p.get("steps") or 1), 1)
-    within = ((int(p.get("epoch") or 1) - 1) + int(p.get("step") or 0) / steps) / epochs
-    count = max(int(p.get("stage_count") or 1), 1)
-    index = int(p.get("stage_index") or 1)
-    p["fraction"] = max(0.0, min(1.0, ((index - 1) + within) / count))
+    p["fraction"] = run_progress.fraction(p)
     return p

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -86,6 +87,8 @@ def trial_rows(session: Session, runs: list[Run], study: optuna.Study | None) ->
             "value": t.value,
             "state": t.state,
             "seconds": t.seconds,
+            "intermediate": _steps(t.intermediate),
+            "pruned_at": _pruned_at(t.state, t.intermediate),
             "run_id": t.run_id,
             "run_name": names.get(t.run_id),
         }
@@ -101,11 +104,27 @@ def trial_rows(session: Session, runs: list[Run], study: optuna.Study | None) ->
                     "value": None,
                     "state": TrialState.of(t.state),
                     "seconds": None,
+                    "intermediate": _steps(t.intermediate_values),
+                    "pruned_at": None,  # still running
                     "run_id": None,
                     "run_name": None,
                 }
             )
     return sorted(rows, key=lambda row: row["number"])
+
+
+def _pruned_at(state: str, values: Mapping[Any, float] | None) -> int | None:
+    """The epoch a pruned trial was stopped after (its last reported one; 0: before any),
+    None for a trial that was not pruned: the page labels its value by this, not as final."""
+    if state != TrialState.PRUNED:
+        return None
+    steps = _steps(values)
+    return int(steps[-1][0]) if steps else 0
+
+
+def _steps(values: Mapping[Any, float] | None) -> list[list[float]]:
+    """A trial's intermediate values as [[epoch, value], ...] by epoch (JSON keys are text)."""
+    return sorted([int(step), value] for step, value in (values or {}).items())
 
 
 def best_trial(rows: list[dict]) -> dict | None:
@@ -213,21 +232,53 @@ def version(study: optuna.Study | None) -> str:
     return hashlib.sha1(",".join(parts).encode()).hexdigest()[:16]
 
 
+# What a plot needs before it can show anything: completed trials, parameters that vary.
+NEEDS = {"importances": (2, 1), "contour": (3, 2), "slice": (1, 0), "history": (1, 0)}
+
+
+def varying(done: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """The parameters that take two or more values over the completed trials."""
+    names = sorted({name for t in done for name in t.params})
+    return [n for n in names if len({repr(t.params.get(n)) for t in done}) > 1]
+
+
+def plot_missing(name: str, done: list[optuna.trial.FrozenTrial]) -> str | None:
+    """Why a plot of the completed trials would be empty or meaningless, or None."""
+    if name not in NEEDS:
+        return None
+    trials, params = NEEDS[name]
+    moving = varying(done)
+    if len(done) >= trials and len(moving) >= params:
+        return None
+    what = PLOT_TITLES[name]
+    over = f" over {params}+ parameters that take different values" if params else ""
+    return (
+        f"{what} needs at least {trials} finished trial{'s' if trials > 1 else ''}{over}: "
+        f"{len(done)} finished so far, {len(moving)} parameter{'s' if len(moving) != 1 else ''} "
+        f"varying{' (' + ', '.join(moving) + ')' if moving else ''}."
+    )
+
+
 def importance_missing(study: optuna.Study) -> str | None:
     """Why parameter importances cannot be computed yet, or None when they can."""
     import optuna
 
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(done) < 2:
-        return f"Parameter importances need at least 2 completed trials ({len(done)} so far)."
-    varying = {name for name in done[0].params if len({repr(t.params.get(name)) for t in done}) > 1}
-    if not varying:
-        return "Parameter importances need completed trials whose parameters differ."
-    return None
+    return plot_missing("importances", list(done))
+
+
+PLOT_TITLES = {
+    "history": "Optimization history",
+    "importances": "Parameter importances",
+    "slice": "Slice",
+    "contour": "Contour",
+    "intermediate": "Intermediate values",
+}
 
 
 def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]]:
-    """({plot: figure JSON}, {plot: why it is missing}) for Optuna's plots of the study."""
+    """({plot: figure JSON}, {plot: why it is missing}) for the study's plots: Optuna's own,
+    and the intermediate values drawn here (each line named by its trial, pruned marked)."""
     if study is None:
         reason = "The study has not started yet: no trial has been run."
         return {}, {name: reason for name in PLOTS}
@@ -235,13 +286,20 @@ def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]
     import optuna.visualization as vis
 
     figs, missing = {}, {}
-    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        reason = "No trial has completed yet."
-        return {}, {name: reason for name in PLOTS}
-    if why := importance_missing(study):
-        missing["importances"] = why
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if any(t.intermediate_values for t in trials):
+        figs["intermediate"] = intermediate_figure(trials)
+    else:
+        missing["intermediate"] = "No trial has reported a per-epoch value yet."
     for name, plot_name in PLOTS.items():
-        if name in missing:
+        if name == "intermediate":
+            continue
+        if not done:
+            missing[name] = f"{PLOT_TITLES[name]} needs a finished trial: none has completed yet."
+            continue
+        if why := plot_missing(name, done):
+            missing[name] = why
             continue
         plot = getattr(vis, plot_name)
         with warnings.catch_warnings():
@@ -256,12 +314,73 @@ def figures(study: optuna.Study | None) -> tuple[dict[str, dict], dict[str, str]
     return figs, missing
 
 
+def intermediate_figure(trials: list[optuna.trial.FrozenTrial]) -> dict:
+    """Each trial's validation loss per epoch, one line per trial named "trial N" (legend
+    and hover); a pruned trial's line dotted and its last value marked as pruned, since it
+    is where the pruner stopped it, not a final value."""
+    data: list[dict[str, Any]] = []
+    last = 1
+    colours = plotting.template()["layout"]["colorway"]
+    for t in trials:
+        if not t.intermediate_values:
+            continue
+        colour = colours[t.number % len(colours)]
+        state = TrialState.of(t.state)
+        steps = sorted(t.intermediate_values.items())
+        last = max(last, steps[-1][0])
+        pruned = state == TrialState.PRUNED
+        name = f"trial {t.number}" + (" (pruned)" if pruned else "")
+        hover = f"trial {t.number}, {state}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": name,
+                "legendgroup": f"trial-{t.number}",
+                "x": [step for step, _ in steps],
+                "y": [value for _, value in steps],
+                "line": {"color": colour, **({"dash": "dot"} if pruned else {})},
+                "marker": {"size": 5, "color": colour},
+                "hovertemplate": hover,
+                "meta": {"trial": t.number, "state": state.value},
+            }
+        )
+        if pruned:
+            step, value = steps[-1]
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers+text",
+                    "name": f"trial {t.number} pruned at epoch {step}",
+                    "legendgroup": f"trial-{t.number}",
+                    "showlegend": False,
+                    "x": [step],
+                    "y": [value],
+                    "text": [TrialState.PRUNED.value],
+                    "textposition": "top center",
+                    "marker": {"symbol": "x", "size": 11, "color": colour},
+                    "textfont": {"color": colour},
+                    "hovertemplate": (
+                        f"trial {t.number} pruned at epoch {step}: %{{y:.4g}} (an intermediate "
+                        "value, not a final one)<extra></extra>"
+                    ),
+                    "meta": {"trial": t.number, "state": state.value, "pruned_at": step},
+                }
+            )
+    layout: dict[str, Any] = {
+        "margin": {"l": 50, "r": 20, "t": 20, "b": 40},
+        "height": 360,
+        "showlegend": True,
+        "legend": {"title": {"text": "trials"}},
+        "xaxis": plotting.epoch_axis(last),
+        "yaxis": {"title": {"text": "validation loss"}},
+        "hovermode": "closest",
+    }
+    return plotting.figure(data, layout)
+
+
 def _empty_reason(name: str) -> str:
-    if name == "intermediate":
-        return "No trial has reported per-epoch values yet."
-    if name == "contour":
-        return "A contour plot needs at least two parameters that take several values."
-    return "Not enough completed trials to draw this plot."
+    return f"{PLOT_TITLES[name]}: Optuna drew nothing for these trials."
 
 
 def is_live(runs: list[Run]) -> bool:
@@ -292,6 +411,7 @@ def study_view(session: Session, run_id: int, known_version: str | None = None) 
         "pretrain_request": pretrain_request(session, run, best),
         "pretrain_form": f"/studies/{run.id}/pretrain" if best else None,
         "version": current,
+        "plot_titles": PLOT_TITLES,
         "figures": None,
         "missing": None,
     }

@@ -7,8 +7,23 @@
   const initial = JSON.parse(document.getElementById("compare-data").textContent);
   const ids = initial.runs.map((r) => r.id).join(",");
 
+  // Curve controls (static/js/charts.js), remembered for every compare page: smoothing, the
+  // x axis, log y on the figures as sent; the panel picker hides whole charts here.
+  let lastCurves = [];
+  const controls = charts.toolbar(document.getElementById("curve-controls"), "compare", () => drawCurves(lastCurves));
+
+  function drawCurves(curves) {
+    lastCurves = curves;
+    controls.setPanels(curves.map((c) => ({ key: c.metric, label: c.label || c.metric })));
+    const shown = curves.filter((c) => !controls.settings.hidden.includes(c.metric));
+    drawFigures(document.getElementById("curves"), shown, (c) => c.metric,
+      (figure) => charts.transform(figure, controls.settings));
+    document.getElementById("no-curves").hidden = curves.length > 0;
+    document.getElementById("curves-all-hidden").hidden = !(curves.length && !shown.length);
+  }
+
   // Plot containers are kept between polls so Plotly only redraws what changed.
-  function drawFigures(container, items, keyOf) {
+  function drawFigures(container, items, keyOf, shape = (figure) => figure) {
     const seen = new Set(items.map(keyOf));
     container.querySelectorAll("[data-key]").forEach((d) => { if (!seen.has(d.dataset.key)) d.remove(); });
     // Every container first, then draw: a plot drawn before its neighbours exist takes the
@@ -19,7 +34,7 @@
       if (!div) { div = el("div", { class: "plot", "data-key": key }); container.appendChild(div); }
       return div;
     });
-    items.forEach((item, i) => plot(divs[i], item.figure));
+    items.forEach((item, i) => plot(divs[i], shape(item.figure)));
   }
 
   const value = (v, line) => (line.percent ? fmt.pct(v) : fmt.metric(v));
@@ -43,7 +58,7 @@
       el("table", { class: "seed-groups" }, el("thead", {}, head), el("tbody", {}, ...body)));
     const by = groups.by.length ? groups.by.join(", ") : "their shared settings";
     document.getElementById("groups-note").textContent =
-      `Runs grouped by ${by}: ${groups.note}. Bold: the best group on that row.`;
+      `Runs grouped by ${by}: ${groups.note}. Bold: the one best group on that row (none when several tie).`;
   }
 
   // One row per metric, one column per run; the best run's cell in bold.
@@ -64,8 +79,7 @@
       if (partial) { partial.hidden = !r.partial; partial.title = r.partial ? r.partial.text : ""; }
     });
     drawGroups(data.groups);
-    drawFigures(document.getElementById("curves"), data.curves, (c) => c.metric);
-    document.getElementById("no-curves").hidden = data.curves.length > 0;
+    drawCurves(data.curves);
 
     const tests = document.getElementById("tests");
     tests.replaceChildren();

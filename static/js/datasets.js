@@ -24,12 +24,14 @@ const datasetPages = (() => {
     const body = document.getElementById("imports");
     if (!body) return;
     card.hidden = false;
-    const state = cell("queued: waiting for a worker");
+    // Its words come from its row of the queue panel (backend/runs/panel_imports.py): the
+    // place, reason and times the panel shows, never a guess made here.
+    const state = cell(item.words || item.detail || IMPORT.QUEUED);
     body.prepend(row([item.name, item.file || "", state]));
     api.poll(async () => {
       const status = await api.get(`/api/datasets/imports/${item.import_id}`);
       if (status.state === IMPORT_PHASE.PENDING) {
-        if (status.detail === IMPORT.RUNNING) state.textContent = "importing on a worker";
+        state.textContent = status.words || status.detail;
         return true;
       }
       state.replaceChildren();

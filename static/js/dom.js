@@ -54,14 +54,64 @@ const dom = (() => {
   // ---- Plotly ----
   const plotConfig = Object.freeze({ displaylogo: false, responsive: true });
 
+  // The page's colours (static/css/app.css variables, which dark mode redefines) as the
+  // figure's background, text, grid and legend colours: the server's template (plotly_white)
+  // keeps its fonts and sizes, the colours follow the page. Only colours the figure left to
+  // its template change, bar a legend's backdrop (the page's card colour, never white).
+  function themed(layout) {
+    const css = getComputedStyle(document.documentElement);
+    const v = (name) => css.getPropertyValue(name).trim();
+    const card = v("--card"), ink = v("--ink"), muted = v("--muted"), line = v("--line");
+    if (!card || !ink) return layout;
+    const template = layout.template || {};
+    const base = template.layout || {};
+    const axis = (a) => ({ ...(a || {}), gridcolor: line, linecolor: line, zerolinecolor: line,
+      tickfont: { ...((a || {}).tickfont || {}), color: muted } });
+    const out = {
+      ...layout,
+      template: {
+        ...template,
+        layout: {
+          ...base,
+          paper_bgcolor: card, plot_bgcolor: card,
+          font: { ...(base.font || {}), color: ink },
+          title: { ...(base.title || {}), font: { ...((base.title || {}).font || {}), color: ink } },
+          xaxis: axis(base.xaxis), yaxis: axis(base.yaxis),
+          coloraxis: { ...(base.coloraxis || {}), colorbar: { ...((base.coloraxis || {}).colorbar || {}), tickfont: { color: muted } } },
+          annotationdefaults: { ...(base.annotationdefaults || {}), font: { color: ink } },
+        },
+      },
+    };
+    for (const key of Object.keys(out)) {
+      if (/^legend\d*$/.test(key) && out[key] && out[key].bgcolor) out[key] = { ...out[key], bgcolor: card };
+    }
+    return out;
+  }
+
   // Draws (or updates in place) a figure built on the server; Plotly comes from
   // /vendor/plotly.min.js, loaded deferred before the page scripts on pages with charts.
+  // A figure is drawn in the page's colours, and drawn again when the browser's colour
+  // scheme changes.
   function plot(node, figure) {
-    return Plotly.react(node, figure.data, figure.layout, { ...plotConfig });
+    // Nodes a page dropped without unplot (a poll that rebuilds its charts) are let go here,
+    // so the map holds the figures on the page, not every one a long-open page ever drew.
+    for (const old of drawn.keys()) if (!old.isConnected) drawn.delete(old);
+    drawn.set(node, figure);
+    return Plotly.react(node, figure.data, themed(figure.layout || {}), { ...plotConfig });
+  }
+
+  const drawn = new Map();  // node -> its last figure, to re-colour on a scheme change
+  const scheme = typeof window !== "undefined" && window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  if (scheme && scheme.addEventListener) {
+    scheme.addEventListener("change", () => {
+      for (const [node, figure] of drawn) {
+        if (node.isConnected) plot(node, figure); else drawn.delete(node);
+      }
+    });
   }
 
   // Removes a drawn figure (and Plotly's listeners) from a node.
-  function unplot(node) { Plotly.purge(node); }
+  function unplot(node) { drawn.delete(node); Plotly.purge(node); }
 
   // ---- numbers, the Python way ----
   // The double's decimal expansion: toExponential picks the digits by exact arithmetic,
@@ -201,6 +251,13 @@ const dom = (() => {
     },
     // The same moment in the browser's own long form (one run's page).
     localLong: (iso) => (iso ? new Date(iso).toLocaleString() : DASH),
+    // A queued run's row of the queue panel in words, as templates/runs/detail.html writes
+    // it: "2. in line · waits for a free worker · starts in 1m 05s".
+    waiting(r) {
+      const place = r.place == null ? "" : `${r.place}. in line · `;
+      const start = r.starts_in_seconds == null ? "" : ` · starts in ${fmt.duration(r.starts_in_seconds)}`;
+      return `${place}${r.waiting}${r.retry ? ` · ${r.retry}` : ""}${start}`;
+    },
     // A byte count in MiB with one decimal: Jinja's (size / 1048576)|round(1).
     mib: (bytes) => `${fixed(bytes / 1048576, 1)} MiB`,
   };

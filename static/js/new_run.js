@@ -67,7 +67,9 @@
     const priority = value(form, "priority");
     if (priority !== "") out.priority = Number(priority);
     if (form.querySelector("[data-study]")) {  // the server marks the study's fields
-      out.seeds = value(form, "seeds").split(/[\s,]+/).filter(Boolean).map(Number);
+      // As typed: the server reads a bare number as a count and a list as the seeds.
+      const seeds = value(form, "seeds");
+      if (seeds) out.seeds = seeds;  // empty: the default count
       out.factor = value(form, "factor");
       out.metric = value(form, "metric") || null;  // "": auto, the server picks
       const mode = value(form, "split_mode");
@@ -240,7 +242,7 @@
       const pick = option && option.getAttribute("data-default-metric");
       const auto = metric.querySelector("[data-auto]");
       auto.textContent = pick
-        ? `auto: ${labels[pick]} (${pick === "accuracy" ? "balanced" : "imbalanced"} training classes)`
+        ? `auto: ${labels[pick]} (${pick === "accuracy" ? "balanced" : "imbalanced"} test classes)`
         : "auto";
     }
     const onMode = () => { splitSeed.hidden = mode.value !== "number"; };
@@ -250,10 +252,59 @@
     onFactor(); onDataset(); onMode();
   }
 
+  // Presets (the server's, jobspec/presets.py): a button sets every field its preset names
+  // (firing their input events, so errors clear and switches follow); the preset whose
+  // values the fields hold is shown pressed, none of them "custom". Nothing is applied on
+  // load: a clone's or a study's prefilled values stay as they came.
+  function presetControls(form) {
+    const box = form.querySelector("[data-presets]");
+    if (!box) return;
+    const buttons = [...box.querySelectorAll("[data-preset]")];
+    const state = box.querySelector("[data-preset-state]");
+    const note = box.querySelector("[data-preset-note]");
+    const firstNote = note.textContent;
+    let edited = false;
+    const sets = (b) => Object.entries(JSON.parse(b.getAttribute("data-sets")));
+    const input = (name) => form.querySelector(`[name="${CSS.escape(name)}"]`);
+    function holds(name, want) {
+      const i = input(name);
+      if (!i) return false;
+      if (i.type === "checkbox") return i.checked === Boolean(want);
+      const raw = i.value.trim();
+      if (want === null) return raw === "";
+      if (typeof want === "number") return raw !== "" && Number(raw) === want;
+      return raw === String(want);
+    }
+    function sync() {
+      const active = buttons.find((b) => sets(b).every(([name, want]) => holds(name, want)));
+      buttons.forEach((b) => b.setAttribute("aria-pressed", String(b === active)));
+      state.textContent = active ? active.textContent : "custom";
+      note.textContent = active ? `${active.getAttribute("data-note")} Sets ${active.getAttribute("data-summary")}.`
+        : edited ? "Custom values: a preset sets the fields it names and leaves the rest as they are."
+          : firstNote;
+    }
+    buttons.forEach((b) => b.addEventListener("click", () => {
+      sets(b).forEach(([name, want]) => {
+        const i = input(name);
+        if (!i) return;
+        if (i.type === "checkbox") i.checked = Boolean(want);
+        else i.value = want === null ? "" : String(want);
+        i.dispatchEvent(new Event("input", { bubbles: true }));
+        i.dispatchEvent(new Event("change", { bubbles: true }));
+      });
+      sync();
+    }));
+    const edit = () => { edited = true; sync(); };
+    form.addEventListener("input", edit);
+    form.addEventListener("change", edit);
+    sync();
+  }
+
   forms.forEach((form) => {
     studyControls(form);
     watchValidity(form);
     augmentSwitch(form);
+    presetControls(form);
     // "from scratch" and the encoder select mean the same thing: keep them in step.
     const parent = form.querySelector("[name='parent_run_id']");
     const encoder = form.querySelector("[name='params.encoder']");

@@ -18,15 +18,37 @@
   let lastStage = null;
   let stopPolling = null;
 
+  // ---- curves: the controls (static/js/charts.js) act on the figure in the browser; the
+  // panel picker asks the server for the kept panels (it lays the small multiples out) ----
+  const SYSTEM_PANEL = "system";
+  const curveControls = charts.toolbar($("curve-controls"), "run", () => {
+    const asked = curveControls.settings.hidden.join(",");
+    if (asked !== drawnHidden) drawCurves().catch(console.error);
+    else if (lastCurves) redrawCurves();
+  });
+  let lastCurves = null, drawnHidden = null;
+
+  function redrawCurves() {
+    const hidden = curveControls.settings.hidden;
+    show($("curves-all-hidden"), lastCurves.data.length === 0 && hidden.length > 0);
+    plot($("curves"), charts.transform(lastCurves, curveControls.settings));
+  }
+
   async function drawCurves() {
-    const data = await api.get(`/api/runs/${id}/curves?max_points=500`);
+    const hidden = curveControls.settings.hidden;
+    const hide = hidden.filter((k) => k !== SYSTEM_PANEL).join(",");
+    const data = await api.get(`/api/runs/${id}/curves?max_points=500${hide ? `&hide=${encodeURIComponent(hide)}` : ""}`);
+    drawnHidden = hidden.join(",");
+    curveControls.setPanels([...(data.panels || []),
+      ...(data.system ? [{ key: SYSTEM_PANEL, label: "Worker process" }] : [])]);
     if (data.system) {  // the worker's samples (seconds, not epochs): shown once there are any
-      show($("system-card"), true);
+      show($("system-card"), !hidden.includes(SYSTEM_PANEL));
       plot($("system-curves"), data.system);
     }
     if (!data.points) return;  // no epoch yet
     show($("curves-empty"), false);
-    plot($("curves"), data.figure);
+    lastCurves = data.figure;
+    redrawCurves();
   }
 
   // ---- looking at the errors ----
@@ -49,18 +71,78 @@
       image(item.index), el("figcaption", {}, ...caption));
   }
 
-  async function showCell(trueClass, predClass) {
-    const data = await api.get(`/api/runs/${id}/errors?true=${trueClass}&pred=${predClass}&limit=48`);
+  // A clicked cell lives in the URL (#confusion=3,5 and, past the first page, &offset=48),
+  // so a reload or a shared link opens it again; its images come a page at a time, of the
+  // size the server answers with (errors.CELL_PAGE: the script keeps no copy of it).
+  const cellHash = (t, p, offset) => `#confusion=${t},${p}${offset ? `&offset=${offset}` : ""}`;
+  function cellFromHash() {
+    const m = /^#confusion=(\d{1,9}),(\d{1,9})(?:&offset=(\d{1,9}))?$/.exec(window.location.hash);
+    return m ? { t: Number(m[1]), p: Number(m[2]), offset: Number(m[3] || 0) } : null;
+  }
+  function setHash(hash) {
+    const url = `${window.location.pathname}${window.location.search}${hash}`;
+    if (url !== `${window.location.pathname}${window.location.search}${window.location.hash}`) {
+      window.history.replaceState(null, "", url);
+    }
+  }
+
+  let openCell = null;
+  async function showCell(trueClass, predClass, offset = 0) {
+    const data = await api.get(`/api/runs/${id}/errors?true=${trueClass}&pred=${predClass}`
+      + `&offset=${offset}`);
+    const page = data.limit;
+    openCell = { t: trueClass, p: predClass, offset, page };
     const names = data.class_names;
     $("cell-title").textContent = trueClass === predClass
       ? `${data.true.name}: correctly predicted (${data.total})`
       : `true ${data.true.name}, predicted ${data.pred.name} (${data.total})`;
-    $("cell-note").textContent = data.total > data.items.length
-      ? `The ${data.items.length} most confident of ${data.total}.`
-      : (data.total ? "Most confident first." : "No test images in this cell.");
+    const last = offset + data.items.length;
+    $("cell-note").textContent = !data.total ? "No test images in this cell."
+      : data.items.length ? `Images ${offset + 1}–${last} of ${data.total}, most confident first.`
+        : `No images past ${data.total}.`;
     $("cell-thumbs").replaceChildren(...data.items.map((item) => thumb(item, names)));
+    show($("cell-pager"), data.total > page);
+    $("cell-prev").disabled = offset <= 0;
+    $("cell-next").disabled = last >= data.total;
+    $("cell-page").textContent = `page ${Math.floor(offset / page) + 1} of ${Math.max(1, Math.ceil(data.total / page))}`;
+    setHash(cellHash(trueClass, predClass, offset));
+    markCell(trueClass, predClass);
     show($("cell-errors"), true);
     $("cell-errors").scrollIntoView({ block: "nearest" });
+  }
+
+  // The open cell outlined on the heatmap (in the --bad colour, so dark mode keeps it).
+  function markCell(t, p) {
+    const node = $("confusion");
+    if (!node || !node.data) return;
+    const shown = JSON.parse(node.dataset.shown || "[]");
+    const r = shown.indexOf(t), c = shown.indexOf(p);
+    const colour = getComputedStyle(document.documentElement).getPropertyValue("--bad").trim();  // always defined (app.css)
+    const shapes = t == null || r < 0 || c < 0 ? [] : [{
+      type: "rect", xref: "x", yref: "y", x0: c - 0.5, x1: c + 0.5, y0: r - 0.5, y1: r + 0.5,
+      line: { color: colour, width: 3 },
+    }];
+    Plotly.relayout(node, { shapes });
+  }
+
+  function closeCell() {
+    openCell = null;
+    show($("cell-errors"), false);
+    setHash("");
+    markCell(null, null);
+  }
+
+  function turnCellPage(step) {
+    if (!openCell) return;
+    const offset = Math.max(0, openCell.offset + step * openCell.page);
+    showCell(openCell.t, openCell.p, offset).catch(console.error);
+  }
+
+  function openCellFromUrl() {
+    const asked = cellFromHash();
+    if (asked && !(openCell && openCell.t === asked.t && openCell.p === asked.p && openCell.offset === asked.offset)) {
+      showCell(asked.t, asked.p, asked.offset).catch(() => closeCell());  // a class that is not there
+    }
   }
 
   async function drawMistakes() {
@@ -100,7 +182,10 @@
     show($("eval-card"), true);
     await plot($("confusion"), data.figure);
     listenForCells($("confusion"), data);
-    if (data.errors_url) drawMistakes().catch(console.error);
+    if (data.errors_url) {
+      drawMistakes().catch(console.error);
+      openCellFromUrl();
+    }
     // Fractions read as percentages everywhere (the server's tables and charts too).
     $("eval-acc").textContent = fmt.pct(data.accuracy);
     $("eval-bacc").textContent = fmt.pct(data.balanced_accuracy);
@@ -218,14 +303,20 @@
     if (files.some((a) => a.name === "reconstructions.npz")) await refreshRecon();
   }
 
+  function stageOf(p) {
+    if (p.closing) return ` (after the ${p.stage_count} stages)`;
+    return p.stage_count ? ` (${p.stage_index}/${p.stage_count})` : "";
+  }
+
   function renderProgress(run) {
     const p = run.progress || {};
     const epochs = Math.max(p.epochs || 1, 1), steps = Math.max(p.steps || 1, 1);
     const within = ((p.epoch || 1) - 1 + (p.step || 0) / steps) / epochs;
     const count = Math.max(p.stage_count || 1, 1);
-    const fraction = Math.min(1, Math.max(0, ((p.stage_index || 1) - 1 + within) / count));
+    // a closing stage after the planned ones (a pretrain's probe) keeps the bar full
+    const fraction = p.closing ? 1 : Math.min(1, Math.max(0, ((p.stage_index || 1) - 1 + within) / count));
     $("p-bar").style.width = `${fmt.fixed(fraction * 100, 1)}%`;
-    $("p-stage").textContent = p.stage ? `${p.stage}${p.stage_count ? ` (${p.stage_index}/${p.stage_count})` : ""}` : "–";
+    $("p-stage").textContent = p.stage ? `${p.stage}${stageOf(p)}` : "–";
     $("p-epoch").textContent = p.epoch ? `${p.epoch}/${p.epochs}` : "–";
     $("p-step").textContent = p.step ? `${p.step}/${p.steps}` : "–";
     $("p-rate").textContent = p.images_per_sec ? fmt.int(p.images_per_sec) : "–";
@@ -263,8 +354,10 @@
     $("run-priority").textContent = String(run.priority);
     show($("priority-form"), run.status === RUN.QUEUED);
     if (run.started_at) {
-      const end = run.finished_at ? new Date(run.finished_at) : new Date();
-      $("run-duration").textContent = fmt.duration((end - new Date(run.started_at)) / 1000);
+      // The server's figure, by the database's clock (backend/runs/liveness.py duration):
+      // to its end, to now while it runs, or to its last sign of life once its worker is
+      // silent. The browser's clock never enters it: it may disagree with the database's.
+      if (run.duration_seconds != null) $("run-duration").textContent = fmt.duration(run.duration_seconds);
       if ($("run-started").textContent === "–") $("run-started").textContent = fmt.localLong(run.started_at);
     }
     show($("error-card"), !!run.error);
@@ -273,11 +366,21 @@
     show($("error-tb"), !!run.traceback);
   }
 
+  // A queued run's place, reason and start: its row of the queue panel (the same source).
+  async function renderWaiting(run) {
+    const queued = run.status === RUN.QUEUED;
+    const found = queued ? (await api.get("/api/queue")).queued.find((r) => r.id === id) : null;
+    show($("run-waiting-label"), !!found);
+    show($("run-waiting"), !!found);
+    $("run-waiting").textContent = found ? fmt.waiting(found) : "";
+  }
+
   async function tick() {
     const run = await api.get(`/api/runs/${id}`);
     const before = state.status;
     state.status = run.status;
     renderRun(run);
+    await renderWaiting(run);
     if (run.status === RUN.RUNNING) {
       const key = renderProgress(run);
       if (key !== lastEpochKey) { lastEpochKey = key; await drawCurves(); }
@@ -291,7 +394,7 @@
       if (LIVE.has(before)) {  // it just finished: show what it produced
         await drawCurves();
         await refreshPartial();
-        await Promise.all([drawConfusion(), showFiles()]);
+        await Promise.all([state.features.evaluation ? drawConfusion() : null, showFiles()]);
       }
       return false;  // stop polling
     }
@@ -339,7 +442,12 @@
     }
   });
 
-  if ($("cell-close")) $("cell-close").addEventListener("click", () => show($("cell-errors"), false));
+  if ($("cell-close")) {
+    $("cell-close").addEventListener("click", closeCell);
+    $("cell-prev").addEventListener("click", () => turnCellPage(-1));
+    $("cell-next").addEventListener("click", () => turnCellPage(1));
+    window.addEventListener("hashchange", () => { if ($("confusion").classList.contains("clickable")) openCellFromUrl(); });
+  }
   if ($("per-class-more")) $("per-class-more").addEventListener("click", () => morePerClass().catch(console.error));
   if ($("btn-evaluate")) $("btn-evaluate").addEventListener("click", () => evaluateNow().catch(console.error));
   $("btn-cancel").addEventListener("click", () => act(`/api/runs/${id}/cancel`, "Cancel this run? A running job stops after its current batch."));

@@ -51,7 +51,7 @@
     barFill.style.width = "0%";
     try {
       const started = await upload(file, name, $("upload-resize").checked);
-      barText.textContent = "uploaded: a worker is importing it";
+      barText.textContent = "uploaded: its import is listed below";
       datasetPages.track({ ...started, file: file.name });
       form.reset();
     } catch (err) {

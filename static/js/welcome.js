@@ -1,5 +1,23 @@
-// First-run page: one button queues the demo (POST /api/demo) and opens its pretrain's page.
+// First-run page: one button queues the demo (POST /api/demo) and opens its pretrain's page;
+// after the demo, the page says what it found and what to do next.
 "use strict";
+
+(() => {
+  // While the demo runs, its pretrain and study are watched; once none of their runs is
+  // active (the server's done flag, over the same runs) the page reloads to say what the demo
+  // found and what to do next.
+  const next = document.getElementById("demo-next");
+  if (next && next.dataset.done === "false") {
+    const { pretrain, group } = next.dataset;
+    api.poll(async () => {
+      const run = await api.get(`/api/runs/${pretrain}`);
+      if (dom.status.ACTIVE.has(run.status)) return true;
+      if (group && (await api.get(`/api/groups/${group}/ablation`)).running) return true;
+      window.location.reload();
+      return false;
+    }, 5000);
+  }
+})();
 
 (() => {
   const button = document.getElementById("launch-demo");

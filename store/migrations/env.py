@@ -22,7 +22,18 @@ def ours(
     """Only our tables: Optuna keeps its studies in the same database, and autogenerate
     must never propose dropping them."""
     table: Table | None = obj if isinstance(obj, Table) else getattr(obj, "table", None)
+    if not reflected and _for_another_database(obj):
+        return False  # declared for one database alone (ddl_if): not missing on the other
     return table is None or table.name in Base.metadata.tables
+
+
+def _for_another_database(obj: SchemaItem) -> bool:
+    """Is this model object created on other databases only (`.ddl_if(dialect=...)`)?"""
+    rule = getattr(obj, "_ddl_if", None)
+    if rule is None or rule.dialect is None:
+        return False
+    wanted = [rule.dialect] if isinstance(rule.dialect, str) else list(rule.dialect)
+    return context.get_context().dialect.name not in wanted
 
 
 def run_migrations_offline() -> None:
@@ -58,6 +69,12 @@ def run_migrations_online() -> None:
             render_as_batch=True,  # SQLite alters tables by copying them
         )
         with context.begin_transaction():
+            if not sqlite:
+                # Deferred triggers (runs_version's, 0014) fire at once while migrating: an
+                # event still pending from one revision's UPDATE of runs would make a later
+                # revision's CREATE INDEX or ALTER of runs in this transaction fail
+                # ("pending trigger events").
+                connection.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
             context.run_migrations()
         if sqlite:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")

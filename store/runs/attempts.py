@@ -29,6 +29,7 @@ from store.artifacts.models import Artifact
 from store.base import JSONObject
 from store.dml import execute_dml
 from store.errors import AttemptSuperseded
+from store.notify import outbox
 from store.runs import metrics as metrics_service
 from store.runs.models import (
     Metric,
@@ -269,3 +270,4 @@ def end_attempt(
     record = session.get(RunAttempt, (run_id, attempt))
     if record is not None and record.ended_at is None:
         record.ended_at, record.outcome, record.note = clock.now(session), outcome, note
+        outbox.attempt_ended(session, run_id, attempt, outcome)  # webhooks (issue 24)

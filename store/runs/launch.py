@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jobspec import kinds
@@ -22,7 +23,7 @@ from store.datasets import service as datasets_service
 from store.datasets.models import DatasetRecord
 from store.db import session_scope
 from store.errors import FieldError, InvalidRequest, NotFound
-from store.runs import limits
+from store.runs import leaks, limits
 from store.runs import service as runs_service
 from store.runs.models import Run, RunGroup
 from store.runs.schemas import RunCreate
@@ -149,6 +150,10 @@ def check_request(session: Session, run_in: RunCreate) -> _Plan:
     if errors or config is None or dataset is None:  # no config or data set: errors say why
         raise InvalidRequest.of(errors)
     warnings = tuple(dataset_warnings(session, parent, dataset))
+    if parent is not None:  # its pretrain's training images among its validation images
+        params = config.model_dump(mode="json")
+        leak = leaks.run_warning(parent=parent, params=params, n_train=dataset.n_train)
+        warnings += (leak,) if leak else ()
     return _Plan(run_in, config, dataset.id, parent.id if parent else None, warnings)
 
 
@@ -235,11 +240,42 @@ def create_rows(
             run.name = f"{run.name} (worker {part + 1}/{run_in.parallel})"
         runs.append(run)
     if kinds.features(run_in.kind).study:  # one study per run, or per group of parts
-        study = f"{run_in.kind}-group-{group.id}" if group else f"{run_in.kind}-run-{runs[0].id}"
+        owner = f"group {group.id}" if group else f"run {runs[0].id}"
+        study, warning = study_name(session, plan.config, owner)
         for run in runs:
             run.study_name = study
+            run.params = {**run.params, STUDY_NAME_FIELD: study}  # what the worker runs
+            run.warnings = [*run.warnings, *([warning] if warning else [])]
     session.flush()
     return runs
+
+
+STUDY_NAME_FIELD = "study_name"  # a study kind's params field naming its Optuna study
+STUDY_NAME_LENGTH = 200  # runs.study_name's length
+
+
+def study_name(session: Session, config: BaseModel, owner: str) -> tuple[str, str | None]:
+    """The name of a new run's Optuna study: the one its params give, or, when another
+    run's study already has it, it followed by `owner` ("run 12", "group 3"); and a warning
+    when a name someone typed (not the field's default) had to change."""
+    wanted = str(getattr(config, STUDY_NAME_FIELD, "") or "") or "study"
+    default = type(config).model_fields.get(STUDY_NAME_FIELD)
+    typed = default is None or wanted != default.default
+
+    def holder(name: str) -> int | None:
+        return session.scalar(select(Run.id).where(Run.study_name == name).limit(1))
+
+    taken = holder(wanted)
+    if taken is None:
+        return wanted, None
+    suffix, extra = f" ({owner})", 1
+    name = f"{wanted[: STUDY_NAME_LENGTH - len(suffix)]}{suffix}"
+    while holder(name) is not None:  # someone typed that very name: count on
+        extra += 1
+        suffix = f" ({owner}, {extra})"
+        name = f"{wanted[: STUDY_NAME_LENGTH - len(suffix)]}{suffix}"
+    warning = f"Study name {wanted!r} is run #{taken}'s study: this one is {name!r}."
+    return name, warning if typed else None
 
 
 def _tags(tags: list[str], split: SplitPlan) -> list[str]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from jobspec import kinds
 from jobspec.metrics import SAMPLED_PANEL, goal_of, metric, split_key
 from jobspec.stages import TRIAL_STAGE
+from store.runs import best  # noqa: F401 (its events keep runs.best_* with the summaries)
 from store.runs.models import Metric, MetricSummary, Run, TuneTrial
 
 __all__ = ["goal_of"]  # read by the compare page and test factories from here
@@ -226,15 +227,34 @@ def series(session: Session, run_id: int, keys: list[str] | None = None) -> Seri
 
 def series_many(session: Session, run_ids: list[int]) -> dict[int, Series]:
     """series() of several runs in one query: {run_id: {key: [(step, value), ...]}}."""
-    out: dict[int, dict[str, list[Point]]] = {run_id: defaultdict(list) for run_id in run_ids}
+    return {run_id: series for run_id, (series, _) in timed_series_many(session, run_ids).items()}
+
+
+def timed_series_many(
+    session: Session, run_ids: list[int]
+) -> dict[int, tuple[Series, dict[str, list[float | None]]]]:
+    """Per run, in one query: {key: [(step, value), ...]} in step order and, point for
+    point, the seconds from the run's first epoch metric to each (the worker's clock: for a
+    wall-time axis only, never to decide anything)."""
     query = (
-        select(Metric.run_id, Metric.key, Metric.step, Metric.value)
+        select(Metric.run_id, Metric.key, Metric.step, Metric.value, Metric.wall_time)
         .where(Metric.run_id.in_(run_ids))
         .order_by(Metric.run_id, Metric.key, Metric.step)
     )
-    for run_id, key, step, value in session.execute(query):
-        out[run_id][key].append((step, value))
-    return {run_id: dict(keys) for run_id, keys in out.items()}
+    rows = session.execute(query).all()
+    origin: dict[int, float] = {}
+    for row in rows:
+        if row.wall_time is not None:
+            origin[row.run_id] = min(origin.get(row.run_id, row.wall_time), row.wall_time)
+    series: dict[int, dict[str, list[Point]]] = {run_id: defaultdict(list) for run_id in run_ids}
+    wall: dict[int, dict[str, list[float | None]]] = {
+        run_id: defaultdict(list) for run_id in run_ids
+    }
+    for run_id, key, step, value, wall_time in rows:
+        series[run_id][key].append((step, value))
+        seconds = None if wall_time is None else round(wall_time - origin[run_id], 1)
+        wall[run_id][key].append(seconds)
+    return {run_id: (dict(series[run_id]), dict(wall[run_id])) for run_id in run_ids}
 
 
 def summaries(session: Session, run_id: int) -> dict[str, SummaryView]:

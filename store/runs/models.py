@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import (
     JSON,
@@ -17,8 +17,10 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import false as sql_false
 
 from jobspec.scheduling import DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN
@@ -71,6 +73,12 @@ class Run(Base):
         Index("ix_runs_launched_by_started", "launched_by", "started_at"),
         CheckConstraint(PRIORITY_RANGE, name="priority_range"),  # migration 0012
         CheckConstraint("min_gpu_memory_mb IS NULL OR min_gpu_memory_mb > 0", name="gpu_memory"),
+        # The runs table's default order and its sort by name, a page at a time (0013).
+        Index("ix_runs_archived_created", "archived", "created_at", "id"),
+        Index("ix_runs_created", "created_at", "id"),
+        # /metrics counts runs by state and kind from this index alone (an index-only
+        # scan, never the table's wide rows: backend/ops/gauges.py; migration 0015).
+        Index("ix_runs_status_kind", "status", "kind"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -136,11 +144,32 @@ class Run(Base):
     # A running run asked to step aside at its next epoch boundary for this queued run
     # (of higher priority); cleared when it is claimed again. No foreign key (as source_run_id).
     set_aside_for: Mapped[int | None] = mapped_column(Integer)
+    # The run's "best" as the runs table sorts by it, kept by store/runs/best.py (migration
+    # 0016): the ranking key it is scored on and its score, signed so lower is better.
+    best_key: Mapped[str | None] = mapped_column(String(200))
+    best_score: Mapped[float | None] = mapped_column(Float)
 
     if TYPE_CHECKING:  # declared for the checker only: the ORM maps no such column
         # What the launch that created this run warned about, set on the new row for its
         # response (RunRead.warnings) and never stored; other rows do not have it.
         warnings: list[str]
+
+
+# A page sorted by best walks one group (kind, key) at a time, best first or worst first,
+# ties by id descending (backend/runs/best_sort.py; migration 0016).
+Index("ix_runs_best_first", Run.kind, Run.best_key, Run.best_score, Run.id.desc())
+Index("ix_runs_best_last", Run.kind, Run.best_key, Run.best_score.desc(), Run.id.desc())
+# A page sorted by duration walks its finished runs on finish minus start, in seconds, as
+# backend/runs/duration_sort.py writes it (migration 0016); the runs never started by id
+# (started_at IS NULL). SQLite's twin, over julianday(), is the migration's alone: the
+# models' comparison cannot tell a SQLite-only index from a missing one on PostgreSQL,
+# and SQLite's reflection skips expression indexes.
+Index(
+    "ix_runs_duration_pg",
+    func.extract("epoch", Run.finished_at - Run.started_at).label("seconds"),
+    Run.id,
+).ddl_if(dialect="postgresql")
+Index("ix_runs_started_id", Run.started_at, Run.id)
 
 
 class ResumePoint(TypedDict):
@@ -223,6 +252,22 @@ class MetricSummary(Base):
     goal: Mapped[str] = mapped_column(String(3))  # "min" | "max"
 
 
+# A key's kept value as the runs table sorts and filters by it (`metric.<key>`): the value
+# at the kept epoch, else the last. Indexed with its key (migration 0013), so a sort by a
+# metric walks the index a page at a time; queries must use this very expression.
+def kept_value_of(summary: type[MetricSummary] | Any) -> ColumnElement[float]:
+    """The kept value of `summary` (the MetricSummary entity or an alias of it)."""
+    return func.coalesce(summary.kept_value, summary.last_value)
+
+
+Index(
+    "ix_metric_summaries_key_value",
+    MetricSummary.key,
+    kept_value_of(MetricSummary),
+    MetricSummary.run_id,
+)
+
+
 class TuneTrial(Base):
     """One Optuna trial run by a tune run (the study itself lives in Optuna's tables)."""
 
@@ -235,3 +280,21 @@ class TuneTrial(Base):
     value: Mapped[float | None] = mapped_column(Float)
     intermediate: Mapped[JSONObject] = mapped_column(JSON, default=dict)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RunParam(Base):
+    """One job parameter of one run, flattened ("augmentation.zoom_range"), kept as rows so
+    the runs table sorts and filters by any parameter a page at a time (migration 0013).
+    Written with the run (store.runs.values); a number or a flag in num_value (a flag as
+    1/0), text and flags in text_value (lists as JSON, cut to TEXT_CHARS)."""
+
+    __tablename__ = "run_params"
+    __table_args__ = (
+        Index("ix_run_params_key_num", "key", "num_value", "run_id"),
+        Index("ix_run_params_key_text", "key", "text_value", "run_id"),
+    )
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    num_value: Mapped[float | None] = mapped_column(Float)
+    text_value: Mapped[str | None] = mapped_column(String(200))

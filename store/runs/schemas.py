@@ -12,6 +12,8 @@ from jobspec.scheduling import DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN
 from jobspec.status import AttemptOutcome, RunStatus
 from jobspec.text import DatasetName, RunName, SearchText, Tag
 from store.base import JSONObject
+from store.runs import search
+from store.runs.seeds import Seeds
 
 
 def _registered(kind: str) -> str:
@@ -74,7 +76,7 @@ class AugmentationStudyCreate(BaseModel):
         default_factory=dict, description="Finetune parameters (augment is set)"
     )
     parent_run_id: int | None = None
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
+    seeds: Seeds
     priority: Priority = Field(DEFAULT_PRIORITY, description=f"Every run's. {PRIORITY_HELP}")
 
 
@@ -94,7 +96,7 @@ class AblationCreate(BaseModel):
     name: RunName | None = None
     params: JSONObject = Field(default_factory=dict, description="Shared finetune parameters")
     parent_run_id: int | None = Field(None, description="The pretrain run the encoders come from")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
+    seeds: Seeds
     split_seed: Annotated[int, Field(ge=0)] | Literal["per_seed"] | None = Field(
         None,
         description="The seed of the one train/validation split every seed uses; null: the "
@@ -169,6 +171,16 @@ class RunRead(BaseModel):
         None, description="Seconds since its worker's last heartbeat (the database's clock)"
     )
     worker_silent: bool = Field(False, description="No heartbeat for two heartbeat periods")
+    heard_at: datetime | None = Field(
+        None,
+        description="Its last sign of life (the database's clock): a silent run's "
+        "duration stops there",
+    )
+    duration_seconds: float | None = Field(
+        None,
+        description="Seconds it ran, by the database's clock: to its end, to now while it "
+        "runs, or to its last sign of life once its worker is silent (null: not started)",
+    )
 
 
 class AttemptRead(BaseModel):
@@ -217,6 +229,12 @@ class RunFilter(BaseModel):
     archived: Literal["hide", "include", "only"] = Field(
         "hide", description="Archived runs: hidden (the default), shown too, or only them"
     )
+    filter: Annotated[str | None, AfterValidator(search.check)] = Field(
+        None,
+        max_length=search.MAX_FILTER_CHARS,
+        description="Clauses joined by `and` (store/runs/search.py), e.g. "
+        "`param.learning_rate < 0.01 and metric.finetune/val_accuracy >= 0.6 and tag in (a, b)`",
+    )
 
     def active(self) -> dict[str, object]:
         """The filters set, for links and forms (archived runs hidden is no filter: the default)."""
@@ -225,6 +243,21 @@ class RunFilter(BaseModel):
             for key, value in self.model_dump().items()
             if value not in (None, "") and not (key == "archived" and value == "hide")
         }
+
+
+class PageFilter(RunFilter):
+    """RunFilter as the runs page takes it: a `filter` that does not parse is shown on the
+    page (PageFilter.checked), not answered with an error page."""
+
+    filter: str | None = Field(None, max_length=4 * search.MAX_FILTER_CHARS)
+
+    def checked(self) -> tuple[RunFilter | None, str | None]:
+        """(the RunFilter, None), or (None, why its filter does not parse)."""
+        try:
+            search.parse(self.filter)
+        except search.FilterError as err:
+            return None, str(err)
+        return RunFilter.model_validate(self.model_dump()), None
 
 
 class GroupRead(BaseModel):

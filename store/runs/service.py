@@ -32,12 +32,15 @@ from store.artifacts.models import Artifact, ArtifactChunk
 from store.datasets.models import DatasetRecord
 from store.dml import execute_dml
 from store.errors import InvalidRequest, NotFound
+from store.notify import outbox
+from store.runs import search, values
 from store.runs.models import (
     Metric,
     MetricSummary,
     Run,
     RunAttempt,
     RunGroup,
+    RunParam,
     RunSample,
     TuneTrial,
 )
@@ -59,6 +62,7 @@ def create_run(*, session: Session, **fields: Any) -> Run:
     )
     session.add(run)
     session.flush()
+    values.keep_params(session, run.id, run.params)  # the table's param.<name> columns
     return run
 
 
@@ -99,6 +103,9 @@ def request_cancel(*, session: Session, run_id: int) -> Run:
     run = _reread(session, run_id)
     if not touched:
         raise InvalidRequest("status", f"run {run_id} is {run.status} already")
+    if run.status == RunStatus.CANCELLED and run.group_id is not None:
+        # cancelled while queued: no attempt ends, so the study's end is told from here
+        outbox.study_event(session, run.group_id)
     return run
 
 
@@ -244,6 +251,8 @@ def filtered(query: Select[*Columns], run_filter: RunFilter) -> Select[*Columns]
         query = query.where(cast(Run.tags, String).contains(json.dumps(f.tag), autoescape=True))
     if f.archived != "include":
         query = query.where(Run.archived.is_(f.archived == "only"))
+    if f.filter:
+        query = query.where(*search.where(search.parse(f.filter)))
     return query
 
 
@@ -318,7 +327,7 @@ def _delete_rows(session: Session, ids: list[int]) -> None:
     statements = [
         delete(ArtifactChunk).where(ArtifactChunk.artifact_id.in_(files)),
         *(delete(m).where(m.run_id.in_(ids)) for m in (Artifact, Metric, MetricSummary)),
-        *(delete(m).where(m.run_id.in_(ids)) for m in (RunSample, TuneTrial, RunAttempt)),
+        *(delete(m).where(m.run_id.in_(ids)) for m in (RunSample, TuneTrial, RunAttempt, RunParam)),
         update(Run).where(Run.source_run_id.in_(ids)).values(source_run_id=None),
         update(WorkerRecord)
         .where(WorkerRecord.current_run_id.in_(ids))

@@ -20,10 +20,11 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobspec import kind_names, kinds
+from jobspec.scheduling import Lane
 from jobspec.status import AttemptOutcome, RunStatus
 from store import clock, health, resend, scheduler
 from store.datasets import lifecycle as imports_lifecycle
@@ -130,6 +131,20 @@ def due_for_send(
     return [(run_id, kind) for run_id, kind in rows]
 
 
+def wakes_wanted(session: Session, held: int | None) -> int | None:
+    """How many more wake messages the training lane needs: one per claimable run, less
+    those the broker already holds (any wake claims whatever is next, so a waiting message
+    serves every run). None when the broker cannot say: then every due run is sent. This
+    bounds the broker's backlog by the queue's length, whatever the workers do (a worker
+    that reports idle but takes nothing would otherwise be sent a message per run every
+    re-send window, for as long as it stays deaf). `held`: the wakes the broker holds for
+    the training lane (store.queue.waiting), asked outside any transaction."""
+    if held is None:
+        return None
+    claimable = session.scalar(select(func.count()).select_from(Run).where(scheduler.claimable()))
+    return max(0, int(claimable or 0) - held)
+
+
 def take_for_send(session: Session, run_id: int, *, resend_after: float) -> bool:
     """Claim the right to send run_id's message now (one process wins), while a worker
     would still claim the run."""
@@ -169,9 +184,11 @@ class Upkeep:
         send: Callable[[str, int], str],
         settings: Settings,
         own_runs: Callable[[], frozenset[int]] = frozenset,
+        waiting: Callable[[Lane], int | None] = lambda _lane: None,
     ) -> None:
         self.session_scope, self.send, self.settings = session_scope, send, settings
         self.own_runs = own_runs
+        self.waiting = waiting  # messages the broker holds for a lane (None: it cannot say)
         self.store_up_since: float | None = None
         self.unknown_kinds: set[int] = set()  # runs of a kind this process cannot send
 
@@ -269,8 +286,15 @@ class Upkeep:
                 resend_after=settings.resend_after_seconds,
                 idle_within=settings.stale_after_seconds,
             )
-        sent = []
+        wanted = None
+        if due:  # the broker is asked with no transaction open, then the store again
+            held = self.waiting(Lane.TRAINING)
+            with self.session_scope() as session:
+                wanted = wakes_wanted(session, held)
+        sent: list[int] = []
         for run_id, kind in due:
+            if wanted is not None and len(sent) >= wanted:
+                break  # enough wakes wait in the broker already: more would only pile up
             if kinds.find(kind) is None:  # its plug-in is not installed here: not a broker fault
                 if run_id not in self.unknown_kinds:
                     self.unknown_kinds.add(run_id)

@@ -593,7 +593,7 @@ def hints(store: Store) -> dict[str, st.SearchStrategy]:
         "tag": tag,
         "tags": st.lists(st.one_of(tag, hostile_text(20)), max_size=4),
         "params": params,
-        "seeds": st.lists(st.integers(0, 3), min_size=1, max_size=3),
+        "seeds": st.lists(st.integers(0, 3), min_size=2, max_size=3),
         "index": st.integers(-2, 25),
         "true": st.integers(0, 11),
         "pred": st.integers(0, 11),

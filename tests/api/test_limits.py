@@ -124,7 +124,7 @@ def test_seeds_per_study_and_runs_per_request(client):
         assert repeated.status_code == 422 and "repeated" in repeated.text
     with limits(max_seeds=5, max_runs_per_request=4):
         _refused(_study(client, [0, 1, 2]), ["seeds"], "max_runs_per_request")
-        _refused(_study(client, [0], name="x" * 201), ["name"], "max_name_length")
+        _refused(_study(client, [0, 1], name="x" * 201), ["name"], "max_name_length")
     assert _total(client) == before
 
 
@@ -140,7 +140,7 @@ def test_queued_runs_in_total(client):
         before = _total(client)
         refused = _launch(client, "tune", {"n_trials": 1, "epochs": 1}, parallel=2)
         _refused(refused, ["queued_runs"], "max_queued_runs")
-        _refused(_study(client, [0]), ["queued_runs"], "max_queued_runs")
+        _refused(_study(client, [0, 1]), ["queued_runs"], "max_queued_runs")
         assert _total(client) == before
         assert _launch(client, "pretrain", ONE_EPOCH).status_code == 201  # the last place
 

@@ -82,7 +82,7 @@ def test_a_running_parent_must_plan_the_stages_a_child_needs(client, root):
 
 def test_an_ablation_refuses_a_running_parent_that_cannot_provide_its_encoders(client, root):
     shallow = make_run(ROOT.name, "running", params={"depth": 1})
-    body = {"dataset": "demo-tiny", "factor": "augmentation", "params": STACKED, "seeds": [0]}
+    body = {"dataset": "demo-tiny", "factor": "augmentation", "params": STACKED, "seeds": [0, 1]}
     response = client.post("/api/ablations", json={**body, "parent_run_id": shallow})
     assert "does not train ae02, ae03" in _reason(response)
 

@@ -146,7 +146,7 @@ def test_each_token_has_its_own_ceiling(client):
             assert _launch(guarded, ben, priority=5).status_code == 201
             before = _count()
             _refused(_launch(guarded, ben, priority=6), "priority", "STACKLAB_MAX_PRIORITY", "5")
-            study = {"dataset": "demo-tiny", "params": FINETUNE, "seeds": [0], "priority": 6}
+            study = {"dataset": "demo-tiny", "params": FINETUNE, "seeds": [0, 1], "priority": 6}
             _refused(guarded.post("/api/augmentation-studies", json=study, headers=ben), "priority")
             assert _count() == before
             queued = _launch(guarded, ben).json()[0]["id"]

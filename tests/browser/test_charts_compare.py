@@ -166,3 +166,156 @@ def test_the_queue_panel_estimates_a_run_nobody_has_measured_yet(page, live):
         with session_scope() as session:
             for run_id in (first, second):
                 session.get(Run, run_id).status = "cancelled"
+
+
+# --- issue 22: curve controls, the panel picker, one-epoch bars, ties, confusion cells ---
+
+PAGED_TEST_IMAGES = 1200  # about 60 right per class: a confusion cell of two pages
+CURVES_STATE = """() => {
+  const div = document.querySelector('#curves.js-plotly-plot, #curves .js-plotly-plot');
+  if (!div || !div.data) return null;
+  const l = div.layout;
+  return {
+    traces: div.data.map((t) => (
+      {name: t.name, type: t.type, opacity: t.opacity, xaxis: t.xaxis})),
+    xtitles: Object.keys(l).filter((k) => /^xaxis\\d*$/.test(k))
+      .map((k) => (l[k].title || {}).text),
+    ytypes: Object.keys(l).filter((k) => /^yaxis\\d*$/.test(k))
+      .map((k) => l[k].type || 'linear'),
+  };
+}"""
+
+
+def curves_state(page) -> dict:
+    return page.evaluate(CURVES_STATE)
+
+
+def test_curve_controls_smooth_switch_axes_pick_panels_and_are_remembered(page, live):
+    losses = {"loss": [0.9, 0.5, 0.7, 0.3, 0.4], "val_loss": [0.95, 0.6, 0.75, 0.4, 0.5]}
+    run = make_run(
+        "pretrain",
+        name="ui controls",
+        dataset="demo-ui",
+        metrics={f"{s}/{k}": v for s in ("ae01", "ae02") for k, v in losses.items()},
+    )
+    page.goto(f"/runs/{run}")
+    plots_drawn(page, "#curves", minimum=4)
+    assert len(curves_state(page)["traces"]) == 4
+    # Smoothing: each curve smoothed, its raw series kept faintly behind it.
+    page.locator("#curve-controls-smooth").fill("0.6")
+    page.wait_for_function(f"() => ({CURVES_STATE})().traces.length === 8")
+    faint = [t for t in curves_state(page)["traces"] if t["opacity"] == 0.25]
+    assert len(faint) == 4 and all(t["name"].endswith("(raw)") for t in faint)
+    # Wall time on x, log y.
+    page.locator("#curve-controls-x").select_option("wall")
+    page.locator("#curve-controls-logy").check()
+    page.wait_for_function(f"() => ({CURVES_STATE})().ytypes.every((t) => t === 'log')")
+    state = curves_state(page)
+    assert all("wall time" in (t or "") for t in state["xtitles"]), state["xtitles"]
+    # The panel picker: ae01 hidden, ae02 takes the room.
+    page.locator("#curve-controls-panels summary").click()
+    page.locator("#curve-controls-panels input[value='ae01/loss']").uncheck()
+    page.wait_for_function(f"() => ({CURVES_STATE})().traces.length === 4")
+    assert "Panels (1 of 2)" in page.locator("#curve-controls-panels summary").inner_text()
+    screenshot(page, "run-curve-controls")
+    # Remembered for every run page: another run opens the same way.
+    other = make_run(
+        "pretrain",
+        name="ui controls 2",
+        dataset="demo-ui",
+        metrics={f"{s}/{k}": v for s in ("ae01", "ae02") for k, v in losses.items()},
+    )
+    page.goto(f"/runs/{other}")
+    page.wait_for_function(
+        f"() => {{ const s = ({CURVES_STATE})(); return s && s.traces.length === 4; }}"
+    )
+    assert page.locator("#curve-controls-logy").is_checked()
+    assert page.locator("#curve-controls-x").input_value() == "wall"
+    assert page.locator("#curve-controls-smooth").input_value() == "0.6"
+    assert {t["xaxis"] for t in curves_state(page)["traces"]} == {"x"}  # ae02 only
+    page.evaluate("() => localStorage.removeItem('stacklab.charts.run')")
+    assert_clean(page)
+
+
+def test_a_one_epoch_stage_is_drawn_as_bars(page, partial_run):
+    page.goto(f"/runs/{partial_run}")
+    plots_drawn(page, "#curves", minimum=4)
+    assert {t["type"] for t in curves_state(page)["traces"]} == {"bar"}
+    assert page.locator("#curves .bars .bartext").count() >= 4  # the values written on them
+    assert_clean(page)
+
+
+@pytest.fixture(scope="module")
+def paged(live):
+    from tests.web.report_factories import make_finetune
+    from worker.datasets import register
+    from worker.ml.datasets.demo import make_demo
+
+    register(make_demo(seed=0, n_train=10, n_test=PAGED_TEST_IMAGES), name="demo-paged")
+    return make_finetune(None, name="ui paged cell", n_test=PAGED_TEST_IMAGES, dataset="demo-paged")
+
+
+def test_a_confusion_cell_lives_in_the_url_and_pages_through_all_its_images(page, paged):
+    from tests.web.factories import demo_test_labels
+
+    y = demo_test_labels(PAGED_TEST_IMAGES)
+    true = int(y[0])
+    total = sum(1 for i in range(len(y)) if i % 2 == 0 and y[i] == true)
+    assert 48 < total <= 96
+    page.goto(f"/runs/{paged}#confusion={true},{true}")
+    page.locator("#cell-errors").wait_for(state="visible")
+    assert page.locator("#cell-thumbs figure").count() == 48
+    assert page.locator("#cell-note").inner_text() == (
+        f"Images 1–48 of {total}, most confident first."
+    )
+    assert page.locator("#cell-prev").is_disabled()
+    page.wait_for_function(  # the open cell is outlined on the heatmap
+        "() => (document.querySelector('#confusion').layout.shapes || []).length === 1"
+    )
+    page.locator("#cell-next").click()
+    page.wait_for_function(f"() => location.hash === '#confusion={true},{true}&offset=48'")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#cell-thumbs figure').length === {total - 48}"
+    )
+    assert page.locator("#cell-next").is_disabled()
+    page.reload()  # the link reopens the same page of the same cell
+    page.locator("#cell-errors").wait_for(state="visible")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#cell-thumbs figure').length === {total - 48}"
+    )
+    assert page.locator("#cell-note").inner_text().startswith(f"Images 49–{total} of {total}")
+    screenshot(page, "confusion-cell-paged")
+    page.locator("#cell-close").click()
+    page.wait_for_function("() => location.hash === ''")
+    assert page.evaluate("() => document.querySelector('#confusion').layout.shapes.length") == 0
+    assert_clean(page)
+
+
+def test_compare_bolds_no_run_on_a_tie_and_picks_charts(page, sweep):
+    tied = []
+    for seed in (7, 8):
+        result = finetune_result()
+        result["evaluation"]["accuracy"] = 0.75
+        tied.append(
+            make_run(
+                "finetune",
+                name=f"ui tie {seed}",
+                dataset="demo-ui",
+                params={"seed": seed},
+                metrics={"finetune/val_accuracy": [0.5, 0.7], "finetune/val_loss": [1.0, 0.8]},
+                result=result,
+            )
+        )
+    page.goto(f"/compare?ids={','.join(map(str, tied))}")
+    row = page.locator("#tests tr", has_text="test accuracy")
+    assert row.locator("td").all_inner_texts()[1:] == ["75.0%", "75.0%"]
+    assert row.locator("td.lead").count() == 0  # a tie: no single best
+    plots_drawn(page, "#curves", minimum=2)
+    charts = page.locator("#curves .plot").count()
+    page.locator("#curve-controls-panels summary").click()
+    page.locator("#curve-controls-panels input[value='val_accuracy']").uncheck()
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#curves .plot').length === {charts - 1}"
+    )
+    page.evaluate("() => localStorage.removeItem('stacklab.charts.compare')")
+    assert_clean(page)

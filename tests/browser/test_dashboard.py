@@ -60,7 +60,7 @@ def test_launch_a_pretrain_from_the_form_and_watch_it_finish(page):
     assert page.locator("h1").first.inner_text().count("<b>bold</b>") == 1  # escaped text
     page.wait_for_function(
         "() => /succeeded|failed|cancelled/"
-        ".test(document.querySelector('#run-status').textContent)",
+        ".test((document.querySelector('#run-status') || {}).textContent || '')",
         timeout=ms(240),
     )
     assert page.locator("#run-status").inner_text().strip() == "succeeded"
@@ -90,7 +90,8 @@ def test_an_augmentation_study_from_the_form_gives_a_verdict(page):
     page.wait_for_url(re.compile(r"/groups/\d+$"), timeout=ms(60))
     state["group"] = int(page.url.rsplit("/", 1)[1])
     page.wait_for_function(
-        "() => /^(Augmentation (helped|hurt)|Inconclusive whether augmentation)/.test("
+        "() => /^(Augmentation (helped|hurt)|Inconclusive whether augmentation|Both arms are at "
+        "chance level)/.test("
         "document.querySelector('#verdict').textContent)",
         timeout=ms(420),
     )

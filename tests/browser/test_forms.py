@@ -39,8 +39,11 @@ def finished_tune() -> int:
 ERRORS_SHOWN = """(f) => Object.fromEntries([...f.querySelectorAll('[data-field]')]
     .map((d) => [d.dataset.field, (d.querySelector(':scope > [data-error]') || {}).textContent])
     .filter(([, text]) => text))"""
+# Null-safe: the page reloads itself when a new attempt ends (run_detail.js), and the poll
+# may land while the next document has no badge yet.
 FINISHED = (
-    "() => /succeeded|failed|cancelled/.test(document.querySelector('#run-status').textContent)"
+    "() => /succeeded|failed|cancelled/"
+    ".test((document.querySelector('#run-status') || {}).textContent || '')"
 )
 
 
@@ -192,3 +195,135 @@ def test_a_quick_finetune_on_demo_trains_a_sample_for_a_few_batches_and_finishes
                 raise
     else:
         raise AssertionError("the run page never settled after the run finished")
+
+
+# --- issue 22 items 10-11: presets on the form, the Optuna page ---
+
+PRESET_STATE = "(f) => f.querySelector('[data-preset-state]').textContent.trim()"
+PRESSED = """(f) => [...f.querySelectorAll('[data-preset]')]
+    .filter((b) => b.getAttribute('aria-pressed') === 'true').map((b) => b.dataset.preset)"""
+
+
+def test_picking_a_preset_sets_every_field_it_names_and_shows_which_is_active(watched):
+    from jobspec import presets
+
+    page = watched
+    page.goto("/runs/new?kind=pretrain")
+    form = page.locator("form[data-kind='pretrain']")
+    value = lambda name: form.locator(f"[name='{name}']").input_value()  # noqa: E731
+    assert form.evaluate(PRESSED) == ["seed"] and form.evaluate(PRESET_STATE) == "Seed's settings"
+    form.locator("[name='params.seed']").fill("7")  # a field no preset names
+
+    for name in ("quick", "full", "seed", "quick"):
+        form.locator(f"[data-preset='{name}']").click()
+        want = presets.values("pretrain", presets.PresetName(name))
+        got = {path: value(f"params.{path}") for path in want}
+        assert got == {p: "" if v is None else str(v) for p, v in want.items()}, name
+        assert form.evaluate(PRESSED) == [name]
+        assert form.evaluate(PRESET_STATE) == presets.INFO[presets.PresetName(name)].label
+    assert value("params.seed") == "7"  # left as it was
+    assert "1500" in form.locator("[data-preset-note]").inner_text()
+    screenshot(page, "new-run-presets")
+
+    # Editing a field the preset set: "custom"; putting it back: the preset again.
+    form.locator("[name='params.ae02.epochs']").fill("3")
+    assert form.evaluate(PRESSED) == [] and form.evaluate(PRESET_STATE) == "custom"
+    form.locator("[name='params.ae02.epochs']").fill("2")
+    assert form.evaluate(PRESSED) == ["quick"]
+
+    # Every kind's tab has its own presets (the study's are its finetunes').
+    for kind in ("tune", "finetune", "ablation"):
+        page.locator(f"[data-tab='{kind}']").click()
+        other = page.locator(f"form[data-kind='{kind}']")
+        other.locator("[data-preset='quick']").click()
+        source = "finetune" if kind == "ablation" else kind
+        for path, want in presets.values(source, presets.PresetName.QUICK).items():
+            got = other.locator(f"[name='params.{path}']").input_value()
+            assert got == ("" if want is None else str(want)), (kind, path)
+        assert other.evaluate(PRESSED) == ["quick"]
+    assert_clean(page)
+
+
+def test_a_studys_review_keeps_its_values_and_shows_them_as_custom(watched):
+    page = watched
+    tune = finished_tune()
+    page.goto(f"/studies/{tune}/pretrain")
+    form = page.locator("form[data-kind='pretrain']")
+    assert form.evaluate(PRESSED) == [] and form.evaluate(PRESET_STATE) == "custom"
+    assert "the study's" in form.locator("[data-preset-note]").inner_text()
+    value = lambda name: form.locator(f"[name='params.{name}']").input_value()  # noqa: E731
+    assert (value("ae01.epochs"), value("max_train_images"), value("bn_momentum")) == (
+        "1",
+        "100",
+        "0.9",
+    )
+    assert_clean(page)
+
+
+def test_a_trial_opens_its_detail_and_a_pruned_value_reads_as_pruned(watched):
+    from tests.web.factories import make_pruned_study
+
+    page = watched
+    run_id = make_pruned_study(prefix="ui-pruned", dataset="demo-ui")
+    page.goto(f"/studies/{run_id}")
+    pruned_row = page.locator("tr[data-trial='1']")
+    assert "pruned at epoch 2" in pruned_row.inner_text()
+    page.locator("#fig-intermediate .legendtext").first.wait_for()
+    legend = " ".join(page.locator("#fig-intermediate .legendtext").all_text_contents())
+    assert "trial 0" in legend and "trial 1 (pruned)" in legend
+    marks = page.locator("#fig-intermediate .textpoint").all_text_contents()
+    assert "pruned" in marks  # the pruned trial's last value, marked on the plot
+    assert page.locator("#trial-detail").is_hidden()
+
+    pruned_row.locator("td").nth(1).click()  # anywhere on the row
+    detail = page.locator("#trial-detail")
+    detail.wait_for()
+    assert page.url.endswith(f"/studies/{run_id}?trial=1#trial-detail")
+    text = detail.inner_text()
+    assert "Trial #1" in text and "pruned at epoch 2" in text and "not a final value" in text
+    assert "kernel_size" in text and "2.5 s" in text
+    epochs = detail.locator("tbody tr")
+    assert epochs.count() == 2 and "pruned here" in epochs.nth(1).inner_text()
+    screenshot(page, "study-trial-detail")
+
+    page.reload()  # the trial is in the URL
+    assert "Trial #1" in page.locator("#trial-detail").inner_text()
+    page.locator("tr[data-trial='0'] a[data-trial-link]").click()
+    assert "Trial #0" in detail.inner_text() and detail.locator("tbody tr").count() == 3
+    assert "pruned" not in detail.locator("dd").first.inner_text()
+    page.locator("#trial-close").click()
+    assert detail.is_hidden() and "trial=" not in page.url
+    assert_clean(page)
+
+
+def test_the_study_name_typed_in_the_tune_form_is_the_studys_name(watched, live):
+    import uuid
+
+    page = watched
+    name = f"ui sweep {uuid.uuid4().hex[:6]}"
+    page.goto("/runs/new?kind=tune")
+    form = page.locator("form[data-kind='tune']")
+    form.locator("[name='dataset']").select_option("demo-ui")
+    form.locator("[name='params.study_name']").fill(name)
+    for field, value in {
+        "params.n_trials": "1",
+        "params.epochs": "1",
+        "params.batch_size": "16",
+        "params.max_train_images": "100",
+        "params.steps_per_epoch": "1",
+    }.items():
+        form.locator(f"[name='{field}']").fill(value)
+    for box in form.locator("[name='params.kernel_sizes']").all()[1:]:
+        box.uncheck()
+    for box in form.locator("[name='params.optimizers']").all()[1:]:
+        box.uncheck()
+    assert form.locator("[name='params.study_name']").input_value() == name
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/runs/\d+$"), timeout=ms(60))
+    run = httpx.get(f"{live}/api/runs/{page.url.rsplit('/', 1)[1]}").json()
+    assert run["study_name"] == name and run["params"]["study_name"] == name
+    page.goto(f"/studies/{run['id']}")
+    assert page.locator("h1 .mono").inner_text() == name
+    # The run page asks only a kind that evaluates for its confusion matrix: no 404 for a
+    # tune that finishes while its page is open.
+    assert_clean(page)

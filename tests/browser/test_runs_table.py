@@ -119,7 +119,8 @@ def test_the_first_run_button_takes_a_new_user_to_a_running_demo(watched, live):
     try:
         assert "demo: pretrain" in page.locator("h1").first.inner_text()
         page.wait_for_function(
-            "() => /running|succeeded/.test(document.querySelector('#run-status').textContent)",
+            "() => /running|succeeded/"
+            ".test((document.querySelector('#run-status') || {}).textContent || '')",
             timeout=ms(60),
         )
         assert page.locator("body").inner_text().count("demo: augmentation study") >= 4

@@ -21,7 +21,7 @@ from cli.errors import CliError
 from store.settings import Settings, get_settings
 from tests.cli.serving import group_gone, kill_group, start_serve
 from tests.cli.slowkind import HOLD_DIR_ENV
-from tests.stack import REPO_ROOT, scaled, stack_env, wait_for
+from tests.stack import REPO_ROOT, WaitTimeout, scaled, stack_env, wait_for
 
 # A stand-in worker: on SIGTERM it notes it and exits once `release` exists (a batch that
 # ends when the test says); with "stubborn" it ignores SIGTERM and keeps a child of its own.
@@ -134,10 +134,17 @@ def service_manager_stop(pid: int) -> None:
 def test_stopping_serve_mid_batch_hands_the_run_back(tmp_path, stop):
     hold = tmp_path / "hold"
     hold.mkdir()
-    serve = start_serve(
-        tmp_path,
-        env={HOLD_DIR_ENV: str(hold), "STACKLAB_WORKER_STOP_GRACE_SECONDS": f"{scaled(300):g}"},
-    ).up()
+    # Started with SIGINT ignored, as a shell's background job (or a test process whose
+    # SIGINT some library left ignored) starts it: serve still stops on Ctrl-C.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        serve = start_serve(
+            tmp_path,
+            env={HOLD_DIR_ENV: str(hold), "STACKLAB_WORKER_STOP_GRACE_SECONDS": f"{scaled(300):g}"},
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    serve.up()
     try:
         run_id = serve.launch(epochs=3)
         wait_for(lambda: (hold / "in-batch").exists(), timeout=180, what="the run mid-batch")
@@ -145,11 +152,16 @@ def test_stopping_serve_mid_batch_hands_the_run_back(tmp_path, stop):
         stop(serve.proc.pid)
         # The worker was told and serve is waiting for it; the batch goes on meanwhile, as
         # long as the test likes (under the old fixed 30 s the worker was killed here).
-        wait_for(
-            lambda: "told to stop: run" in serve.output() and "stopping: waiting" in serve.output(),
-            timeout=120,
-            what="the worker to be told to stop",
-        )
+        try:
+            wait_for(
+                lambda: (
+                    "told to stop: run" in serve.output() and "stopping: waiting" in serve.output()
+                ),
+                timeout=120,
+                what="the worker to be told to stop",
+            )
+        except WaitTimeout as timeout:  # what serve and its worker said, for the diagnosis
+            raise AssertionError(f"{timeout}; serve said:\n{serve.output()[-4000:]}") from None
         assert serve.proc.poll() is None
         (hold / "release").touch()
         code = serve.exited(timeout=240)

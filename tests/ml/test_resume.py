@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
+from jobspec.learned import PROBE_STAGE
 from jobspec.params import (
     EarlyStoppingConfig,
     FinetuneConfig,
@@ -291,7 +292,7 @@ def test_pretrain_cut_inside_ae02_resumes_without_retraining_ae01(tiny, tmp_path
 
     again = Recorder()
     got = pretrain(tiny, config, out_dir=tmp_path / "again", reporter=again, resume=checkpoint)
-    assert again.started == ["ae02", "ae03"]
+    assert again.started == ["ae02", "ae03", PROBE_STAGE]
     assert [(s, e) for s, e, _ in again.epochs] == [("ae02", 2), ("ae03", 1)]
     ae01 = got.models["ae01"].variables
     for i, variable in enumerate(ae01):

@@ -73,7 +73,6 @@ def test_one_short_study_per_factor_completes_on_imbalanced_cifar(stack):
         )[0].id
         groups = {}
         for name in ablations.FACTORS:
-            seeds = [0, 1] if name == "pretraining" else [0]  # one study judged, the rest run
             group = ablation_launcher.launch_ablation(
                 session=session,
                 study_in=AblationCreate(
@@ -81,19 +80,21 @@ def test_one_short_study_per_factor_completes_on_imbalanced_cifar(stack):
                     factor=name,
                     params={**FINETUNE, "encoder": "single", "bn_momentum": 0.9},
                     parent_run_id=pretrain,
-                    seeds=seeds,
+                    seeds=[0, 1],  # the fewest a study takes: each study is judged
                 ),
             )
             groups[name] = group.id
             # The study shares the pretrain's split, so nothing to warn about.
             assert group.params["warnings"] == [], group.params["warnings"]
-            assert group.params["metric"] == "balanced_accuracy"  # the data are imbalanced
+            # imbalanced training classes, a balanced test set: there balanced accuracy equals
+            # accuracy, so the study's default metric is accuracy (jobspec.ablations)
+            assert group.params["metric"] == "accuracy"
         run_ids = [r.id for r in session.query(Run).filter(Run.group_id.in_(groups.values()))]
-    assert len(run_ids) == 2 * 6
+    assert len(run_ids) == 2 * 2 * len(ablations.FACTORS)
 
     wait_for(
         lambda: set(_status(run_ids).values()) <= {"succeeded", "failed", "cancelled"},
-        timeout=420,
+        timeout=600,
         what="every study run to finish",
     )
     assert set(_status(run_ids).values()) == {"succeeded"}, _status(run_ids)
@@ -107,10 +108,9 @@ def test_one_short_study_per_factor_completes_on_imbalanced_cifar(stack):
         splits = {run.result["split"]["fingerprint"] for run in runs}
     assert splits == {pretrain_split}  # one split for every arm, seed and factor
     for name, answer in answers.items():
-        assert answer["metric"]["name"] == "balanced_accuracy"
+        assert answer["metric"]["name"] == "accuracy"
         outcome = answer["verdict"]["outcome"]
-        expected = {"helped", "hurt", "inconclusive"} if name == "pretraining" else {"too_few"}
-        assert outcome in expected, (name, answer["verdict"])
+        assert outcome in {"helped", "hurt", "inconclusive", "chance"}, (name, answer["verdict"])
     # The arms differ in the factor alone.
     for run in runs:
         factor = ablations.factor(next(t[7:] for t in run.tags if t.startswith("factor:")))

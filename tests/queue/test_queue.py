@@ -219,11 +219,10 @@ def test_a_tune_run_shares_one_study_between_two_workers(stack):
     done = [finished(r.id) for r in runs]
     assert [r.status for r in done] == ["succeeded", "succeeded"], [r.error for r in done]
     assert done[0].study_name == done[1].study_name and done[0].group_id == done[1].group_id
-    if stack["kind"] == "redis-postgres":
-        # Redis hands the second part to the idle worker at once. The embedded SQLite queue
-        # may let the first worker take both parts in turn while the other one is still
-        # replacing the child killed above; each part still records its own trials.
-        assert done[0].worker_host != done[1].worker_host
+    # Which worker takes which part is the broker's and the machine's load's: on a busy
+    # machine one worker may finish its part and take the other before the second worker
+    # wakes (seen on Redis too), so the parts' hosts are not asserted; each part records its
+    # own trials in the one study, below.
     with session_scope() as session:
         trials = metrics_service.trials_of(session, [r.id for r in done])
     assert len(trials) == 4 and {t.run_id for t in trials} == {r.id for r in done}

@@ -252,3 +252,52 @@ def test_upkeep_reaps_only_after_reaching_the_store_for_a_whole_window(store):
         session.get(Run, run_id).queued_at = utcnow() - timedelta(seconds=5)
     assert run_id in keeper.round()["sent"] and sent.count(run_id) == 1
     assert read(run_id).task_id == f"task-{run_id}"
+
+
+def _keeper(sent: list[int], waiting) -> upkeep.Upkeep:
+    return upkeep.Upkeep(
+        session_scope=session_scope,
+        send=lambda kind, rid: sent.append(rid) or f"task-{rid}",
+        waiting=waiting,
+        settings=SimpleNamespace(
+            preemption=False,
+            stale_after_seconds=3600,
+            heartbeat_seconds=0.1,
+            resend_after_seconds=60,
+            import_timeout_seconds=900,
+        ),
+    )
+
+
+def _claimable() -> int:
+    with session_scope() as session:
+        return upkeep.wakes_wanted(session, 0)
+
+
+def test_re_sends_stop_while_the_broker_holds_a_wake_for_every_claimable_run(store):
+    """A worker that reports idle but takes nothing (a deaf consumer) must not be sent a
+    message per run every window: the broker's backlog stays within the queue's length."""
+    own = [new_run(store) for _ in range(3)]
+    _report_idle("deaf-worker")
+    with session_scope() as session:
+        for rid in own:
+            session.get(Run, rid).sent_at = utcnow() - timedelta(seconds=300)
+    sent: list[int] = []
+    held = {"n": _claimable()}  # a wake waits for every claimable run, other tests' too
+    assert held["n"] >= 3
+    assert _keeper(sent, lambda _lane: held["n"]).round()["sent"] == [] and sent == []
+    held["n"] -= 1  # one wake was taken: one more is wanted, no more
+    assert len(_keeper(sent, lambda _lane: held["n"]).round()["sent"]) == 1
+    assert len(sent) == 1
+    with session_scope() as session:
+        assert upkeep.wakes_wanted(session, 10**6) == 0  # never negative
+
+
+def test_when_the_broker_cannot_say_what_it_holds_every_due_run_is_sent(store):
+    run_id = new_run(store)
+    _report_idle("idle-worker")
+    with session_scope() as session:
+        session.get(Run, run_id).sent_at = utcnow() - timedelta(seconds=300)
+        assert upkeep.wakes_wanted(session, None) is None
+    sent: list[int] = []
+    assert run_id in _keeper(sent, lambda _lane: None).round()["sent"]

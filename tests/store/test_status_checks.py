@@ -187,9 +187,8 @@ def test_the_guards_the_models_declare_are_the_ones_the_database_has(url):
                     ),
                     {"t": table},
                 ).scalars()
-                assert set(triggers) == {
-                    f"{name}_{e}" for name in declared for e in ("insert", "update")
-                }
+                guards = {t for t in triggers if not t.startswith("runs_version_")}  # 0014's
+                assert guards == {f"{name}_{e}" for name in declared for e in ("insert", "update")}
         else:
             assert {c["name"] for c in inspector.get_check_constraints(table)} == declared
     engine.dispose()

@@ -455,3 +455,50 @@ def table_sizes() -> dict[str, int]:
             t.name: session.scalar(select(func.count()).select_from(t))
             for t in Base.metadata.sorted_tables
         }
+
+
+def make_pruned_study(*, prefix: str = "pruned", **fields) -> int:
+    """A finished tune run whose Optuna study holds trial 0 complete after 3 epochs and
+    trial 1 pruned after 2, stored as the worker stores them (Optuna gives a pruned trial
+    its last intermediate value); `fields` go to make_run."""
+    import uuid
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from store.settings import get_settings
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    run_id = make_run("tune", params={"stage": "ae01", "study_name": name}, **fields)
+    storage = optuna.storages.RDBStorage(get_settings().sqlalchemy_url)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    space = {
+        "kernel_size": CategoricalDistribution([3, 5]),
+        "optimizer": CategoricalDistribution(["adam", "sgd"]),
+    }
+    rows = [
+        (0, {"kernel_size": 3, "optimizer": "adam"}, "complete", {1: 0.5, 2: 0.35, 3: 0.3}),
+        (1, {"kernel_size": 5, "optimizer": "sgd"}, "pruned", {1: 0.9, 2: 0.8}),
+    ]
+    for number, params, state, curve in rows:
+        value = curve[max(curve)]
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=space,
+                value=value if state == "complete" else None,
+                state=getattr(optuna.trial.TrialState, state.upper()),
+                intermediate_values=curve,
+            )
+        )
+        trial = {"number": number, "params": params, "state": state, "value": value}
+        with session_scope() as session:
+            metrics_service.record_trial(
+                session=session,
+                run_id=run_id,
+                trial=trial | {"intermediate": curve, "seconds": 2.5},
+            )
+    storage.engine.dispose()
+    with session_scope() as session:
+        runs_service.get_run(session, run_id).study_name = name
+    return run_id

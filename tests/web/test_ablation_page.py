@@ -9,7 +9,14 @@ import pytest
 from markupsafe import escape
 
 from jobspec import ablations
-from tests.web.factories import make_ablation, make_group, make_run, make_study_run
+from tests.api.test_limits import limits
+from tests.web.factories import (
+    make_ablation,
+    make_group,
+    make_run,
+    make_study_run,
+    settle_queue,
+)
 
 IMBALANCED = "demo-tiny-imbalanced"
 
@@ -163,12 +170,13 @@ def test_imbalanced_data_judged_by_balanced_accuracy_with_the_rarest_classes(cli
         "why": "picked automatically: the training classes are imbalanced",
     }
     assert data["dataset"]["imbalanced"] is True
-    assert data["dataset"]["rarest_classes"] == ["dots", "diagonal"]
+    # k = ceil(10 x 0.25) = 3, ties at the boundary in: checker has as few as diagonal
+    assert data["dataset"]["rarest_classes"] == ["dots", "diagonal", "checker"]
     assert "balanced accuracy" in data["verdict"]["text"]
     assert data["pooled"]["about_accuracy"] is True
     arm = data["arms"][1]
     assert set(arm["metrics"]) == set(ablations.STUDY_METRICS)
-    assert [r["class"] for r in arm["rare_recall"]] == ["dots", "diagonal"]
+    assert [r["class"] for r in arm["rare_recall"]] == ["dots", "diagonal", "checker"]
     assert all(r["n"] == 2 for r in arm["rare_recall"])
     assert "not the study" in data["pooled"]["rule"]
 
@@ -226,3 +234,179 @@ def test_other_groups_list_their_runs_and_unknown_groups_are_404(client):
     assert client.get(f"/api/groups/{2**70}/ablation").status_code == 404
     assert client.get("/api/groups/999999/augmentation").status_code == 404
     assert client.get("/groups/999999").status_code == 404
+
+
+# --- Seeds as a count, more seeds from the page, chance level, the next step. ---
+
+SCRATCH = {"encoder": "scratch", "epochs": 1}
+
+
+def launch_study(client, **body) -> dict:
+    body = {"dataset": "demo-tiny", "factor": "augmentation", "params": SCRATCH, **body}
+    response = client.post("/api/ablations", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def group_seeds(client, group: int) -> list[tuple[int, str]]:
+    runs = client.get("/api/runs", params={"group_id": group, "limit": 100}).json()["items"]
+    return sorted((r["params"]["seed"], r["params"]["augment"]) for r in runs)
+
+
+@pytest.fixture
+def own_queue():
+    """The studies these tests launch are cancelled after each (no worker runs them)."""
+    yield
+    settle_queue()
+
+
+def test_a_bare_number_launches_that_many_seeds_and_one_seed_is_refused(client, own_queue):
+    group = launch_study(client, seeds="3")["group_id"]
+    assert group_seeds(client, group) == [(s, a) for s in range(3) for a in (False, True)]
+    assert study_json(client, group)["seeds"] == [0, 1, 2]
+    listed = launch_study(client, seeds="1, 2, 7")["group_id"]
+    assert sorted({s for s, _ in group_seeds(client, listed)}) == [1, 2, 7]
+    default = launch_study(client)["group_id"]
+    assert study_json(client, default)["seeds"] == [0, 1, 2, 3, 4]
+    body = {"dataset": "demo-tiny", "params": SCRATCH, "seeds": 2}
+    old = client.post("/api/augmentation-studies", json=body)
+    assert old.status_code == 201 and study_json(client, old.json()["group_id"])["seeds"] == [0, 1]
+    for one in ("1", 1, [3], "3,", 0):
+        response = client.post(
+            "/api/ablations", json={"dataset": "demo-tiny", "factor": "augmentation", "seeds": one}
+        )
+        assert response.status_code == 422, (one, response.text)
+        (error,) = response.json()["detail"]
+        assert (
+            error["loc"] == ["body", "seeds"]
+            and "one seed can never give a verdict" in error["msg"]
+        )
+    with limits(max_seeds=4):
+        refused = client.post(
+            "/api/ablations", json={"dataset": "demo-tiny", "factor": "augmentation", "seeds": 5}
+        )
+    assert refused.status_code == 422 and "STACKLAB_MAX_SEEDS" in refused.json()["detail"][0]["msg"]
+
+
+def test_add_seeds_repeats_the_study_with_the_next_seeds(client, own_queue):
+    created = launch_study(client, seeds="1, 4", split_seed=3, priority=2)
+    group = created["group_id"]
+    before = client.get("/api/runs", params={"group_id": group}).json()["items"]
+    response = client.post(f"/api/groups/{group}/seeds", json={"add": 2})
+    assert response.status_code == 201, response.text
+    added = response.json()
+    assert added["seeds"] == [5, 6] and len(added["run_ids"]) == 4
+    runs = client.get("/api/runs", params={"group_id": group, "limit": 100}).json()["items"]
+    new = [r for r in runs if r["id"] in added["run_ids"]]
+    assert sorted((r["params"]["seed"], r["params"]["augment"]) for r in new) == [
+        (5, False),
+        (5, True),
+        (6, False),
+        (6, True),
+    ]
+    template = before[0]["params"]
+    for run in new:  # the same split, shared params and priority; only seed and arm differ
+        assert run["params"]["split_seed"] == 3 and run["priority"] == 2
+        differ = {k for k in template if template[k] != run["params"][k]}
+        assert differ <= {"seed", "augment"}, differ
+        arm = "on" if run["params"]["augment"] else "off"
+        assert run["tags"] == ["factor:augmentation", f"arm:{arm}", f"seed:{run['params']['seed']}"]
+        assert run["group_id"] == group and run["status"] == "queued"
+    data = study_json(client, group)
+    assert data["seeds"] == [1, 4, 5, 6] and data["running"] is True
+    assert data["next"]["add_seeds"]["first_seed"] == 7
+
+
+def test_add_seeds_is_refused_politely(client, own_queue):
+    group = launch_study(client, seeds=2)["group_id"]
+    for bad in ({"add": 0}, {"add": -1}, {"add": "2"}, {"add": 1.5}, {}, {"add": 2, "x": 1}):
+        response = client.post(f"/api/groups/{group}/seeds", json=bad)
+        assert response.status_code == 422, bad
+    with limits(max_seeds=3):
+        response = client.post(f"/api/groups/{group}/seeds", json={"add": 2})
+        assert response.status_code == 422
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "add"] and "STACKLAB_MAX_SEEDS" in error["msg"]
+        assert "2 seeds and 2 more would make 4" in error["msg"]
+        offer = page_data(client.get(f"/groups/{group}").text)["next"]["add_seeds"]
+        assert offer["max"] == 1 and offer["suggested"] == 1 and offer["allowed"]
+    with limits(max_seeds=2):  # the page (the JSON's answer is kept by the poll cache)
+        html = client.get(f"/groups/{group}").text
+        offer = page_data(html)["next"]["add_seeds"]
+        assert not offer["allowed"] and "STACKLAB_MAX_SEEDS = 2" in offer["why"]
+        assert 'id="add-seeds-form" novalidate hidden' in html and "No more seeds: " in html
+    legacy = make_ablation("augmentation", {0: (14, 17), 1: (15, 16)}, legacy=True)
+    response = client.post(f"/api/groups/{legacy}/seeds", json={"add": 1})
+    assert response.status_code == 422 and "made before ablations" in response.text
+    assert not study_json(client, legacy)["next"]["add_seeds"]["allowed"]
+    other = make_group("tune_parallel")
+    assert client.post(f"/api/groups/{other}/seeds", json={"add": 1}).status_code == 404
+    assert client.post("/api/groups/999999/seeds", json={"add": 1}).status_code == 404
+    archived = make_ablation("augmentation", {0: (14, 17), 1: (15, 16)})
+    ids = [run["id"] for run in study_json(client, archived)["runs"]]
+    done = client.post("/api/runs/bulk", json={"action": "archive", "ids": ids})
+    assert done.status_code == 200 and done.json()["done"] == len(ids), done.text
+    response = client.post(f"/api/groups/{archived}/seeds", json={"add": 1})
+    assert response.status_code == 422 and "archived" in response.text
+
+
+def test_both_arms_at_chance_say_so_and_compute_no_effect_size(client):
+    # demo-tiny's test set: 10 classes of 2 images; chance 10%, margin 13.4 points
+    group = make_ablation("augmentation", {0: (2, 3), 1: (3, 2), 2: (2, 4)})
+    data = study_json(client, group)
+    limit = data["chance"]["limit"]
+    assert limit["majority"] == pytest.approx(10) and limit["uniform"] == pytest.approx(10)
+    assert limit["margin"] == pytest.approx(200 * (0.1 * 0.9 / 20) ** 0.5)
+    assert data["chance"]["both"] is True
+    assert data["verdict"]["outcome"] == "chance"
+    text = data["verdict"]["text"]
+    assert text.startswith("Both arms are at chance level: the best test accuracy")
+    assert "15.0% (augmentation off) and 20.0% (augmentation on)" in text
+    assert "No effect size is computed" in text and "seeds would detect" not in text
+    diff = data["difference"]
+    assert diff["mde"] is None and diff["seeds_needed"] is None and diff["effect"] is None
+    assert study_json(client, group, effect=5)["difference"]["seeds_needed"] is None
+    assert data["next"]["primary"] == "new_study"
+    html = client.get(f"/groups/{group}").text
+    assert 'class="verdict chance"' in html and "Both arms are at chance level" in html
+    assert 'id="effect-form" novalidate hidden' in html
+    assert page_data(html) == data
+
+
+def test_one_arm_at_chance_keeps_the_verdict_and_says_which(client):
+    group = make_ablation("augmentation", {0: (2, 16), 1: (3, 17), 2: (2, 15)})
+    data = study_json(client, group)
+    assert data["verdict"]["outcome"] == "helped" and data["chance"]["both"] is False
+    assert data["chance"]["arms"]["off"]["at_chance"] is True
+    assert "The augmentation off arm is at chance level" in data["verdict"]["text"]
+    assert data["difference"]["mde"] is not None
+
+
+@pytest.mark.parametrize(
+    ("right", "running", "primary"),
+    [
+        ({0: (14, 17), 1: (15, 14), 2: (14, 15)}, None, "add_seeds"),  # inconclusive
+        ({0: (12, 16), 1: (13, 16), 2: (12, 17)}, None, "compare"),  # helped
+        ({0: (14, 17), 1: (15, 16)}, {1: "on"}, "wait"),  # too few, still training
+    ],
+)
+def test_every_verdict_offers_the_step_it_names(client, right, running, primary):
+    group = make_ablation("augmentation", right, running=running)
+    data = study_json(client, group)
+    step = data["next"]
+    assert step["primary"] == primary
+    actions = {link["action"]: link for link in step["links"]}
+    assert actions["compare"]["href"].startswith("/compare?ids=")
+    assert actions["new_study"]["href"] == "/runs/new?kind=ablation"
+    if primary == "compare":
+        assert actions["compare"]["primary"] and "The answer is in" in step["text"]
+    if primary == "add_seeds":
+        needed = data["difference"]["seeds_needed"]
+        offer = step["add_seeds"]
+        assert offer["suggested"] == min(needed - 3, offer["max"]) and offer["max"] == 7
+        assert f"About {needed} seeds would detect the effect" in step["text"]
+    if primary == "wait":
+        assert "1 run still queued or training" in step["text"]
+    html = client.get(f"/groups/{group}").text
+    assert 'id="add-seeds-form"' in html and ">Add seeds</button>" in html
+    assert f'data-primary="{primary}"' in html

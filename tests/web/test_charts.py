@@ -23,6 +23,11 @@ def curves(client, run_id: int) -> dict:
     return response.json()["figure"]
 
 
+def colour(trace: dict) -> str:
+    """A line's colour, or a one-epoch stage's bar's."""
+    return (trace.get("line") or trace["marker"])["color"]
+
+
 def by_name(figure: dict) -> dict[str, dict]:
     return {(trace["xaxis"], trace["name"]): trace for trace in figure["data"]}
 
@@ -112,10 +117,15 @@ def test_pretrain_stages_are_small_multiples_each_with_its_own_epoch_axis(client
     domains = [layout[a]["domain"] for a in ("xaxis", "xaxis2", "xaxis3")]
     assert domains[0][1] < domains[1][0] < domains[1][1] < domains[2][0]  # side by side
     ae02 = layout["xaxis2"]
-    # The one-epoch stage: not a lone dot at the edge of a shared axis but its own panel.
+    # The one-epoch stage: not a lone dot at the edge of a shared axis but its own panel,
+    # its values drawn as bars with the number written on them.
     assert ae02["title"]["text"] == "ae02 epoch" and ae02["range"][0] < 1 < ae02["range"][1]
+    one_epoch = [t for t in figure["data"] if t["xaxis"] == "x2"]
+    assert {t["type"] for t in one_epoch} == {"bar"}
+    assert all(t["texttemplate"] == "%{y:.4g}" and t["x"] == [1] for t in one_epoch)
+    assert {t["type"] for t in figure["data"] if t["xaxis"] != "x2"} == {"scatter"}
     assert {t["legend"] for t in figure["data"]} == {"legend", "legend2", "legend3"}
-    colours = {(t["name"], t["line"]["color"]) for t in figure["data"]}
+    colours = {(t["name"], colour(t)) for t in figure["data"]}
     assert len({c for _, c in colours}) == 2  # train and validation, the same in every stage
 
 

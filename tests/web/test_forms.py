@@ -200,7 +200,7 @@ def test_a_finetune_on_another_data_set_than_its_encoders_is_warned_about(client
         "factor": "class_weights",
         "params": {"epochs": 1},
         "parent_run_id": parent,
-        "seeds": [0],
+        "seeds": [0, 1],
     }
     study = client.post("/api/ablations", json=body).json()
     assert any("not 'forms-other'" in w for w in study["warnings"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from markupsafe import escape
@@ -67,7 +68,8 @@ def test_auto_metric_says_what_it_picks_for_each_data_set(client):
     study = html[html.index('data-kind="ablation" novalidate') :]
     assert re.search(r'<option value="demo-tiny"\s+data-default-metric="accuracy"', study)
     assert re.search(
-        r'<option value="tiny-skewed"\s+data-default-metric="balanced_accuracy"', study
+        # imbalanced training classes, a balanced test set: "auto" is accuracy there
+        r'<option value="tiny-skewed"\s+data-default-metric="accuracy"', study
     )
 
 
@@ -133,3 +135,69 @@ def test_a_422_location_names_a_field_of_the_form(client):
 
 def test_unknown_clone_is_404(client):
     assert client.get("/runs/new?clone=999999").status_code == 404
+
+
+def _presets_of(html: str, kind: str) -> dict[str, Any]:
+    """The preset buttons of one kind's form: name -> {pressed, sets}."""
+    import json
+    from html import unescape
+
+    start = html.index(f'data-kind="{kind}" novalidate')
+    end = html.find("<form ", start)
+    part = html[start : end if end > 0 else len(html)]
+    found = re.findall(
+        r"data-preset=\"(\w+)\" data-sets='([^']*)'.*?aria-pressed=\"(true|false)\"", part, re.S
+    )
+    state = re.search(r"data-preset-state>([^<]*)<", part)
+    return {
+        "state": unescape(state.group(1)) if state else None,
+        **{n: {"sets": json.loads(unescape(s)), "pressed": p == "true"} for n, s, p in found},
+    }
+
+
+@pytest.mark.parametrize("kind", form.FORM_KINDS)
+def test_every_form_offers_the_presets_with_the_defaults_pressed(client, kind):
+    from jobspec import presets
+
+    shown = _presets_of(client.get(f"/runs/new?kind={kind}").text, kind)
+    assert [n for n in shown if n != "state"] == [p.value for p in presets.PresetName]
+    assert shown["seed"]["pressed"] and not shown["quick"]["pressed"]
+    assert shown["state"] == "Seed's settings"
+    source = form.preset_kind(kind)
+    for name in presets.PresetName:
+        sets = {k.removeprefix("params."): v for k, v in shown[name]["sets"].items()}
+        assert sets == presets.values(source, name)
+    html = client.get(f"/runs/new?kind={kind}").text
+    for path in shown["quick"]["sets"]:  # every field a preset sets is a field of the form
+        assert f'name="{path}"' in html, path
+
+
+def test_a_clone_of_a_quick_run_shows_quick_look_and_a_study_review_custom(client):
+    from jobspec import presets
+
+    quick = presets.values("finetune", presets.PresetName.QUICK)
+    params = {"epochs": 4, "batch_size": 32, "bn_momentum": 0.9, "max_train_images": 1500}
+    assert all(quick[k] == v for k, v in params.items())
+    source = make_run("finetune", params=params)
+    shown = _presets_of(client.get(f"/runs/new?clone={source}").text, "finetune")
+    assert shown["quick"]["pressed"] and shown["state"] == "Quick look"
+
+    from tests.web.factories import make_tune_study
+
+    tune = make_tune_study(
+        {
+            "stage": "ae01",
+            "epochs": 1,
+            "batch_size": 16,
+            "bn_momentum": 0.9,
+            "max_train_images": 100,
+        },
+        [(3, "adam", 0.2), (5, "sgd", 0.1)],
+    )
+    html = client.get(f"/studies/{tune}/pretrain").text
+    shown = _presets_of(html, "pretrain")
+    assert not any(shown[p.value]["pressed"] for p in presets.PresetName)
+    assert shown["state"] == "custom" and "Custom values (the study&#39;s)" in html
+    # the study's values stay in the fields: no preset overwrote them
+    assert re.search(r'id="pretrain-params.ae01.epochs"[^>]*value="1"', html)
+    assert re.search(r'id="pretrain-params.max_train_images"[^>]*value="100"', html)

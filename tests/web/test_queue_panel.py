@@ -253,3 +253,28 @@ def test_a_priority_changed_elsewhere_is_a_new_answer_to_a_poll(client):
     again = client.get("/api/queue", headers={"If-None-Match": answer.headers["ETag"]})
     assert again.status_code == 200
     assert [r["id"] for r in again.json()["queued"]] == [second, first]
+
+
+def test_a_run_claimed_while_its_page_renders_is_in_one_list_and_says_so(client):
+    """A run page reads its run while it waits, a worker claims it before the page reads the
+    panel (the two reads of one request): the panel lists the run as running with its ETA
+    (never a KeyError, a 500 of the page), and the page's run object says running too."""
+    from backend.runs import panel as queue_panel
+
+    run_id = queued()
+    worker("w-claims", current_run_id=run_id)
+    with session_scope() as session:
+        seen = session.get(Run, run_id)
+        assert seen is not None and seen.status == RunStatus.QUEUED
+        with session_scope() as other:
+            attempts.claim(
+                session=other, run_id=run_id, worker_host="h", device="GPU:0", versions={}
+            )
+        found = queue_panel.queue_panel(session, online_within=60)
+        if seen.status == RunStatus.RUNNING:  # a database whose reads see the claim
+            assert [row["id"] for row in found[RunStatus.RUNNING]] == [run_id]
+            assert found[RunStatus.QUEUED] == []
+            assert queue_panel.waiting_row(session, run_id) is None
+        else:  # one snapshot for the request (SQLite): still waiting, in that list alone
+            assert [row["id"] for row in found[RunStatus.QUEUED]] == [run_id]
+            assert found[RunStatus.RUNNING] == []

@@ -5,6 +5,7 @@ of the new-run form (with the token's ceiling) and the runs table's priority col
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 from sqlalchemy import update
@@ -101,4 +102,7 @@ def test_the_runs_table_has_a_sortable_priority_column(client):
     assert ids.index(high) < ids.index(low)
     assert next(r for r in table["items"] if r["id"] == high)["priority"] == 9
     page = _page(client, "/runs?sort=priority&order=asc")
-    assert 'data-col="priority"' in page and "Priority ▲" in page
+    # the column's header says how the table is sorted (aria-sort) and shows the arrow
+    header = re.search(r'<th aria-sort="(\w+)"[^>]*data-col="priority"[^>]*>(.*?)</th>', page, re.S)
+    assert header is not None, "no priority column header"
+    assert header[1] == "ascending" and 'data-sort="priority"' in header[2] and "▲" in header[2]

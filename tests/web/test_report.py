@@ -288,3 +288,17 @@ def test_svg_charts_escape_names_and_skip_missing_values():
     assert svg.line_chart([{"name": "empty", "points": [(1, None)]}], title="t", y_label="y") == ""
     assert svg.nice_ticks(1, 50, min_step=1) == [0, 10, 20, 30, 40, 50]
     assert svg.nice_ticks(1, 2, min_step=1) == [1, 2]
+
+
+def test_report_writes_accuracies_as_percentages_like_every_page(client, exp):
+    """0.5 test accuracy reads 50.0%, as on the run page and in compare, never 0.5000."""
+    import re
+
+    html = client.get(f"/experiments/{exp['pretrain']}").text
+    row = re.search(rf'<tr data-run-id="{exp["finetune"]}">(.*?)</tr>', html, re.S).group(1)
+    cells = re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row)
+    assert "50.0%" in cells and "0.5000" not in row
+    assert all(re.fullmatch(r"\d+\.\d%|–", c) for c in cells[-4:]), cells  # the four scores
+    assert "% validation" in html and "'%.0f'" not in html
+    chart = re.search(r'<svg[^>]*aria-label="Finetunes: validation[^"]*".*?</svg>', html, re.S)
+    assert chart and re.search(r'class="tick" text-anchor="end">\d+(\.\d)?%<', chart.group(0))

@@ -132,6 +132,44 @@ def test_runs_page_renders_names_escaped(client, runs):
     assert ESCAPED in html and XSS not in html
 
 
+def test_runs_page_sorts_by_any_column_with_aria_sort_and_shows_its_value_columns(client, runs):
+    html = client.get(
+        "/runs",
+        params={
+            "tag": "table-test",
+            "sort": "metric.finetune/val_accuracy",
+            "order": "desc",
+            "columns": "kind,metric.finetune/val_accuracy,param.augment",
+        },
+    ).text
+    # every header sorts by a button; the sorted one says which way, the others "none"
+    assert html.count('aria-sort="descending"') == 1
+    assert '<th aria-sort="descending" data-col="metric.finetune/val_accuracy"' in html
+    assert (
+        'aria-sort="none"' in html
+        and '<button type="button" class="sort" data-sort="name">' in html
+    )
+    # the value columns' cells, as runs_list.js draws them: whole numbers whole, flags as words
+    good = html[html.index(f'data-id="{runs["good"]}"') :]
+    good = good[: good.index("</tr>")]
+    assert '<td class="num" data-col="metric.finetune/val_accuracy">0.8</td>' in good
+    assert '<td data-col="param.augment">true</td>' in good
+    weak = html[html.index(f'data-id="{runs["weak"]}"') :]
+    assert html.index(f'data-id="{runs["good"]}"') < html.index(f'data-id="{runs["weak"]}"')
+    assert '<td data-col="param.augment">false</td>' in weak[: weak.index("</tr>")]
+
+
+def test_runs_page_says_why_a_filter_is_refused_next_to_it(client, runs):
+    response = client.get("/runs", params={"filter": "metric.finetune/val_accuracy >="})
+    assert response.status_code == 200
+    html = response.text
+    error = html[html.index('id="filter-error"') :]
+    assert "hidden" not in error[: error.index(">")]
+    assert "expected" in error[: error.index("</p>")]
+    assert 'aria-invalid="true"' in html and "Fix the filter to see runs." in html
+    assert 'data-status="' not in html[html.index('id="runs-body"') : html.index("</tbody>")]
+
+
 def test_run_page_of_unknown_run_is_a_404_page(client):
     response = client.get("/runs/987654")
     assert response.status_code == 404

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from backend.compare import stats
+from backend.compare import image_tests, power, stats
 from backend.compare.figures import downsample
 from backend.groups import verdict
 from backend.groups.figures import band
+from jobspec.verdicts import Verdict
 
 
 def test_mean_ci_matches_hand_computed_t_interval():
@@ -53,7 +54,7 @@ def test_mcnemar_on_a_tiny_table():
     # 10 both right, 1 only A right, 6 only B right, 3 neither
     a = [True] * 10 + [True] + [False] * 6 + [False] * 3
     b = [True] * 10 + [False] + [True] * 6 + [False] * 3
-    result = stats.mcnemar(a, b)
+    result = image_tests.mcnemar(a, b)
     assert (result["both"], result["only_a"], result["only_b"], result["neither"]) == (10, 1, 6, 3)
     assert result["p_exact"] == pytest.approx(2 * (1 + 7) / 2**7)  # 0.125
     assert result["chi2"] == pytest.approx(16 / 7)
@@ -61,7 +62,7 @@ def test_mcnemar_on_a_tiny_table():
 
 
 def test_mcnemar_without_discordant_samples_is_p_one():
-    assert stats.mcnemar([True, False], [True, False])["p_exact"] == 1.0
+    assert image_tests.mcnemar([True, False], [True, False])["p_exact"] == 1.0
 
 
 def test_band_is_mean_min_max_per_epoch():
@@ -88,55 +89,60 @@ def test_verdict_is_helped_when_the_whole_interval_is_above_zero():
     # d = +3, +4, +5: mean 4, sd 1, half width t(.975, 2) = 4.302653 / sqrt(3) = 2.484138
     diff = stats.paired_difference([3.0, 4.0, 5.0])
     assert diff["low"] == pytest.approx(4 - 2.484138, abs=1e-5)
-    assert diff["outcome"] == stats.HELPED == "helped"
+    assert diff["outcome"] == Verdict.HELPED == "helped"
 
 
 def test_verdict_is_hurt_when_the_whole_interval_is_below_zero():
     diff = stats.paired_difference([-20.0, -25.0, -15.0])
     assert diff["high"] == pytest.approx(-20 + 5 * 2.484138, abs=1e-4)  # sd 5
-    assert diff["outcome"] == stats.HURT == "hurt"
+    assert diff["outcome"] == Verdict.HURT == "hurt"
 
 
 def test_verdict_is_inconclusive_when_the_interval_contains_zero():
     # The reviewer's case: 3 seeds, the CI spans about -18 to +20 points.
     diff = stats.paired_difference([-6.0, 1.0, 8.0])
     assert diff["low"] < 0 < diff["high"]
-    assert diff["outcome"] == stats.INCONCLUSIVE == "inconclusive"
+    assert diff["outcome"] == Verdict.INCONCLUSIVE == "inconclusive"
 
 
-def test_the_same_difference_on_every_seed_is_helped_and_stays_json():
+def test_the_same_difference_on_every_seed_is_no_certainty_and_stays_json():
+    # Without the metric's resolution: no spread to measure, too few (never p = 0).
     diff = stats.paired_difference([20.0, 20.0])
-    assert diff["outcome"] == "helped" and diff["mde"] == 0.0 and diff["seeds_needed"] == 2
-    assert diff["t_test"] == {"t": None, "p": 0.0, "df": 1}
+    assert diff["outcome"] == "too_few" and diff["no_spread"] and diff["mde"] is None
+    assert diff["t_test"] is None and diff["seeds_needed"] is None
     json.dumps(diff, allow_nan=False)
+    # With it (1 point: a 100-image test set), the step is the sd: t(.975, 1) · 1 / √2.
+    floored = stats.paired_difference([20.0, 20.0], resolution=1.0)
+    assert floored["floored"] and floored["low"] == pytest.approx(20 - 8.984644, abs=1e-5)
+    assert floored["outcome"] == "helped" and 0 < floored["t_test"]["p"] < 0.05
+    json.dumps(floored, allow_nan=False)
 
 
 def test_verdict_needs_two_seed_pairs():
-    assert stats.paired_difference([2.0])["outcome"] == stats.TOO_FEW
-    assert stats.paired_difference([])["outcome"] == stats.TOO_FEW
+    assert stats.paired_difference([2.0])["outcome"] == Verdict.TOO_FEW
+    assert stats.paired_difference([])["outcome"] == Verdict.TOO_FEW
     assert stats.judge({"low": None, "high": None}) == "too_few"
 
 
-def test_minimum_detectable_effect_against_hand_computed_values():
-    # n = 5: t(.975, 4) = 2.776445, t(.8, 4) = 0.940965 -> 3.717410 * 2 / sqrt(5) = 3.324952
-    assert stats.mde(2.0, 5) == pytest.approx(3.324952, abs=1e-5)
-    # n = 3: t(.975, 2) = 4.302653, t(.8, 2) = 1.060660 -> 5.363313 * 10 / sqrt(3) = 30.96510
-    assert stats.mde(10.0, 3) == pytest.approx(30.96510, abs=1e-4)
-    assert stats.mde(0.0, 4) == 0.0
-    assert stats.mde(None, 1) is None and stats.mde(3.0, 1) is None
+def test_minimum_detectable_effect_is_exact_noncentral_t():
+    # statsmodels' TTestPower.solve_power(nobs=5, power=0.8) = 1.681997 standard deviations
+    assert power.mde(2.0, 5) == pytest.approx(2 * 1.681997, abs=1e-5)
+    # n = 3: 3.264044 sd (the old (t_.975 + t_.8) / √n = 3.096510 had only 77% power)
+    assert power.mde(10.0, 3) == pytest.approx(32.64044, abs=1e-4)
+    assert power.mde(0.0, 4) == 0.0
+    assert power.mde(None, 1) is None and power.mde(3.0, 1) is None
 
 
-def test_seeds_needed_against_hand_computed_values():
-    # sd 2, effect 1: n = 33 gives (2.036933 + 0.852998) * 2 / sqrt(33) = 1.00615 > 1,
-    # n = 34 gives (2.034515 + 0.852649) * 2 / sqrt(34) = 0.99029 <= 1.
-    assert stats.seeds_needed(2.0, 1.0) == 34
-    assert stats.seeds_needed(10.0, 5.0) == 34  # only sd / effect matters
-    # n = 5 detects exactly its own mde: 3.324952 (sd 2); a hair less needs a sixth seed.
-    assert stats.seeds_needed(2.0, 3.3250) == 5
-    assert stats.seeds_needed(2.0, 3.3249) == 6
-    assert stats.seeds_needed(0.0, 1.0) == 2  # no spread: the smallest study will do
-    assert stats.seeds_needed(2.0, 0.01) is None  # more than SEEDS_CAP
-    assert stats.seeds_needed(2.0, 0.0) is None and stats.seeds_needed(None, 1.0) is None
+def test_seeds_needed_against_exact_power():
+    # sd 2, effect 1 (0.5 sd): statsmodels' solve_power gives nobs = 33.37 -> 34 seeds.
+    assert power.seeds_needed(2.0, 1.0) == 34
+    assert power.seeds_needed(10.0, 5.0) == 34  # only sd / effect matters
+    # n = 5 detects exactly its own mde; a hair less needs a sixth seed.
+    assert power.seeds_needed(2.0, power.mde(2.0, 5) + 1e-9) == 5
+    assert power.seeds_needed(2.0, power.mde(2.0, 5) - 1e-4) == 6
+    assert power.seeds_needed(0.0, 1.0) == 2  # no spread: the smallest study will do
+    assert power.seeds_needed(2.0, 0.01) is None  # more than SEEDS_CAP
+    assert power.seeds_needed(2.0, 0.0) is None and power.seeds_needed(None, 1.0) is None
 
 
 def test_effect_defaults_to_the_observed_difference_or_the_mde():
@@ -145,8 +151,7 @@ def test_effect_defaults_to_the_observed_difference_or_the_mde():
     assert no_mean["effect"] == pytest.approx(no_mean["mde"]) and no_mean["seeds_needed"] == 2
     asked = stats.paired_difference([3.0, 4.0, 5.0], effect=1.0)
     assert asked["effect"] == 1.0 and asked["effect_asked"] is True
-    # sd 1, effect 1: n = 10 gives (2.262157 + 0.883404) / sqrt(10) = 0.99471 <= 1,
-    # n = 9 gives (2.306004 + 0.888890) / sqrt(9) = 1.06496 > 1.
+    # sd 1, effect 1: statsmodels' solve_power(effect_size=1) = 9.94 -> 10 seeds.
     assert asked["seeds_needed"] == 10
 
 
@@ -185,7 +190,7 @@ def test_pooled_mcnemar_matches_statsmodels_stratified_table():
         for a, b in zip(base, treat, strict=True)
     ]
     reference = StratifiedTable(np.array(tables, dtype=float).transpose(1, 2, 0))
-    ours = stats.pooled_mcnemar(pairs)
+    ours = image_tests.pooled_mcnemar(pairs)
     plain = reference.test_null_odds(correction=False)
     corrected = reference.test_null_odds(correction=True)
     assert ours["chi2"] == pytest.approx(plain.statistic)
@@ -197,8 +202,8 @@ def test_pooled_mcnemar_matches_statsmodels_stratified_table():
 
 def test_pooled_mcnemar_without_discordant_images_is_p_one():
     same = np.array([True, False, True])
-    assert stats.pooled_mcnemar([(same, same)])["p"] == 1.0
-    assert stats.pooled_mcnemar([]) is None
+    assert image_tests.pooled_mcnemar([(same, same)])["p"] == 1.0
+    assert image_tests.pooled_mcnemar([]) is None
 
 
 def test_verdict_sentence_names_subject_metric_ci_n_and_seeds():
@@ -217,8 +222,19 @@ def test_verdict_sentence_names_subject_metric_ci_n_and_seeds():
         "Pretraining helped: +4.0 points balanced accuracy on cifar10 (pretrained minus "
         "from scratch; 95% CI +1.5 to +6.5; n = 3 seeds)."
     )
-    assert "could detect at n = 3" in out["text"] and "is 3.1 points" in out["text"]
-    assert out["text"].endswith("about 3 seeds would detect an effect of 4.0 points.")
+    assert "At n = 3 seeds" in out["text"] and "with 80% power" in out["text"]
+    assert "is 3.3 points" in out["text"]  # exact: 3.264 sd
+    assert "its power for an effect of 4.0 points is 91% (the observed difference:" in out["text"]
+    assert diff["effect_from"] == "observed"
+    asked = stats.paired_difference([3.0, 4.0, 5.0], effect=2.0)
+    assert asked["effect_from"] == "asked" and "observed difference" not in verdict.detectability(
+        asked
+    )
+    assert "Rough guide: about 3 seeds would detect an effect of 4.0 points" in out["text"]
+    assert out["text"].endswith(
+        "(between 3 and 22 over the sd's 95% interval, 0.5 to 6.3 points: an sd from 3 seeds "
+        "is itself uncertain)."
+    )
 
 
 def test_verdict_sentence_when_inconclusive_and_too_few():

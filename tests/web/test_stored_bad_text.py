@@ -336,7 +336,7 @@ def test_a_name_longer_than_its_column_is_a_422_not_a_500(client):
 
 
 def test_a_number_json_cannot_hold_is_echoed_as_text(client):
-    body = '{"dataset": "demo-tiny", "factor": "augmentation", "seeds": [Infinity, NaN]}'
+    body = '{"dataset": "demo-tiny", "factor": "augmentation", "seeds": Infinity, "priority": NaN}'
     response = client.post(
         "/api/ablations", content=body, headers={"content-type": "application/json"}
     )

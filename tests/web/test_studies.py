@@ -12,7 +12,7 @@ from store.db import session_scope
 from store.runs import metrics as metrics_service
 from store.runs import service as runs_service
 from store.settings import get_settings
-from tests.web.factories import make_group, make_run
+from tests.web.factories import make_group, make_pruned_study, make_run
 
 DISTRIBUTIONS = {
     "kernel_size": CategoricalDistribution([3, 5, 7]),
@@ -129,10 +129,10 @@ def test_single_completed_trial_explains_missing_importances(client):
     (run_id,) = _tune_study(TRIALS[:1])
     data = client.get(f"/api/studies/{run_id}").json()
     assert "importances" not in data["figures"]
-    assert "at least 2 completed trials" in data["missing"]["importances"]
+    assert "needs at least 2 finished trials" in data["missing"]["importances"]
     assert "history" in data["figures"]
     page = client.get(f"/studies/{run_id}").text
-    assert "at least 2 completed trials" in page
+    assert "needs at least 2 finished trials" in page
 
 
 def test_tune_run_without_a_study_yet_shows_no_figures(client):
@@ -151,3 +151,138 @@ def test_unknown_and_non_tune_runs_are_404(client):
     response = client.get(f"/api/studies/{pretrain}")
     assert response.status_code == 404
     assert "pretrain run" in response.json()["detail"]
+
+
+# --- issue 22 item 10: every empty panel says why, labelled and pruned intermediate values,
+# a trial's detail, the study name typed kept ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from backend.studies import service as studies_service  # noqa: E402
+
+STATES = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
+
+
+def _memory_study(trials: list[tuple[int, str, float, str]]) -> optuna.Study:
+    """An in-memory study of (kernel size, optimizer, value, state) trials, 3 epochs each
+    (a pruned one stops after 2)."""
+    study = optuna.create_study(direction="minimize")
+    for kernel_size, optimizer, value, state in trials:
+        curve = (
+            {1: value + 0.2, 2: value}
+            if state == "pruned"
+            else {1: value + 0.2, 2: value + 0.05, 3: value}
+        )
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"kernel_size": kernel_size, "optimizer": optimizer},
+                distributions=DISTRIBUTIONS,
+                value=value if state == "complete" else None,
+                state=STATES[state],
+                intermediate_values=curve,
+            )
+        )
+    return study
+
+
+TRIAL = st.tuples(
+    st.sampled_from([3, 5, 7]),
+    st.sampled_from(["sgd", "adam", "rmsprop"]),
+    st.floats(0.01, 2.0),
+    st.sampled_from(["complete", "pruned"]),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(trials=st.lists(TRIAL, max_size=6))
+def test_every_panel_has_a_figure_or_says_why_it_is_empty(trials):
+    figs, missing = studies_service.figures(_memory_study(trials))
+    assert set(figs) | set(missing) == set(studies_service.PLOTS)
+    assert not set(figs) & set(missing)
+    assert all(text.strip() for text in missing.values())
+    done = [t for t in trials if t[3] == "complete"]
+    moving = sum(len({t[i] for t in done}) > 1 for i in (0, 1))
+    if "contour" in figs:
+        assert len(done) >= 3 and moving == 2
+    elif done:
+        assert "needs at least 3 finished trials over 2+ parameters" in missing["contour"]
+    if "importances" not in figs and done:
+        assert "needs at least 2 finished trials" in missing["importances"]
+    assert ("intermediate" in figs) == bool(trials)
+
+
+def test_contour_with_too_few_trials_or_one_parameter_says_so():
+    two = _memory_study([(3, "adam", 0.3, "complete"), (5, "sgd", 0.2, "complete")])
+    _, missing = studies_service.figures(two)
+    assert missing["contour"].startswith(
+        "Contour needs at least 3 finished trials over 2+ parameters that take different values"
+    )
+    assert "2 finished so far" in missing["contour"]
+    one_param = _memory_study(
+        [(k, "adam", v, "complete") for k, v in ((3, 0.3), (5, 0.2), (7, 0.1))]
+    )
+    figs, missing = studies_service.figures(one_param)
+    assert "contour" not in figs and "1 parameter varying (kernel_size)" in missing["contour"]
+    assert "importances" in figs and "slice" in figs
+
+
+def test_intermediate_lines_are_named_by_trial_and_a_pruned_value_is_marked():
+    study = _memory_study([(3, "adam", 0.3, "complete"), (5, "sgd", 0.9, "pruned")])
+    fig = studies_service.figures(study)[0]["intermediate"]
+    lines = [t for t in fig["data"] if t["mode"] == "lines+markers"]
+    assert [t["name"] for t in lines] == ["trial 0", "trial 1 (pruned)"]
+    assert all(f"trial {t['meta']['trial']}" in t["hovertemplate"] for t in lines)
+    assert fig["layout"]["showlegend"] is True
+    assert lines[1]["line"]["dash"] == "dot" and "dash" not in lines[0]["line"]
+    [mark] = [t for t in fig["data"] if t["mode"] == "markers+text"]
+    assert mark["text"] == ["pruned"] and mark["x"] == [2] and mark["y"] == [0.9]
+    assert mark["meta"] == {"trial": 1, "state": "pruned", "pruned_at": 2}
+    assert "not a final one" in mark["hovertemplate"]
+    assert mark["marker"]["color"] == lines[1]["line"]["color"]
+
+
+def test_trials_carry_their_epochs_and_a_pruned_value_reads_as_pruned(client):
+    run_id = make_pruned_study()
+    data = client.get(f"/api/studies/{run_id}").json()
+    pruned = data["trials"][1]
+    assert pruned["state"] == "pruned" and pruned["intermediate"] == [[1, 0.9], [2, 0.8]]
+    assert pruned["pruned_at"] == 2 and data["trials"][0]["pruned_at"] is None
+    assert data["trials"][0]["intermediate"] == [[1, 0.5], [2, 0.35], [3, 0.3]]
+    assert data["best"]["number"] == 0  # a pruned trial's value is never the best
+    html = client.get(f"/studies/{run_id}").text
+    row = html[html.index('<tr data-trial="1"') :]
+    row = row[: row.index("</tr>")]
+    assert "pruned at epoch 2" in row and 'class="pruned-value"' in row
+    assert 'href="?trial=1#trial-detail"' in row
+    assert 'id="trial-detail"' in html and "/static/js/study.js" in html
+    assert data["plot_titles"]["contour"] == "Contour"
+    assert "Intermediate values" in html
+
+
+def _launch_tune(client, name: str | None) -> dict:
+    params = {"n_trials": 1, "epochs": 1, "kernel_sizes": [3], "optimizers": ["adam"]}
+    if name is not None:
+        params["study_name"] = name
+    response = client.post(
+        "/api/runs", json={"kind": "tune", "dataset": "demo-tiny", "params": params}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()[0]
+
+
+def test_the_study_name_typed_is_the_studys_name(client):
+    name = f"kernel sweep {uuid.uuid4().hex[:6]}"
+    run = _launch_tune(client, name)
+    assert run["study_name"] == name and run["params"]["study_name"] == name
+    assert not run.get("warnings")
+    page = client.get(f"/studies/{run['id']}").text
+    assert f'<span class="mono">{name}</span>' in page
+    again = _launch_tune(client, name)  # taken: kept, with the run's number, and said
+    assert again["study_name"] == f"{name} (run {again['id']})"
+    assert again["params"]["study_name"] == again["study_name"]
+    assert any(name in w and f"run #{run['id']}" in w for w in again["warnings"])
+    # The field's default, never typed: a fresh name without a warning.
+    first, second = _launch_tune(client, None), _launch_tune(client, None)
+    assert first["study_name"] != second["study_name"]
+    assert not second.get("warnings")

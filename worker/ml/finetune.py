@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from jobspec import kinds
 from jobspec.builtin_kinds import FINETUNE
@@ -34,7 +35,7 @@ from worker.ml.models import (
 from worker.ml.pipeline import can_augment, make_input
 from worker.ml.pretrain import load_pretrained, pretrained_kernel_sizes
 from worker.ml.reporting import Reporter
-from worker.ml.splits import pretrain_split_warnings
+from worker.ml.splits import PretrainCheck, check_pretrain, digests, image_sets, write_image_sets
 from worker.ml.training import fit, make_optimizer, runtime
 
 
@@ -121,9 +122,10 @@ def finetune(
     split = dataset.split_validation(
         fraction=config.validation_fraction, seed=config.split, max_images=config.max_train_images
     )
-    warnings = []
+    sets = image_sets(dataset, split, max_images=config.max_train_images, tested=True)
+    check = PretrainCheck()
     if config.encoder != "scratch" and pretrained_dir is not None:
-        warnings = pretrain_split_warnings(dataset, split, pretrained_dir)
+        check = check_pretrain(dataset, sets, pretrained_dir)
     with runtime(config.runtime, config.seed):
         classifier, copied = build_model(config, dataset.num_classes, pretrained_dir)
         set_bn_momentum(classifier, config.bn_momentum)
@@ -159,17 +161,23 @@ def finetune(
             epochs=config.epochs,
             reporter=reporter,
             callbacks=[stopper],
-            class_weight=dataset.class_weights() if config.class_weights else None,
+            class_weight=(
+                part_class_weights(split.y_train, dataset.num_classes)
+                if config.class_weights
+                else None
+            ),
             start=start,
             snapshot=_snapshot(model, stopper, key, "graph" if in_graph else "pipeline"),
         )
-        _describe(result, stopper, config, copied, warnings)
+        _describe(result, stopper, config, copied, check)
+        result.extra["image_sets"] = digests(sets)  # the sets themselves: image_sets.json
         training = result.summary()
         reporter.stage_ended(FINETUNE_STAGE, training)
         # A cancelled run stops now: its best weights are kept, scoring them can wait.
         evaluation = None if result.cancelled else evaluate(classifier, dataset)
     record = split.record()
     files = _export(out_dir, classifier, result, training, evaluation, config, dataset, record)
+    files.append(write_image_sets(out_dir, dataset, sets))
     return FinetuneResult(classifier, training, evaluation, result.cancelled, files, record)
 
 
@@ -198,7 +206,19 @@ def _snapshot(model: keras.Model, stopper: ResumableEarlyStopping, key: dict, au
     return snapshot
 
 
-def _describe(result, stopper, config: FinetuneConfig, copied, warnings: list[str]) -> None:
+def part_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """'Balanced' class weights from the labels the model trains on (the split's training
+    part, not every training image): n / (classes present x count), as scikit-learn's
+    compute_class_weight; a class absent from the part gets 1.0."""
+    counts = np.bincount(labels, minlength=num_classes)
+    present = int(np.count_nonzero(counts))
+    return {
+        c: float(len(labels) / (present * counts[c])) if counts[c] else 1.0
+        for c in range(num_classes)
+    }
+
+
+def _describe(result, stopper, config: FinetuneConfig, copied, check: PretrainCheck) -> None:
     """Early stopping's account of the fit, for the summary."""
     if stopper.best_weights is not None or not config.early_stopping.restore_best_weights:
         result.best_epoch = stopper.best_epoch + 1
@@ -214,7 +234,10 @@ def _describe(result, stopper, config: FinetuneConfig, copied, warnings: list[st
         "restored_best_weights": config.early_stopping.restore_best_weights
         and stopper.best_weights is not None,
         "pretrained_layers": len(copied),
-        "warnings": list(warnings),
+        "warnings": list(check.warnings),
+        # How many of this run's validation and test images the encoder's pretrain trained
+        # on (splits.check_pretrain); None: no pretrain, or it could not be checked.
+        "pretrain_overlap": check.overlap,
     }
 
 

@@ -13,7 +13,7 @@ from keras import ops
 from jobspec.builtin_kinds import PRETRAIN
 from jobspec.params import PretrainConfig, StageConfig
 from jobspec.stages import STAGES
-from worker.ml import artifacts, figures
+from worker.ml import artifacts, figures, probe
 from worker.ml.callbacks import FitState
 from worker.ml.checkpoint import (
     Checkpoint,
@@ -39,6 +39,7 @@ from worker.ml.reconstruction import (
     reconstruction_report,
 )
 from worker.ml.reporting import Reporter
+from worker.ml.splits import image_sets, image_sets_record, write_image_sets
 from worker.ml.training import fit, make_optimizer, runtime
 
 
@@ -87,6 +88,7 @@ class PretrainResult:
     reconstruction: dict | None = None
     probe_errors: dict[str, list[float]] = field(default_factory=dict)
     split: dict = field(default_factory=dict)  # Split.record() of the split trained on
+    learned: dict | None = None  # the probe stage's summary (probe.py); None: it did not run
 
 
 def pretrain(
@@ -96,8 +98,10 @@ def pretrain(
     out_dir: Path,
     reporter: Reporter | None = None,
     resume: Checkpoint | None = None,
+    probe_budget: probe.ProbeBudget | None = None,
 ) -> PretrainResult:
-    """Train AE01 -> AE02 -> AE03, assemble the stacked AE, export all of it to out_dir.
+    """Train AE01 -> AE02 -> AE03, assemble the stacked AE, export all of it to out_dir,
+    then probe what each depth learned (worker/ml/probe.py, within `probe_budget`).
 
     Only the training part of the split trains the autoencoders: its validation part
     scores them and the test images are reconstructed only after training. With `resume`,
@@ -138,7 +142,18 @@ def pretrain(
             )
         probes = dataset.x_test[probe_indices(dataset.y_test, config.probe_images)]
         result.probes, result.probe_errors = probe_reconstructions(models, probes)
-    result.files = _export(out_dir, result, run.rows, config, dataset)
+    # What the encoders were fitted to, quick-run sample included: a fine-tune on them
+    # compares it with its own validation and test images (splits.check_pretrain).
+    trained = image_sets(dataset, split, max_images=config.max_train_images, tested=False)
+    result.files = _export(out_dir, result, run.rows, config, dataset, trained)
+    result.files.append(write_image_sets(out_dir, dataset, trained))
+    # --- What the autoencoders learned (worker/ml/probe.py): a last stage, once all trained.
+    if not cancelled:
+        learned = probe.after_pretrain(
+            models, split, dataset, config, out_dir=out_dir, budget=probe_budget, reporter=reporter
+        )
+        result.learned, result.cancelled = learned.summary, learned.cancelled
+        result.files += learned.files
     return result
 
 
@@ -250,7 +265,7 @@ def assemble_stacked_ae(
     return stacked
 
 
-def _export(out_dir: Path, result: PretrainResult, rows, config, dataset) -> list[Path]:
+def _export(out_dir: Path, result: PretrainResult, rows, config, dataset, sets) -> list[Path]:
     files: list[Path] = []
     for name, model in result.models.items():
         files += artifacts.save_model(model, out_dir, name)
@@ -267,6 +282,7 @@ def _export(out_dir: Path, result: PretrainResult, rows, config, dataset) -> lis
         "decoder_output": config.decoder_output,
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint()},
         "split": result.split,
+        "image_sets": image_sets_record(dataset, sets),  # fetched with the weights by children
         "stages": stages,
         "test_reconstruction_loss": result.test_reconstruction_loss,
         "reconstruction": result.reconstruction,
