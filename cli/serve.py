@@ -200,8 +200,9 @@ def supervise(services: list[Supervised], up: str, grace: float | None = None) -
     # Ctrl-C, whatever SIGINT's disposition was inherited (a process started with SIGINT
     # ignored, as a shell's background job is, would not stop on it, while its web app and
     # workers, which set their own handlers, would: serve restarted them as crashed).
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    # Both are put back on the way out: a caller in the same process (a test, an embedding
+    # program) finds SIGINT and SIGTERM as they were, not raising KeyboardInterrupt forever.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for service in services:
             service.start()
@@ -214,7 +215,11 @@ def supervise(services: list[Supervised], up: str, grace: float | None = None) -
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(services, grace)
+        try:
+            _stop(services, grace)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

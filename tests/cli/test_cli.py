@@ -135,13 +135,19 @@ def test_option_defaults_are_the_config_defaults(command, monkeypatch, tmp_path)
 def test_first_ctrl_c_stops_at_next_batch_second_aborts():
     from cli.progress import TqdmReporter
 
-    with TqdmReporter(disable=True) as reporter:
-        assert not reporter.should_stop()
-        os.kill(os.getpid(), signal.SIGINT)
-        assert reporter.should_stop()
-        with pytest.raises(KeyboardInterrupt):
+    # Python's own Ctrl-C, as a command line starts with, whatever this test process ran
+    # before (its earlier tests may have installed and restored handlers of their own).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with TqdmReporter(disable=True) as reporter:
+            assert not reporter.should_stop()
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert reporter.should_stop()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def read_summary(folder: Path) -> dict:

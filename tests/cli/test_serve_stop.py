@@ -64,11 +64,15 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def own_sigterm():
-    """supervise() installs its SIGTERM handler in this process: put pytest's back."""
-    previous = signal.getsignal(signal.SIGTERM)
+def handlers_kept():
+    """supervise() installs SIGINT and SIGTERM handlers in this process: it must put back
+    the ones it found (a later test of the process, say a Ctrl-C test, relies on them)."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     yield
-    signal.signal(signal.SIGTERM, previous)
+    after = {sig: signal.getsignal(sig) for sig in before}
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    assert after == before, "supervise() left its signal handlers installed"
 
 
 @pytest.mark.slow
@@ -94,7 +98,7 @@ def test_stop_kills_what_is_left_after_the_grace_children_too(tmp_path):
 
 @pytest.mark.slow
 def test_a_web_that_cannot_have_its_port_ends_serve_and_its_workers(
-    tmp_path, monkeypatch, own_sigterm
+    tmp_path, monkeypatch, handlers_kept
 ):
     monkeypatch.setenv("STACKLAB_WORKER_STOP_GRACE_SECONDS", "7")
     get_settings.cache_clear()

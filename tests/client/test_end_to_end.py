@@ -1,6 +1,6 @@
 """The client, its CLI and the example notebook against a real `stacklab serve` (the
-embedded stack, one for the module), with real workers training tiny runs on the built-in
-demo data. The notebook runs top to bottom (a tune, a pretrain, two finetunes, a study, the
+embedded stack, one for the module), with real workers training tiny runs on a small demo
+data set registered before serve starts (the notebook's DATASET parameter). The notebook runs top to bottom (a tune, a pretrain, two finetunes, a study, the
 report), then every number the client gives of its runs is checked against the server's
 own JSON answer, and its model loaded back.
 
@@ -24,7 +24,7 @@ from client.api import Client
 from jobspec.status import RunStatus
 from tests.cli.serving import start_serve
 from tests.cli.slowkind import NAME as SLOW_KIND
-from tests.stack import REPO_ROOT, scaled
+from tests.stack import REPO_ROOT, scaled, stack_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +36,9 @@ NOTEBOOK_OVERRIDES = {
     "pretrain": TINY,
     "finetune": {"epochs": 1, **TINY},
 }
+# The notebook's data set: the demo's shapes, few enough test images that evaluating each
+# of its eight runs (the seed's full-size models, on CPU) costs a second, not ten.
+DATA_SET = "demo-small"
 TRAINING = 600  # seconds a tiny run or study may take at most on a busy machine
 SERVE_ENV = {
     # Nothing here tests the upkeep: a training child starved of CPU on a busy machine is
@@ -52,7 +55,14 @@ def served(tmp_path_factory):
     """`stacklab serve` (a training worker and the CPU lane) on a fresh embedded store."""
     tmp = tmp_path_factory.mktemp("client")
     env = {**SERVE_ENV, "STACKLAB_QUEUE": f"client-{uuid.uuid4().hex[:8]}"}
-    serving = start_serve(tmp, env=env)
+    data_dir = tmp / "serve-data"
+    with stack_env({"STACKLAB_DATA_DIR": str(data_dir)}):
+        from store.db import upgrade_schema
+        from worker.datasets import register
+
+        upgrade_schema()
+        register(_small_demo(), name=DATA_SET)
+    serving = start_serve(tmp, data_dir=data_dir, env=env)
     try:
         yield serving.up()
     finally:
@@ -94,12 +104,17 @@ def _client_agrees_with_the_api(url: str, pretrain_id: int, group_id: int, out: 
     _cli_downloads_what_the_api_lists(url, pretrain.id, out)
 
 
+def _small_demo():
+    from worker.ml.datasets.demo import make_demo
+
+    return make_demo(seed=0, n_train=400, n_test=100)
+
+
 def _test_accuracy(model) -> float:
-    """The model's accuracy on the demo data set's test split, computed here."""
-    from worker.ml.datasets.load import load_dataset
+    """The model's accuracy on the notebook's data set's test split, computed here."""
     from worker.ml.evaluate import predict_proba
 
-    demo = load_dataset("demo")
+    demo = _small_demo()
     return float((predict_proba(model, demo.x_test).argmax(axis=1) == demo.y_test).mean())
 
 
@@ -153,7 +168,9 @@ def test_the_example_notebook_runs_top_to_bottom_and_agrees_with_the_api(served,
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    parameters.source += f"\nSERVER = {served.url!r}\nOVERRIDES = {NOTEBOOK_OVERRIDES!r}\n"
+    parameters.source += (
+        f"\nSERVER = {served.url!r}\nDATASET = {DATA_SET!r}\nOVERRIDES = {NOTEBOOK_OVERRIDES!r}\n"
+    )
     notebook.cells.append(
         nbformat.v4.new_code_cell(
             "import httpx, json\n"
