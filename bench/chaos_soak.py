@@ -29,7 +29,8 @@ steps 1..N), every failed run, failed import and non-succeeded attempt explained
 or a cancel that hit it (a lost attempt only on a process that was killed or stopped), no
 message loop (no re-send after the drain, the broker's queue short, sends per run bounded),
 no process left after shutdown. Prints a table per stack (faults injected and survived, runs
-by status, attempts by outcome, failed checks with their evidence); the last line is one JSON object.
+by status, attempts by outcome, failed checks with their evidence); the last line is one
+JSON object.
 
     python bench/chaos_soak.py [--minutes 30] [--stack redis-postgres|embedded|both]
         [--seed 0] [--workers 3] [--runs 0] [--fault-every 10] [--faults a,b] [--keep]

@@ -1,8 +1,9 @@
 """The client, its CLI and the example notebook against a real `stacklab serve` (the
 embedded stack, one for the module), with real workers training tiny runs on a small demo
-data set registered before serve starts (the notebook's DATASET parameter). The notebook runs top to bottom (a tune, a pretrain, two finetunes, a study, the
-report), then every number the client gives of its runs is checked against the server's
-own JSON answer, and its model loaded back.
+data set registered before serve starts (the notebook's DATASET parameter). The notebook
+runs top to bottom (a tune, a pretrain, two finetunes, a study, the report), then every
+number the client gives of its runs is checked against the server's own JSON answer, and
+its model loaded back.
 
 Once, on one stack: the client speaks only HTTP, to routes that answer alike on every store
 (tests/web runs them on SQLite and PostgreSQL), and real workers on PostgreSQL + Redis are

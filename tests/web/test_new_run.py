@@ -69,7 +69,8 @@ def test_auto_metric_says_what_it_picks_for_each_data_set(client):
     assert re.search(r'<option value="demo-tiny"\s+data-default-metric="accuracy"', study)
     assert re.search(
         # imbalanced training classes, a balanced test set: "auto" is accuracy there
-        r'<option value="tiny-skewed"\s+data-default-metric="accuracy"', study
+        r'<option value="tiny-skewed"\s+data-default-metric="accuracy"',
+        study,
     )
 
 
