@@ -27,3 +27,16 @@ def test_the_script_installs_chromium_when_missing_and_runs_pytest():
     last = text.rstrip().splitlines()[-1]
     assert last.startswith("exec python3 -m pytest") and last.endswith('"$@"')
     assert "--dist loadfile" in last  # a module's fixtures stay in one test process
+
+
+def test_the_longest_first_order_names_modules_that_exist_once():
+    """A renamed or deleted module would drop out of the order silently and run last."""
+    from tests.conftest import GROUPED, LONGEST_FIRST
+
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
+    missing = [path for path in LONGEST_FIRST if not (REPO_ROOT / path).is_file()]
+    assert not missing
+    # A grouped folder's modules sit together, so the folder goes out where its first is.
+    for unit in GROUPED:
+        ranks = [i for i, path in enumerate(LONGEST_FIRST) if path.startswith(unit)]
+        assert ranks == list(range(ranks[0], ranks[0] + len(ranks))), unit
