@@ -32,15 +32,27 @@ def epochs_logged(run_id: int) -> int:
         return len(metrics_service.series(session, run_id).get("finetune/loss", []))
 
 
-def evaluate_outcomes(log_dir: Path) -> list[str]:
-    """What each worker's evaluate tasks answered, from their logs (the CPU lane runs them;
-    the training workers' logs are read too, to see none ran there)."""
-    names = ("w1", "w2", "cpu-lane")
-    return [m for name in names for m in DONE.findall((log_dir / f"{name}.log").read_text())]
+def log_sizes(log_dir: Path) -> dict[Path, int]:
+    """Where each worker's log ends now: what comes after is this test's."""
+    return {path: path.stat().st_size for path in log_dir.glob("*.log")}
+
+
+def evaluate_outcomes(log_dir: Path, since: dict[Path, int]) -> list[str]:
+    """What evaluate tasks answered in the stack's worker logs since `since` (the CPU lane
+    runs them, whichever CPU-lane worker is up now: an earlier test of the package may have
+    replaced the first; the training workers' logs are read too, to see none ran there)."""
+    found = []
+    for path in sorted(log_dir.glob("*.log")):
+        with path.open("rb") as log:
+            log.seek(since.get(path, 0))
+            found += DONE.findall(log.read().decode(errors="replace"))
+    return found
 
 
 @pytest.mark.parametrize("stack", ["redis-postgres"], indirect=True)
 def test_evaluate_now_on_a_cancelled_finetune_stores_an_evaluation_and_keeps_its_status(stack):
+    log_dir = stack["workers"].log_dir
+    since = log_sizes(log_dir)  # the stack lives for the package: its logs hold earlier tests'
     params = {"encoder": "scratch", "epochs": 500, "batch_size": 50}
     with session_scope() as session:
         run_in = RunCreate(kind="finetune", dataset="demo-tiny", params=params)
@@ -74,9 +86,8 @@ def test_evaluate_now_on_a_cancelled_finetune_stores_an_evaluation_and_keeps_its
     assert {"evaluation.json", "predictions.npz", "confusion_matrix.png"} <= set(names)
     assert len(names) == len(set(names))
 
-    log_dir = Path(stack["env"]["STACKLAB_DATA_DIR"])
     outcomes = wait_for(
-        lambda: len(found := evaluate_outcomes(log_dir)) >= 2 and found,
+        lambda: len(found := evaluate_outcomes(log_dir, since)) >= 2 and found,
         timeout=30,
         what="both messages handled",
     )
