@@ -293,6 +293,15 @@ def wire(value: Any) -> str:
     return quote(text.encode("utf-8", "surrogatepass"), safe="")
 
 
+def path_segment(value: Any) -> str:
+    """A path parameter as it goes on the wire. A segment of "." or ".." is a dot-segment
+    that every client removes before sending (RFC 3986 5.2.4: `/api/runs/.` is sent as
+    `/api/runs`, another route), so its dots are percent-encoded: the server then receives
+    the value itself."""
+    segment = wire(value)
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
 @dataclasses.dataclass
 class Call:
     """One request; its repr is a reproducible example (long runs of a character shortened
@@ -308,7 +317,7 @@ class Call:
     def url(self) -> str:
         path = self.template
         for name, value in self.path_params.items():
-            path = path.replace("{" + name + "}", wire(value))
+            path = path.replace("{" + name + "}", path_segment(value))
         pairs = []
         for name, value in self.query.items():
             for item in value if isinstance(value, list) else [value]:
