@@ -75,8 +75,20 @@ def escape_figure(node: Any, *, keep_breaks: bool = False) -> Any:
     return node
 
 
+# Plotly's WebGL traces compile their shaders' glue with `new Function` (regl), which the
+# pages' Content-Security-Policy (script-src 'self', no 'unsafe-eval') blocks: the chart
+# fails, and the browser reports a violation. Every figure uses SVG traces.
+WEBGL_TRACES = frozenset(
+    {"scattergl", "scatterpolargl", "splom", "parcoords", "heatmapgl", "pointcloud"}
+)
+
+
 def figure(data: list[dict], layout: dict) -> dict:
-    """A figure spec ready for JSON and Plotly.react(el, fig.data, fig.layout), text escaped."""
+    """A figure spec ready for JSON and Plotly.react(el, fig.data, fig.layout), text escaped.
+    Refuses WebGL trace types (WEBGL_TRACES): they cannot run under the pages' CSP."""
+    webgl = sorted({str(t.get("type")) for t in data} & WEBGL_TRACES)
+    if webgl:
+        raise ValueError(f"WebGL traces {webgl} need eval, which the CSP forbids: use SVG ones")
     return {
         "data": escape_figure(data),
         "layout": {"template": template(), **escape_figure(layout)},

@@ -222,7 +222,7 @@ def _pca_traces(pca: dict, classes: list[str], *, visible: bool) -> list[dict]:
     xs, ys, labels = pca.get("x") or [], pca.get("y") or [], pca.get("label") or []
     names = [classes[i] if 0 <= i < len(classes) else str(i) for i in labels]
     base: dict[str, Any] = {
-        "type": "scattergl",
+        "type": "scatter",  # SVG: WebGL traces need eval, which the CSP forbids
         "mode": "markers",
         "visible": visible,
         "hovertemplate": "%{text}<extra></extra>",

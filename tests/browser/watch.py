@@ -37,12 +37,14 @@ def assert_clean(
     Chromium's console line for each) and the CSP violations `allowed_violations`
     ("directive blocked-uri"). A page without `watch` is checked for what it recorded."""
     assert page.outside_requests == [], "pages must not reach other hosts"
-    assert page.js_errors == []
+    assert page.js_errors == [], f"script errors on {page.url}: {page.js_errors}"
     if not hasattr(page, "console_errors"):
         return
     violations = [v for v in page.evaluate("window.__csp") if v not in allowed_violations]
-    assert violations == []
+    assert violations == [], f"CSP violations on {page.url}: {violations}"
     allowed = [f"status of {code}" for code in expected_statuses]
     allowed += [violation.split()[1] for violation in allowed_violations]
-    assert [e for e in page.console_errors if not any(a in e for a in allowed)] == []
-    assert [f for f in page.failed if f[0] not in expected_statuses] == []
+    errors = [e for e in page.console_errors if not any(a in e for a in allowed)]
+    assert errors == [], f"console errors on {page.url}: {errors}"
+    failed = [f for f in page.failed if f[0] not in expected_statuses]
+    assert failed == [], f"failed responses on {page.url}: {failed}"

@@ -144,3 +144,12 @@ def test_optuna_study_plots_show_parameter_values_as_written():
         assert leftovers == [], leftovers
     shown = json.dumps(figures)
     assert "&lt;a href=" in shown and "<a href" not in shown
+
+
+@pytest.mark.parametrize("kind", sorted(plotting.WEBGL_TRACES))
+def test_a_webgl_trace_is_refused_before_it_reaches_a_page(kind):
+    """WebGL traces need eval (regl), which the pages' CSP blocks: a figure may not use one
+    (the learned-features PCA once did: its chart broke the CSP on the run page)."""
+    with pytest.raises(ValueError, match="CSP"):
+        plotting.figure([{"type": kind, "x": [1], "y": [2]}], {})
+    assert plotting.figure([{"type": "scatter", "x": [1], "y": [2]}], {})["data"]
