@@ -23,3 +23,15 @@ def store(request, tmp_path_factory):
         yield register(make_demo(seed=1, n_train=40, n_test=10), name="demo-store")
     if drop:
         drop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path):
+    """An empty store's URL, one per test, on each database: the migration tests build an
+    old schema there and upgrade it."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    url, drop = create_pg_database()
+    yield url
+    drop()

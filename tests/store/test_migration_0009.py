@@ -5,24 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from store.db import alembic_config
-from tests.stack import create_pg_database
 
 NEW_COLUMNS = {"planned_epochs", "evaluation_queued_at", "evaluation_task_id"}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    url, drop = create_pg_database()
-    yield url
-    drop()
 
 
 def _columns(engine) -> set[str]:

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import command
 
 from store.db import alembic_config
-from tests.stack import create_pg_database
 
 FINISHED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 # id -> (status, cancel_requested, finished_at) as 0009 stored them
@@ -21,16 +20,6 @@ ROWS = {
     3: ("running", True, None),  # stops at its next batch
     4: ("cancelled", True, FINISHED),
 }
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    url, drop = create_pg_database()
-    yield url
-    drop()
 
 
 def _fill(engine) -> None:

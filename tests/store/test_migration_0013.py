@@ -7,29 +7,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from store.db import alembic_config
 from store.runs import values
-from tests.stack import create_pg_database
 
 PARAMS = {
     1: {"learning_rate": 0.01, "augment": True, "augmentation": {"zoom_range": 0.1}},
     2: {"optimizer": "adam", "kernel_sizes": [3, 5], "split_seed": None, "runtime": {}},
     3: {},
 }
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    url, drop = create_pg_database()
-    yield url
-    drop()
 
 
 def _fill(engine) -> None:
